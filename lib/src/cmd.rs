@@ -1,0 +1,472 @@
+//! The one place that spawns processes.
+//!
+//! Pacemaker kills an agent whose action outlives its timeout, so no child may
+//! run unbounded (the `heartbeat/pgsql` agent can retry `crm_mon` for a day).
+//! Every child here:
+//! - gets `stdin` from `/dev/null`, so nothing ever waits on the agent's input;
+//! - runs in its own process group, killed as a whole when the deadline passes
+//!   or when its handle is dropped;
+//! - has stdout and stderr drained on threads while it runs, so a noisy child
+//!   cannot fill a pipe and deadlock (the ripgrep `StderrReader` pattern);
+//! - yields an error that names the command, the status and the trimmed stderr
+//!   (the shape of cargo's `ProcessError`).
+//!
+//! A daemon that inherits our pipes (a server started by a wrapper) would keep
+//! them open forever: once the direct child has exited we wait for the pipes
+//! only a short grace period and then return what was read.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::{Gid, Pid, Uid};
+
+/// How long to wait for the output pipes after the child itself has exited.
+const PIPE_GRACE: Duration = Duration::from_millis(200);
+/// How often the child's exit is polled.
+const POLL: Duration = Duration::from_millis(5);
+/// Captured output kept per stream, so a runaway child cannot exhaust memory.
+const MAX_CAPTURE: usize = 1 << 20;
+
+/// A command to run: program, arguments, environment, user and timeout.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    env_remove: Vec<OsString>,
+    user: Option<(Uid, Gid)>,
+    cwd: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl Spec {
+    /// A command running `program` with a 10 s timeout until told otherwise.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Spec {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            user: None,
+            cwd: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    /// Adds several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the child (secrets go here, never in
+    /// arguments, which any user can read in `ps`).
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.env.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self
+    }
+
+    /// Removes an environment variable from the child's environment.
+    pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Self {
+        self.env_remove.push(k.as_ref().to_owned());
+        self
+    }
+
+    /// Runs the child as this user and group (supplementary groups dropped).
+    pub fn user(mut self, uid: Uid, gid: Gid) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// Runs the child in this directory.
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The child's timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// The program, as given.
+    pub fn program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The command line, for messages: program and arguments, space separated.
+    pub fn display(&self) -> String {
+        let mut s = self.program.to_string_lossy().into_owned();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+}
+
+/// What a finished child left.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output, lossily decoded.
+    pub stdout: String,
+    /// Its standard error, lossily decoded.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Output {
+    /// The exit code, `None` when killed by a signal.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The program does not exist or is not executable.
+    #[error("{program}: not found or not executable")]
+    NotFound {
+        /// The program.
+        program: String,
+    },
+    /// The program could not be started.
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// The command outlived its timeout and was killed.
+    #[error("{command} timed out after {:.1} s{}", timeout.as_secs_f64(), stderr_suffix(stderr))]
+    TimedOut {
+        /// The command line.
+        command: String,
+        /// Its timeout.
+        timeout: Duration,
+        /// What it wrote to stderr until then.
+        stderr: String,
+    },
+    /// The command exited unsuccessfully.
+    #[error("{command} failed ({status}){}", stderr_suffix(stderr))]
+    Failed {
+        /// The command line.
+        command: String,
+        /// "exit code N" or "killed by signal S".
+        status: String,
+        /// Its exit code, when it exited.
+        code: Option<i32>,
+        /// Its trimmed stderr.
+        stderr: String,
+        /// Its stdout (some tools report errors there).
+        stdout: String,
+    },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let t = stderr.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        // Keep it to what fits an exit reason: the last line says most.
+        let last = t.lines().last().unwrap_or(t).trim();
+        format!(": {last}")
+    }
+}
+
+/// Describes an exit status as people read it.
+pub fn describe_status(status: &ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => match Signal::try_from(s) {
+            Ok(sig) => format!("killed by {sig}"),
+            Err(_) => format!("killed by signal {s}"),
+        },
+        _ => "unknown status".to_string(),
+    }
+}
+
+/// Runs the command and returns its output if it exited 0.
+pub fn run(spec: &Spec) -> Result<Output, CommandError> {
+    let out = run_unchecked(spec)?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(CommandError::Failed {
+            command: spec.display(),
+            status: describe_status(&out.status),
+            code: out.status.code(),
+            stderr: out.stderr.trim().to_string(),
+            stdout: out.stdout,
+        })
+    }
+}
+
+/// Runs the command and returns its output whatever its exit status; fails
+/// only when it cannot start or outlives its timeout.
+pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
+    let started = Instant::now();
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some((uid, gid)) = spec.user {
+        // std calls setgroups(0) before setuid when dropping root, so the
+        // child keeps none of root's supplementary groups.
+        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+    }
+    if let Some(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let program = spec.program.to_string_lossy().into_owned();
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            CommandError::NotFound {
+                program: program.clone(),
+            }
+        }
+        _ => CommandError::Spawn {
+            program: program.clone(),
+            source: e,
+        },
+    })?;
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_mut().expect("child present");
+
+    let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
+    if let Some(out) = child.stdout.take() {
+        spawn_reader(out, true, tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        spawn_reader(err, false, tx.clone());
+    }
+    drop(tx);
+
+    let deadline = started + spec.timeout;
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut pipes_open = 2;
+    let status = loop {
+        // Collect whatever the readers have sent so far.
+        while let Ok((is_out, buf)) = rx.try_recv() {
+            collect(is_out, buf, &mut stdout, &mut stderr, &mut pipes_open);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => {
+                return Err(CommandError::Spawn {
+                    program,
+                    source: e,
+                })
+            }
+        }
+        if Instant::now() >= deadline {
+            guard.kill();
+            while let Ok((is_out, buf)) = rx.recv_timeout(PIPE_GRACE) {
+                collect(is_out, buf, &mut stdout, &mut stderr, &mut pipes_open);
+                if pipes_open == 0 {
+                    break;
+                }
+            }
+            return Err(CommandError::TimedOut {
+                command: spec.display(),
+                timeout: spec.timeout,
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            });
+        }
+        thread::sleep(POLL);
+    };
+    guard.0 = None; // reaped: nothing left to kill
+    let grace_end = Instant::now() + PIPE_GRACE;
+    while pipes_open > 0 {
+        let left = grace_end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((is_out, buf)) => collect(is_out, buf, &mut stdout, &mut stderr, &mut pipes_open),
+            Err(_) => break, // a daemon kept our pipe: return what we have
+        }
+    }
+    Ok(Output {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// An empty buffer from a reader means its pipe closed.
+fn collect(
+    is_out: bool,
+    buf: Vec<u8>,
+    stdout: &mut Vec<u8>,
+    stderr: &mut Vec<u8>,
+    pipes_open: &mut usize,
+) {
+    if buf.is_empty() {
+        *pipes_open = pipes_open.saturating_sub(1);
+        return;
+    }
+    let target = if is_out { stdout } else { stderr };
+    let room = MAX_CAPTURE.saturating_sub(target.len());
+    target.extend_from_slice(&buf[..buf.len().min(room)]);
+}
+
+fn spawn_reader<R: Read + Send + 'static>(mut r: R, is_out: bool, tx: mpsc::Sender<(bool, Vec<u8>)>) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send((is_out, Vec::new()));
+                    return;
+                }
+                Ok(n) => {
+                    if tx.send((is_out, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Kills the child's whole process group when dropped before being reaped
+/// (the drbd-reactor `KillOnDrop` pattern).
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let pgid = Pid::from_raw(child.id() as i32);
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_stdout_and_stderr_of_a_successful_command() {
+        let out = run(&Spec::new("sh").args(["-c", "echo out; echo err >&2"])).unwrap();
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(out.code(), Some(0));
+    }
+
+    #[test]
+    fn a_failed_command_names_itself_its_status_and_its_stderr() {
+        let err = run(&Spec::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("sh -c"), "{msg}");
+        assert!(msg.contains("exit code 3"), "{msg}");
+        assert!(msg.ends_with(": boom"), "{msg}");
+    }
+
+    #[test]
+    fn run_unchecked_returns_non_zero_exits_as_output() {
+        let out = run_unchecked(&Spec::new("sh").args(["-c", "exit 7"])).unwrap();
+        assert_eq!(out.code(), Some(7));
+    }
+
+    #[test]
+    fn a_missing_program_is_not_found() {
+        let err = run(&Spec::new("/nonexistent/rapidpro-ha-nothing")).unwrap_err();
+        assert!(matches!(err, CommandError::NotFound { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed_with_its_children() {
+        let t = Instant::now();
+        let err = run(&Spec::new("sh")
+            .args(["-c", "echo started >&2; sleep 30 & sleep 30; wait"])
+            .timeout(Duration::from_millis(300)))
+        .unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        match err {
+            CommandError::TimedOut { stderr, .. } => assert_eq!(stderr, "started"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_daemon_holding_the_pipes_does_not_hold_the_caller() {
+        // The direct child exits at once; its background grandchild keeps
+        // stdout open for 30 s.
+        let t = Instant::now();
+        let out = run(&Spec::new("sh")
+            .args(["-c", "sleep 3 & echo parent-done"])
+            .timeout(Duration::from_secs(10)))
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(out.stdout.contains("parent-done"));
+    }
+
+    #[test]
+    fn a_noisy_child_does_not_deadlock() {
+        let out = run(&Spec::new("sh").args([
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' x; head -c 300000 /dev/zero | tr '\\0' y >&2",
+        ]))
+        .unwrap();
+        assert_eq!(out.stdout.len(), 300_000);
+        assert_eq!(out.stderr.len(), 300_000);
+    }
+
+    #[test]
+    fn the_environment_reaches_the_child_and_stdin_is_empty() {
+        let out = run(&Spec::new("sh")
+            .args(["-c", "printf %s \"$RAPIDPRO_TEST\"; cat"])
+            .env("RAPIDPRO_TEST", "v"))
+        .unwrap();
+        assert_eq!(out.stdout, "v");
+    }
+}

@@ -1,0 +1,15 @@
+//! The library behind `ocf:rapidpro:stack`.
+//!
+//! Modules are named after the things an administrator knows: the OCF protocol
+//! (`ocf`), the agent's parameters (`config`), PostgreSQL (`postgres`), Redis
+//! (`redis`) and the Pacemaker cluster (`cluster`). `stack` ties them into the
+//! agent's actions. Only `cmd` spawns processes, always with a deadline.
+
+pub mod cluster;
+pub mod cmd;
+pub mod config;
+pub mod deadline;
+pub mod ocf;
+pub mod postgres;
+pub mod redis;
+pub mod stack;
