@@ -1,1 +1,889 @@
-//! (in progress)
+//! The agent's parameters: one table, used for meta-data, defaults and
+//! validation, so a name can never be spelt two ways.
+//!
+//! Validation is in two parts, because Pacemaker treats the exit codes
+//! differently: [`Config::from_env`] checks the form of every value, which is
+//! the same on every node (`OCF_ERR_CONFIGURED`, 6: the resource is stopped
+//! everywhere); [`Config::check_host`] checks this host (binaries, users,
+//! directories: 5, 2 or 4, after which only this node is banned).
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::unistd::{Gid, Uid, User};
+
+use crate::ocf::env::OcfEnv;
+use crate::ocf::OcfRc;
+
+/// What kind of value a parameter takes, for meta-data and validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// Free text.
+    String,
+    /// A whole number.
+    Integer,
+    /// true/false.
+    Boolean,
+}
+
+/// One parameter of the agent.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamSpec {
+    /// Name, as in `OCF_RESKEY_<name>`.
+    pub name: &'static str,
+    /// Value type.
+    pub kind: ParamType,
+    /// Default value shown in meta-data; `None` when required or derived.
+    pub default: Option<&'static str>,
+    /// Whether the parameter must be given.
+    pub required: bool,
+    /// A secret: hidden by pcs/crmsh (`private="1"`).
+    pub private: bool,
+    /// One line.
+    pub shortdesc: &'static str,
+    /// What it is for, its form, and what happens with it.
+    pub longdesc: &'static str,
+}
+
+/// Parameter names, each a single constant.
+pub mod names {
+    #![allow(missing_docs)]
+    pub const PGDATA: &str = "pgdata";
+    pub const DATADIR: &str = "datadir";
+    pub const BINDIR: &str = "bindir";
+    pub const PGPORT: &str = "pgport";
+    pub const PGHOST: &str = "pghost";
+    pub const SYSTEM_USER: &str = "system_user";
+    pub const PG_LOGFILE: &str = "pg_logfile";
+    pub const PRIMARY_HOST: &str = "primary_host";
+    pub const PRIMARY_PORT: &str = "primary_port";
+    pub const REPL_USER: &str = "repl_user";
+    pub const REPL_PASSWORD: &str = "repl_password";
+    pub const MAXLAG: &str = "maxlag";
+    pub const SYNC_REPLICATION: &str = "sync_replication";
+    pub const REWIND: &str = "rewind";
+    pub const REDIS_SERVER: &str = "redis_server";
+    pub const REDIS_CONFIG: &str = "redis_config";
+    pub const REDIS_PORT: &str = "redis_port";
+    pub const REDIS_PRIMARY_PORT: &str = "redis_primary_port";
+    pub const REDIS_SOCKET: &str = "redis_socket";
+    pub const REDIS_PASSWORD: &str = "redis_password";
+    pub const REDIS_USER: &str = "redis_user";
+    pub const STATE_DIR: &str = "state_dir";
+    pub const CONNECT_TIMEOUT: &str = "connect_timeout";
+    pub const QUERY_TIMEOUT: &str = "query_timeout";
+}
+
+use names::*;
+
+/// Every parameter, in the order meta-data lists them.
+pub const PARAMETERS: &[ParamSpec] = &[
+    ParamSpec {
+        name: PGDATA,
+        kind: ParamType::String,
+        default: Some("/var/lib/postgresql/15/main"),
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL data directory",
+        longdesc: "Absolute path of the PostgreSQL data directory (PGDATA): where postmaster.pid, \
+                   standby.signal and postgresql.auto.conf live. It must belong to system_user with mode 0700 or 0750.",
+    },
+    ParamSpec {
+        name: DATADIR,
+        kind: ParamType::String,
+        default: Some("/etc/postgresql/15/main"),
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL configuration directory",
+        longdesc: "Directory holding postgresql.conf when the configuration lives apart from the data, \
+                   as on Debian (/etc/postgresql/15/main, whose postgresql.conf sets data_directory). \
+                   When unset: pgdata if it holds postgresql.conf, otherwise this default. \
+                   pg_ctl is run with -D datadir.",
+    },
+    ParamSpec {
+        name: BINDIR,
+        kind: ParamType::String,
+        default: Some("/usr/lib/postgresql/15/bin"),
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL binaries directory",
+        longdesc: "Directory holding pg_ctl, pg_controldata and pg_rewind.",
+    },
+    ParamSpec {
+        name: PGPORT,
+        kind: ParamType::Integer,
+        default: Some("5432"),
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL port",
+        longdesc: "Port of the local PostgreSQL (1 to 65535). It must match the port setting of postgresql.conf; \
+                   the agent connects through the unix socket in pghost with this port number.",
+    },
+    ParamSpec {
+        name: PGHOST,
+        kind: ParamType::String,
+        default: Some("/var/run/postgresql"),
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL unix socket directory",
+        longdesc: "Absolute path of the directory of the local PostgreSQL unix socket (unix_socket_directories). \
+                   The agent connects there as system_user with peer authentication, without running psql.",
+    },
+    ParamSpec {
+        name: SYSTEM_USER,
+        kind: ParamType::String,
+        default: Some("postgres"),
+        required: false,
+        private: false,
+        shortdesc: "System user running PostgreSQL",
+        longdesc: "The system user that owns pgdata and runs PostgreSQL, pg_ctl and pg_rewind; also the database \
+                   role of the agent's local connection (peer authentication on the unix socket).",
+    },
+    ParamSpec {
+        name: PG_LOGFILE,
+        kind: ParamType::String,
+        default: Some("/var/log/postgresql/postgresql-15-main.log"),
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL server log file",
+        longdesc: "Absolute path of the file pg_ctl sends the server's output to (pg_ctl -l). \
+                   Its directory must be writable by system_user.",
+    },
+    ParamSpec {
+        name: PRIMARY_HOST,
+        kind: ParamType::String,
+        default: None,
+        required: true,
+        private: false,
+        shortdesc: "Address of the primary (normally the virtual IP)",
+        longdesc: "Host name or IP address that standbys stream from and Redis replicas follow: normally the \
+                   virtual IP colocated with the Promoted role. Before promoting, the agent checks that no \
+                   writable PostgreSQL answers there, so two primaries never exist.",
+    },
+    ParamSpec {
+        name: PRIMARY_PORT,
+        kind: ParamType::Integer,
+        default: None,
+        required: false,
+        private: false,
+        shortdesc: "PostgreSQL port at primary_host",
+        longdesc: "Port of PostgreSQL at primary_host (1 to 65535). Defaults to pgport.",
+    },
+    ParamSpec {
+        name: REPL_USER,
+        kind: ParamType::String,
+        default: Some("replicator"),
+        required: false,
+        private: false,
+        shortdesc: "Replication role",
+        longdesc: "Database role with the REPLICATION attribute that standbys connect as (primary_conninfo). \
+                   The agent also uses it to ask primary_host whether it is writable, so pg_hba.conf must \
+                   allow it to connect to the postgres database. With rewind=true it also needs EXECUTE on \
+                   pg_ls_dir, pg_stat_file and pg_read_binary_file, as pg_rewind requires.",
+    },
+    ParamSpec {
+        name: REPL_PASSWORD,
+        kind: ParamType::String,
+        default: None,
+        required: false,
+        private: true,
+        shortdesc: "Password of the replication role",
+        longdesc: "Password of repl_user. Written into primary_conninfo (postgresql.auto.conf, readable only by \
+                   system_user) and passed to pg_rewind through its environment, never on a command line. \
+                   Leave it unset to rely on a .pgpass file of system_user.",
+    },
+    ParamSpec {
+        name: MAXLAG,
+        kind: ParamType::Integer,
+        default: Some("16777216"),
+        required: false,
+        private: false,
+        shortdesc: "Largest lag of a promotable standby, in bytes",
+        longdesc: "A standby whose replayed position is more than this many bytes of WAL behind the primary \
+                   gets a negative promotion score and is not promoted (0 disables the limit). A standby \
+                   that is not streaming is never promotable while a primary runs.",
+    },
+    ParamSpec {
+        name: SYNC_REPLICATION,
+        kind: ParamType::String,
+        default: Some("on"),
+        required: false,
+        private: false,
+        shortdesc: "Synchronous replication: off, on or strict",
+        longdesc: "off: asynchronous replication. on: commits wait for a standby while at least one is \
+                   streaming, and stop waiting as soon as none is left (the primary's monitor switches \
+                   synchronous_standby_names), so writes go on when the last standby is lost. strict: a \
+                   commit is never acknowledged before a standby has it; writes block while no standby \
+                   streams (the promoted monitor then reports degraded).",
+    },
+    ParamSpec {
+        name: REWIND,
+        kind: ParamType::Boolean,
+        default: Some("false"),
+        required: false,
+        private: false,
+        shortdesc: "Rewind a diverged old primary with pg_rewind",
+        longdesc: "When an old primary's timeline has diverged from the current primary's, start runs pg_rewind \
+                   and then follows the primary. When false, start fails with an exit reason asking for a \
+                   rebuild, and the data is left untouched. pg_rewind needs wal_log_hints=on or data checksums.",
+    },
+    ParamSpec {
+        name: REDIS_SERVER,
+        kind: ParamType::String,
+        default: Some("/usr/bin/redis-server"),
+        required: false,
+        private: false,
+        shortdesc: "redis-server binary",
+        longdesc: "Absolute path of the redis-server binary.",
+    },
+    ParamSpec {
+        name: REDIS_CONFIG,
+        kind: ParamType::String,
+        default: Some("/etc/redis/redis.conf"),
+        required: false,
+        private: false,
+        shortdesc: "Redis configuration file",
+        longdesc: "The administrator's redis.conf. The agent includes it first in a configuration it generates \
+                   under state_dir, which then sets port, unixsocket, pidfile, daemonize, masterauth and \
+                   replicaof, so Redis always starts as a replica.",
+    },
+    ParamSpec {
+        name: REDIS_PORT,
+        kind: ParamType::Integer,
+        default: Some("6379"),
+        required: false,
+        private: false,
+        shortdesc: "Redis TCP port",
+        longdesc: "TCP port of the local Redis (1 to 65535).",
+    },
+    ParamSpec {
+        name: REDIS_PRIMARY_PORT,
+        kind: ParamType::Integer,
+        default: None,
+        required: false,
+        private: false,
+        shortdesc: "Redis port at primary_host",
+        longdesc: "TCP port replicas follow at primary_host (1 to 65535). Defaults to redis_port.",
+    },
+    ParamSpec {
+        name: REDIS_SOCKET,
+        kind: ParamType::String,
+        default: Some("/run/redis/rapidpro-ha.sock"),
+        required: false,
+        private: false,
+        shortdesc: "Redis unix socket for the agent",
+        longdesc: "Absolute path (under 100 bytes) of the unix socket the agent's Redis connection uses.",
+    },
+    ParamSpec {
+        name: REDIS_PASSWORD,
+        kind: ParamType::String,
+        default: None,
+        required: false,
+        private: true,
+        shortdesc: "Redis password",
+        longdesc: "Password of Redis (requirepass of redis_config), used by the agent's connection and as \
+                   masterauth by replicas. Written only into the generated configuration (mode 0600).",
+    },
+    ParamSpec {
+        name: REDIS_USER,
+        kind: ParamType::String,
+        default: Some("redis"),
+        required: false,
+        private: false,
+        shortdesc: "System user running Redis",
+        longdesc: "The system user redis-server runs as.",
+    },
+    ParamSpec {
+        name: STATE_DIR,
+        kind: ParamType::String,
+        default: Some("/run/rapidpro-ha"),
+        required: false,
+        private: false,
+        shortdesc: "Directory of the agent's runtime state",
+        longdesc: "Absolute path of a directory for the agent's small state file (last promotion scores set, \
+                   known nodes) and the generated Redis configuration and pidfile. Keep it on a tmpfs such as \
+                   /run: its content is valid only until reboot.",
+    },
+    ParamSpec {
+        name: CONNECT_TIMEOUT,
+        kind: ParamType::Integer,
+        default: Some("3"),
+        required: false,
+        private: false,
+        shortdesc: "Connection timeout, in seconds",
+        longdesc: "Longest wait for a connection to the local servers or to primary_host (1 to 3600 seconds; \
+                   a unit suffix s or ms is accepted). Always also bounded by the operation's timeout.",
+    },
+    ParamSpec {
+        name: QUERY_TIMEOUT,
+        kind: ParamType::Integer,
+        default: Some("10"),
+        required: false,
+        private: false,
+        shortdesc: "Query timeout, in seconds",
+        longdesc: "Longest wait for one query or Redis command (1 to 3600 seconds; a unit suffix s or ms is \
+                   accepted). Always also bounded by the operation's timeout.",
+    },
+];
+
+/// The spec of a parameter by name.
+pub fn spec(name: &str) -> Option<&'static ParamSpec> {
+    PARAMETERS.iter().find(|p| p.name == name)
+}
+
+/// How synchronous the replication is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Asynchronous.
+    Off,
+    /// Synchronous while a standby streams.
+    On,
+    /// Always synchronous; writes wait while no standby streams.
+    Strict,
+}
+
+impl fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncMode::Off => "off",
+            SyncMode::On => "on",
+            SyncMode::Strict => "strict",
+        })
+    }
+}
+
+/// A parameter that is wrong, and how wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parameter {param}={value:?}: {problem}")]
+pub struct ConfigError {
+    /// The parameter's name.
+    pub param: &'static str,
+    /// The value given (empty for a secret or a missing value).
+    pub value: String,
+    /// What is wrong and the expected form.
+    pub problem: String,
+    /// The exit code it deserves.
+    pub rc: OcfRc,
+}
+
+impl ConfigError {
+    fn configured(param: &'static str, value: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            param,
+            value: value.to_string(),
+            problem: problem.into(),
+            rc: OcfRc::ErrConfigured,
+        }
+    }
+
+    fn host(param: &'static str, value: &Path, problem: impl Into<String>, rc: OcfRc) -> Self {
+        ConfigError {
+            param,
+            value: value.display().to_string(),
+            problem: problem.into(),
+            rc,
+        }
+    }
+}
+
+/// The agent's validated parameters.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PGDATA.
+    pub pgdata: PathBuf,
+    /// Directory of postgresql.conf, given to pg_ctl -D.
+    pub datadir: PathBuf,
+    /// PostgreSQL binaries.
+    pub bindir: PathBuf,
+    /// Local PostgreSQL port.
+    pub pgport: u16,
+    /// Local socket directory.
+    pub pghost: PathBuf,
+    /// System user of PostgreSQL.
+    pub system_user: String,
+    /// pg_ctl -l target.
+    pub pg_logfile: PathBuf,
+    /// Address of the primary.
+    pub primary_host: String,
+    /// PostgreSQL port at primary_host.
+    pub primary_port: u16,
+    /// Replication role.
+    pub repl_user: String,
+    /// Its password.
+    pub repl_password: Option<String>,
+    /// Largest lag of a promotable standby, bytes; 0 = no limit.
+    pub maxlag: u64,
+    /// Synchronous replication mode.
+    pub sync_replication: SyncMode,
+    /// Whether to pg_rewind a diverged old primary.
+    pub rewind: bool,
+    /// redis-server binary.
+    pub redis_server: PathBuf,
+    /// The admin's redis.conf.
+    pub redis_config: PathBuf,
+    /// Local Redis port.
+    pub redis_port: u16,
+    /// Redis port at primary_host.
+    pub redis_primary_port: u16,
+    /// The agent's Redis socket.
+    pub redis_socket: PathBuf,
+    /// Redis password.
+    pub redis_password: Option<String>,
+    /// System user of Redis.
+    pub redis_user: String,
+    /// Runtime state directory.
+    pub state_dir: PathBuf,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Query timeout.
+    pub query_timeout: Duration,
+}
+
+fn value<'a>(env: &'a OcfEnv, name: &'static str) -> Option<&'a str> {
+    env.param(name)
+        .or_else(|| spec(name).and_then(|s| s.default))
+}
+
+fn path(env: &OcfEnv, name: &'static str) -> Result<PathBuf, ConfigError> {
+    let v = value(env, name).unwrap_or_default();
+    let p = Path::new(v);
+    if !p.is_absolute() {
+        return Err(ConfigError::configured(
+            name,
+            v,
+            "expected an absolute path, such as /var/lib/postgresql/15/main",
+        ));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(ConfigError::configured(
+            name,
+            v,
+            "expected a path without control characters",
+        ));
+    }
+    Ok(p.to_path_buf())
+}
+
+fn port(env: &OcfEnv, name: &'static str, default: Option<u16>) -> Result<u16, ConfigError> {
+    let Some(v) = env.param(name).or_else(|| spec(name).and_then(|s| s.default)) else {
+        return default.ok_or_else(|| ConfigError::configured(name, "", "a port is required"));
+    };
+    match v.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(ConfigError::configured(
+            name,
+            v,
+            "expected a TCP port number from 1 to 65535",
+        )),
+    }
+}
+
+fn boolean(env: &OcfEnv, name: &'static str) -> Result<bool, ConfigError> {
+    let v = value(env, name).unwrap_or("false");
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(ConfigError::configured(
+            name,
+            v,
+            "expected a boolean: true or false",
+        )),
+    }
+}
+
+/// Parses a duration: whole seconds, or a number with an `s` or `ms` suffix.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, scale_ms) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (v, 1000)
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    let d = Duration::from_millis(n.checked_mul(scale_ms)?);
+    (d >= Duration::from_millis(1) && d <= Duration::from_secs(3600)).then_some(d)
+}
+
+fn duration(env: &OcfEnv, name: &'static str) -> Result<Duration, ConfigError> {
+    let v = value(env, name).unwrap_or_default();
+    parse_duration(v).ok_or_else(|| {
+        ConfigError::configured(
+            name,
+            v,
+            "expected a duration from 1 ms to 3600 s: whole seconds, or a number with s or ms, such as 5 or 500ms",
+        )
+    })
+}
+
+/// A name that goes into a conninfo string or a config file unquoted.
+fn word(env: &OcfEnv, name: &'static str, what: &str) -> Result<String, ConfigError> {
+    let v = value(env, name).unwrap_or_default();
+    let ok = !v.is_empty()
+        && v.len() <= 255
+        && v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%'));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(ConfigError::configured(name, v, what.to_string()))
+    }
+}
+
+fn secret(env: &OcfEnv, name: &'static str) -> Result<Option<String>, ConfigError> {
+    match env.param(name) {
+        None => Ok(None),
+        Some(v) if v.chars().any(|c| c.is_control()) => Err(ConfigError::configured(
+            name,
+            "",
+            "expected a password without control characters or new lines",
+        )),
+        Some(v) => Ok(Some(v.to_string())),
+    }
+}
+
+impl Config {
+    /// Reads and checks the form of every parameter. Errors are
+    /// `OCF_ERR_CONFIGURED`: the same parameters are wrong on every node.
+    pub fn from_env(env: &OcfEnv) -> Result<Config, ConfigError> {
+        for (name, _) in env.params() {
+            if spec(name).is_none() {
+                log::warn!("ignoring unknown parameter {name}");
+            }
+        }
+        if env.param(PRIMARY_HOST).is_none() {
+            return Err(ConfigError::configured(
+                PRIMARY_HOST,
+                "",
+                "required: the address standbys follow, normally the virtual IP",
+            ));
+        }
+        let pgport = port(env, PGPORT, None)?;
+        let redis_port = port(env, REDIS_PORT, None)?;
+        let maxlag_v = value(env, MAXLAG).unwrap_or("0");
+        let maxlag = maxlag_v.trim().parse::<u64>().map_err(|_| {
+            ConfigError::configured(
+                MAXLAG,
+                maxlag_v,
+                "expected a whole number of bytes, 0 or more",
+            )
+        })?;
+        let sync_v = value(env, SYNC_REPLICATION).unwrap_or("on");
+        let sync_replication = match sync_v.trim() {
+            "off" => SyncMode::Off,
+            "on" => SyncMode::On,
+            "strict" => SyncMode::Strict,
+            _ => {
+                return Err(ConfigError::configured(
+                    SYNC_REPLICATION,
+                    sync_v,
+                    "expected off, on or strict",
+                ))
+            }
+        };
+        let redis_socket = path(env, REDIS_SOCKET)?;
+        // sun_path holds 108 bytes including the terminating NUL.
+        if redis_socket.as_os_str().len() > 100 {
+            return Err(ConfigError::configured(
+                REDIS_SOCKET,
+                &redis_socket.display().to_string(),
+                "expected a path of at most 100 bytes (unix socket limit)",
+            ));
+        }
+        let cfg = Config {
+            pgdata: path(env, PGDATA)?,
+            datadir: match env.param(DATADIR) {
+                Some(_) => path(env, DATADIR)?,
+                // Unset: postgresql.conf inside pgdata when it is there,
+                // otherwise Debian's /etc/postgresql/15/main.
+                None => {
+                    let pgdata = path(env, PGDATA)?;
+                    if pgdata.join("postgresql.conf").exists() {
+                        pgdata
+                    } else {
+                        path(env, DATADIR)?
+                    }
+                }
+            },
+            bindir: path(env, BINDIR)?,
+            pgport,
+            pghost: path(env, PGHOST)?,
+            system_user: word(env, SYSTEM_USER, "expected a system user name")?,
+            pg_logfile: path(env, PG_LOGFILE)?,
+            primary_host: word(
+                env,
+                PRIMARY_HOST,
+                "expected a host name or IP address (letters, digits, '.', '-', ':')",
+            )?,
+            primary_port: port(env, PRIMARY_PORT, Some(pgport))?,
+            repl_user: word(
+                env,
+                REPL_USER,
+                "expected a role name (letters, digits, '_', '-', '.')",
+            )?,
+            repl_password: secret(env, REPL_PASSWORD)?,
+            maxlag,
+            sync_replication,
+            rewind: boolean(env, REWIND)?,
+            redis_server: path(env, REDIS_SERVER)?,
+            redis_config: path(env, REDIS_CONFIG)?,
+            redis_port,
+            redis_primary_port: port(env, REDIS_PRIMARY_PORT, Some(redis_port))?,
+            redis_socket,
+            redis_password: secret(env, REDIS_PASSWORD)?,
+            redis_user: word(env, REDIS_USER, "expected a system user name")?,
+            state_dir: path(env, STATE_DIR)?,
+            connect_timeout: duration(env, CONNECT_TIMEOUT)?,
+            query_timeout: duration(env, QUERY_TIMEOUT)?,
+        };
+        Ok(cfg)
+    }
+
+    /// The programs the agent runs, with the parameter naming each.
+    pub fn binaries(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut v: Vec<(&'static str, PathBuf)> = ["pg_ctl", "pg_controldata", "postgres"]
+            .iter()
+            .map(|b| (BINDIR, self.bindir.join(b)))
+            .collect();
+        if self.rewind {
+            v.push((BINDIR, self.bindir.join("pg_rewind")));
+        }
+        v.push((REDIS_SERVER, self.redis_server.clone()));
+        v
+    }
+
+    /// Checks this host: binaries (5), users (2), data directory and its
+    /// ownership and permissions (2, 4), configuration files (5).
+    pub fn check_host(&self) -> Result<(), ConfigError> {
+        for (param, bin) in self.binaries() {
+            if !is_executable(&bin) {
+                return Err(ConfigError::host(
+                    param,
+                    &bin,
+                    "program missing or not executable",
+                    OcfRc::ErrInstalled,
+                ));
+            }
+        }
+        let pg_user = self.system_user()?;
+        self.redis_user()?;
+        let md = std::fs::metadata(&self.pgdata).map_err(|e| {
+            ConfigError::host(
+                PGDATA,
+                &self.pgdata,
+                format!("cannot use the data directory: {e}"),
+                OcfRc::ErrArgs,
+            )
+        })?;
+        if !md.is_dir() {
+            return Err(ConfigError::host(
+                PGDATA,
+                &self.pgdata,
+                "not a directory",
+                OcfRc::ErrArgs,
+            ));
+        }
+        if !self.pgdata.join("PG_VERSION").is_file() {
+            return Err(ConfigError::host(
+                PGDATA,
+                &self.pgdata,
+                "not a PostgreSQL data directory (no PG_VERSION)",
+                OcfRc::ErrArgs,
+            ));
+        }
+        if md.uid() != pg_user.0.as_raw() {
+            return Err(ConfigError::host(
+                PGDATA,
+                &self.pgdata,
+                format!(
+                    "owned by uid {}, expected {} ({})",
+                    md.uid(),
+                    self.system_user,
+                    pg_user.0
+                ),
+                OcfRc::ErrPerm,
+            ));
+        }
+        let mode = md.mode() & 0o777;
+        if mode != 0o700 && mode != 0o750 {
+            return Err(ConfigError::host(
+                PGDATA,
+                &self.pgdata,
+                format!("mode {mode:04o}, expected 0700 or 0750 (PostgreSQL refuses others)"),
+                OcfRc::ErrPerm,
+            ));
+        }
+        if !self.datadir.join("postgresql.conf").is_file() {
+            return Err(ConfigError::host(
+                DATADIR,
+                &self.datadir,
+                "no postgresql.conf in this directory",
+                OcfRc::ErrInstalled,
+            ));
+        }
+        if !self.redis_config.is_file() {
+            return Err(ConfigError::host(
+                REDIS_CONFIG,
+                &self.redis_config,
+                "file missing",
+                OcfRc::ErrInstalled,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The uid and gid of system_user.
+    pub fn system_user(&self) -> Result<(Uid, Gid), ConfigError> {
+        lookup_user(SYSTEM_USER, &self.system_user)
+    }
+
+    /// The uid and gid of redis_user.
+    pub fn redis_user(&self) -> Result<(Uid, Gid), ConfigError> {
+        lookup_user(REDIS_USER, &self.redis_user)
+    }
+
+    /// Whether the PostgreSQL installation is absent from this host, in which
+    /// case nothing of it can run here (a probe reports "not running").
+    pub fn pg_absent(&self) -> bool {
+        !self.pgdata.join("PG_VERSION").is_file()
+    }
+}
+
+fn lookup_user(param: &'static str, name: &str) -> Result<(Uid, Gid), ConfigError> {
+    match User::from_name(name) {
+        Ok(Some(u)) => Ok((u.uid, u.gid)),
+        _ => Err(ConfigError {
+            param,
+            value: name.to_string(),
+            problem: "no such system user on this host".to_string(),
+            rc: OcfRc::ErrArgs,
+        }),
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> OcfEnv {
+        let mut all = vec![("OCF_RESKEY_primary_host".to_string(), "10.0.0.10".to_string())];
+        for (k, v) in vars {
+            all.push((format!("OCF_RESKEY_{k}"), v.to_string()));
+        }
+        OcfEnv::from_vars(all)
+    }
+
+    #[test]
+    fn defaults_are_debians() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.pgport, 5432);
+        assert_eq!(c.primary_port, 5432);
+        assert_eq!(c.redis_primary_port, 6379);
+        assert_eq!(c.bindir, Path::new("/usr/lib/postgresql/15/bin"));
+        assert_eq!(c.sync_replication, SyncMode::On);
+        assert!(!c.rewind);
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn primary_port_follows_pgport_unless_given() {
+        let c = Config::from_env(&env(&[("pgport", "5433")])).unwrap();
+        assert_eq!(c.primary_port, 5433);
+        let c = Config::from_env(&env(&[("pgport", "5433"), ("primary_port", "6000")])).unwrap();
+        assert_eq!(c.primary_port, 6000);
+    }
+
+    #[test]
+    fn a_missing_primary_host_is_a_configuration_error() {
+        let e = Config::from_env(&OcfEnv::from_vars([("x", "y")])).unwrap_err();
+        assert_eq!(e.param, "primary_host");
+        assert_eq!(e.rc, OcfRc::ErrConfigured);
+    }
+
+    #[test]
+    fn every_malformed_value_names_its_parameter() {
+        let cases: &[(&str, &str)] = &[
+            ("pgport", "0"),
+            ("pgport", "70000"),
+            ("pgport", "five"),
+            ("primary_port", "-1"),
+            ("redis_port", ""),
+            ("redis_primary_port", "x"),
+            ("pgdata", "relative/dir"),
+            ("datadir", "etc"),
+            ("bindir", "bin"),
+            ("pghost", "sock"),
+            ("pg_logfile", "log"),
+            ("redis_server", "redis-server"),
+            ("redis_config", "redis.conf"),
+            ("redis_socket", "s.sock"),
+            ("state_dir", "run"),
+            ("primary_host", "a b"),
+            ("primary_host", "host'; drop"),
+            ("repl_user", "bad user"),
+            ("system_user", "root;x"),
+            ("redis_user", "a b"),
+            ("maxlag", "-1"),
+            ("maxlag", "lots"),
+            ("sync_replication", "maybe"),
+            ("rewind", "perhaps"),
+            ("connect_timeout", "0"),
+            ("connect_timeout", "1h"),
+            ("query_timeout", "99999"),
+            ("repl_password", "a\nb"),
+            ("redis_password", "a\u{7}b"),
+        ];
+        for (k, v) in cases {
+            let r = Config::from_env(&env(&[(k, v)]));
+            if v.is_empty() {
+                // Empty counts as unset: the default applies.
+                assert!(r.is_ok(), "{k}={v:?}");
+                continue;
+            }
+            let e = r.expect_err(&format!("{k}={v:?} should be rejected"));
+            assert_eq!(e.param, *k, "{k}={v:?}: {e}");
+            assert_eq!(e.rc, OcfRc::ErrConfigured, "{k}={v:?}");
+            assert!(e.to_string().contains("expected"), "{e}");
+        }
+    }
+
+    #[test]
+    fn long_socket_paths_are_rejected() {
+        let long = format!("/{}", "s".repeat(120));
+        let e = Config::from_env(&env(&[("redis_socket", &long)])).unwrap_err();
+        assert_eq!(e.param, "redis_socket");
+    }
+
+    #[test]
+    fn durations_take_seconds_or_milliseconds() {
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("3601"), None);
+        assert_eq!(parse_duration("1.5"), None);
+    }
+
+    #[test]
+    fn secrets_are_not_echoed_in_errors() {
+        let e = Config::from_env(&env(&[("repl_password", "hunter2\n")])).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn every_parameter_has_descriptions() {
+        for p in PARAMETERS {
+            assert!(!p.shortdesc.is_empty() && p.longdesc.len() > p.shortdesc.len(), "{}", p.name);
+        }
+    }
+}

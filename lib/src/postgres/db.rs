@@ -1,0 +1,579 @@
+//! Connections and queries, with tokio-postgres on a current-thread runtime.
+//!
+//! Local connections use the unix socket with peer authentication as
+//! `system_user`. The agent runs as root, and peer authentication reads the
+//! connecting process's effective uid (SO_PEERCRED, taken at connect time),
+//! so the effective uid is switched to `system_user` for the connect and
+//! switched back right after: no psql, no `su`, no child process.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::unistd::{seteuid, Uid};
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use super::lsn::{timeline_of_walfile, Lsn, Position};
+use super::PgError;
+use crate::deadline::Deadline;
+
+/// An open connection and the runtime that drives it.
+pub struct Db {
+    rt: Runtime,
+    client: Client,
+    target: String,
+    query_timeout: Duration,
+    deadline: Deadline,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    /// Unix socket directory, or a host name.
+    pub host: Host<'a>,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: &'a str,
+    /// Password, if any.
+    pub password: Option<&'a str>,
+    /// Database.
+    pub dbname: &'a str,
+    /// Effective uid to connect as (peer authentication), when running as root.
+    pub peer_uid: Option<Uid>,
+}
+
+/// The server's address.
+#[derive(Debug, Clone, Copy)]
+pub enum Host<'a> {
+    /// Directory of the unix socket.
+    Socket(&'a Path),
+    /// Host name or IP address.
+    Tcp(&'a str),
+}
+
+impl Target<'_> {
+    /// "socket dir:port" or "host:port", for messages.
+    pub fn describe(&self) -> String {
+        match self.host {
+            Host::Socket(p) => format!("{}/.s.PGSQL.{}", p.display(), self.port),
+            Host::Tcp(h) => format!("{h}:{}", self.port),
+        }
+    }
+}
+
+/// Switches the effective uid for the lifetime of the guard.
+struct EuidGuard(Option<Uid>);
+
+impl EuidGuard {
+    fn switch(to: Option<Uid>) -> Result<Self, PgError> {
+        match to {
+            Some(uid) if Uid::effective().is_root() && !uid.is_root() => {
+                seteuid(uid).map_err(|e| PgError::Connect {
+                    target: String::new(),
+                    reason: format!("cannot switch the effective uid to {uid}: {e}"),
+                })?;
+                Ok(EuidGuard(Some(Uid::from_raw(0))))
+            }
+            _ => Ok(EuidGuard(None)),
+        }
+    }
+}
+
+impl Drop for EuidGuard {
+    fn drop(&mut self) {
+        if let Some(root) = self.0 {
+            // Cannot fail: the real and saved uids are still root.
+            let _ = seteuid(root);
+        }
+    }
+}
+
+/// How a connection attempt ended, for callers that must tell "nothing
+/// answers there" from "something answered but refused us".
+#[derive(Debug)]
+pub enum Reach {
+    /// Connected.
+    Connected(Box<Db>),
+    /// Nothing accepted the connection (refused, unreachable, timed out).
+    NoAnswer(String),
+    /// A server answered but the session was not established (authentication,
+    /// "starting up", too many clients...).
+    Refused(String),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({})", self.target)
+    }
+}
+
+impl Db {
+    /// Connects, bounded by `connect_timeout` and the deadline.
+    pub fn connect(
+        t: &Target<'_>,
+        connect_timeout: Duration,
+        query_timeout: Duration,
+        deadline: &Deadline,
+    ) -> Result<Db, PgError> {
+        match Self::reach(t, connect_timeout, query_timeout, deadline)? {
+            Reach::Connected(db) => Ok(*db),
+            Reach::NoAnswer(reason) | Reach::Refused(reason) => Err(PgError::Connect {
+                target: t.describe(),
+                reason,
+            }),
+        }
+    }
+
+    /// Tries to connect and says how it went.
+    pub fn reach(
+        t: &Target<'_>,
+        connect_timeout: Duration,
+        query_timeout: Duration,
+        deadline: &Deadline,
+    ) -> Result<Reach, PgError> {
+        let target = t.describe();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PgError::Connect {
+                target: target.clone(),
+                reason: format!("cannot build the runtime: {e}"),
+            })?;
+        let timeout = deadline.cap(connect_timeout);
+        let mut cfg = tokio_postgres::Config::new();
+        match t.host {
+            Host::Socket(dir) => cfg.host_path(dir),
+            Host::Tcp(h) => cfg.host(h),
+        };
+        cfg.port(t.port)
+            .user(t.user)
+            .dbname(t.dbname)
+            .application_name("rapidpro-ha")
+            .connect_timeout(timeout);
+        if let Some(p) = t.password {
+            cfg.password(p);
+        }
+        let result = {
+            let _euid = EuidGuard::switch(t.peer_uid)?;
+            rt.block_on(async { tokio::time::timeout(timeout, cfg.connect(NoTls)).await })
+        };
+        let (client, connection) = match result {
+            Err(_) => return Ok(Reach::NoAnswer(format!("no answer within {:.1} s", timeout.as_secs_f64()))),
+            Ok(Err(e)) => {
+                let reason = describe(&e);
+                return Ok(if e.as_db_error().is_some() {
+                    Reach::Refused(reason)
+                } else {
+                    Reach::NoAnswer(reason)
+                });
+            }
+            Ok(Ok(pair)) => pair,
+        };
+        rt.spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Reach::Connected(Box::new(Db {
+            rt,
+            client,
+            target,
+            query_timeout,
+            deadline: *deadline,
+        })))
+    }
+
+    /// Where this connection goes.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn run<F, T>(&self, what: &'static str, fut: F) -> Result<T, PgError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        self.run_for(what, self.deadline.cap(self.query_timeout), fut)
+    }
+
+    fn run_for<F, T>(&self, what: &'static str, timeout: Duration, fut: F) -> Result<T, PgError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, fut).await })
+        {
+            Err(_) => Err(PgError::Timeout {
+                target: self.target.clone(),
+                what,
+                after: timeout,
+            }),
+            Ok(Err(e)) => Err(PgError::Query {
+                target: self.target.clone(),
+                what,
+                reason: describe(&e),
+            }),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// Runs SQL with the simple protocol and returns the first row's columns
+    /// as text (NULL as `None`). Values in the SQL must be literals already
+    /// quoted with [`quote_literal`].
+    pub fn row(&self, what: &'static str, sql: &str) -> Result<Vec<Option<String>>, PgError> {
+        Ok(self.rows(what, sql)?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Runs SQL with the simple protocol and returns every row as text.
+    pub fn rows(&self, what: &'static str, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
+        let msgs = self.run(what, self.client.simple_query(sql))?;
+        let mut out = Vec::new();
+        for m in msgs {
+            if let SimpleQueryMessage::Row(r) = m {
+                out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a statement, ignoring any result.
+    pub fn execute(&self, what: &'static str, sql: &str) -> Result<(), PgError> {
+        self.run(what, self.client.simple_query(sql)).map(|_| ())
+    }
+
+    /// The local server's state, in one round trip.
+    pub fn status(&self) -> Result<LocalStatus, PgError> {
+        let r = self.row("the status query", STATUS_SQL)?;
+        parse_status(&r)
+    }
+
+    /// The primary's view of its standbys (`pg_stat_replication`).
+    pub fn standbys(&self) -> Result<Vec<StandbyRow>, PgError> {
+        let rows = self.rows("the pg_stat_replication query", REPLICATION_SQL)?;
+        rows.iter().map(|r| parse_standby(r)).collect()
+    }
+
+    /// Whether the server is a standby.
+    pub fn in_recovery(&self) -> Result<bool, PgError> {
+        let r = self.row("pg_is_in_recovery()", "SELECT pg_is_in_recovery()")?;
+        Ok(r.first().cloned().flatten().as_deref() == Some("t"))
+    }
+
+    /// Sets a parameter with ALTER SYSTEM and reloads the configuration.
+    pub fn alter_system(&self, name: &str, value: &str) -> Result<(), PgError> {
+        self.execute(
+            "ALTER SYSTEM",
+            &format!("ALTER SYSTEM SET {name} = {}", quote_literal(value)),
+        )?;
+        self.execute("pg_reload_conf()", "SELECT pg_reload_conf()")
+    }
+
+    /// Promotes with `pg_promote(wait => true)`; true once promoted.
+    pub fn promote(&self, wait: Duration) -> Result<bool, PgError> {
+        let secs = wait.as_secs().clamp(1, 3600);
+        // pg_promote waits server-side; give the client a second more.
+        let timeout = self.deadline.cap(Duration::from_secs(secs + 1));
+        let sql = format!("SELECT pg_promote(true, {secs})");
+        let msgs = self.run_for("pg_promote()", timeout, self.client.simple_query(&sql))?;
+        Ok(msgs.iter().any(|m| {
+            matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
+        }))
+    }
+}
+
+/// Quotes a string as an SQL literal: single quotes doubled; a backslash
+/// makes it an E'' literal, so standard_conforming_strings does not matter.
+pub fn quote_literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// One query for the whole local state. Functions that fail on one role are
+/// guarded by CASE.
+const STATUS_SQL: &str = "SELECT pg_is_in_recovery(), \
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
+  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END, \
+  pg_last_wal_receive_lsn()::text, \
+  pg_last_wal_replay_lsn()::text, \
+  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END, \
+  (SELECT timeline_id FROM pg_control_checkpoint())::text, \
+  (SELECT min_recovery_end_timeline FROM pg_control_recovery())::text, \
+  (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
+  (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1)::text, \
+  current_setting('synchronous_standby_names'), \
+  current_setting('primary_conninfo'), \
+  current_setting('server_version_num')";
+
+const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, \
+  sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
+  pg_current_wal_lsn()::text FROM pg_stat_replication WHERE backend_type = 'walsender' \
+  ORDER BY application_name";
+
+/// What the local server says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalStatus {
+    /// Whether it is a standby.
+    pub in_recovery: bool,
+    /// On a primary: `pg_current_wal_lsn()`.
+    pub current_lsn: Option<Lsn>,
+    /// On a primary: its timeline, from the current WAL file's name.
+    pub primary_timeline: Option<u32>,
+    /// On a standby: last WAL received.
+    pub receive_lsn: Option<Lsn>,
+    /// On a standby: last WAL replayed.
+    pub replay_lsn: Option<Lsn>,
+    /// On a standby: whether replay is paused.
+    pub replay_paused: bool,
+    /// Timeline of the latest checkpoint or restartpoint.
+    pub checkpoint_timeline: Option<u32>,
+    /// Timeline of the minimum recovery point.
+    pub min_recovery_timeline: Option<u32>,
+    /// The WAL receiver's status (`streaming`, `waiting`...), if one runs.
+    pub receiver_status: Option<String>,
+    /// Timeline the WAL receiver receives on.
+    pub received_timeline: Option<u32>,
+    /// `synchronous_standby_names`.
+    pub synchronous_standby_names: String,
+    /// `primary_conninfo`.
+    pub primary_conninfo: String,
+    /// `server_version_num`.
+    pub version_num: u32,
+}
+
+impl LocalStatus {
+    /// Whether the WAL receiver streams.
+    pub fn streaming(&self) -> bool {
+        self.receiver_status.as_deref() == Some("streaming")
+    }
+
+    /// How far this node's history goes.
+    ///
+    /// On a primary, its current timeline and WAL location. On a standby,
+    /// the latest timeline it knows of and the WAL it will have applied once
+    /// promoted: what it received, unless replay is paused (then promotion
+    /// would end recovery at the replayed location, so that one counts).
+    pub fn position(&self) -> Option<Position> {
+        if !self.in_recovery {
+            return Some(Position {
+                timeline: self.primary_timeline?,
+                lsn: self.current_lsn?,
+            });
+        }
+        let timeline = [
+            self.checkpoint_timeline,
+            self.min_recovery_timeline,
+            self.received_timeline,
+        ]
+        .into_iter()
+        .flatten()
+        .max()?;
+        let replay = self.replay_lsn.unwrap_or_default();
+        let lsn = if self.replay_paused {
+            replay
+        } else {
+            replay.max(self.receive_lsn.unwrap_or_default())
+        };
+        Some(Position { timeline, lsn })
+    }
+}
+
+fn col<'a>(r: &'a [Option<String>], i: usize) -> Option<&'a str> {
+    r.get(i).and_then(|c| c.as_deref())
+}
+
+fn lsn_col(r: &[Option<String>], i: usize) -> Result<Option<Lsn>, PgError> {
+    col(r, i)
+        .map(|s| s.parse().map_err(|_| PgError::parse("LSN", s)))
+        .transpose()
+}
+
+fn u32_col(r: &[Option<String>], i: usize) -> Result<Option<u32>, PgError> {
+    col(r, i)
+        .map(|s| s.parse().map_err(|_| PgError::parse("number", s)))
+        .transpose()
+}
+
+/// Parses the row of the status query (pure, for tests).
+pub fn parse_status(r: &[Option<String>]) -> Result<LocalStatus, PgError> {
+    if r.len() < 13 {
+        return Err(PgError::parse("status row", &format!("{r:?}")));
+    }
+    Ok(LocalStatus {
+        in_recovery: col(r, 0) == Some("t"),
+        current_lsn: lsn_col(r, 1)?,
+        primary_timeline: col(r, 2).and_then(timeline_of_walfile),
+        receive_lsn: lsn_col(r, 3)?,
+        replay_lsn: lsn_col(r, 4)?,
+        replay_paused: col(r, 5) == Some("t"),
+        checkpoint_timeline: u32_col(r, 6)?,
+        min_recovery_timeline: u32_col(r, 7)?.filter(|t| *t > 0),
+        receiver_status: col(r, 8).map(str::to_string),
+        received_timeline: u32_col(r, 9)?.filter(|t| *t > 0),
+        synchronous_standby_names: col(r, 10).unwrap_or_default().to_string(),
+        primary_conninfo: col(r, 11).unwrap_or_default().to_string(),
+        version_num: u32_col(r, 12)?.unwrap_or(0),
+    })
+}
+
+/// One row of `pg_stat_replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandbyRow {
+    /// `application_name`: the standby's node name.
+    pub name: String,
+    /// `startup`, `catchup`, `streaming`...
+    pub state: String,
+    /// `async`, `sync`, `quorum`, `potential`.
+    pub sync_state: String,
+    /// Flushed on the standby.
+    pub flush_lsn: Option<Lsn>,
+    /// Replayed on the standby.
+    pub replay_lsn: Option<Lsn>,
+    /// The primary's current location.
+    pub current_lsn: Lsn,
+}
+
+impl StandbyRow {
+    /// Bytes of WAL the standby has not replayed yet (unknown counts as all).
+    pub fn replay_lag(&self) -> u64 {
+        self.current_lsn
+            .bytes_after(self.replay_lsn.unwrap_or_default())
+    }
+}
+
+/// Parses a row of the replication query (pure, for tests).
+pub fn parse_standby(r: &[Option<String>]) -> Result<StandbyRow, PgError> {
+    if r.len() < 8 {
+        return Err(PgError::parse("pg_stat_replication row", &format!("{r:?}")));
+    }
+    Ok(StandbyRow {
+        name: col(r, 0).unwrap_or_default().to_string(),
+        state: col(r, 1).unwrap_or_default().to_string(),
+        sync_state: col(r, 2).unwrap_or_default().to_string(),
+        flush_lsn: lsn_col(r, 5)?,
+        replay_lsn: lsn_col(r, 6)?,
+        current_lsn: lsn_col(r, 7)?.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
+        v.iter().map(|c| c.map(str::to_string)).collect()
+    }
+
+    #[test]
+    fn a_primary_reports_its_timeline_from_the_wal_file_name() {
+        let s = parse_status(&row(&[
+            Some("f"),
+            Some("0/3000148"),
+            Some("000000020000000000000003"),
+            None,
+            None,
+            Some("f"),
+            Some("1"),
+            Some("0"),
+            None,
+            None,
+            Some(""),
+            Some(""),
+            Some("150018"),
+        ]))
+        .unwrap();
+        assert!(!s.in_recovery);
+        assert_eq!(s.position().unwrap().to_string(), "2#0/3000148");
+    }
+
+    #[test]
+    fn a_paused_standby_counts_only_what_it_replayed() {
+        let s = parse_status(&row(&[
+            Some("t"),
+            None,
+            None,
+            Some("0/9000000"),
+            Some("0/5000000"),
+            Some("t"),
+            Some("1"),
+            Some("1"),
+            Some("streaming"),
+            Some("1"),
+            Some(""),
+            Some("host=x"),
+            Some("150018"),
+        ]))
+        .unwrap();
+        assert!(s.streaming());
+        assert_eq!(s.position().unwrap().to_string(), "1#0/5000000");
+    }
+
+    #[test]
+    fn a_running_standby_counts_what_it_received() {
+        let s = parse_status(&row(&[
+            Some("t"),
+            None,
+            None,
+            Some("0/9000000"),
+            Some("0/5000000"),
+            Some("f"),
+            Some("1"),
+            Some("2"),
+            None,
+            None,
+            Some(""),
+            Some(""),
+            Some("150018"),
+        ]))
+        .unwrap();
+        assert!(!s.streaming());
+        assert_eq!(s.position().unwrap().to_string(), "2#0/9000000");
+    }
+
+    #[test]
+    fn short_or_garbled_rows_are_errors_not_panics() {
+        assert!(parse_status(&row(&[Some("t")])).is_err());
+        let mut r = vec![Some("t"); 13];
+        r[3] = Some("not-an-lsn");
+        assert!(parse_status(&row(&r)).is_err());
+        assert!(parse_standby(&row(&[Some("n")])).is_err());
+    }
+
+    #[test]
+    fn replay_lag_is_measured_from_the_primarys_position() {
+        let s = parse_standby(&row(&[
+            Some("node2"),
+            Some("streaming"),
+            Some("async"),
+            Some("0/3000100"),
+            Some("0/3000100"),
+            Some("0/3000100"),
+            Some("0/3000000"),
+            Some("0/3000100"),
+        ]))
+        .unwrap();
+        assert_eq!(s.replay_lag(), 0x100);
+    }
+
+    #[test]
+    fn literals_are_quoted_safely() {
+        assert_eq!(quote_literal("a'b"), "'a''b'");
+        assert_eq!(quote_literal("a\\'b"), "E'a\\\\''b'");
+    }
+}

@@ -1,0 +1,465 @@
+//! The server's life: is it running, start it as a standby, stop it, rewind
+//! it, and the files of the data directory that decide its role.
+//!
+//! Whether the postmaster runs is read from `postmaster.pid` and `/proc`,
+//! without a child process. The role a stopped server would come back in is
+//! read from `standby.signal`: the agent writes it before every start, and
+//! only `pg_promote()` removes it.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{chown, Gid, Pid, Uid};
+
+use super::PgError;
+use crate::cmd::{self, Spec};
+use crate::deadline::Deadline;
+
+/// Where the server's files and programs are, and who runs them.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// PGDATA.
+    pub pgdata: PathBuf,
+    /// Directory of postgresql.conf (pg_ctl -D).
+    pub datadir: PathBuf,
+    /// Directory of pg_ctl and friends.
+    pub bindir: PathBuf,
+    /// pg_ctl -l target.
+    pub logfile: PathBuf,
+    /// uid of system_user.
+    pub uid: Uid,
+    /// gid of system_user.
+    pub gid: Gid,
+}
+
+/// Whether the postmaster runs, from its pid file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    /// No `postmaster.pid`: cleanly stopped.
+    Stopped,
+    /// The postmaster of `postmaster.pid` is alive.
+    Running(i32),
+    /// `postmaster.pid` names a process that is gone: it crashed or was killed.
+    Crashed(i32),
+}
+
+/// Parameters the agent manages in `postgresql.auto.conf`.
+pub const MANAGED_SETTINGS: &[&str] = &["primary_conninfo", "recovery_target_timeline"];
+
+impl Server {
+    /// `postmaster.pid`.
+    pub fn pidfile(&self) -> PathBuf {
+        self.pgdata.join("postmaster.pid")
+    }
+
+    /// `standby.signal`.
+    pub fn standby_signal(&self) -> PathBuf {
+        self.pgdata.join("standby.signal")
+    }
+
+    /// Whether `standby.signal` exists: the server runs, or would start, as a
+    /// standby.
+    pub fn is_standby_configured(&self) -> bool {
+        self.standby_signal().exists()
+    }
+
+    /// Whether the postmaster runs. No child process.
+    pub fn process_state(&self) -> ProcessState {
+        let Ok(text) = fs::read_to_string(self.pidfile()) else {
+            return ProcessState::Stopped;
+        };
+        let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+            // Being written by a starting postmaster, or garbage.
+            return ProcessState::Crashed(0);
+        };
+        if pid > 0 && is_postgres(pid, &self.pgdata) {
+            ProcessState::Running(pid)
+        } else {
+            ProcessState::Crashed(pid)
+        }
+    }
+
+    fn pg_ctl(&self, deadline: &Deadline) -> Spec {
+        Spec::new(self.bindir.join("pg_ctl"))
+            .user(self.uid, self.gid)
+            .current_dir("/")
+            .timeout(deadline.remaining())
+    }
+
+    /// Starts the server (`pg_ctl start -w`), which must be configured as a
+    /// standby already: the agent never starts a primary.
+    pub fn start(&self, deadline: &Deadline) -> Result<(), PgError> {
+        if !self.is_standby_configured() {
+            return Err(PgError::parse(
+                "data directory state",
+                "refusing to start PostgreSQL without standby.signal",
+            ));
+        }
+        let secs = deadline.remaining().as_secs().max(1).to_string();
+        cmd::run(
+            &self
+                .pg_ctl(deadline)
+                .args(["start", "-w", "-t", &secs, "-D"])
+                .arg(&self.datadir)
+                .arg("-l")
+                .arg(&self.logfile),
+        )?;
+        Ok(())
+    }
+
+    /// Stops the server: `fast` first (a clean shutdown checkpoint), then
+    /// `immediate` if that does not finish within half of the time left.
+    /// Committed data is never lost either way: immediate leaves crash
+    /// recovery to the next start, which replays the WAL.
+    pub fn stop(&self, deadline: &Deadline) -> Result<(), PgError> {
+        match self.process_state() {
+            ProcessState::Stopped => return Ok(()),
+            ProcessState::Crashed(_) => return self.clean_after_crash(deadline),
+            ProcessState::Running(_) => {}
+        }
+        let half = deadline.remaining() / 2;
+        let fast = cmd::run(
+            &self
+                .pg_ctl(deadline)
+                .args(["stop", "-w", "-m", "fast", "-t"])
+                .arg(half.as_secs().max(1).to_string())
+                .arg("-D")
+                .arg(&self.datadir)
+                .timeout(half + Duration::from_secs(1)),
+        );
+        if let Err(e) = fast {
+            log::warn!("fast shutdown did not finish ({e}); shutting down immediately");
+            let _ = cmd::run(
+                &self
+                    .pg_ctl(deadline)
+                    .args(["stop", "-w", "-m", "immediate", "-D"])
+                    .arg(&self.datadir),
+            );
+        }
+        match self.process_state() {
+            ProcessState::Stopped => Ok(()),
+            ProcessState::Crashed(_) => self.clean_after_crash(deadline),
+            ProcessState::Running(pid) => Err(PgError::parse(
+                "shutdown result",
+                &format!("postmaster {pid} still runs after pg_ctl stop"),
+            )),
+        }
+    }
+
+    /// After a postmaster was killed, ends its orphaned backends (found by
+    /// their working directory, the data directory: never by name) and
+    /// removes the stale `postmaster.pid`, so the next start and a probe see
+    /// a stopped server.
+    pub fn clean_after_crash(&self, deadline: &Deadline) -> Result<(), PgError> {
+        let orphans = processes_in(&self.pgdata);
+        for pid in &orphans {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        while !processes_in(&self.pgdata).is_empty() {
+            if deadline.expired() {
+                return Err(PgError::parse(
+                    "shutdown result",
+                    "orphaned PostgreSQL processes did not exit",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match fs::remove_file(self.pidfile()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(PgError::io(self.pidfile(), e)),
+        }
+    }
+
+    /// Runs `pg_controldata` and parses it.
+    pub fn controldata(&self, deadline: &Deadline) -> Result<ControlData, PgError> {
+        let out = cmd::run(
+            &Spec::new(self.bindir.join("pg_controldata"))
+                .arg(&self.pgdata)
+                .env("LC_ALL", "C")
+                .user(self.uid, self.gid)
+                .current_dir("/")
+                .timeout(deadline.cap(Duration::from_secs(10))),
+        )?;
+        parse_controldata(&out.stdout)
+    }
+
+    /// Writes `standby.signal` and the managed settings of
+    /// `postgresql.auto.conf` (the server must be stopped).
+    pub fn configure_standby(&self, primary_conninfo: &str) -> Result<(), PgError> {
+        let auto = self.pgdata.join("postgresql.auto.conf");
+        let old = match fs::read_to_string(&auto) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(PgError::io(&auto, e)),
+        };
+        let new = set_auto_conf(
+            &old,
+            &[
+                ("primary_conninfo", primary_conninfo),
+                ("recovery_target_timeline", "latest"),
+            ],
+        );
+        if new != old {
+            self.write_owned(&auto, new.as_bytes())?;
+        }
+        if !self.is_standby_configured() {
+            self.write_owned(&self.standby_signal(), b"")?;
+        }
+        Ok(())
+    }
+
+    /// Writes a file of the data directory atomically, owned by system_user,
+    /// mode 0600.
+    fn write_owned(&self, path: &Path, content: &[u8]) -> Result<(), PgError> {
+        let tmp = path.with_extension("rapidpro-ha.tmp");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| PgError::io(&tmp, e))?;
+        f.write_all(content).map_err(|e| PgError::io(&tmp, e))?;
+        f.sync_all().map_err(|e| PgError::io(&tmp, e))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+            .map_err(|e| PgError::io(&tmp, e))?;
+        if Uid::effective().is_root() {
+            chown(&tmp, Some(self.uid), Some(self.gid))
+                .map_err(|e| PgError::io(&tmp, e.into()))?;
+        }
+        fs::rename(&tmp, path).map_err(|e| PgError::io(path, e))
+    }
+
+    /// Runs pg_rewind against the primary described by `source_conninfo`
+    /// (its password in `password`, passed through the environment).
+    /// With `dry_run`, only reports whether a rewind is needed.
+    pub fn rewind(
+        &self,
+        source_conninfo: &str,
+        password: Option<&str>,
+        dry_run: bool,
+        deadline: &Deadline,
+    ) -> Result<RewindReport, PgError> {
+        let mut spec = Spec::new(self.bindir.join("pg_rewind"))
+            .arg(format!("--target-pgdata={}", self.pgdata.display()))
+            .arg(format!("--source-server={source_conninfo}"))
+            .user(self.uid, self.gid)
+            .current_dir("/")
+            .env("LC_ALL", "C")
+            .timeout(deadline.remaining());
+        if self.datadir != self.pgdata {
+            spec = spec.arg(format!(
+                "--config-file={}",
+                self.datadir.join("postgresql.conf").display()
+            ));
+        }
+        if dry_run {
+            spec = spec.arg("--dry-run");
+        }
+        if let Some(p) = password {
+            spec = spec.env("PGPASSWORD", p);
+        }
+        let out = cmd::run(&spec)?;
+        // pg_rewind reports on stderr.
+        Ok(parse_rewind(&format!("{}\n{}", out.stderr, out.stdout)))
+    }
+}
+
+/// What pg_rewind concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewindReport {
+    /// Whether the target's history has WAL the source does not have.
+    pub needed: bool,
+    /// "servers diverged at WAL location X on timeline N", when printed.
+    pub divergence: Option<String>,
+}
+
+/// Parses pg_rewind's messages (pure, for tests).
+pub fn parse_rewind(text: &str) -> RewindReport {
+    let divergence = text
+        .lines()
+        .find_map(|l| l.split_once("servers diverged at ").map(|(_, r)| r.trim().to_string()));
+    let no_rewind = text.contains("no rewind required");
+    RewindReport {
+        needed: !no_rewind,
+        divergence,
+    }
+}
+
+/// The parts of `pg_controldata` the agent uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlData {
+    /// "Database cluster state", such as `shut down`, `shut down in
+    /// recovery`, `in production`, `in archive recovery`.
+    pub state: String,
+    /// Latest checkpoint's TimeLineID.
+    pub timeline: u32,
+    /// Latest checkpoint location.
+    pub checkpoint: super::Lsn,
+    /// Database system identifier.
+    pub system_identifier: String,
+}
+
+impl ControlData {
+    /// Whether the data was last used by a primary (cleanly stopped or not).
+    pub fn was_primary(&self) -> bool {
+        matches!(self.state.as_str(), "shut down" | "in production")
+    }
+}
+
+/// Parses `pg_controldata` output in the C locale (pure, for tests).
+pub fn parse_controldata(text: &str) -> Result<ControlData, PgError> {
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim_start_matches(':').trim().to_string()))
+    };
+    let state = get("Database cluster state").ok_or_else(|| PgError::parse("pg_controldata output", text))?;
+    let timeline = get("Latest checkpoint's TimeLineID")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| PgError::parse("pg_controldata output", text))?;
+    let checkpoint = get("Latest checkpoint location")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| PgError::parse("pg_controldata output", text))?;
+    Ok(ControlData {
+        state,
+        timeline,
+        checkpoint,
+        system_identifier: get("Database system identifier").unwrap_or_default(),
+    })
+}
+
+/// Replaces or appends `name = 'value'` lines in a postgresql.auto.conf text.
+pub fn set_auto_conf(old: &str, settings: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for line in old.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if settings.iter().any(|(n, _)| *n == key) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n");
+    }
+    for (n, v) in settings {
+        out.push_str(&format!("{n} = '{}'\n", v.replace('\'', "''")));
+    }
+    out
+}
+
+/// Quotes a conninfo value: single quotes, with `\` and `'` escaped.
+pub fn conninfo_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Whether `pid` is a PostgreSQL process of this data directory (its working
+/// directory is the data directory), so a recycled pid is not mistaken for
+/// the postmaster.
+fn is_postgres(pid: i32, pgdata: &Path) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd"));
+    match (cwd, fs::canonicalize(pgdata)) {
+        (Ok(c), Ok(d)) => c == d,
+        // Without /proc access, trust the signal check.
+        (Err(_), _) => true,
+        (_, Err(_)) => false,
+    }
+}
+
+/// Pids of processes whose working directory is `dir`.
+fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/cwd"))
+                .map(|c| c == dir)
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Waits until `f` holds, polling every 50 ms, or the deadline passes.
+pub fn wait_until(deadline: &Deadline, mut f: impl FnMut() -> bool) -> bool {
+    loop {
+        if f() {
+            return true;
+        }
+        if deadline.expired() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(deadline.remaining()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTROLDATA: &str = "pg_control version number:            1300
+Catalog version number:               202209061
+Database system identifier:           7310000000000000000
+Database cluster state:               shut down in recovery
+pg_control last modified:             Wed 25 Nov 2026 21:00:00 UTC
+Latest checkpoint location:           0/3000060
+Latest checkpoint's REDO location:    0/3000028
+Latest checkpoint's REDO WAL file:    000000010000000000000003
+Latest checkpoint's TimeLineID:       1
+Latest checkpoint's PrevTimeLineID:   1
+";
+
+    #[test]
+    fn controldata_gives_state_timeline_and_checkpoint() {
+        let c = parse_controldata(CONTROLDATA).unwrap();
+        assert_eq!(c.state, "shut down in recovery");
+        assert_eq!(c.timeline, 1);
+        assert_eq!(c.checkpoint.to_string(), "0/3000060");
+        assert!(!c.was_primary());
+        assert_eq!(c.system_identifier, "7310000000000000000");
+    }
+
+    #[test]
+    fn truncated_controldata_is_an_error() {
+        assert!(parse_controldata("Database cluster state: in production\n").is_err());
+        assert!(parse_controldata("").is_err());
+    }
+
+    #[test]
+    fn auto_conf_settings_are_replaced_not_duplicated() {
+        let old = "# Do not edit this file manually!\nprimary_conninfo = 'host=a'\nwork_mem = '8MB'\n";
+        let new = set_auto_conf(old, &[("primary_conninfo", "host=b password='x'")]);
+        assert_eq!(new.matches("primary_conninfo").count(), 1);
+        assert!(new.contains("work_mem = '8MB'"));
+        assert!(new.contains("primary_conninfo = 'host=b password=''x'''"));
+    }
+
+    #[test]
+    fn rewind_reports_are_read() {
+        let r = parse_rewind("pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\npg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\npg_rewind: Done!\n");
+        assert!(r.needed);
+        assert_eq!(r.divergence.as_deref(), Some("WAL location 0/3000148 on timeline 1"));
+        let r = parse_rewind("pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\npg_rewind: no rewind required\n");
+        assert!(!r.needed);
+        let r = parse_rewind("pg_rewind: source and target cluster are on the same timeline\npg_rewind: no rewind required\n");
+        assert!(!r.needed && r.divergence.is_none());
+    }
+
+    #[test]
+    fn conninfo_values_escape_quotes_and_backslashes() {
+        assert_eq!(conninfo_value("pa ss'w\\d"), "'pa ss\\'w\\\\d'");
+    }
+}

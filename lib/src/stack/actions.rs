@@ -1,0 +1,846 @@
+//! The OCF actions of `ocf:rapidpro:stack`.
+//!
+//! Invariants kept by every action:
+//! - PostgreSQL is only ever started with `standby.signal`: a primary exists
+//!   only through `promote` (PAF's pre-demote notify once restarted a crashed
+//!   primary as a primary, and a write was committed there);
+//! - Redis is only ever started with `replicaof` in its configuration;
+//! - an old primary whose history diverged is never started as a standby on
+//!   top of that history: it is rewound (`rewind=true`) or refused;
+//! - the recurring monitor spawns no process unless something changed.
+
+use std::time::Duration;
+
+use super::decide::{self, CANDIDATE_SCORE, PROMOTED_SCORE};
+use super::state::State;
+use super::{Ctx, Error, Outcome};
+use crate::cluster::{self, ClusterError, NodeName};
+use crate::config::Config;
+use crate::deadline::Deadline;
+use crate::ocf::env::OcfEnv;
+use crate::ocf::notify::{NotifyKind, NotifyOp};
+use crate::ocf::OcfRc;
+use crate::postgres::db::{Db, Host, LocalStatus, Reach, Target};
+use crate::postgres::server::{conninfo_value, wait_until, ProcessState};
+use crate::postgres::Position;
+use crate::redis::{self, Endpoint, LinkStatus, Role};
+
+/// Private attribute carrying a standby's position from pre-promote to
+/// promote.
+pub fn position_attribute(resource: &str) -> String {
+    format!("rapidpro-position-{resource}")
+}
+
+// ---------------------------------------------------------------- validate
+
+/// `validate-all`: form of every parameter (6), then this host (5, 2, 4).
+pub fn validate_all(env: &OcfEnv) -> Result<Outcome, Error> {
+    let cfg = Config::from_env(env)?;
+    cfg.check_host()?;
+    Ok(Outcome::ok())
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn local_target<'c>(ctx: &'c Ctx<'_>) -> Target<'c> {
+    Target {
+        host: Host::Socket(&ctx.cfg.pghost),
+        port: ctx.cfg.pgport,
+        user: &ctx.cfg.system_user,
+        password: None,
+        dbname: "postgres",
+        peer_uid: Some(ctx.pg.uid),
+    }
+}
+
+fn local_db(ctx: &Ctx<'_>) -> Result<Db, Error> {
+    Ok(Db::connect(
+        &local_target(ctx),
+        ctx.cfg.connect_timeout,
+        ctx.cfg.query_timeout,
+        &ctx.deadline,
+    )?)
+}
+
+/// What answers at primary_host.
+#[derive(Debug)]
+enum PrimaryAt {
+    /// A writable PostgreSQL.
+    Writable,
+    /// A standby (or one still starting up).
+    Standby,
+    /// Nothing.
+    NoAnswer(String),
+    /// Something that would not say what it is.
+    Unknown(String),
+}
+
+fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+    let t = Target {
+        host: Host::Tcp(&ctx.cfg.primary_host),
+        port: ctx.cfg.primary_port,
+        user: &ctx.cfg.repl_user,
+        password: ctx.cfg.repl_password.as_deref(),
+        dbname: "postgres",
+        peer_uid: None,
+    };
+    Ok(
+        match Db::reach(&t, ctx.cfg.connect_timeout, ctx.cfg.query_timeout, &ctx.deadline)? {
+            Reach::Connected(db) => match db.in_recovery() {
+                Ok(true) => PrimaryAt::Standby,
+                Ok(false) => PrimaryAt::Writable,
+                Err(e) => PrimaryAt::Unknown(e.to_string()),
+            },
+            Reach::NoAnswer(r) => PrimaryAt::NoAnswer(r),
+            Reach::Refused(r)
+                if r.contains("starting up")
+                    || r.contains("not yet accepting")
+                    || r.contains("shutting down")
+                    || r.contains("recovery") =>
+            {
+                PrimaryAt::Standby
+            }
+            Reach::Refused(r) => PrimaryAt::Unknown(r),
+        },
+    )
+}
+
+fn primary_desc(ctx: &Ctx<'_>) -> String {
+    format!("{}:{}", ctx.cfg.primary_host, ctx.cfg.primary_port)
+}
+
+/// `primary_conninfo` for this node: application_name is the node name, so
+/// the primary's `pg_stat_replication` says which node each standby is.
+fn primary_conninfo(ctx: &Ctx<'_>) -> String {
+    let mut s = format!(
+        "host={} port={} user={} application_name={}",
+        conninfo_value(&ctx.cfg.primary_host),
+        ctx.cfg.primary_port,
+        conninfo_value(&ctx.cfg.repl_user),
+        conninfo_value(ctx.node.as_str()),
+    );
+    if let Some(p) = &ctx.cfg.repl_password {
+        s.push_str(&format!(" password={}", conninfo_value(p)));
+    }
+    s
+}
+
+fn source_conninfo(ctx: &Ctx<'_>) -> String {
+    format!(
+        "host={} port={} user={} dbname=postgres connect_timeout={}",
+        conninfo_value(&ctx.cfg.primary_host),
+        ctx.cfg.primary_port,
+        conninfo_value(&ctx.cfg.repl_user),
+        ctx.cfg.connect_timeout.as_secs().max(1)
+    )
+}
+
+fn redis_local(ctx: &Ctx<'_>) -> Result<redis::Conn, Error> {
+    Ok(redis::connect(
+        &ctx.redis.endpoint(),
+        ctx.cfg.redis_password.as_deref(),
+        ctx.deadline.cap(ctx.cfg.query_timeout),
+    )?)
+}
+
+fn redis_primary_answers(ctx: &Ctx<'_>) -> bool {
+    let ep = Endpoint::Tcp {
+        host: ctx.cfg.primary_host.clone(),
+        port: ctx.cfg.redis_primary_port,
+    };
+    redis::connect(
+        &ep,
+        ctx.cfg.redis_password.as_deref(),
+        ctx.deadline.cap(ctx.cfg.connect_timeout),
+    )
+    .and_then(|mut c| c.info_replication())
+    .map(|i| i.role == Role::Master)
+    .unwrap_or(false)
+}
+
+/// Runs a cluster call whose failure must not fail the action (no cluster
+/// under ocf-tester): logs it and says whether it worked.
+fn best_effort(what: &str, r: Result<(), ClusterError>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(ClusterError::NoCluster { .. }) => {
+            log::debug!("{what}: no cluster answers");
+            false
+        }
+        Err(e) => {
+            log::warn!("{what}: {e}");
+            false
+        }
+    }
+}
+
+fn set_score(ctx: &Ctx<'_>, node: &NodeName, score: i64) -> bool {
+    best_effort(
+        &format!("setting the promotion score of {node} to {score}"),
+        cluster::set_promotion_score(ctx.env.instance(), node, score, &ctx.deadline),
+    )
+}
+
+fn load_state(ctx: &Ctx<'_>) -> State {
+    State::load(&ctx.state_path)
+}
+
+fn save_state(ctx: &Ctx<'_>, s: &State) {
+    if let Err(e) = s.save(&ctx.state_path) {
+        log::warn!("cannot write {}: {e}", ctx.state_path.display());
+    }
+}
+
+fn forget_scores(ctx: &Ctx<'_>) {
+    let mut s = load_state(ctx);
+    if s != State::default() {
+        s.forget();
+        save_state(ctx, &s);
+    }
+}
+
+// ---------------------------------------------------------------- start
+
+/// `start`: PostgreSQL as a standby of primary_host and Redis as its
+/// replica; returns when both answer. Never starts a primary.
+pub fn start(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let cfg = Config::from_env(env)?;
+    cfg.check_host()?;
+    let ctx = Ctx::new(env, deadline)?;
+    forget_scores(&ctx);
+    let primary = start_postgres_standby(&ctx)?;
+    start_redis_replica(&ctx)?;
+    if !matches!(primary, PrimaryAt::Writable) {
+        // No primary to follow: this node may have to become it. Give it a
+        // score now, not after its first monitor, so Pacemaker can promote
+        // at once; promote still checks that no standby is ahead.
+        set_score(&ctx, &ctx.node, CANDIDATE_SCORE);
+    }
+    wait_ready(&ctx)?;
+    log::info!("started unpromoted, following {}", primary_desc(&ctx));
+    Ok(Outcome::ok())
+}
+
+/// Brings PostgreSQL up as a standby (or checks it already is one), after
+/// making sure its history can follow the primary's. Returns what answers
+/// at primary_host.
+fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+    match ctx.pg.process_state() {
+        ProcessState::Running(_) => {
+            let db = local_db(ctx)?;
+            if !db.in_recovery()? {
+                return Err(Error::Failed(
+                    "PostgreSQL already runs as a primary here; an instance starts unpromoted: demote or stop it first"
+                        .into(),
+                ));
+            }
+            follow_primary(ctx, &db)?;
+            return primary_at(ctx);
+        }
+        ProcessState::Crashed(pid) => {
+            log::warn!("postmaster {pid} is gone; cleaning up before starting as a standby");
+            ctx.pg.clean_after_crash(&ctx.deadline)?;
+        }
+        ProcessState::Stopped => {}
+    }
+    let primary = primary_at(ctx)?;
+    let control = ctx.pg.controldata(&ctx.deadline)?;
+    let was_primary = control.was_primary() || !ctx.pg.is_standby_configured();
+    match &primary {
+        PrimaryAt::Writable if was_primary => check_history(ctx)?,
+        PrimaryAt::Writable => {}
+        PrimaryAt::Standby => log::info!(
+            "no primary at {} yet (a standby answers); starting as a standby",
+            primary_desc(ctx)
+        ),
+        PrimaryAt::NoAnswer(r) => log::info!(
+            "no primary answers at {} ({r}); starting as a standby",
+            primary_desc(ctx)
+        ),
+        PrimaryAt::Unknown(r) => log::warn!(
+            "cannot tell what answers at {} ({r}); starting as a standby",
+            primary_desc(ctx)
+        ),
+    }
+    ctx.pg.configure_standby(&primary_conninfo(ctx))?;
+    ctx.pg.start(&ctx.deadline)?;
+    Ok(primary)
+}
+
+/// An old primary can follow the current one only if its WAL does not go
+/// past the point where the primary's timeline forked. pg_rewind decides
+/// (dry run); rewinds if allowed; otherwise refuses, data untouched.
+fn check_history(ctx: &Ctx<'_>) -> Result<(), Error> {
+    let password = ctx.cfg.repl_password.as_deref();
+    let report = ctx
+        .pg
+        .rewind(&source_conninfo(ctx), password, true, &ctx.deadline)
+        .map_err(|e| {
+            Error::Failed(format!(
+                "cannot check this old primary's history against {}: {e}",
+                primary_desc(ctx)
+            ))
+        })?;
+    if !report.needed {
+        return Ok(());
+    }
+    let at = report
+        .divergence
+        .clone()
+        .unwrap_or_else(|| "an unknown point".into());
+    if !ctx.cfg.rewind {
+        return Err(Error::Diverged(format!(
+            "data diverged from primary at {at}: rebuild this node or set rewind=true (data left untouched)"
+        )));
+    }
+    log::warn!("this old primary diverged at {at}; rewinding it with pg_rewind");
+    ctx.pg
+        .rewind(&source_conninfo(ctx), password, false, &ctx.deadline)
+        .map_err(|e| Error::Failed(format!("pg_rewind failed: {e}")))?;
+    log::info!("pg_rewind done");
+    Ok(())
+}
+
+/// Makes a running standby follow primary_host (conninfo reloaded when it
+/// changed: PostgreSQL 13+ restarts the WAL receiver on reload).
+fn follow_primary(ctx: &Ctx<'_>, db: &Db) -> Result<(), Error> {
+    let st = db.status()?;
+    let want = primary_conninfo(ctx);
+    if st.in_recovery && st.primary_conninfo != want {
+        log::info!("pointing the standby at {}", primary_desc(ctx));
+        db.alter_system("primary_conninfo", &want)?;
+    }
+    Ok(())
+}
+
+fn start_redis_replica(ctx: &Ctx<'_>) -> Result<(), Error> {
+    match redis::process_state(&ctx.redis) {
+        redis::ProcessState::Running(_) => follow_redis_primary(ctx),
+        redis::ProcessState::Crashed(_) | redis::ProcessState::NotRunning => {
+            redis::stop(&ctx.redis, &ctx.deadline)?;
+            redis::start(&ctx.redis, &ctx.deadline)?;
+            Ok(())
+        }
+    }
+}
+
+/// Makes the local Redis a replica of primary_host.
+fn follow_redis_primary(ctx: &Ctx<'_>) -> Result<(), Error> {
+    let mut c = redis_local(ctx)?;
+    let info = c.info_replication()?;
+    let host = ctx.cfg.primary_host.as_str();
+    let port = ctx.cfg.redis_primary_port;
+    let follows = info.role == Role::Replica
+        && info.master_host.as_deref() == Some(host)
+        && info.master_port == Some(port);
+    if !follows {
+        log::info!("making Redis a replica of {host}:{port}");
+        c.replicaof(Some((host, port)))?;
+    }
+    Ok(())
+}
+
+/// Waits until the monitor would say "running unpromoted".
+fn wait_ready(ctx: &Ctx<'_>) -> Result<(), Error> {
+    let mut last = String::new();
+    let ok = wait_until(&ctx.deadline, || match local_db(ctx).and_then(|db| Ok(db.in_recovery()?)) {
+        Ok(true) => match redis_local(ctx).and_then(|mut c| Ok(c.info_replication()?)) {
+            Ok(i) if i.role == Role::Replica => true,
+            Ok(_) => {
+                last = "Redis is not a replica".into();
+                false
+            }
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        },
+        Ok(false) => {
+            last = "PostgreSQL is not in recovery".into();
+            false
+        }
+        Err(e) => {
+            last = e.to_string();
+            false
+        }
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!("not ready before the timeout: {last}")))
+    }
+}
+
+// ---------------------------------------------------------------- stop
+
+/// `stop`: Redis, then PostgreSQL (fast shutdown, immediate if it hangs),
+/// and the node's promotion score. Succeeds when nothing runs, also after a
+/// crash: a failed stop ends in fencing.
+pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let ctx = Ctx::new(env, deadline)?;
+    if ctx.cfg.pg_absent() && redis::process_state(&ctx.redis) == redis::ProcessState::NotRunning {
+        return Ok(Outcome::ok());
+    }
+    redis::stop(&ctx.redis, &ctx.deadline)?;
+    ctx.pg.stop(&ctx.deadline)?;
+    best_effort(
+        "deleting this node's promotion score",
+        cluster::delete_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline),
+    );
+    forget_scores(&ctx);
+    log::info!("stopped");
+    Ok(Outcome::ok())
+}
+
+// ---------------------------------------------------------------- promote
+
+/// `promote`: refuses when another primary answers at primary_host or a
+/// standby is ahead of this one; otherwise promotes PostgreSQL, then Redis,
+/// and returns once both accept writes.
+pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let cfg = Config::from_env(env)?;
+    cfg.check_host()?;
+    let ctx = Ctx::new(env, deadline)?;
+    if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        return Err(Error::Failed("PostgreSQL is not running: cannot promote".into()));
+    }
+    let db = local_db(&ctx)?;
+    let st = db.status()?;
+    if st.in_recovery {
+        refuse_unsafe_promotion(&ctx, &db, &st)?;
+        let names = decide::sync_standby_names_at_promote(ctx.cfg.sync_replication);
+        if st.synchronous_standby_names != names {
+            db.alter_system("synchronous_standby_names", names)?;
+        }
+        let wait = ctx.deadline.remaining().saturating_sub(Duration::from_secs(2));
+        if !db.promote(wait)? {
+            return Err(Error::Failed(format!(
+                "pg_promote() did not finish within {} s",
+                wait.as_secs()
+            )));
+        }
+        let writable = wait_until(&ctx.deadline, || matches!(db.in_recovery(), Ok(false)));
+        if !writable {
+            return Err(Error::Failed("PostgreSQL still in recovery after pg_promote()".into()));
+        }
+        log::info!("PostgreSQL promoted");
+    }
+    promote_redis(&ctx)?;
+    best_effort(
+        "clearing this node's published position",
+        cluster::delete_private(&position_attribute(env.resource()), &ctx.node, &ctx.deadline),
+    );
+    let mut state = load_state(&ctx);
+    state.forget();
+    if set_score(&ctx, &ctx.node, PROMOTED_SCORE) {
+        state.scores.insert(ctx.node.to_string(), PROMOTED_SCORE);
+    }
+    save_state(&ctx, &state);
+    Ok(Outcome::ok())
+}
+
+/// The checks that keep a promotion from losing data or making two
+/// primaries.
+fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(), Error> {
+    match primary_at(ctx)? {
+        PrimaryAt::Writable => {
+            return Err(Error::PromotionRefused(format!(
+                "a writable primary already answers at {}",
+                primary_desc(ctx)
+            )))
+        }
+        PrimaryAt::Unknown(r) => {
+            return Err(Error::PromotionRefused(format!(
+                "cannot tell whether {} is a primary: {r}",
+                primary_desc(ctx)
+            )))
+        }
+        PrimaryAt::Standby | PrimaryAt::NoAnswer(_) => {}
+    }
+    let own = st
+        .position()
+        .ok_or_else(|| Error::Failed("cannot read this standby's WAL position".into()))?;
+    let attr = position_attribute(ctx.env.resource());
+    let published = match cluster::read_private(&attr, &[], &ctx.deadline) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!("cannot read the standbys' positions ({e}); promoting on this node's data alone");
+            Vec::new()
+        }
+    };
+    let peers: Vec<(String, Position)> = published
+        .into_iter()
+        .filter(|(n, _)| *n != ctx.node)
+        .filter_map(|(n, v)| match v.parse::<Position>() {
+            Ok(p) => Some((n.to_string(), p)),
+            Err(e) => {
+                log::warn!("ignoring the position published by {n}: {e}");
+                None
+            }
+        })
+        .collect();
+    if let Some((peer, pos)) = decide::better_peer(own, &peers) {
+        // Hand the promotion to the better node: the next transition
+        // promotes it, as PAF does, but with the ranking the right way round.
+        if let Ok(n) = NodeName::new(peer) {
+            set_score(ctx, &n, decide::AHEAD_SCORE);
+        }
+        set_score(ctx, &ctx.node, CANDIDATE_SCORE);
+        return Err(Error::PromotionRefused(format!(
+            "{peer} is ahead ({pos}) of this node ({own})"
+        )));
+    }
+    if st.replay_paused {
+        // Promoting a paused standby ends recovery where replay stopped,
+        // dropping received WAL. Resume and let it catch up first.
+        log::warn!("WAL replay is paused; resuming it before promotion");
+        db.execute("pg_wal_replay_resume()", "SELECT pg_wal_replay_resume()")?;
+        let target = st.receive_lsn.unwrap_or_default();
+        let caught_up = wait_until(&ctx.deadline, || {
+            db.status()
+                .map(|s| s.replay_lsn.unwrap_or_default() >= target)
+                .unwrap_or(false)
+        });
+        if !caught_up {
+            return Err(Error::Failed(format!(
+                "replay did not reach the received WAL ({target}) before the timeout"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn promote_redis(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if !matches!(redis::process_state(&ctx.redis), redis::ProcessState::Running(_)) {
+        start_redis_replica(ctx)?;
+    }
+    let mut c = redis_local(ctx)?;
+    if c.info_replication()?.role != Role::Master {
+        c.replicaof(None)?;
+        log::info!("Redis promoted");
+    }
+    let ok = wait_until(&ctx.deadline, || {
+        matches!(c.info_replication(), Ok(i) if i.role == Role::Master)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Failed("Redis did not become master".into()))
+    }
+}
+
+// ---------------------------------------------------------------- demote
+
+/// `demote`: PostgreSQL stopped cleanly and restarted as a standby of
+/// primary_host; Redis made its replica.
+pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let cfg = Config::from_env(env)?;
+    cfg.check_host()?;
+    let ctx = Ctx::new(env, deadline)?;
+    if let ProcessState::Running(_) = ctx.pg.process_state() {
+        let db = local_db(&ctx)?;
+        if !db.in_recovery()? {
+            drop(db);
+            log::info!("stopping the primary to restart it as a standby");
+            ctx.pg.stop(&ctx.deadline)?;
+        }
+    }
+    start_postgres_standby(&ctx)?;
+    start_redis_replica(&ctx)?;
+    wait_ready(&ctx)?;
+    let mut state = load_state(&ctx);
+    state.forget();
+    if set_score(&ctx, &ctx.node, CANDIDATE_SCORE) {
+        state.scores.insert(ctx.node.to_string(), CANDIDATE_SCORE);
+    }
+    save_state(&ctx, &state);
+    log::info!("demoted, following {}", primary_desc(&ctx));
+    Ok(Outcome::ok())
+}
+
+// ---------------------------------------------------------------- monitor
+
+/// `monitor`: 8 promoted, 0 unpromoted, 7 cleanly stopped, 9/1 failed,
+/// 191/190 degraded. In steady state: two socket connections, no process.
+pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    if env.tester_fail_have_binary() && env.is_probe() {
+        return Ok(Outcome::code(OcfRc::NotRunning));
+    }
+    let ctx = match Ctx::new(env, deadline) {
+        Ok(c) => c,
+        // A probe on a node where the service cannot even be configured
+        // finds it not running; anything else is a configuration error.
+        Err(Error::Config(c)) if env.is_probe() && c.rc != OcfRc::ErrConfigured => {
+            return Ok(Outcome::code(OcfRc::NotRunning))
+        }
+        Err(e) => return Err(e),
+    };
+    if env.is_probe() {
+        // Pacemaker may have restarted and lost the node attributes: a probe
+        // re-asserts every score.
+        forget_scores(&ctx);
+    }
+    let pg = ctx.pg.process_state();
+    let rd = redis::process_state(&ctx.redis);
+    let was_primary = !ctx.pg.is_standby_configured();
+    let failed = |reason: String| {
+        let rc = if was_primary {
+            OcfRc::FailedPromoted
+        } else {
+            OcfRc::ErrGeneric
+        };
+        Ok(Outcome::because(rc, reason))
+    };
+    match (pg, &rd) {
+        (ProcessState::Stopped, redis::ProcessState::NotRunning) => {
+            return Ok(Outcome::code(OcfRc::NotRunning))
+        }
+        (ProcessState::Crashed(pid), _) => {
+            return failed(format!("PostgreSQL postmaster {pid} died (stale postmaster.pid)"))
+        }
+        (ProcessState::Stopped, _) => return failed("PostgreSQL is stopped but Redis runs".into()),
+        (ProcessState::Running(_), redis::ProcessState::Crashed(pid)) => {
+            return failed(format!("Redis {pid} died (stale pidfile)"))
+        }
+        (ProcessState::Running(_), redis::ProcessState::NotRunning) => {
+            return failed("Redis is not running".into())
+        }
+        (ProcessState::Running(_), redis::ProcessState::Running(_)) => {}
+    }
+    let db = match local_db(&ctx) {
+        Ok(db) => db,
+        Err(e) if !was_primary && e.to_string().contains("starting up") => {
+            return Ok(Outcome::because(
+                OcfRc::Degraded,
+                "standby still recovering: not accepting connections yet",
+            ))
+        }
+        Err(e) => return failed(e.to_string()),
+    };
+    let st = match db.status() {
+        Ok(s) => s,
+        Err(e) => return failed(e.to_string()),
+    };
+    let info = match redis_local(&ctx).and_then(|mut c| Ok(c.info_replication()?)) {
+        Ok(i) => i,
+        Err(e) => return failed(e.to_string()),
+    };
+    if st.in_recovery {
+        monitor_standby(&ctx, &st, &info)
+    } else {
+        monitor_primary(&ctx, &db, &st, &info)
+    }
+}
+
+fn monitor_primary(
+    ctx: &Ctx<'_>,
+    db: &Db,
+    st: &LocalStatus,
+    info: &redis::ReplicationInfo,
+) -> Result<Outcome, Error> {
+    if info.role != Role::Master {
+        return Ok(Outcome::because(
+            OcfRc::FailedPromoted,
+            "PostgreSQL is primary but Redis is a replica",
+        ));
+    }
+    let standbys = match db.standbys() {
+        Ok(s) => s,
+        Err(e) => return Ok(Outcome::because(OcfRc::FailedPromoted, e.to_string())),
+    };
+    // Promotion scores, set only when they change.
+    let mut state = load_state(ctx);
+    let own = ctx.node.as_str();
+    let mut want = decide::standby_scores(
+        &standbys,
+        ctx.cfg.maxlag,
+        state.scores.keys().map(String::as_str),
+        own,
+    );
+    want.insert(own.to_string(), PROMOTED_SCORE);
+    let mut changed = false;
+    for (node, score) in &want {
+        if state.scores.get(node) == Some(score) {
+            continue;
+        }
+        let Ok(n) = NodeName::new(node) else {
+            log::warn!("ignoring standby with unusable application_name {node:?}");
+            continue;
+        };
+        if set_score(ctx, &n, *score) {
+            state.scores.insert(node.clone(), *score);
+            changed = true;
+        }
+    }
+    if changed {
+        save_state(ctx, &state);
+    }
+    // Synchronous replication follows the streaming standbys.
+    let streaming = standbys.iter().filter(|s| s.state == "streaming").count();
+    let names = decide::sync_standby_names(ctx.cfg.sync_replication, streaming);
+    if st.synchronous_standby_names != names {
+        log::info!("synchronous_standby_names = '{names}' ({streaming} standby streaming)");
+        if let Err(e) = db.alter_system("synchronous_standby_names", names) {
+            return Ok(Outcome::because(OcfRc::FailedPromoted, e.to_string()));
+        }
+    }
+    if ctx.cfg.sync_replication == crate::config::SyncMode::Strict && streaming == 0 {
+        return Ok(Outcome::because(
+            OcfRc::DegradedPromoted,
+            "sync_replication=strict and no standby streams: commits wait",
+        ));
+    }
+    Ok(Outcome::code(OcfRc::RunningPromoted))
+}
+
+fn monitor_standby(
+    ctx: &Ctx<'_>,
+    st: &LocalStatus,
+    info: &redis::ReplicationInfo,
+) -> Result<Outcome, Error> {
+    if info.role == Role::Master {
+        return Ok(Outcome::because(
+            OcfRc::ErrGeneric,
+            "Redis is a master on an unpromoted node",
+        ));
+    }
+    let link_up = info.master_link_status == Some(LinkStatus::Up);
+    if st.streaming() && link_up {
+        let mut state = load_state(ctx);
+        if state.candidate_checked {
+            state.candidate_checked = false;
+            save_state(ctx, &state);
+        }
+        return Ok(Outcome::ok());
+    }
+    // Off the steady path: find out whether a primary is there to follow.
+    if !st.streaming() {
+        match primary_at(ctx)? {
+            PrimaryAt::Writable => {
+                return Ok(Outcome::because(
+                    OcfRc::Degraded,
+                    format!("standby not streaming from the primary at {}", primary_desc(ctx)),
+                ))
+            }
+            _ => keep_promotable(ctx),
+        }
+    }
+    if !link_up && redis_primary_answers(ctx) {
+        return Ok(Outcome::because(
+            OcfRc::Degraded,
+            format!(
+                "Redis replica link down while its master answers at {}:{}",
+                ctx.cfg.primary_host, ctx.cfg.redis_primary_port
+            ),
+        ));
+    }
+    Ok(Outcome::ok())
+}
+
+/// A standby with no primary may be the next primary: make sure it has a
+/// score, once per episode (one crm_attribute query).
+fn keep_promotable(ctx: &Ctx<'_>) {
+    let mut state = load_state(ctx);
+    if state.candidate_checked {
+        return;
+    }
+    match cluster::get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline) {
+        Ok(Some(s)) => {
+            log::debug!("no primary; this standby keeps its score {s}");
+            state.candidate_checked = true;
+        }
+        Ok(None) => {
+            log::info!("no primary answers; making this standby promotable");
+            state.candidate_checked = set_score(ctx, &ctx.node, CANDIDATE_SCORE);
+        }
+        Err(e) => log::debug!("cannot read this node's promotion score: {e}"),
+    }
+    if state.candidate_checked {
+        save_state(ctx, &state);
+    }
+}
+
+// ---------------------------------------------------------------- notify
+
+/// `notify`: never fails (a failed notify would stop the clone). Publishes
+/// this standby's position before a promotion, re-points followers after
+/// one, and makes the primary re-assert scores when nodes come and go.
+pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
+    let Some(n) = env.notification() else {
+        return Outcome::ok();
+    };
+    let ctx = match Ctx::new(env, deadline) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("notify: {e}");
+            return Outcome::ok();
+        }
+    };
+    let me = ctx.node.as_str();
+    let result = match (n.kind, n.operation) {
+        (NotifyKind::Pre, NotifyOp::Promote) => publish_position(&ctx),
+        (NotifyKind::Post, NotifyOp::Promote) => {
+            best_effort(
+                "clearing this node's published position",
+                cluster::delete_private(&position_attribute(env.resource()), &ctx.node, &ctx.deadline),
+            );
+            forget_scores(&ctx);
+            if n.promote.iter().any(|p| p == me) {
+                Ok(())
+            } else {
+                refollow(&ctx)
+            }
+        }
+        (NotifyKind::Post, NotifyOp::Start | NotifyOp::Stop) => {
+            forget_scores(&ctx);
+            Ok(())
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        log::warn!("notify {:?}-{:?}: {e}", n.kind, n.operation);
+    }
+    Outcome::ok()
+}
+
+/// Pre-promote, on every standby: force a restartpoint so the control file's
+/// timeline is current, then publish `timeline#lsn` as a private attribute.
+fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        return Ok(());
+    }
+    let db = local_db(ctx)?;
+    let st = db.status()?;
+    if !st.in_recovery {
+        return Ok(());
+    }
+    if let Err(e) = db.execute("CHECKPOINT", "CHECKPOINT") {
+        log::warn!("restartpoint before publishing the position: {e}");
+    }
+    let st = db.status()?;
+    let Some(pos) = st.position() else {
+        return Ok(());
+    };
+    log::info!("publishing position {pos} for the promotion");
+    cluster::publish_private(
+        &position_attribute(ctx.env.resource()),
+        &ctx.node,
+        &pos.to_string(),
+        &ctx.deadline,
+    )?;
+    Ok(())
+}
+
+/// Post-promote, on the others: follow primary_host again.
+fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        let db = local_db(ctx)?;
+        if db.in_recovery()? {
+            follow_primary(ctx, &db)?;
+        }
+    }
+    if matches!(redis::process_state(&ctx.redis), redis::ProcessState::Running(_)) {
+        follow_redis_primary(ctx)?;
+    }
+    Ok(())
+}

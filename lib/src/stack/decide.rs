@@ -1,0 +1,184 @@
+//! Pure decisions: promotion scores, synchronous standbys, which node should
+//! be promoted. Actions observe, call these, then act; the unit tests of the
+//! agent's judgement live here.
+
+use std::collections::BTreeMap;
+
+use crate::config::SyncMode;
+use crate::postgres::db::StandbyRow;
+use crate::postgres::Position;
+
+/// The promoted instance's own score.
+pub const PROMOTED_SCORE: i64 = 1001;
+/// The best standby's score; the next ones get one less each.
+pub const BEST_STANDBY_SCORE: i64 = 1000;
+/// Score a standby gives itself when no primary exists and it has none: it
+/// may be promoted; promote then checks no other standby is ahead.
+pub const CANDIDATE_SCORE: i64 = 1;
+/// Score of a standby that must not be promoted (not streaming, or beyond
+/// maxlag). Negative means "never promote here" to Pacemaker.
+pub const NOT_PROMOTABLE: i64 = -1000;
+/// Score given to a standby found ahead of the node Pacemaker chose, so that
+/// the next transition promotes it.
+pub const AHEAD_SCORE: i64 = 1005;
+
+/// `synchronous_standby_names` for "any one standby".
+pub const ANY_ONE_STANDBY: &str = "ANY 1 (*)";
+
+/// The scores the primary gives the standbys it sees, and the ones it scored
+/// before that no longer stream.
+///
+/// A standby is promotable when it streams and has replayed to within
+/// `maxlag` bytes (0: no limit). Promotable standbys are ranked by replayed
+/// position, most advanced first (PAF 2.3.0 had this backwards), ties broken
+/// by name so equal standbys do not swap scores on every monitor.
+pub fn standby_scores<'a>(
+    rows: &[StandbyRow],
+    maxlag: u64,
+    scored_before: impl IntoIterator<Item = &'a str>,
+    own_name: &str,
+) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    let mut eligible: Vec<&StandbyRow> = Vec::new();
+    for r in rows.iter().filter(|r| !r.name.is_empty() && r.name != own_name) {
+        let in_time = maxlag == 0 || r.replay_lag() <= maxlag;
+        if r.state == "streaming" && in_time {
+            eligible.push(r);
+        } else {
+            out.insert(r.name.clone(), NOT_PROMOTABLE);
+        }
+    }
+    eligible.sort_by(|a, b| b.replay_lsn.cmp(&a.replay_lsn).then(a.name.cmp(&b.name)));
+    for (i, r) in eligible.iter().enumerate() {
+        let score = (BEST_STANDBY_SCORE - i as i64).max(CANDIDATE_SCORE + 1);
+        out.entry(r.name.clone()).or_insert(score);
+    }
+    for name in scored_before {
+        if name != own_name && !out.contains_key(name) {
+            out.insert(name.to_string(), NOT_PROMOTABLE);
+        }
+    }
+    out
+}
+
+/// The `synchronous_standby_names` the primary should run with, given the
+/// mode and how many standbys stream.
+pub fn sync_standby_names(mode: SyncMode, streaming: usize) -> &'static str {
+    match mode {
+        SyncMode::Off => "",
+        SyncMode::On if streaming == 0 => "",
+        SyncMode::On | SyncMode::Strict => ANY_ONE_STANDBY,
+    }
+}
+
+/// The `synchronous_standby_names` a node sets right before promotion: no
+/// standby follows it yet, so "on" starts asynchronous (writes must not wait
+/// for a standby that may be gone) and "strict" waits from the first commit.
+pub fn sync_standby_names_at_promote(mode: SyncMode) -> &'static str {
+    match mode {
+        SyncMode::Strict => ANY_ONE_STANDBY,
+        SyncMode::Off | SyncMode::On => "",
+    }
+}
+
+/// The peer most ahead of `own`, if any is strictly ahead: then this node
+/// must not be promoted.
+pub fn better_peer<'a>(
+    own: Position,
+    peers: &'a [(String, Position)],
+) -> Option<&'a (String, Position)> {
+    peers
+        .iter()
+        .filter(|(_, p)| *p > own)
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::Lsn;
+
+    fn row(name: &str, state: &str, replay: u64, current: u64) -> StandbyRow {
+        StandbyRow {
+            name: name.into(),
+            state: state.into(),
+            sync_state: "async".into(),
+            flush_lsn: Some(Lsn(current)),
+            replay_lsn: Some(Lsn(replay)),
+            current_lsn: Lsn(current),
+        }
+    }
+
+    #[test]
+    fn the_most_advanced_standby_gets_the_best_score() {
+        let rows = [
+            row("node2", "streaming", 900, 1000),
+            row("node3", "streaming", 1000, 1000),
+        ];
+        let s = standby_scores(&rows, 0, [], "node1");
+        assert_eq!(s["node3"], BEST_STANDBY_SCORE);
+        assert!(s["node2"] < s["node3"] && s["node2"] > 0);
+    }
+
+    #[test]
+    fn a_standby_beyond_maxlag_is_not_promotable() {
+        let rows = [row("node2", "streaming", 0, 20_000_000)];
+        assert_eq!(standby_scores(&rows, 16 << 20, [], "node1")["node2"], NOT_PROMOTABLE);
+        assert_eq!(standby_scores(&rows, 0, [], "node1")["node2"], BEST_STANDBY_SCORE);
+    }
+
+    #[test]
+    fn a_catching_up_standby_is_not_promotable() {
+        let rows = [row("node2", "catchup", 1000, 1000)];
+        assert_eq!(standby_scores(&rows, 0, [], "node1")["node2"], NOT_PROMOTABLE);
+    }
+
+    #[test]
+    fn a_standby_that_stopped_streaming_loses_its_score() {
+        let s = standby_scores(&[], 0, ["node2", "node1"], "node1");
+        assert_eq!(s.get("node2"), Some(&NOT_PROMOTABLE));
+        assert_eq!(s.get("node1"), None);
+    }
+
+    #[test]
+    fn equal_standbys_keep_stable_scores() {
+        let rows = [
+            row("node3", "streaming", 1000, 1000),
+            row("node2", "streaming", 1000, 1000),
+        ];
+        let a = standby_scores(&rows, 0, [], "node1");
+        let b = standby_scores(&[rows[1].clone(), rows[0].clone()], 0, [], "node1");
+        assert_eq!(a, b);
+        assert_eq!(a["node2"], BEST_STANDBY_SCORE);
+    }
+
+    #[test]
+    fn sync_on_waits_only_while_a_standby_streams() {
+        assert_eq!(sync_standby_names(SyncMode::On, 0), "");
+        assert_eq!(sync_standby_names(SyncMode::On, 1), ANY_ONE_STANDBY);
+        assert_eq!(sync_standby_names(SyncMode::Strict, 0), ANY_ONE_STANDBY);
+        assert_eq!(sync_standby_names(SyncMode::Off, 2), "");
+        assert_eq!(sync_standby_names_at_promote(SyncMode::On), "");
+        assert_eq!(sync_standby_names_at_promote(SyncMode::Strict), ANY_ONE_STANDBY);
+    }
+
+    #[test]
+    fn a_node_behind_a_peer_must_not_be_promoted() {
+        let own: Position = "1#0/5000000".parse().unwrap();
+        let peers = vec![
+            ("node2".to_string(), "1#0/4000000".parse().unwrap()),
+            ("node3".to_string(), "1#0/9000000".parse().unwrap()),
+        ];
+        assert_eq!(better_peer(own, &peers).unwrap().0, "node3");
+    }
+
+    #[test]
+    fn a_node_level_with_its_peers_may_be_promoted() {
+        let own: Position = "2#0/5000000".parse().unwrap();
+        let peers = vec![
+            ("node2".to_string(), "2#0/5000000".parse().unwrap()),
+            ("node3".to_string(), "1#0/9000000".parse().unwrap()),
+        ];
+        assert!(better_peer(own, &peers).is_none());
+    }
+}

@@ -1,0 +1,222 @@
+//! `ocf:rapidpro:stack`: the agent's actions over PostgreSQL and Redis.
+//!
+//! Each action reads its configuration, builds a [`Ctx`], observes, asks the
+//! pure functions of [`decide`] what to do, then acts. Failures travel as
+//! [`Error`]; states (stopped, promoted, degraded...) are values of
+//! [`Outcome`]. The exit code of every error is chosen in one place,
+//! [`ocf_rc`].
+
+pub mod actions;
+pub mod decide;
+pub mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cluster::{ClusterError, NodeName};
+use crate::config::{Config, ConfigError};
+use crate::deadline::Deadline;
+use crate::ocf::env::OcfEnv;
+use crate::ocf::{self, Action, OcfRc};
+use crate::postgres::server::Server;
+use crate::postgres::PgError;
+use crate::redis::{RedisError, ServerSpec};
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A parameter is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    /// Redis failed.
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    /// A cluster tool failed where its answer was needed.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// Promotion refused to keep data safe (a better node, another primary).
+    #[error("promotion refused: {0}")]
+    PromotionRefused(String),
+    /// The old primary's history diverged from the primary's.
+    #[error("{0}")]
+    Diverged(String),
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The exit code of a failed action: the one place errors become codes.
+pub fn ocf_rc(e: &Error) -> OcfRc {
+    match e {
+        Error::Config(c) => c.rc,
+        Error::Postgres(PgError::Command(crate::cmd::CommandError::NotFound { .. }))
+        | Error::Redis(RedisError::Command(crate::cmd::CommandError::NotFound { .. })) => {
+            OcfRc::ErrInstalled
+        }
+        _ => OcfRc::ErrGeneric,
+    }
+}
+
+/// What an action reports when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code.
+    pub rc: OcfRc,
+    /// An exit reason, for non-zero codes.
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    /// Success with nothing to say.
+    pub fn ok() -> Self {
+        Outcome::code(OcfRc::Success)
+    }
+
+    /// A code with no reason.
+    pub fn code(rc: OcfRc) -> Self {
+        Outcome { rc, reason: None }
+    }
+
+    /// A code with a reason.
+    pub fn because(rc: OcfRc, reason: impl Into<String>) -> Self {
+        Outcome {
+            rc,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Everything an action needs, built once.
+pub struct Ctx<'a> {
+    /// What Pacemaker passed.
+    pub env: &'a OcfEnv,
+    /// The validated parameters.
+    pub cfg: Config,
+    /// This node's name.
+    pub node: NodeName,
+    /// The action's deadline.
+    pub deadline: Deadline,
+    /// The PostgreSQL server.
+    pub pg: Server,
+    /// The Redis server.
+    pub redis: ServerSpec,
+    /// The state file.
+    pub state_path: PathBuf,
+}
+
+/// Default timeout when Pacemaker gives none (ocf-tester gives 20 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl<'a> Ctx<'a> {
+    /// Builds the context: parameters checked for form (errors are
+    /// OCF_ERR_CONFIGURED), users looked up (errors are host problems).
+    pub fn new(env: &'a OcfEnv, deadline: Deadline) -> Result<Ctx<'a>, Error> {
+        let cfg = Config::from_env(env)?;
+        let (uid, gid) = cfg.system_user()?;
+        let node = crate::cluster::local_node_name(env.on_node(), &deadline);
+        let pg = Server {
+            pgdata: cfg.pgdata.clone(),
+            datadir: cfg.datadir.clone(),
+            bindir: cfg.bindir.clone(),
+            logfile: cfg.pg_logfile.clone(),
+            uid,
+            gid,
+        };
+        let redis = ServerSpec {
+            redis_server: cfg.redis_server.clone(),
+            config: cfg.redis_config.clone(),
+            port: cfg.redis_port,
+            socket: cfg.redis_socket.clone(),
+            password: cfg.redis_password.clone(),
+            user: cfg.redis_user.clone(),
+            run_dir: cfg.state_dir.join("redis"),
+            instance: env.resource().to_string(),
+            replicaof: Some((cfg.primary_host.clone(), cfg.redis_primary_port)),
+        };
+        let state_path = state::State::path(&cfg.state_dir, env.resource());
+        Ok(Ctx {
+            env,
+            cfg,
+            node,
+            deadline,
+            pg,
+            redis,
+            state_path,
+        })
+    }
+}
+
+/// Runs an action and returns its exit code and exit reason. Prints nothing
+/// but logs; the binary prints the reason.
+pub fn run(action: Action, env: &OcfEnv) -> Outcome {
+    let deadline = Deadline::for_action(env.timeout(), DEFAULT_TIMEOUT);
+    let result = match action {
+        Action::MetaData | Action::Usage => Ok(Outcome::ok()),
+        Action::ValidateAll => actions::validate_all(env),
+        Action::Notify => Ok(actions::notify(env, deadline)),
+        Action::Monitor => actions::monitor(env, deadline),
+        Action::Stop => actions::stop(env, deadline),
+        Action::Start => actions::start(env, deadline),
+        Action::Promote => actions::promote(env, deadline),
+        Action::Demote => actions::demote(env, deadline),
+    };
+    match result {
+        Ok(o) => o,
+        Err(e) => {
+            let rc = ocf_rc(&e);
+            // crm_mon shows the action beside the reason: keep all 128
+            // characters for what went wrong.
+            let reason = e.to_string();
+            log::error!("{} failed ({rc}): {reason}", action.name());
+            Outcome::because(rc, reason)
+        }
+    }
+}
+
+/// Formats the exit reason line of an outcome, if it has one.
+pub fn exit_reason(o: &Outcome) -> Option<String> {
+    o.reason.as_deref().map(ocf::exit_reason_line)
+}
+
+/// The agent's `main`: reads the action and the environment, runs it,
+/// prints the exit reason, and returns the exit code. `meta-data` and
+/// `usage` answer before anything else is read, so they work as any user.
+pub fn agent_main(args: &[String]) -> i32 {
+    let program = args.first().map(String::as_str).unwrap_or("stack");
+    let Some(name) = args.get(1) else {
+        eprint!("{}", ocf::usage(program));
+        eprintln!("{}", ocf::exit_reason_line("no action given"));
+        return OcfRc::ErrArgs.code();
+    };
+    let Some(action) = Action::parse(name) else {
+        eprint!("{}", ocf::usage(program));
+        eprintln!(
+            "{}",
+            ocf::exit_reason_line(&format!("action {name:?} is not implemented"))
+        );
+        return OcfRc::ErrUnimplemented.code();
+    };
+    match action {
+        Action::MetaData => {
+            print!("{}", ocf::metadata::xml());
+            return 0;
+        }
+        Action::Usage => {
+            print!("{}", ocf::usage(program));
+            return 0;
+        }
+        _ => {}
+    }
+    let env = OcfEnv::from_process();
+    ocf::log::AgentLogger::new(env.instance(), env.debug()).install();
+    let outcome = run(action, &env);
+    if outcome.rc != OcfRc::Success {
+        if let Some(line) = exit_reason(&outcome) {
+            eprintln!("{line}");
+        }
+    }
+    outcome.rc.code()
+}
