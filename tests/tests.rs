@@ -1,1 +1,47 @@
+//! Integration tests: the agent binary driven with the environment Pacemaker
+//! would set, against real PostgreSQL 15 and Redis 7 servers on private
+//! ports (see the harness in `tests/harness`). One test binary, as ripgrep.
 
+mod agent_node;
+mod ocf_tools;
+
+use std::time::Duration;
+
+use rapidpro_ha_harness::{poll, Agent, Node};
+
+/// The freshly built agent.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rapidpro-agent")
+}
+
+/// An agent for `node` following `primary`, as a recurring monitor would
+/// be run (interval set).
+pub fn agent(node: &Node, primary: &Node) -> Agent {
+    node.agent(bin()).primary(primary).meta("interval", "15000")
+}
+
+/// Waits until `node` streams from its primary.
+pub fn wait_streaming(node: &Node) {
+    poll(
+        &format!("{} streaming from its primary", node.name),
+        Duration::from_secs(60),
+        || {
+            let s = node
+                .try_psql("select status from pg_stat_wal_receiver")
+                .ok()?;
+            (s == "streaming").then_some(())
+        },
+    )
+}
+
+/// Waits until `node`'s Redis replica link is up.
+pub fn wait_redis_link(node: &Node) {
+    poll(
+        &format!("{}'s Redis link up", node.name),
+        Duration::from_secs(60),
+        || {
+            let s = node.try_redis_cli(&["info", "replication"]).ok()?;
+            s.contains("master_link_status:up").then_some(())
+        },
+    )
+}

@@ -81,7 +81,8 @@ impl Spec {
     /// Sets an environment variable for the child (secrets go here, never in
     /// arguments, which any user can read in `ps`).
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
-        self.env.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self.env
+            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
         self
     }
 
@@ -112,6 +113,22 @@ impl Spec {
     /// The program, as given.
     pub fn program(&self) -> &OsStr {
         &self.program
+    }
+
+    /// The program's file name and its first argument when that is a word
+    /// (`pg_ctl start`): what an exit reason has room for.
+    pub fn short(&self) -> String {
+        let prog = Path::new(&self.program)
+            .file_name()
+            .unwrap_or(self.program.as_os_str())
+            .to_string_lossy()
+            .into_owned();
+        match self.args.first().map(|a| a.to_string_lossy()) {
+            Some(a) if !a.starts_with('-') && !a.contains('/') && a.len() <= 20 => {
+                format!("{prog} {a}")
+            }
+            _ => prog,
+        }
     }
 
     /// The command line, for messages: program and arguments, space separated.
@@ -163,20 +180,22 @@ pub enum CommandError {
         source: std::io::Error,
     },
     /// The command outlived its timeout and was killed.
-    #[error("{command} timed out after {:.1} s{}", timeout.as_secs_f64(), stderr_suffix(stderr))]
+    #[error("{short} timed out after {:.1} s{}", timeout.as_secs_f64(), stderr_suffix(stderr))]
     TimedOut {
-        /// The command line.
-        command: String,
+        /// Program and action, such as `pg_ctl start` (the whole command
+        /// line is logged at debug level).
+        short: String,
         /// Its timeout.
         timeout: Duration,
         /// What it wrote to stderr until then.
         stderr: String,
     },
     /// The command exited unsuccessfully.
-    #[error("{command} failed ({status}){}", stderr_suffix(stderr))]
+    #[error("{short} failed ({status}){}", stderr_suffix(stderr))]
     Failed {
-        /// The command line.
-        command: String,
+        /// Program and action, such as `pg_ctl start` (the whole command
+        /// line is logged at debug level).
+        short: String,
         /// "exit code N" or "killed by signal S".
         status: String,
         /// Its exit code, when it exited.
@@ -214,11 +233,12 @@ pub fn describe_status(status: &ExitStatus) -> String {
 /// Runs the command and returns its output if it exited 0.
 pub fn run(spec: &Spec) -> Result<Output, CommandError> {
     let out = run_unchecked(spec)?;
+    log::debug!("{} -> {}", spec.display(), describe_status(&out.status));
     if out.status.success() {
         Ok(out)
     } else {
         Err(CommandError::Failed {
-            command: spec.display(),
+            short: spec.short(),
             status: describe_status(&out.status),
             code: out.status.code(),
             stderr: out.stderr.trim().to_string(),
@@ -287,12 +307,7 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => {}
-            Err(e) => {
-                return Err(CommandError::Spawn {
-                    program,
-                    source: e,
-                })
-            }
+            Err(e) => return Err(CommandError::Spawn { program, source: e }),
         }
         if Instant::now() >= deadline {
             guard.kill();
@@ -303,7 +318,7 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
                 }
             }
             return Err(CommandError::TimedOut {
-                command: spec.display(),
+                short: spec.short(),
                 timeout: spec.timeout,
                 stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
             });
@@ -344,7 +359,11 @@ fn collect(
     target.extend_from_slice(&buf[..buf.len().min(room)]);
 }
 
-fn spawn_reader<R: Read + Send + 'static>(mut r: R, is_out: bool, tx: mpsc::Sender<(bool, Vec<u8>)>) {
+fn spawn_reader<R: Read + Send + 'static>(
+    mut r: R,
+    is_out: bool,
+    tx: mpsc::Sender<(bool, Vec<u8>)>,
+) {
     thread::spawn(move || {
         let mut buf = [0u8; 8192];
         loop {
@@ -406,7 +425,7 @@ mod tests {
     fn a_failed_command_names_itself_its_status_and_its_stderr() {
         let err = run(&Spec::new("sh").args(["-c", "echo boom >&2; exit 3"])).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("sh -c"), "{msg}");
+        assert!(msg.starts_with("sh failed"), "{msg}");
         assert!(msg.contains("exit code 3"), "{msg}");
         assert!(msg.ends_with(": boom"), "{msg}");
     }

@@ -467,7 +467,10 @@ fn path(env: &OcfEnv, name: &'static str) -> Result<PathBuf, ConfigError> {
 }
 
 fn port(env: &OcfEnv, name: &'static str, default: Option<u16>) -> Result<u16, ConfigError> {
-    let Some(v) = env.param(name).or_else(|| spec(name).and_then(|s| s.default)) else {
+    let Some(v) = env
+        .param(name)
+        .or_else(|| spec(name).and_then(|s| s.default))
+    else {
         return default.ok_or_else(|| ConfigError::configured(name, "", "a port is required"));
     };
     match v.trim().parse::<u16>() {
@@ -524,8 +527,7 @@ fn word(env: &OcfEnv, name: &'static str, what: &str) -> Result<String, ConfigEr
     let v = value(env, name).unwrap_or_default();
     let ok = !v.is_empty()
         && v.len() <= 255
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%'));
     if ok {
         Ok(v.to_string())
@@ -776,7 +778,10 @@ mod tests {
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> OcfEnv {
-        let mut all = vec![("OCF_RESKEY_primary_host".to_string(), "10.0.0.10".to_string())];
+        let mut all = vec![(
+            "OCF_RESKEY_primary_host".to_string(),
+            "10.0.0.10".to_string(),
+        )];
         for (k, v) in vars {
             all.push((format!("OCF_RESKEY_{k}"), v.to_string()));
         }
@@ -883,7 +888,11 @@ mod tests {
     #[test]
     fn every_parameter_has_descriptions() {
         for p in PARAMETERS {
-            assert!(!p.shortdesc.is_empty() && p.longdesc.len() > p.shortdesc.len(), "{}", p.name);
+            assert!(
+                !p.shortdesc.is_empty() && p.longdesc.len() > p.shortdesc.len(),
+                "{}",
+                p.name
+            );
         }
     }
 }

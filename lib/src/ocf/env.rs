@@ -55,9 +55,10 @@ pub struct OcfEnv {
 impl OcfEnv {
     /// Reads the process environment.
     pub fn from_process() -> Self {
-        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| {
-            Some((k.into_string().ok()?, v.into_string().ok()?))
-        }))
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
     /// Builds from name/value pairs (the process environment, or a recorded
@@ -133,7 +134,10 @@ impl OcfEnv {
     }
 
     fn meta_ms(&self, name: &str) -> Option<Duration> {
-        self.meta(name)?.parse::<u64>().ok().map(Duration::from_millis)
+        self.meta(name)?
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_millis)
     }
 
     /// The operation's interval; zero or unset for a probe.

@@ -76,7 +76,10 @@ pub fn xml() -> String {
             u8::from(p.required)
         ));
         let longdesc = if p.private {
-            format!("{} Secret: keep it out of logs and, if you can, in cibsecret.", p.longdesc)
+            format!(
+                "{} Secret: keep it out of logs and, if you can, in cibsecret.",
+                p.longdesc
+            )
         } else {
             p.longdesc.to_string()
         };
@@ -105,7 +108,9 @@ pub fn xml() -> String {
     x.push_str("  </parameters>\n");
     x.push_str("  <actions>\n");
     for (name, timeout, interval, role) in ACTIONS {
-        x.push_str(&format!("    <action name=\"{name}\" timeout=\"{timeout}\""));
+        x.push_str(&format!(
+            "    <action name=\"{name}\" timeout=\"{timeout}\""
+        ));
         if let Some(i) = interval {
             x.push_str(&format!(" interval=\"{i}\""));
         }

@@ -57,7 +57,8 @@ impl Target<'_> {
     /// "socket dir:port" or "host:port", for messages.
     pub fn describe(&self) -> String {
         match self.host {
-            Host::Socket(p) => format!("{}/.s.PGSQL.{}", p.display(), self.port),
+            // Short: exit reasons are cut at 128 characters.
+            Host::Socket(_) => format!("local:{}", self.port),
             Host::Tcp(h) => format!("{h}:{}", self.port),
         }
     }
@@ -160,7 +161,12 @@ impl Db {
             rt.block_on(async { tokio::time::timeout(timeout, cfg.connect(NoTls)).await })
         };
         let (client, connection) = match result {
-            Err(_) => return Ok(Reach::NoAnswer(format!("no answer within {:.1} s", timeout.as_secs_f64()))),
+            Err(_) => {
+                return Ok(Reach::NoAnswer(format!(
+                    "no answer within {:.1} s",
+                    timeout.as_secs_f64()
+                )))
+            }
             Ok(Err(e)) => {
                 let reason = describe(&e);
                 return Ok(if e.as_db_error().is_some() {
@@ -275,9 +281,9 @@ impl Db {
         let timeout = self.deadline.cap(Duration::from_secs(secs + 1));
         let sql = format!("SELECT pg_promote(true, {secs})");
         let msgs = self.run_for("pg_promote()", timeout, self.client.simple_query(&sql))?;
-        Ok(msgs.iter().any(|m| {
-            matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))
-        }))
+        Ok(msgs
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
     }
 }
 
@@ -323,8 +329,7 @@ const STATUS_SQL: &str = "SELECT pg_is_in_recovery(), \
 
 const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, \
   sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
-  pg_current_wal_lsn()::text FROM pg_stat_replication WHERE backend_type = 'walsender' \
-  ORDER BY application_name";
+  pg_current_wal_lsn()::text FROM pg_stat_replication ORDER BY application_name";
 
 /// What the local server says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,7 +399,7 @@ impl LocalStatus {
     }
 }
 
-fn col<'a>(r: &'a [Option<String>], i: usize) -> Option<&'a str> {
+fn col(r: &[Option<String>], i: usize) -> Option<&str> {
     r.get(i).and_then(|c| c.as_deref())
 }
 

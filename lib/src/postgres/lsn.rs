@@ -28,10 +28,12 @@ impl FromStr for Lsn {
         let err = || ParseError {
             what: "LSN",
             input: s.chars().take(64).collect(),
-            expected: "two hexadecimal numbers of at most 8 digits separated by '/', such as 0/3000060",
+            expected:
+                "two hexadecimal numbers of at most 8 digits separated by '/', such as 0/3000060",
         };
         let (hi, lo) = s.trim().split_once('/').ok_or_else(err)?;
-        let ok = |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        let ok =
+            |p: &str| !p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok(hi) || !ok(lo) {
             return Err(err());
         }
@@ -113,7 +115,18 @@ mod tests {
 
     #[test]
     fn malformed_lsns_are_rejected() {
-        for s in ["", "/", "0/", "/0", "0/3000060/1", "g/0", "123456789/0", "0 /1", "-1/0", "0x1/0"] {
+        for s in [
+            "",
+            "/",
+            "0/",
+            "/0",
+            "0/3000060/1",
+            "g/0",
+            "123456789/0",
+            "0 /1",
+            "-1/0",
+            "0x1/0",
+        ] {
             assert!(s.parse::<Lsn>().is_err(), "{s:?}");
         }
     }

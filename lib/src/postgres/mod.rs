@@ -48,6 +48,14 @@ pub enum PgError {
         /// The timeout.
         after: Duration,
     },
+    /// The server did not start.
+    #[error("PostgreSQL did not start ({detail}): see {}", log.display())]
+    StartFailed {
+        /// What pg_ctl said.
+        detail: String,
+        /// The server log.
+        log: PathBuf,
+    },
     /// A PostgreSQL program failed.
     #[error(transparent)]
     Command(#[from] CommandError),

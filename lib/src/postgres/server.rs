@@ -72,7 +72,11 @@ impl Server {
         let Ok(text) = fs::read_to_string(self.pidfile()) else {
             return ProcessState::Stopped;
         };
-        let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+        let Some(pid) = text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+        else {
             // Being written by a starting postmaster, or garbage.
             return ProcessState::Crashed(0);
         };
@@ -107,7 +111,14 @@ impl Server {
                 .arg(&self.datadir)
                 .arg("-l")
                 .arg(&self.logfile),
-        )?;
+        )
+        .map_err(|e| PgError::StartFailed {
+            detail: match &e {
+                cmd::CommandError::Failed { status, .. } => status.clone(),
+                other => other.to_string(),
+            },
+            log: self.logfile.clone(),
+        })?;
         Ok(())
     }
 
@@ -229,8 +240,7 @@ impl Server {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
             .map_err(|e| PgError::io(&tmp, e))?;
         if Uid::effective().is_root() {
-            chown(&tmp, Some(self.uid), Some(self.gid))
-                .map_err(|e| PgError::io(&tmp, e.into()))?;
+            chown(&tmp, Some(self.uid), Some(self.gid)).map_err(|e| PgError::io(&tmp, e.into()))?;
         }
         fs::rename(&tmp, path).map_err(|e| PgError::io(path, e))
     }
@@ -264,9 +274,55 @@ impl Server {
         if let Some(p) = password {
             spec = spec.env("PGPASSWORD", p);
         }
-        let out = cmd::run(&spec)?;
+        // pg_rewind copies the primary's configuration files over this
+        // node's (port, sockets, pg_hba may differ per node): keep ours.
+        let kept = if dry_run {
+            Vec::new()
+        } else {
+            self.read_config_files()
+        };
+        let result = cmd::run(&spec);
+        for (path, content) in &kept {
+            self.write_owned(path, content)?;
+        }
+        let out = result?;
         // pg_rewind reports on stderr.
         Ok(parse_rewind(&format!("{}\n{}", out.stderr, out.stdout)))
+    }
+
+    /// The node's own configuration files inside the data directory.
+    fn read_config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        [
+            "postgresql.conf",
+            "postgresql.auto.conf",
+            "pg_hba.conf",
+            "pg_ident.conf",
+        ]
+        .iter()
+        .map(|f| self.pgdata.join(f))
+        .filter_map(|p| fs::read(&p).ok().map(|c| (p, c)))
+        .collect()
+    }
+
+    /// Finishes the crash recovery of a data directory left by a crashed
+    /// primary, in single-user mode: no connection is accepted and it exits
+    /// at once, leaving a cleanly shut down directory that pg_rewind can
+    /// compare. This is what pg_rewind itself does without --dry-run.
+    pub fn crash_recover(&self, deadline: &Deadline) -> Result<(), PgError> {
+        cmd::run(
+            &Spec::new(self.bindir.join("postgres"))
+                .arg("--single")
+                .arg("-F")
+                .arg("-c")
+                .arg("exit_on_error=false")
+                .arg("-D")
+                .arg(&self.datadir)
+                .arg("template1")
+                .user(self.uid, self.gid)
+                .current_dir("/")
+                .timeout(deadline.remaining()),
+        )?;
+        Ok(())
     }
 }
 
@@ -277,17 +333,27 @@ pub struct RewindReport {
     pub needed: bool,
     /// "servers diverged at WAL location X on timeline N", when printed.
     pub divergence: Option<String>,
+    /// pg_rewind's messages, on one line.
+    pub summary: String,
 }
 
 /// Parses pg_rewind's messages (pure, for tests).
 pub fn parse_rewind(text: &str) -> RewindReport {
-    let divergence = text
-        .lines()
-        .find_map(|l| l.split_once("servers diverged at ").map(|(_, r)| r.trim().to_string()));
+    let divergence = text.lines().find_map(|l| {
+        l.split_once("servers diverged at ")
+            .map(|(_, r)| r.trim().to_string())
+    });
     let no_rewind = text.contains("no rewind required");
+    let summary = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("pg_rewind: "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     RewindReport {
         needed: !no_rewind,
         divergence,
+        summary,
     }
 }
 
@@ -315,10 +381,13 @@ impl ControlData {
 /// Parses `pg_controldata` output in the C locale (pure, for tests).
 pub fn parse_controldata(text: &str) -> Result<ControlData, PgError> {
     let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).map(|v| v.trim_start_matches(':').trim().to_string()))
+        text.lines().find_map(|l| {
+            l.strip_prefix(key)
+                .map(|v| v.trim_start_matches(':').trim().to_string())
+        })
     };
-    let state = get("Database cluster state").ok_or_else(|| PgError::parse("pg_controldata output", text))?;
+    let state = get("Database cluster state")
+        .ok_or_else(|| PgError::parse("pg_controldata output", text))?;
     let timeline = get("Latest checkpoint's TimeLineID")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| PgError::parse("pg_controldata output", text))?;
@@ -440,7 +509,8 @@ Latest checkpoint's PrevTimeLineID:   1
 
     #[test]
     fn auto_conf_settings_are_replaced_not_duplicated() {
-        let old = "# Do not edit this file manually!\nprimary_conninfo = 'host=a'\nwork_mem = '8MB'\n";
+        let old =
+            "# Do not edit this file manually!\nprimary_conninfo = 'host=a'\nwork_mem = '8MB'\n";
         let new = set_auto_conf(old, &[("primary_conninfo", "host=b password='x'")]);
         assert_eq!(new.matches("primary_conninfo").count(), 1);
         assert!(new.contains("work_mem = '8MB'"));
@@ -451,7 +521,10 @@ Latest checkpoint's PrevTimeLineID:   1
     fn rewind_reports_are_read() {
         let r = parse_rewind("pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\npg_rewind: rewinding from last common checkpoint at 0/3000060 on timeline 1\npg_rewind: Done!\n");
         assert!(r.needed);
-        assert_eq!(r.divergence.as_deref(), Some("WAL location 0/3000148 on timeline 1"));
+        assert_eq!(
+            r.divergence.as_deref(),
+            Some("WAL location 0/3000148 on timeline 1")
+        );
         let r = parse_rewind("pg_rewind: servers diverged at WAL location 0/3000148 on timeline 1\npg_rewind: no rewind required\n");
         assert!(!r.needed);
         let r = parse_rewind("pg_rewind: source and target cluster are on the same timeline\npg_rewind: no rewind required\n");

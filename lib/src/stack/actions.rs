@@ -85,7 +85,12 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         peer_uid: None,
     };
     Ok(
-        match Db::reach(&t, ctx.cfg.connect_timeout, ctx.cfg.query_timeout, &ctx.deadline)? {
+        match Db::reach(
+            &t,
+            ctx.cfg.connect_timeout,
+            ctx.cfg.query_timeout,
+            &ctx.deadline,
+        )? {
             Reach::Connected(db) => match db.in_recovery() {
                 Ok(true) => PrimaryAt::Standby,
                 Ok(false) => PrimaryAt::Writable,
@@ -247,7 +252,16 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
     let control = ctx.pg.controldata(&ctx.deadline)?;
     let was_primary = control.was_primary() || !ctx.pg.is_standby_configured();
     match &primary {
-        PrimaryAt::Writable if was_primary => check_history(ctx)?,
+        PrimaryAt::Writable if was_primary => {
+            if control.state == "in production" {
+                // A crashed primary: its WAL end is known only after crash
+                // recovery, which single-user mode does without ever
+                // accepting a connection.
+                log::info!("finishing the crash recovery of this old primary in single-user mode");
+                ctx.pg.crash_recover(&ctx.deadline)?;
+            }
+            check_history(ctx)?
+        }
         PrimaryAt::Writable => {}
         PrimaryAt::Standby => log::info!(
             "no primary at {} yet (a standby answers); starting as a standby",
@@ -281,6 +295,11 @@ fn check_history(ctx: &Ctx<'_>) -> Result<(), Error> {
                 primary_desc(ctx)
             ))
         })?;
+    log::info!(
+        "pg_rewind --dry-run against {}: {}",
+        primary_desc(ctx),
+        report.summary
+    );
     if !report.needed {
         return Ok(());
     }
@@ -343,31 +362,35 @@ fn follow_redis_primary(ctx: &Ctx<'_>) -> Result<(), Error> {
 /// Waits until the monitor would say "running unpromoted".
 fn wait_ready(ctx: &Ctx<'_>) -> Result<(), Error> {
     let mut last = String::new();
-    let ok = wait_until(&ctx.deadline, || match local_db(ctx).and_then(|db| Ok(db.in_recovery()?)) {
-        Ok(true) => match redis_local(ctx).and_then(|mut c| Ok(c.info_replication()?)) {
-            Ok(i) if i.role == Role::Replica => true,
-            Ok(_) => {
-                last = "Redis is not a replica".into();
+    let ok = wait_until(&ctx.deadline, || {
+        match local_db(ctx).and_then(|db| Ok(db.in_recovery()?)) {
+            Ok(true) => match redis_local(ctx).and_then(|mut c| Ok(c.info_replication()?)) {
+                Ok(i) if i.role == Role::Replica => true,
+                Ok(_) => {
+                    last = "Redis is not a replica".into();
+                    false
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    false
+                }
+            },
+            Ok(false) => {
+                last = "PostgreSQL is not in recovery".into();
                 false
             }
             Err(e) => {
                 last = e.to_string();
                 false
             }
-        },
-        Ok(false) => {
-            last = "PostgreSQL is not in recovery".into();
-            false
-        }
-        Err(e) => {
-            last = e.to_string();
-            false
         }
     });
     if ok {
         Ok(())
     } else {
-        Err(Error::Failed(format!("not ready before the timeout: {last}")))
+        Err(Error::Failed(format!(
+            "not ready before the timeout: {last}"
+        )))
     }
 }
 
@@ -402,7 +425,9 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     cfg.check_host()?;
     let ctx = Ctx::new(env, deadline)?;
     if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
-        return Err(Error::Failed("PostgreSQL is not running: cannot promote".into()));
+        return Err(Error::Failed(
+            "PostgreSQL is not running: cannot promote".into(),
+        ));
     }
     let db = local_db(&ctx)?;
     let st = db.status()?;
@@ -412,7 +437,10 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         if st.synchronous_standby_names != names {
             db.alter_system("synchronous_standby_names", names)?;
         }
-        let wait = ctx.deadline.remaining().saturating_sub(Duration::from_secs(2));
+        let wait = ctx
+            .deadline
+            .remaining()
+            .saturating_sub(Duration::from_secs(2));
         if !db.promote(wait)? {
             return Err(Error::Failed(format!(
                 "pg_promote() did not finish within {} s",
@@ -421,14 +449,20 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         }
         let writable = wait_until(&ctx.deadline, || matches!(db.in_recovery(), Ok(false)));
         if !writable {
-            return Err(Error::Failed("PostgreSQL still in recovery after pg_promote()".into()));
+            return Err(Error::Failed(
+                "PostgreSQL still in recovery after pg_promote()".into(),
+            ));
         }
         log::info!("PostgreSQL promoted");
     }
     promote_redis(&ctx)?;
     best_effort(
         "clearing this node's published position",
-        cluster::delete_private(&position_attribute(env.resource()), &ctx.node, &ctx.deadline),
+        cluster::delete_private(
+            &position_attribute(env.resource()),
+            &ctx.node,
+            &ctx.deadline,
+        ),
     );
     let mut state = load_state(&ctx);
     state.forget();
@@ -461,10 +495,18 @@ fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(
         .position()
         .ok_or_else(|| Error::Failed("cannot read this standby's WAL position".into()))?;
     let attr = position_attribute(ctx.env.resource());
-    let published = match cluster::read_private(&attr, &[], &ctx.deadline) {
+    // Standbys outside this partition are ignored, as Pacemaker ignores
+    // their scores.
+    let nodes = cluster::partition(&ctx.deadline).unwrap_or_else(|e| {
+        log::warn!("cannot list the partition's nodes: {e}");
+        Vec::new()
+    });
+    let published = match cluster::read_private(&attr, &nodes, &ctx.deadline) {
         Ok(v) => v,
         Err(e) => {
-            log::warn!("cannot read the standbys' positions ({e}); promoting on this node's data alone");
+            log::warn!(
+                "cannot read the standbys' positions ({e}); promoting on this node's data alone"
+            );
             Vec::new()
         }
     };
@@ -479,6 +521,10 @@ fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(
             }
         })
         .collect();
+    log::info!(
+        "this node is at {own}; partition {:?}; standbys published {peers:?}",
+        nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>()
+    );
     if let Some((peer, pos)) = decide::better_peer(own, &peers) {
         // Hand the promotion to the better node: the next transition
         // promotes it, as PAF does, but with the ranking the right way round.
@@ -511,7 +557,10 @@ fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(
 }
 
 fn promote_redis(ctx: &Ctx<'_>) -> Result<(), Error> {
-    if !matches!(redis::process_state(&ctx.redis), redis::ProcessState::Running(_)) {
+    if !matches!(
+        redis::process_state(&ctx.redis),
+        redis::ProcessState::Running(_)
+    ) {
         start_redis_replica(ctx)?;
     }
     let mut c = redis_local(ctx)?;
@@ -519,9 +568,10 @@ fn promote_redis(ctx: &Ctx<'_>) -> Result<(), Error> {
         c.replicaof(None)?;
         log::info!("Redis promoted");
     }
-    let ok = wait_until(&ctx.deadline, || {
-        matches!(c.info_replication(), Ok(i) if i.role == Role::Master)
-    });
+    let ok = wait_until(
+        &ctx.deadline,
+        || matches!(c.info_replication(), Ok(i) if i.role == Role::Master),
+    );
     if ok {
         Ok(())
     } else {
@@ -596,7 +646,9 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
             return Ok(Outcome::code(OcfRc::NotRunning))
         }
         (ProcessState::Crashed(pid), _) => {
-            return failed(format!("PostgreSQL postmaster {pid} died (stale postmaster.pid)"))
+            return failed(format!(
+                "PostgreSQL postmaster {pid} died (stale postmaster.pid)"
+            ))
         }
         (ProcessState::Stopped, _) => return failed("PostgreSQL is stopped but Redis runs".into()),
         (ProcessState::Running(_), redis::ProcessState::Crashed(pid)) => {
@@ -675,6 +727,13 @@ fn monitor_primary(
     if changed {
         save_state(ctx, &state);
     }
+    // Normally done by the post-promote notification; this covers a
+    // cluster without notifications. A query, not a process.
+    if st.checkpoint_timeline < st.primary_timeline {
+        if let Err(e) = checkpoint_new_timeline(ctx) {
+            log::warn!("{e}");
+        }
+    }
     // Synchronous replication follows the streaming standbys.
     let streaming = standbys.iter().filter(|s| s.state == "streaming").count();
     let names = decide::sync_standby_names(ctx.cfg.sync_replication, streaming);
@@ -719,7 +778,10 @@ fn monitor_standby(
             PrimaryAt::Writable => {
                 return Ok(Outcome::because(
                     OcfRc::Degraded,
-                    format!("standby not streaming from the primary at {}", primary_desc(ctx)),
+                    format!(
+                        "standby not streaming from the primary at {}",
+                        primary_desc(ctx)
+                    ),
                 ))
             }
             _ => keep_promotable(ctx),
@@ -782,11 +844,15 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         (NotifyKind::Post, NotifyOp::Promote) => {
             best_effort(
                 "clearing this node's published position",
-                cluster::delete_private(&position_attribute(env.resource()), &ctx.node, &ctx.deadline),
+                cluster::delete_private(
+                    &position_attribute(env.resource()),
+                    &ctx.node,
+                    &ctx.deadline,
+                ),
             );
             forget_scores(&ctx);
             if n.promote.iter().any(|p| p == me) {
-                Ok(())
+                checkpoint_new_timeline(&ctx)
             } else {
                 refollow(&ctx)
             }
@@ -831,6 +897,21 @@ fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Right after a promotion the control file still names the old timeline
+/// until the end-of-recovery checkpoint completes, and pg_rewind compares
+/// control files: an old primary checked against it in that window would be
+/// told "same timeline, no rewind required" and start on a diverged
+/// history. An immediate checkpoint closes the window.
+fn checkpoint_new_timeline(ctx: &Ctx<'_>) -> Result<(), Error> {
+    let db = local_db(ctx)?;
+    let st = db.status()?;
+    if !st.in_recovery && st.checkpoint_timeline < st.primary_timeline {
+        log::info!("checkpointing so the control file names the new timeline");
+        db.execute("CHECKPOINT", "CHECKPOINT")?;
+    }
+    Ok(())
+}
+
 /// Post-promote, on the others: follow primary_host again.
 fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
     if matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
@@ -839,7 +920,10 @@ fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
             follow_primary(ctx, &db)?;
         }
     }
-    if matches!(redis::process_state(&ctx.redis), redis::ProcessState::Running(_)) {
+    if matches!(
+        redis::process_state(&ctx.redis),
+        redis::ProcessState::Running(_)
+    ) {
         follow_redis_primary(ctx)?;
     }
     Ok(())

@@ -40,7 +40,10 @@ pub fn standby_scores<'a>(
 ) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     let mut eligible: Vec<&StandbyRow> = Vec::new();
-    for r in rows.iter().filter(|r| !r.name.is_empty() && r.name != own_name) {
+    for r in rows
+        .iter()
+        .filter(|r| !r.name.is_empty() && r.name != own_name)
+    {
         let in_time = maxlag == 0 || r.replay_lag() <= maxlag;
         if r.state == "streaming" && in_time {
             eligible.push(r);
@@ -83,10 +86,7 @@ pub fn sync_standby_names_at_promote(mode: SyncMode) -> &'static str {
 
 /// The peer most ahead of `own`, if any is strictly ahead: then this node
 /// must not be promoted.
-pub fn better_peer<'a>(
-    own: Position,
-    peers: &'a [(String, Position)],
-) -> Option<&'a (String, Position)> {
+pub fn better_peer(own: Position, peers: &[(String, Position)]) -> Option<&(String, Position)> {
     peers
         .iter()
         .filter(|(_, p)| *p > own)
@@ -123,14 +123,23 @@ mod tests {
     #[test]
     fn a_standby_beyond_maxlag_is_not_promotable() {
         let rows = [row("node2", "streaming", 0, 20_000_000)];
-        assert_eq!(standby_scores(&rows, 16 << 20, [], "node1")["node2"], NOT_PROMOTABLE);
-        assert_eq!(standby_scores(&rows, 0, [], "node1")["node2"], BEST_STANDBY_SCORE);
+        assert_eq!(
+            standby_scores(&rows, 16 << 20, [], "node1")["node2"],
+            NOT_PROMOTABLE
+        );
+        assert_eq!(
+            standby_scores(&rows, 0, [], "node1")["node2"],
+            BEST_STANDBY_SCORE
+        );
     }
 
     #[test]
     fn a_catching_up_standby_is_not_promotable() {
         let rows = [row("node2", "catchup", 1000, 1000)];
-        assert_eq!(standby_scores(&rows, 0, [], "node1")["node2"], NOT_PROMOTABLE);
+        assert_eq!(
+            standby_scores(&rows, 0, [], "node1")["node2"],
+            NOT_PROMOTABLE
+        );
     }
 
     #[test]
@@ -159,7 +168,10 @@ mod tests {
         assert_eq!(sync_standby_names(SyncMode::Strict, 0), ANY_ONE_STANDBY);
         assert_eq!(sync_standby_names(SyncMode::Off, 2), "");
         assert_eq!(sync_standby_names_at_promote(SyncMode::On), "");
-        assert_eq!(sync_standby_names_at_promote(SyncMode::Strict), ANY_ONE_STANDBY);
+        assert_eq!(
+            sync_standby_names_at_promote(SyncMode::Strict),
+            ANY_ONE_STANDBY
+        );
     }
 
     #[test]

@@ -1,0 +1,559 @@
+//! One node's agent against real servers: start, stop, promote, demote,
+//! monitor, notify, and the refusals that keep data safe.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rapidpro_ha_harness::{offline_cib, poll, Cluster, Node, Pair};
+
+use super::{agent, bin, wait_redis_link, wait_streaming};
+
+const OCF_SUCCESS: i32 = 0;
+const OCF_ERR_GENERIC: i32 = 1;
+const OCF_NOT_RUNNING: i32 = 7;
+const OCF_RUNNING_PROMOTED: i32 = 8;
+const OCF_FAILED_PROMOTED: i32 = 9;
+const OCF_DEGRADED: i32 = 190;
+
+/// Starts both nodes unpromoted, promotes node1, and waits until node2
+/// streams from it.
+fn primary_and_standby(pair: &Pair) {
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    agent(n2, n1).run("start").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
+    post_promote(&[n1, n2], n1);
+    wait_streaming(n2);
+    wait_redis_link(n2);
+}
+
+/// The post-promote notification, on every node, as Pacemaker sends it.
+fn post_promote(nodes: &[&Node], promoted: &Node) {
+    for n in nodes {
+        agent(n, promoted)
+            .notify("post", "promote", &[("promote_uname", &promoted.name)])
+            .run("notify")
+            .assert_code(OCF_SUCCESS);
+    }
+}
+
+/// Planned switchover from `old` to `new`, in Pacemaker's order: demote,
+/// promote, post-promote notify.
+fn switchover(old: &Node, new: &Node) {
+    agent(old, new).run("demote").assert_code(OCF_SUCCESS);
+    agent(new, new).run("promote").assert_code(OCF_SUCCESS);
+    post_promote(&[old, new], new);
+    wait_streaming(old);
+    wait_redis_link(old);
+}
+
+#[test]
+fn start_brings_both_nodes_up_unpromoted() {
+    let pair = Pair::new("start_unpromoted");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    agent(n2, n1).run("start").assert_code(OCF_SUCCESS);
+    for n in [n1, n2] {
+        assert_eq!(n.psql("select pg_is_in_recovery()"), "t", "{}", n.name);
+        assert!(n.pgdata.join("standby.signal").exists());
+        let info = n.redis_cli(&["info", "replication"]);
+        assert!(info.contains("role:slave"), "{}: {info}", n.name);
+        agent(n, n1).run("monitor").assert_code(OCF_SUCCESS);
+    }
+}
+
+#[test]
+fn start_never_makes_a_primary_even_on_a_primarys_data() {
+    let pair = Pair::new("start_old_primary");
+    let n1 = &pair.nodes[0];
+    agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("stop").assert_code(OCF_SUCCESS);
+    assert!(!n1.pgdata.join("standby.signal").exists());
+    agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    assert_eq!(n1.psql("select pg_is_in_recovery()"), "t");
+    agent(n1, n1).run("monitor").assert_code(OCF_SUCCESS);
+}
+
+#[test]
+fn promote_and_demote_both_ways_keep_rows_and_keys() {
+    let pair = Pair::new("switchover");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
+
+    n1.psql("insert into sms(body) values ('before switchover')");
+    n1.redis_cli(&["set", "k1", "v1"]);
+    // Let the standby have it, as a synchronous commit would ensure.
+    poll("row on node2", Duration::from_secs(30), || {
+        (n2.try_psql("select count(*) from sms").ok()? == "1").then_some(())
+    });
+    poll("key on node2", Duration::from_secs(30), || {
+        (n2.try_redis_cli(&["get", "k1"]).ok()? == "v1").then_some(())
+    });
+
+    switchover(n1, n2);
+    agent(n2, n2)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    agent(n1, n2).run("monitor").assert_code(OCF_SUCCESS);
+    assert_eq!(n2.psql("select body from sms"), "before switchover");
+    assert_eq!(n2.redis_cli(&["get", "k1"]), "v1");
+    assert_eq!(n2.psql("select pg_is_in_recovery()"), "f");
+    n2.psql("insert into sms(body) values ('after switchover')");
+    n2.redis_cli(&["set", "k2", "v2"]);
+
+    switchover(n2, n1);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
+    assert_eq!(n1.psql("select count(*) from sms"), "2");
+    assert_eq!(n1.redis_cli(&["get", "k2"]), "v2");
+    // Timeline 1 in the template, 2 on node1's first promotion, 3 on
+    // node2, 4 back on node1.
+    assert_eq!(
+        n1.psql("select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"),
+        "00000004"
+    );
+}
+
+#[test]
+fn actions_are_idempotent() {
+    let pair = Pair::new("idempotent");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    for _ in 0..2 {
+        agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    }
+    agent(n2, n1).run("start").assert_code(OCF_SUCCESS);
+    for _ in 0..2 {
+        agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
+        agent(n1, n1)
+            .run("monitor")
+            .assert_code(OCF_RUNNING_PROMOTED);
+    }
+    for _ in 0..2 {
+        agent(n1, n1).run("demote").assert_code(OCF_SUCCESS);
+        agent(n1, n1).run("monitor").assert_code(OCF_SUCCESS);
+    }
+    // Demoting an instance that was never promoted is fine too.
+    agent(n2, n1).run("demote").assert_code(OCF_SUCCESS);
+    for n in [n1, n2] {
+        for _ in 0..2 {
+            agent(n, n1).run("stop").assert_code(OCF_SUCCESS);
+            agent(n, n1).run("monitor").assert_code(OCF_NOT_RUNNING);
+        }
+        assert!(n.postmaster_pid().is_none() && n.redis_pid().is_none());
+    }
+}
+
+#[test]
+fn probes_report_stopped_unpromoted_and_promoted() {
+    let pair = Pair::new("probes");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    let probe = |n: &Node| {
+        n.agent(bin())
+            .primary(n1)
+            .meta("interval", "0")
+            .run("monitor")
+    };
+    probe(n1).assert_code(OCF_NOT_RUNNING);
+    probe(n2).assert_code(OCF_NOT_RUNNING);
+    primary_and_standby(&pair);
+    probe(n1).assert_code(OCF_RUNNING_PROMOTED);
+    probe(n2).assert_code(OCF_SUCCESS);
+}
+
+#[test]
+fn a_killed_postmaster_fails_the_monitor_and_stop_still_succeeds() {
+    let pair = Pair::new("kill_postmaster");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+
+    n1.kill9_postgres();
+    let out = agent(n1, n1).run("monitor");
+    out.assert_code(OCF_FAILED_PROMOTED);
+    out.assert_reason_contains("postmaster");
+    agent(n1, n1).run("stop").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("monitor").assert_code(OCF_NOT_RUNNING);
+
+    n2.kill9_postgres();
+    agent(n2, n1).run("monitor").assert_code(OCF_ERR_GENERIC);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    agent(n2, n1).run("monitor").assert_code(OCF_NOT_RUNNING);
+
+    // The crashed old primary comes back as a standby, with its data.
+    agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    assert_eq!(n1.psql("select pg_is_in_recovery()"), "t");
+}
+
+#[test]
+fn a_second_primary_at_primary_host_blocks_promote() {
+    let pair = Pair::new("two_masters");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    let out = agent(n2, n1).run("promote");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("writable primary already answers");
+    assert_eq!(n2.psql("select pg_is_in_recovery()"), "t");
+    assert!(n2
+        .redis_cli(&["info", "replication"])
+        .contains("role:slave"));
+}
+
+/// Three nodes sharing an offline CIB, node1 primary, node2 and node3
+/// streaming.
+fn three_nodes(name: &str) -> (Cluster, std::path::PathBuf) {
+    let c = Cluster::new(name, 3);
+    let cib = offline_cib(c.dir.path(), &["node1", "node2", "node3"]);
+    let n = &c.nodes;
+    let a = |node: &Node| agent(node, &n[0]).env("CIB_file", cib.display().to_string());
+    a(&n[0]).run("start").assert_code(OCF_SUCCESS);
+    a(&n[1]).run("start").assert_code(OCF_SUCCESS);
+    a(&n[2]).run("start").assert_code(OCF_SUCCESS);
+    a(&n[0]).run("promote").assert_code(OCF_SUCCESS);
+    wait_streaming(&n[1]);
+    wait_streaming(&n[2]);
+    (c, cib)
+}
+
+fn score(cib: &Path, node: &str) -> Option<String> {
+    let out = std::process::Command::new("crm_attribute")
+        .args(["-N", node, "-n", "master-stack", "-l", "reboot", "-G", "-q"])
+        .env("CIB_file", cib)
+        .output()
+        .expect("crm_attribute runs");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The primary is gone; Pacemaker notifies the standbys before promoting
+/// `target`.
+fn failover_to(c: &Cluster, cib: &Path, target: &Node) -> rapidpro_ha_harness::AgentOutput {
+    let n = &c.nodes;
+    agent(&n[0], &n[0]).run("stop").assert_code(OCF_SUCCESS);
+    let lists = [
+        ("promote_uname", target.name.as_str()),
+        ("unpromoted_uname", "node2 node3"),
+        ("active_uname", "node2 node3"),
+    ];
+    for node in &n[1..] {
+        agent(node, target)
+            .env("CIB_file", cib.display().to_string())
+            .notify("pre", "promote", &lists)
+            .run("notify")
+            .assert_code(OCF_SUCCESS);
+    }
+    agent(target, target)
+        .env("CIB_file", cib.display().to_string())
+        .run("promote")
+}
+
+#[test]
+fn a_standby_with_paused_replay_is_refused_promotion() {
+    let (c, cib) = three_nodes("paused_standby");
+    let n = &c.nodes;
+    n[2].psql("select pg_wal_replay_pause()");
+    for i in 0..50 {
+        n[0].psql(&format!("insert into sms(body) values ('row {i}')"));
+    }
+    poll("node2 replays every row", Duration::from_secs(30), || {
+        (n[1].try_psql("select count(*) from sms").ok()? == "50").then_some(())
+    });
+    // The primary's monitor scores the standbys from their lag.
+    agent(&n[0], &n[0])
+        .env("CIB_file", cib.display().to_string())
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(score(&cib, "node1").as_deref(), Some("1001"));
+    assert_eq!(score(&cib, "node2").as_deref(), Some("1000"));
+
+    let out = failover_to(&c, &cib, &n[2]);
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("node2 is ahead");
+    assert_eq!(n[2].psql("select pg_is_in_recovery()"), "t");
+    // The promotion is handed to node2.
+    assert_eq!(score(&cib, "node2").as_deref(), Some("1005"));
+    assert_eq!(score(&cib, "node3").as_deref(), Some("1"));
+    agent(&n[1], &n[1])
+        .env("CIB_file", cib.display().to_string())
+        .run("promote")
+        .assert_code(OCF_SUCCESS);
+    assert_eq!(n[1].psql("select count(*) from sms"), "50");
+}
+
+#[test]
+fn a_standby_with_a_lower_lsn_is_refused_promotion() {
+    let (c, cib) = three_nodes("lower_lsn");
+    let n = &c.nodes;
+    // node3 stops; the primary goes on writing; node3 comes back after the
+    // primary is gone, with less WAL than node2.
+    agent(&n[2], &n[0]).run("stop").assert_code(OCF_SUCCESS);
+    for i in 0..20 {
+        n[0].psql(&format!("insert into sms(body) values ('row {i}')"));
+    }
+    poll("node2 has every row", Duration::from_secs(30), || {
+        (n[1].try_psql("select count(*) from sms").ok()? == "20").then_some(())
+    });
+    agent(&n[0], &n[0]).run("stop").assert_code(OCF_SUCCESS);
+    agent(&n[2], &n[2]).run("start").assert_code(OCF_SUCCESS);
+    let out = failover_to(&c, &cib, &n[2]);
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("node2 is ahead");
+    assert_eq!(n[2].psql("select count(*) from sms"), "0");
+}
+
+/// Digest of every file in a data directory: contents and names.
+fn digest(dir: &Path) -> BTreeMap<String, u64> {
+    use std::hash::{Hash, Hasher};
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(&p).unwrap_or_default().hash(&mut h);
+                out.insert(
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    h.finish(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// node1 writes WAL node2 never receives, then node2 becomes the primary
+/// on a new timeline: node1's history has diverged.
+fn diverge(pair: &Pair) {
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(pair);
+    n1.psql("insert into sms(body) values ('shared')");
+    poll("node2 has the shared row", Duration::from_secs(30), || {
+        (n2.try_psql("select count(*) from sms").ok()? == "1").then_some(())
+    });
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    n1.psql("insert into sms(body) values ('only on the old primary')");
+    n1.psql("checkpoint");
+    agent(n1, n1).run("stop").assert_code(OCF_SUCCESS);
+    agent(n2, n2).run("start").assert_code(OCF_SUCCESS);
+    agent(n2, n2).run("promote").assert_code(OCF_SUCCESS);
+    post_promote(&[n2], n2);
+    n2.psql("insert into sms(body) values ('on the new primary')");
+}
+
+#[test]
+fn a_diverged_old_primary_is_refused_and_left_untouched_without_rewind() {
+    let pair = Pair::new("diverged_norewind");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    diverge(&pair);
+    let before = digest(&n1.pgdata);
+    let out = agent(n1, n2).param("rewind", "false").run("start");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("diverged");
+    out.assert_reason_contains("rebuild");
+    assert!(
+        n1.postmaster_pid().is_none(),
+        "the diverged node must not run"
+    );
+    assert_eq!(
+        digest(&n1.pgdata),
+        before,
+        "the data directory was modified"
+    );
+}
+
+#[test]
+fn a_diverged_old_primary_rejoins_with_rewind() {
+    let pair = Pair::new("diverged_rewind");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    diverge(&pair);
+    agent(n1, n2)
+        .param("rewind", "true")
+        .run("start")
+        .assert_code(OCF_SUCCESS);
+    wait_streaming(n1);
+    poll(
+        "node1 has the new primary's row",
+        Duration::from_secs(30),
+        || {
+            let rows = n1.try_psql("select body from sms order by id").ok()?;
+            rows.contains("on the new primary").then_some(rows)
+        },
+    );
+    let rows = n1.psql("select body from sms order by id");
+    assert!(!rows.contains("only on the old primary"), "{rows}");
+    wait_redis_link(n1);
+    agent(n1, n2).run("monitor").assert_code(OCF_SUCCESS);
+}
+
+#[test]
+fn a_crashed_diverged_old_primary_is_refused_too() {
+    let pair = Pair::new("diverged_crash");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    n1.psql("insert into sms(body) values ('only on the old primary')");
+    n1.kill9_postgres();
+    agent(n2, n2).run("start").assert_code(OCF_SUCCESS);
+    agent(n2, n2).run("promote").assert_code(OCF_SUCCESS);
+    post_promote(&[n2], n2);
+    n2.psql("insert into sms(body) values ('on the new primary')");
+    agent(n1, n2).run("stop").assert_code(OCF_SUCCESS);
+    let out = agent(n1, n2).param("rewind", "false").run("start");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("diverged");
+    assert!(n1.postmaster_pid().is_none());
+    agent(n1, n2)
+        .param("rewind", "true")
+        .run("start")
+        .assert_code(OCF_SUCCESS);
+    wait_streaming(n1);
+}
+
+#[test]
+fn a_broken_redis_link_is_degraded_while_the_master_answers() {
+    let pair = Pair::new("redis_link");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
+    // Point the replica somewhere no master answers.
+    let closed = rapidpro_ha_harness::free_port().to_string();
+    n2.redis_cli(&["replicaof", "127.0.0.1", &closed]);
+    poll("link down", Duration::from_secs(10), || {
+        let i = n2.try_redis_cli(&["info", "replication"]).ok()?;
+        i.contains("master_link_status:down").then_some(())
+    });
+    let out = agent(n2, n1).run("monitor");
+    out.assert_code(OCF_DEGRADED);
+    out.assert_reason_contains("Redis replica link down");
+    // The post-promote notification re-points it.
+    agent(n2, n1)
+        .notify("post", "promote", &[("promote_uname", "node1")])
+        .run("notify")
+        .assert_code(OCF_SUCCESS);
+    wait_redis_link(n2);
+    agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
+}
+
+#[test]
+fn a_standby_not_streaming_from_a_live_primary_is_degraded() {
+    let pair = Pair::new("pg_link");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    let closed = rapidpro_ha_harness::free_port();
+    n2.psql(&format!(
+        "alter system set primary_conninfo = 'host=127.0.0.1 port={closed} user=replicator'"
+    ));
+    n2.psql("select pg_reload_conf()");
+    poll("node2 stops streaming", Duration::from_secs(30), || {
+        let s = n2
+            .try_psql("select count(*) from pg_stat_wal_receiver where status = 'streaming'")
+            .ok()?;
+        (s == "0").then_some(())
+    });
+    let out = agent(n2, n1).run("monitor");
+    out.assert_code(OCF_DEGRADED);
+    out.assert_reason_contains("not streaming");
+    // With no primary at all, a lone standby is not degraded: it may be
+    // the next primary.
+    agent(n1, n1).run("stop").assert_code(OCF_SUCCESS);
+    agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
+}
+
+#[test]
+fn a_killed_redis_fails_the_promoted_monitor() {
+    let pair = Pair::new("kill_redis");
+    let (n1, _) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    n1.kill9_redis();
+    let out = agent(n1, n1).run("monitor");
+    out.assert_code(OCF_FAILED_PROMOTED);
+    out.assert_reason_contains("Redis");
+    agent(n1, n1).run("demote").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+}
+
+#[test]
+fn sync_replication_on_waits_for_a_streaming_standby_only() {
+    let pair = Pair::new("sync_on");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
+    poll(
+        "node2 is a synchronous standby",
+        Duration::from_secs(30),
+        || {
+            let s = n1
+                .try_psql("select sync_state from pg_stat_replication")
+                .ok()?;
+            (s == "quorum").then_some(())
+        },
+    );
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "");
+    // Writes go on without a standby.
+    n1.psql("insert into sms(body) values ('alone')");
+}
+
+#[test]
+fn sync_replication_strict_is_degraded_without_a_standby() {
+    let pair = Pair::new("sync_strict");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    let out = agent(n1, n1)
+        .param("sync_replication", "strict")
+        .run("monitor");
+    out.assert_code(191);
+    out.assert_reason_contains("strict");
+    assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
+}
+
+#[test]
+fn the_steady_state_monitor_execs_nothing_but_itself() {
+    let (c, cib) = three_nodes("strace_monitor");
+    let n = &c.nodes;
+    wait_redis_link(&n[1]);
+    let cib_env = cib.display().to_string();
+    for node in [&n[0], &n[1]] {
+        // The first monitor may set scores; the next ones must not.
+        agent(node, &n[0])
+            .env("CIB_file", cib_env.clone())
+            .run("monitor");
+        let log = c.dir.path().join(format!("strace-{}.log", node.name));
+        let out = agent(node, &n[0])
+            .env("CIB_file", cib_env.clone())
+            .strace(&log)
+            .run("monitor");
+        out.assert_code(if node.name == "node1" {
+            OCF_RUNNING_PROMOTED
+        } else {
+            OCF_SUCCESS
+        });
+        let trace = std::fs::read_to_string(&log).unwrap();
+        let execs: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.contains("execve(") && !l.contains("= -1"))
+            .collect();
+        assert_eq!(execs.len(), 1, "{}: {execs:#?}", node.name);
+        assert!(execs[0].contains("rapidpro-agent"), "{execs:?}");
+    }
+}
