@@ -557,3 +557,34 @@ fn the_steady_state_monitor_execs_nothing_but_itself() {
         assert!(execs[0].contains("rapidpro-agent"), "{execs:?}");
     }
 }
+
+#[test]
+fn debian_layout_with_the_configuration_apart_from_the_data_works() {
+    let pair = Pair::new("debian_layout");
+    let n1 = &pair.nodes[0];
+    // /etc/postgresql/15/main style: postgresql.conf elsewhere, pointing at
+    // the data directory with data_directory, hba_file and ident_file.
+    let conf = n1.dir.join("etc");
+    std::fs::create_dir_all(&conf).unwrap();
+    for f in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+        std::fs::rename(n1.pgdata.join(f), conf.join(f)).unwrap();
+    }
+    let mut pgconf = std::fs::read_to_string(conf.join("postgresql.conf")).unwrap();
+    pgconf.push_str(&format!(
+        "data_directory = '{}'\nhba_file = '{}'\nident_file = '{}'\n",
+        n1.pgdata.display(),
+        conf.join("pg_hba.conf").display(),
+        conf.join("pg_ident.conf").display()
+    ));
+    std::fs::write(conf.join("postgresql.conf"), pgconf).unwrap();
+    let a = || agent(n1, n1).param("datadir", conf.display().to_string());
+    a().run("validate-all").assert_code(OCF_SUCCESS);
+    a().run("start").assert_code(OCF_SUCCESS);
+    a().run("promote").assert_code(OCF_SUCCESS);
+    a().run("monitor").assert_code(OCF_RUNNING_PROMOTED);
+    a().run("demote").assert_code(OCF_SUCCESS);
+    a().run("monitor").assert_code(OCF_SUCCESS);
+    a().run("stop").assert_code(OCF_SUCCESS);
+    a().run("monitor").assert_code(OCF_NOT_RUNNING);
+    assert!(!n1.pgdata.join("postgresql.conf").exists());
+}

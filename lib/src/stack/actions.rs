@@ -400,7 +400,15 @@ fn wait_ready(ctx: &Ctx<'_>) -> Result<(), Error> {
 /// and the node's promotion score. Succeeds when nothing runs, also after a
 /// crash: a failed stop ends in fencing.
 pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
-    let ctx = Ctx::new(env, deadline)?;
+    let ctx = match Ctx::new(env, deadline) {
+        Ok(c) => c,
+        // No such system user on this host: nothing of ours can run here.
+        Err(Error::Config(c)) if c.rc != OcfRc::ErrConfigured => {
+            log::warn!("{c}: nothing to stop");
+            return Ok(Outcome::ok());
+        }
+        Err(e) => return Err(e),
+    };
     if ctx.cfg.pg_absent() && redis::process_state(&ctx.redis) == redis::ProcessState::NotRunning {
         return Ok(Outcome::ok());
     }
