@@ -359,30 +359,29 @@ fn follow_redis_primary(ctx: &Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether the monitor would say "running unpromoted", and if not, why.
+fn unpromoted_ready(ctx: &Ctx<'_>) -> Result<(), String> {
+    let db = local_db(ctx).map_err(|e| e.to_string())?;
+    if !db.in_recovery().map_err(|e| e.to_string())? {
+        return Err("PostgreSQL is not in recovery".into());
+    }
+    let info = redis_local(ctx)
+        .and_then(|mut c| Ok(c.info_replication()?))
+        .map_err(|e| e.to_string())?;
+    if info.role != Role::Replica {
+        return Err("Redis is not a replica".into());
+    }
+    Ok(())
+}
+
 /// Waits until the monitor would say "running unpromoted".
 fn wait_ready(ctx: &Ctx<'_>) -> Result<(), Error> {
     let mut last = String::new();
-    let ok = wait_until(&ctx.deadline, || {
-        match local_db(ctx).and_then(|db| Ok(db.in_recovery()?)) {
-            Ok(true) => match redis_local(ctx).and_then(|mut c| Ok(c.info_replication()?)) {
-                Ok(i) if i.role == Role::Replica => true,
-                Ok(_) => {
-                    last = "Redis is not a replica".into();
-                    false
-                }
-                Err(e) => {
-                    last = e.to_string();
-                    false
-                }
-            },
-            Ok(false) => {
-                last = "PostgreSQL is not in recovery".into();
-                false
-            }
-            Err(e) => {
-                last = e.to_string();
-                false
-            }
+    let ok = wait_until(&ctx.deadline, || match unpromoted_ready(ctx) {
+        Ok(()) => true,
+        Err(e) => {
+            last = e;
+            false
         }
     });
     if ok {
