@@ -155,7 +155,10 @@ primitive vip ocf:heartbeat:IPaddr2 \\
 	op monitor interval=10s \\
 	meta migration-threshold=2 failure-timeout=90s
 colocation vip-with-promoted-stack inf: vip stack-clone:Promoted
-order vip-after-stack-promote Mandatory: stack-clone:promote vip:start
+# Two one-way orders: the VIP stops only after the demote, so standbys
+# streaming through it receive the old primary's shutdown checkpoint.
+order vip-after-stack-promote Mandatory: stack-clone:promote vip:start symmetrical=false
+order vip-stop-after-stack-demote Mandatory: stack-clone:demote vip:stop symmetrical=false
 
 EOF
 

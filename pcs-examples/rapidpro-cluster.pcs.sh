@@ -176,7 +176,13 @@ pcs_f resource create vip ocf:heartbeat:IPaddr2 \
     op monitor interval=10s \
     meta migration-threshold=2 failure-timeout=90s
 pcs_f constraint colocation add vip with Promoted stack-clone INFINITY
-pcs_f constraint order promote stack-clone then start vip kind=Mandatory
+# Two one-way orders, as PAF recommends, not one symmetrical order: a
+# symmetrical "promote then start vip" would stop the VIP *before* the
+# demote, and the old primary's standbys, which stream through the VIP,
+# would then never receive its shutdown checkpoint (its fast shutdown waits
+# for them until wal_sender_timeout, and its history diverges).
+pcs_f constraint order promote stack-clone then start vip symmetrical=false kind=Mandatory
+pcs_f constraint order demote stack-clone then stop vip symmetrical=false kind=Mandatory
 
 # --- Fencing -----------------------------------------------------------------
 if [ "$VARIANT" = production ]; then

@@ -189,6 +189,19 @@ fn a_killed_postmaster_fails_the_monitor_and_stop_still_succeeds() {
     // The crashed old primary comes back as a standby, with its data.
     agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
     assert_eq!(n1.psql("select pg_is_in_recovery()"), "t");
+
+    // Everything killed, as by a power loss: the pid files are stale. A
+    // probe finds nothing running (no failure counted against
+    // migration-threshold at every reboot); a recurring monitor fails.
+    n1.kill9_postgres();
+    n1.kill9_redis();
+    agent(n1, n1)
+        .meta("interval", "0")
+        .run("monitor")
+        .assert_code(OCF_NOT_RUNNING);
+    agent(n1, n1).run("monitor").assert_code(OCF_ERR_GENERIC);
+    agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("monitor").assert_code(OCF_SUCCESS);
 }
 
 #[test]
@@ -419,6 +432,23 @@ fn a_crashed_diverged_old_primary_is_refused_too() {
     wait_streaming(n1);
 }
 
+/// A replication break is reported degraded only once it outlasts two
+/// monitor intervals (here 1 s): not at the first monitor, nor by a probe.
+#[track_caller]
+fn assert_degraded_after_two_intervals(node: &Node, primary: &Node, reason: &str) {
+    let monitor = || agent(node, primary).meta("interval", "1000").run("monitor");
+    monitor().assert_code(OCF_SUCCESS);
+    node.agent(bin())
+        .primary(primary)
+        .meta("interval", "0")
+        .run("monitor")
+        .assert_code(OCF_SUCCESS);
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = monitor();
+    out.assert_code(OCF_DEGRADED);
+    out.assert_reason_contains(reason);
+}
+
 #[test]
 fn a_broken_redis_link_is_degraded_while_the_master_answers() {
     let pair = Pair::new("redis_link");
@@ -432,9 +462,7 @@ fn a_broken_redis_link_is_degraded_while_the_master_answers() {
         let i = n2.try_redis_cli(&["info", "replication"]).ok()?;
         i.contains("master_link_status:down").then_some(())
     });
-    let out = agent(n2, n1).run("monitor");
-    out.assert_code(OCF_DEGRADED);
-    out.assert_reason_contains("Redis replica link down");
+    assert_degraded_after_two_intervals(n2, n1, "Redis replica link down");
     // The post-promote notification re-points it.
     agent(n2, n1)
         .notify("post", "promote", &[("promote_uname", "node1")])
@@ -460,9 +488,7 @@ fn a_standby_not_streaming_from_a_live_primary_is_degraded() {
             .ok()?;
         (s == "0").then_some(())
     });
-    let out = agent(n2, n1).run("monitor");
-    out.assert_code(OCF_DEGRADED);
-    out.assert_reason_contains("not streaming");
+    assert_degraded_after_two_intervals(n2, n1, "not streaming");
     // With no primary at all, a lone standby is not degraded: it may be
     // the next primary.
     agent(n1, n1).run("stop").assert_code(OCF_SUCCESS);

@@ -309,10 +309,20 @@ fn assert_rapidpro_cluster(cib: &Path, variant: &str) {
     );
     assert_one(
         cib,
-        "promote, then start the vip",
+        "promote, then start the vip (one way)",
         &format!(
             "{constraints}/rsc_order[@first='stack-clone' and @first-action='promote' \
-             and @then='vip' and @then-action='start' and @kind='Mandatory']"
+             and @then='vip' and @then-action='start' and @kind='Mandatory' \
+             and @symmetrical='false']"
+        ),
+    );
+    assert_one(
+        cib,
+        "demote, then stop the vip (one way), so standbys get the shutdown checkpoint",
+        &format!(
+            "{constraints}/rsc_order[@first='stack-clone' and @first-action='demote' \
+             and @then='vip' and @then-action='stop' and @kind='Mandatory' \
+             and @symmetrical='false']"
         ),
     );
 

@@ -3,7 +3,9 @@
 //! ports (see the harness in `tests/harness`). One test binary, as ripgrep.
 
 mod agent_node;
+mod cluster;
 mod ocf_tools;
+mod pcs_examples;
 
 use std::time::Duration;
 

@@ -309,12 +309,17 @@ pub const PARAMETERS: &[ParamSpec] = &[
     ParamSpec {
         name: CONNECT_TIMEOUT,
         kind: ParamType::Integer,
-        default: Some("3"),
+        default: Some("1"),
         required: false,
         private: false,
-        shortdesc: "Connection timeout, in seconds",
-        longdesc: "Longest wait for a connection to the local servers or to primary_host (1 to 3600 seconds; \
-                   a unit suffix s or ms is accepted). Always also bounded by the operation's timeout.",
+        shortdesc: "TCP connection timeout, in seconds",
+        longdesc: "Longest wait for a TCP connection to primary_host or for the local sockets (1 to 3600 \
+                   seconds; a unit suffix s or ms is accepted). A primary that is up accepts a connection in \
+                   milliseconds; when nothing holds primary_host (the virtual IP is down during a failover) \
+                   this is how long promote and start wait before concluding that no primary answers. \
+                   Something that accepts the connection but does not complete the PostgreSQL handshake \
+                   within query_timeout is treated as a possible primary. Always also bounded by the \
+                   operation's timeout.",
     },
     ParamSpec {
         name: QUERY_TIMEOUT,
@@ -553,7 +558,8 @@ impl Config {
     /// `OCF_ERR_CONFIGURED`: the same parameters are wrong on every node.
     pub fn from_env(env: &OcfEnv) -> Result<Config, ConfigError> {
         for (name, _) in env.params() {
-            if spec(name).is_none() {
+            // Pacemaker passes crm_feature_set to every agent.
+            if spec(name).is_none() && name != "crm_feature_set" {
                 log::warn!("ignoring unknown parameter {name}");
             }
         }
@@ -797,7 +803,7 @@ mod tests {
         assert_eq!(c.bindir, Path::new("/usr/lib/postgresql/15/bin"));
         assert_eq!(c.sync_replication, SyncMode::On);
         assert!(!c.rewind);
-        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.connect_timeout, Duration::from_secs(1));
     }
 
     #[test]

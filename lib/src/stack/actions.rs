@@ -76,6 +76,30 @@ enum PrimaryAt {
 }
 
 fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+    // First a bare TCP connect, bounded by connect_timeout: nothing there
+    // (the virtual IP down during a failover) is known quickly. Whatever
+    // accepts it gets the whole query_timeout for the PostgreSQL handshake,
+    // and is a possible primary until it says otherwise.
+    let addr = format!("{}:{}", ctx.cfg.primary_host, ctx.cfg.primary_port);
+    let sockaddrs: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(&addr)
+    {
+        Ok(a) => a.collect(),
+        Err(e) => return Ok(PrimaryAt::NoAnswer(format!("cannot resolve {addr}: {e}"))),
+    };
+    let timeout = ctx
+        .deadline
+        .cap(ctx.cfg.connect_timeout)
+        .max(Duration::from_millis(1));
+    let tcp = sockaddrs
+        .iter()
+        .find_map(|sa| std::net::TcpStream::connect_timeout(sa, timeout).ok());
+    if tcp.is_none() {
+        return Ok(PrimaryAt::NoAnswer(format!(
+            "no TCP connection within {:.1} s",
+            timeout.as_secs_f64()
+        )));
+    }
+    drop(tcp);
     let t = Target {
         host: Host::Tcp(&ctx.cfg.primary_host),
         port: ctx.cfg.primary_port,
@@ -84,30 +108,25 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         dbname: "postgres",
         peer_uid: None,
     };
-    Ok(
-        match Db::reach(
-            &t,
-            ctx.cfg.connect_timeout,
-            ctx.cfg.query_timeout,
-            &ctx.deadline,
-        )? {
-            Reach::Connected(db) => match db.in_recovery() {
-                Ok(true) => PrimaryAt::Standby,
-                Ok(false) => PrimaryAt::Writable,
-                Err(e) => PrimaryAt::Unknown(e.to_string()),
-            },
-            Reach::NoAnswer(r) => PrimaryAt::NoAnswer(r),
-            Reach::Refused(r)
-                if r.contains("starting up")
-                    || r.contains("not yet accepting")
-                    || r.contains("shutting down")
-                    || r.contains("recovery") =>
-            {
-                PrimaryAt::Standby
-            }
-            Reach::Refused(r) => PrimaryAt::Unknown(r),
+    let q = ctx.cfg.query_timeout;
+    Ok(match Db::reach(&t, q, q, &ctx.deadline)? {
+        Reach::Connected(db) => match db.in_recovery() {
+            Ok(true) => PrimaryAt::Standby,
+            Ok(false) => PrimaryAt::Writable,
+            Err(e) => PrimaryAt::Unknown(e.to_string()),
         },
-    )
+        // It accepted TCP a moment ago: gone since, or hung.
+        Reach::NoAnswer(r) => PrimaryAt::Unknown(r),
+        Reach::Refused(r)
+            if r.contains("starting up")
+                || r.contains("not yet accepting")
+                || r.contains("shutting down")
+                || r.contains("recovery") =>
+        {
+            PrimaryAt::Standby
+        }
+        Reach::Refused(r) => PrimaryAt::Unknown(r),
+    })
 }
 
 fn primary_desc(ctx: &Ctx<'_>) -> String {
@@ -648,6 +667,18 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         };
         Ok(Outcome::because(rc, reason))
     };
+    if env.is_probe()
+        && !matches!(pg, ProcessState::Running(_))
+        && !matches!(rd, redis::ProcessState::Running(_))
+    {
+        // After a power loss the pid files are stale but nothing runs.
+        // Reporting a failure would count against migration-threshold at
+        // every reboot; start cleans up and recovers as a standby.
+        if pg != ProcessState::Stopped || rd != redis::ProcessState::NotRunning {
+            log::info!("probe: nothing runs (stale pid files from a crash or power loss)");
+        }
+        return Ok(Outcome::code(OcfRc::NotRunning));
+    }
     match (pg, &rd) {
         (ProcessState::Stopped, redis::ProcessState::NotRunning) => {
             return Ok(Outcome::code(OcfRc::NotRunning))
@@ -773,37 +804,63 @@ fn monitor_standby(
     let link_up = info.master_link_status == Some(LinkStatus::Up);
     if st.streaming() && link_up {
         let mut state = load_state(ctx);
-        if state.candidate_checked {
+        if state.candidate_checked || state.broken_since.is_some() {
             state.candidate_checked = false;
+            state.broken_since = None;
             save_state(ctx, &state);
         }
         return Ok(Outcome::ok());
     }
     // Off the steady path: find out whether a primary is there to follow.
+    let mut broken = None;
     if !st.streaming() {
         match primary_at(ctx)? {
             PrimaryAt::Writable => {
-                return Ok(Outcome::because(
-                    OcfRc::Degraded,
-                    format!(
-                        "standby not streaming from the primary at {}",
-                        primary_desc(ctx)
-                    ),
+                broken = Some(format!(
+                    "standby not streaming from the primary at {}",
+                    primary_desc(ctx)
                 ))
             }
             _ => keep_promotable(ctx),
         }
     }
-    if !link_up && redis_primary_answers(ctx) {
-        return Ok(Outcome::because(
-            OcfRc::Degraded,
-            format!(
-                "Redis replica link down while its master answers at {}:{}",
-                ctx.cfg.primary_host, ctx.cfg.redis_primary_port
-            ),
+    if broken.is_none() && !link_up && redis_primary_answers(ctx) {
+        broken = Some(format!(
+            "Redis replica link down while its master answers at {}:{}",
+            ctx.cfg.primary_host, ctx.cfg.redis_primary_port
         ));
     }
-    Ok(Outcome::ok())
+    let mut state = load_state(ctx);
+    let Some(reason) = broken else {
+        if state.broken_since.take().is_some() {
+            save_state(ctx, &state);
+        }
+        return Ok(Outcome::ok());
+    };
+    // Replication (re)connects within seconds after a start or a promotion
+    // elsewhere: only a break that outlasts two monitor intervals is
+    // degraded (Pacemaker 2.1.5 also lists a degraded monitor among the
+    // failed actions). Probes have no history: never degraded.
+    let now = unix_now();
+    let since = *state.broken_since.get_or_insert(now);
+    save_state(ctx, &state);
+    let lasted = now.saturating_sub(since);
+    let grace = 2 * ctx.env.interval().as_secs();
+    if ctx.env.is_probe() || lasted < grace {
+        log::info!("{reason} (for {lasted} s)");
+        return Ok(Outcome::ok());
+    }
+    Ok(Outcome::because(
+        OcfRc::Degraded,
+        format!("{reason} for {lasted} s"),
+    ))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A standby with no primary may be the next primary: make sure it has a

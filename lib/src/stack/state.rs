@@ -23,6 +23,9 @@ pub struct State {
     pub scores: BTreeMap<String, i64>,
     /// On a standby without a primary: its own score was checked already.
     pub candidate_checked: bool,
+    /// On a standby: since when (Unix seconds) replication has been broken
+    /// while a primary answers.
+    pub broken_since: Option<u64>,
 }
 
 impl State {
@@ -61,6 +64,7 @@ impl State {
     pub fn forget(&mut self) {
         self.scores.clear();
         self.candidate_checked = false;
+        self.broken_since = None;
     }
 }
 

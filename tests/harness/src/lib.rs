@@ -26,6 +26,10 @@
 //! confirms the process is what we expect. Other tests and other people's
 //! servers on the same machine are never touched.
 //!
+//! [`NsCluster`] (module [`netns`]) goes further: a real Pacemaker and
+//! Corosync cluster whose nodes live in Linux namespaces on this machine,
+//! with private addresses that exist only inside those namespaces.
+//!
 //! Everything must run as root (the agent does, under Pacemaker); the harness
 //! panics with a clear message otherwise instead of skipping.
 #![forbid(unsafe_code)]
@@ -36,6 +40,7 @@ mod cib;
 mod cluster;
 mod cmd;
 mod dir;
+pub mod netns;
 mod node;
 pub mod ocf;
 mod poll;
@@ -51,6 +56,10 @@ pub use cib::offline_cib;
 pub use cluster::{Cluster, Pair};
 pub use cmd::{run_command, CmdError, CmdOutput};
 pub use dir::TestDir;
+pub use netns::{
+    CrmNode, CrmResource, CrmStatus, FenceEvent, NsCluster, NsClusterBuilder, NsNode, STACK_AGENT,
+    VIP_AGENT,
+};
 pub use node::Node;
 pub use poll::poll;
 pub use port::free_port;

@@ -1,0 +1,253 @@
+//! The agent in a real Pacemaker 2.1 + Corosync 3 cluster: nodes in Linux
+//! namespaces on this machine (see `rapidpro_ha_harness::netns`), configured
+//! with `pcs-examples/rapidpro-cluster.pcs.sh`, with a virtual IP and
+//! sandbox fencing. Each test prints the times it measured.
+
+use std::time::{Duration, Instant};
+
+use rapidpro_ha_harness::{poll, NsCluster, NsNode, STACK_AGENT, VIP_AGENT};
+
+use super::bin;
+
+/// Longest wait for the cluster to settle after a change.
+const SETTLE: Duration = Duration::from_secs(90);
+
+fn cluster(name: &str) -> NsCluster {
+    NsCluster::builder(name).nodes(2).agent(bin()).build()
+}
+
+/// A cluster whose old primaries rejoin: after a power-off (and after a
+/// demote whose last WAL never reached the standby), the old primary has WAL
+/// past the new primary's fork point, and only `pg_rewind` brings it back.
+fn cluster_with_rewind(name: &str) -> NsCluster {
+    NsCluster::builder(name)
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .build()
+}
+
+/// Waits until, as node `ask` sees it, exactly one node is Promoted (node
+/// `expected`, if given) and every other online node Unpromoted, with the
+/// VIP started on the promoted node; returns the promoted node.
+#[track_caller]
+fn wait_one_promoted(c: &NsCluster, ask: &str, expected: Option<&str>) -> String {
+    let what = format!(
+        "one Promoted stack instance ({}), the others Unpromoted, the VIP with it, seen from {ask}",
+        expected.unwrap_or("any node")
+    );
+    poll(&what, SETTLE, || {
+        let st = c.status(ask).ok()?;
+        let promoted = st.nodes_with_role(STACK_AGENT, "Promoted");
+        let unpromoted = st.nodes_with_role(STACK_AGENT, "Unpromoted");
+        let vip = st.nodes_with_role(VIP_AGENT, "Started");
+        let online = st.online();
+        let ok = promoted.len() == 1
+            && expected.iter().all(|e| promoted[0] == *e)
+            && unpromoted.len() + 1 == online.len()
+            && vip == promoted;
+        ok.then(|| promoted[0].clone())
+    })
+}
+
+/// Waits until `node`'s PostgreSQL streams from the primary and its Redis
+/// replica link is up.
+#[track_caller]
+fn wait_replicating(node: &NsNode) {
+    // The same WAL receiver streaming 2 s apart: a receiver the primary
+    // keeps rejecting (diverged timeline) shows "streaming" for a moment
+    // every 5 s.
+    let receiver = || {
+        node.psql("select pid from pg_stat_wal_receiver where status = 'streaming'")
+            .ok()
+            .filter(|pid| !pid.is_empty())
+    };
+    poll(
+        &format!("{} streaming WAL from the primary, steadily", node.name),
+        SETTLE,
+        || {
+            let first = receiver()?;
+            std::thread::sleep(Duration::from_secs(2));
+            (receiver()? == first).then_some(())
+        },
+    );
+    poll(
+        &format!("{}'s Redis master_link_status:up", node.name),
+        SETTLE,
+        || {
+            let s = node.redis_cli(&["info", "replication"]).ok()?;
+            s.contains("master_link_status:up").then_some(())
+        },
+    );
+}
+
+/// The promoted node holds the VIP, no other node does, and its PostgreSQL
+/// is writable.
+#[track_caller]
+fn assert_primary(c: &NsCluster, primary: &str) {
+    for n in c.nodes().iter().filter(|n| n.is_up()) {
+        let has = n.has_address(c.vip());
+        assert_eq!(
+            has,
+            n.name == primary,
+            "VIP {} on {}: {has}\n{}",
+            c.vip(),
+            n.name,
+            c.diagnostics()
+        );
+    }
+    let p = c.node(primary);
+    assert_eq!(
+        p.psql("select pg_is_in_recovery()")
+            .unwrap_or_else(|e| panic!("{e}")),
+        "f"
+    );
+}
+
+fn other(c: &NsCluster, name: &str) -> String {
+    c.nodes()
+        .iter()
+        .find(|n| n.name != name)
+        .map(|n| n.name.clone())
+        .expect("another node")
+}
+
+#[test]
+fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
+    let c = cluster("bootstrap");
+    let primary = wait_one_promoted(&c, "node1", None);
+    c.wait_settled("node1", SETTLE);
+    let primary_again = wait_one_promoted(&c, "node1", None);
+    assert_eq!(primary, primary_again, "{}", c.diagnostics());
+    let standby = other(&c, &primary);
+    wait_replicating(c.node(&standby));
+    let settled = c.pacemaker_started().elapsed();
+    assert_primary(&c, &primary);
+    assert_eq!(
+        c.node(&standby)
+            .psql("select pg_is_in_recovery()")
+            .unwrap_or_else(|e| panic!("{e}")),
+        "t"
+    );
+    eprintln!(
+        "measured: bootstrap, pacemakerd start to {primary} promoted with the VIP and \
+         {standby} streaming: {:.1} s",
+        settled.as_secs_f64()
+    );
+}
+
+/// A planned switchover should take seconds (anchors: 0.3 to 0.8 s with
+/// `ocf:pacemaker:Stateful`, 2.8 s with PAF).
+const SWITCHOVER_BOUND: Duration = Duration::from_secs(15);
+/// A failover after a power-off should take seconds (anchors: 2.2 s with
+/// `ocf:pacemaker:Stateful`, 3.6 s with PAF; here plus the 3 s
+/// priority-fencing-delay).
+const FAILOVER_BOUND: Duration = Duration::from_secs(30);
+
+#[test]
+fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
+    let c = cluster("switchover");
+    let old = wait_one_promoted(&c, "node1", None);
+    c.wait_settled("node1", SETTLE);
+    let new = other(&c, &old);
+    wait_replicating(c.node(&new));
+
+    let clone = c.stack_clone_id();
+    let start = Instant::now();
+    let ban = c.crm(
+        &old,
+        &[
+            "crm_resource",
+            "--ban",
+            "--promoted",
+            "--resource",
+            &clone,
+            "--node",
+            &old,
+        ],
+    );
+    assert!(ban.success(), "{}", ban.failure_message());
+    let promoted = wait_one_promoted(&c, &new, Some(&new));
+    let moved = start.elapsed();
+    eprintln!(
+        "measured: switchover {old} -> {new}: promoted with the VIP after {:.2} s",
+        moved.as_secs_f64()
+    );
+    assert_eq!(promoted, new, "{}", c.diagnostics());
+    assert!(
+        moved < SWITCHOVER_BOUND,
+        "switchover took {moved:?}\n{}",
+        c.diagnostics()
+    );
+    c.wait_settled(&new, SETTLE);
+    assert_primary(&c, &new);
+    wait_replicating(c.node(&old));
+    let streaming = start.elapsed();
+
+    let clear = c.crm(&new, &["crm_resource", "--clear", "--resource", &clone]);
+    assert!(clear.success(), "{}", clear.failure_message());
+    c.wait_settled(&new, SETTLE);
+    assert_eq!(
+        wait_one_promoted(&c, &new, Some(&new)),
+        new,
+        "clearing the ban must not move the role back\n{}",
+        c.diagnostics()
+    );
+    eprintln!(
+        "measured: switchover {old} -> {new}: {old} streaming after {:.2} s",
+        streaming.as_secs_f64()
+    );
+}
+
+#[test]
+fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
+    let c = cluster_with_rewind("power_off");
+    let old = wait_one_promoted(&c, "node1", None);
+    c.wait_settled("node1", SETTLE);
+    let new = other(&c, &old);
+    wait_replicating(c.node(&new));
+
+    let start = Instant::now();
+    c.power_off(&old);
+    let promoted = wait_one_promoted(&c, &new, Some(&new));
+    let failover = start.elapsed();
+    eprintln!(
+        "measured: power-off of {old}: {new} promoted with the VIP after {:.2} s",
+        failover.as_secs_f64()
+    );
+    assert_eq!(promoted, new, "{}", c.diagnostics());
+    assert!(
+        failover < FAILOVER_BOUND,
+        "failover took {failover:?}\n{}",
+        c.diagnostics()
+    );
+    assert_primary(&c, &new);
+    let fenced = c
+        .fence_events()
+        .iter()
+        .any(|e| e.node == old && e.at >= start);
+    assert!(fenced, "{old} was not fenced\n{}", c.diagnostics());
+
+    let boot = Instant::now();
+    c.boot(&old);
+    poll(&format!("{old} back as Unpromoted"), SETTLE, || {
+        let st = c.status(&new).ok()?;
+        st.nodes_with_role(STACK_AGENT, "Unpromoted")
+            .contains(&old)
+            .then_some(())
+    });
+    c.wait_settled(&new, SETTLE);
+    assert_eq!(
+        wait_one_promoted(&c, &new, Some(&new)),
+        new,
+        "{}",
+        c.diagnostics()
+    );
+    wait_replicating(c.node(&old));
+    let rejoined = boot.elapsed();
+    assert_primary(&c, &new);
+    eprintln!(
+        "measured: {old} booted and streaming from {new} after {:.2} s",
+        rejoined.as_secs_f64()
+    );
+}

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Runs as the only child of tini, PID 1 of a cluster node's fresh namespaces
+# (mount, UTS, IPC, net, PID; see netns/node.rs). It builds the node's view of
+# the filesystem, then becomes `sleep infinity` while tini reaps every orphan
+# at once (daemons double-fork; a late reap would keep a killed postmaster's
+# pid answering kill(pid, 0)).
+#
+# Environment: NODE_NAME, NODE_DIR (host path of the node's directories),
+# FENCE_DIR (the test's shared fence directory), OCF_EXTRA (holds
+# rapidpro/stack), SBIN_EXTRA (holds the sandbox fence agent), READY (file to
+# create once done). Every mount below lives in this mount namespace only and
+# ends with it: the root namespace gets no mount from here.
+set -eu
+
+fail() { echo "node-init: $*" >&2; exit 1; }
+
+hostname "$NODE_NAME"
+mount --make-rprivate /
+
+# /run and /dev/shm: fresh per boot, as on a real machine.
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/crm /run/lock /run/resource-agents /run/postgresql /run/redis /run/rapidpro-ha
+chmod 1755 /run/crm /run/lock /run/resource-agents
+chown hacluster:haclient /run/crm
+chown postgres:postgres /run/postgresql && chmod 2775 /run/postgresql
+chown redis:redis /run/redis && chmod 2775 /run/redis
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+
+# Per-node persistent directories (they survive a power-off and boot).
+bind() { mount --bind "$NODE_DIR/$1" "$2" || fail "cannot bind $1 on $2"; }
+bind etc-corosync /etc/corosync
+bind var-lib-corosync /var/lib/corosync
+bind var-lib-pacemaker /var/lib/pacemaker
+bind var-log /var/log
+bind var-lib-postgresql /var/lib/postgresql
+bind var-lib-redis /var/lib/redis
+bind etc-redis /etc/redis
+
+# The fence directory shared with the harness. The mountpoint is an empty
+# directory of the shared filesystem (the only thing created outside the
+# test directory).
+mkdir -p /var/lib/rapidpro-fence
+mount --bind "$FENCE_DIR" /var/lib/rapidpro-fence
+
+# ocf:rapidpro:stack and the fence agent, added read-only over the system
+# directories without touching them (pacemaker-fenced only looks in /usr/sbin).
+mount -t overlay overlay -o "ro,lowerdir=$OCF_EXTRA:/usr/lib/ocf/resource.d" /usr/lib/ocf/resource.d
+mount -t overlay overlay -o "ro,lowerdir=$SBIN_EXTRA:/usr/sbin" /usr/sbin
+
+ip link set lo up
+: > "$READY"
+exec sleep infinity

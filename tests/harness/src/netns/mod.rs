@@ -1,0 +1,712 @@
+//! A real Pacemaker 2.1 + Corosync 3 cluster on this one machine: each node
+//! in namespaces of its own, connected by a private bridge, running
+//! `ocf:rapidpro:stack` (the freshly built agent) over PostgreSQL 15 and
+//! Redis 7, with a virtual IP and sandbox fencing.
+//!
+//! ```no_run
+//! use rapidpro_ha_harness::NsCluster;
+//! use std::time::Duration;
+//!
+//! let c = NsCluster::builder("bootstrap").nodes(2).agent("/path/to/rapidpro-agent").build();
+//! c.wait_settled("node1", Duration::from_secs(90));
+//! let primary = c.promoted_node().expect("a promoted node");
+//! assert!(c.node(&primary).has_address(c.vip()));
+//! ```
+//!
+//! How (facts in `shared/notes/cluster-sandbox.md`):
+//! - a node is `setsid unshare --mount --uts --ipc --net --pid --fork
+//!   --mount-proc --propagation private tini -- sh node-init.sh`; the script
+//!   (`sh/node-init.sh`) builds the node's filesystem view with mounts that
+//!   exist only in the node's mount namespace, and tini, its PID 1, reaps
+//!   every orphan at once. Commands run inside with `timeout nsenter`;
+//! - `ocf:rapidpro:stack` and the fence agent are added with read-only
+//!   overlays over `/usr/lib/ocf/resource.d` and `/usr/sbin` inside the nodes:
+//!   nothing of the host's changes (except the empty mountpoint
+//!   `/var/lib/rapidpro-fence`);
+//! - the cluster is configured with the project's own
+//!   `pcs-examples/rapidpro-cluster.pcs.sh` (`VARIANT=sandbox`), run in node1
+//!   on a dump of the live CIB, then pushed with `cibadmin --replace`;
+//! - fencing: the sandbox fence agent asks a watcher thread of the harness
+//!   (module `fence`) to SIGKILL the victim's PID 1;
+//! - teardown, by PID, also after a panic: SIGTERM to every pacemakerd and a
+//!   bounded wait, `corosync-cfgtool -H --force`, SIGKILL to every PID 1 (which
+//!   ends its namespaces, mounts and veth), SIGKILL to the bridge holder, then
+//!   the test directory goes.
+
+mod crm;
+mod fence;
+mod net;
+mod node;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use crm::{CrmNode, CrmResource, CrmStatus};
+pub use fence::FenceEvent;
+pub use node::{
+    NsNode, PACEMAKER_LOG, PGDATA, PGHOST, PG_LOGFILE, REDIS_CONFIG, REDIS_SOCKET, STATE_DIR,
+};
+
+use crate::cmd::{clean_command, must, CmdOutput};
+use crate::dir::{make_dir, set_mode, write_file};
+use crate::{poll, template, TestDir, REPL_PASSWORD};
+
+use fence::FenceWatcher;
+use net::Bridge;
+use node::{BootFiles, NS_TIMEOUT, TINI};
+
+/// The agent's resource type as crm_mon shows it.
+pub const STACK_AGENT: &str = "ocf:rapidpro:stack";
+/// The virtual IP's resource type.
+pub const VIP_AGENT: &str = "ocf:heartbeat:IPaddr2";
+/// The node init script, written into every test directory.
+const NODE_INIT: &str = include_str!("../../sh/node-init.sh");
+/// Where the project's files are, from the harness crate.
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+/// The cluster configuration script, relative to [`WORKSPACE`].
+const PCS_SCRIPT: &str = "pcs-examples/rapidpro-cluster.pcs.sh";
+/// The sandbox fence agent, relative to [`WORKSPACE`].
+const FENCE_AGENT: &str = "pcs-examples/sandbox/fence_rapidpro_sandbox";
+const FENCE_AGENT_NAME: &str = "fence_rapidpro_sandbox";
+/// Prefix length of the cluster network.
+const PREFIX: u8 = 24;
+/// Graceful part of the teardown.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Distinguishes the subnets of the clusters of one test process (only
+/// for readable logs: each cluster's network is private anyway).
+static NEXT_NET: AtomicUsize = AtomicUsize::new(0);
+
+/// Builds an [`NsCluster`]; see [`NsCluster::builder`].
+#[derive(Debug, Clone)]
+pub struct NsClusterBuilder {
+    name: String,
+    nodes: usize,
+    agent: Option<PathBuf>,
+    params: Vec<(String, String)>,
+    fence_delay: String,
+    token_ms: u32,
+    configure: bool,
+}
+
+impl NsClusterBuilder {
+    /// Number of nodes, 2 or 3 (default 2).
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.nodes = n;
+        self
+    }
+
+    /// The agent binary to install as `ocf:rapidpro:stack` in the nodes
+    /// (required).
+    pub fn agent(mut self, bin: impl AsRef<Path>) -> Self {
+        self.agent = Some(bin.as_ref().to_owned());
+        self
+    }
+
+    /// Sets an extra `ocf:rapidpro:stack` parameter, e.g.
+    /// `("sync_replication", "off")` (no spaces in the value).
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.params.retain(|(k, _)| k != name);
+        self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// `priority-fencing-delay` (default `3s`).
+    pub fn fence_delay(mut self, delay: &str) -> Self {
+        self.fence_delay = delay.to_owned();
+        self
+    }
+
+    /// Corosync `token` in ms (default 1000).
+    pub fn token_ms(mut self, ms: u32) -> Self {
+        self.token_ms = ms;
+        self
+    }
+
+    /// Whether to apply the cluster configuration script once the nodes are
+    /// members (default true); without it the CIB has no resources.
+    pub fn configure(mut self, yes: bool) -> Self {
+        self.configure = yes;
+        self
+    }
+
+    /// Lays out, boots and (unless told not to) configures the cluster.
+    /// Returns once every node is an online member and the configuration
+    /// is pushed; it does not wait for the resources (see
+    /// [`NsCluster::wait_settled`]). Panics with the story on failure, after
+    /// tearing down what it started.
+    #[track_caller]
+    pub fn build(self) -> NsCluster {
+        preflight();
+        assert!(
+            (2..=3).contains(&self.nodes),
+            "a namespaced cluster has 2 or 3 nodes"
+        );
+        let agent = self
+            .agent
+            .clone()
+            .expect("NsClusterBuilder::agent(<path of rapidpro-agent>) is required");
+        let template = template::pgdata();
+        let dir = TestDir::new(&self.name);
+        let net = 200 - (NEXT_NET.fetch_add(1, Ordering::SeqCst) % 100) as u8;
+        let subnet = format!("10.200.{net}");
+        let addr = |i: usize| format!("{subnet}.{}", 10 + i);
+        let vip = format!("{subnet}.100");
+
+        let files = BootFiles {
+            init_script: dir.join("node-init.sh"),
+            fence_dir: dir.join("fence"),
+            ocf_extra: dir.join("ocf"),
+            sbin_extra: dir.join("sbin"),
+        };
+        write_file(&files.init_script, NODE_INIT, None, 0o755);
+        make_dir(&files.fence_dir, 0o755);
+        make_dir(&files.ocf_extra.join("rapidpro"), 0o755);
+        make_dir(&files.sbin_extra, 0o755);
+        copy_executable(&agent, &files.ocf_extra.join("rapidpro/stack"));
+        copy_executable(
+            &Path::new(WORKSPACE).join(FENCE_AGENT),
+            &files.sbin_extra.join(FENCE_AGENT_NAME),
+        );
+
+        let names: Vec<String> = (1..=self.nodes).map(|i| format!("node{i}")).collect();
+        let corosync = corosync_conf(&names, &addr, self.token_ms);
+        let cib = seed_cib(dir.path());
+        let nodes: Vec<NsNode> = (1..=self.nodes)
+            .map(|i| {
+                NsNode::create(
+                    dir.path(),
+                    i,
+                    addr(i),
+                    &corosync,
+                    &cib,
+                    template,
+                    &format!("{subnet}.0/{PREFIX}"),
+                )
+            })
+            .collect();
+        let fence = FenceWatcher::start(
+            files.fence_dir.clone(),
+            nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.procs.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        let bridge = Bridge::new(&dir.join("bridge.out"));
+        let mut c = NsCluster {
+            nodes,
+            files,
+            vip,
+            fence,
+            bridge,
+            pacemaker_started: Instant::now(),
+            builder: self,
+            dir,
+        };
+        c.start_all();
+        if c.builder.configure {
+            c.apply_configuration();
+        }
+        c
+    }
+}
+
+/// A running namespaced cluster; torn down on drop (see the module docs).
+#[derive(Debug)]
+pub struct NsCluster {
+    nodes: Vec<NsNode>,
+    files: BootFiles,
+    vip: String,
+    fence: FenceWatcher,
+    bridge: Bridge,
+    pacemaker_started: Instant,
+    builder: NsClusterBuilder,
+    /// The test directory; dropped last.
+    pub dir: TestDir,
+}
+
+impl NsCluster {
+    /// A builder for the test `name` (2 nodes, token 1000 ms,
+    /// `priority-fencing-delay=3s`, configured).
+    pub fn builder(name: &str) -> NsClusterBuilder {
+        NsClusterBuilder {
+            name: name.to_owned(),
+            nodes: 2,
+            agent: None,
+            params: Vec::new(),
+            fence_delay: "3s".to_owned(),
+            token_ms: 1000,
+            configure: true,
+        }
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> &[NsNode] {
+        &self.nodes
+    }
+
+    /// The node called `name`; panics if there is none.
+    #[track_caller]
+    pub fn node(&self, name: &str) -> &NsNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name:?} in this cluster"))
+    }
+
+    /// The virtual IP.
+    pub fn vip(&self) -> &str {
+        &self.vip
+    }
+
+    /// When the last `pacemakerd` of the first boot was started.
+    pub fn pacemaker_started(&self) -> Instant {
+        self.pacemaker_started
+    }
+
+    /// Every fencing the harness carried out so far.
+    pub fn fence_events(&self) -> Vec<FenceEvent> {
+        self.fence.events()
+    }
+
+    /// The `ocf:rapidpro:stack` parameters every node gets (also passed to
+    /// the configuration script), without `primary_host` (the VIP).
+    pub fn stack_params(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = [
+            ("pgdata", PGDATA),
+            ("datadir", PGDATA),
+            ("pghost", PGHOST),
+            ("pg_logfile", PG_LOGFILE),
+            ("repl_password", REPL_PASSWORD),
+            ("redis_config", REDIS_CONFIG),
+            ("redis_socket", REDIS_SOCKET),
+            ("state_dir", STATE_DIR),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in &self.builder.params {
+            p.retain(|(name, _)| name != k);
+            p.push((k.clone(), v.clone()));
+        }
+        p
+    }
+
+    fn start_all(&mut self) {
+        for n in &self.nodes {
+            n.power_on(&self.files);
+        }
+        for n in &self.nodes {
+            self.connect(n);
+        }
+        for n in &self.nodes {
+            n.start_corosync();
+        }
+        for n in &self.nodes {
+            n.start_pacemaker();
+        }
+        self.pacemaker_started = Instant::now();
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        self.wait_members(&names, Duration::from_secs(60));
+    }
+
+    fn connect(&self, n: &NsNode) {
+        let init = n
+            .init_pid()
+            .unwrap_or_else(|| panic!("{} is powered off", n.name));
+        self.bridge.attach(n.id, init);
+        n.configure_eth0(PREFIX).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Waits until crm_mon on the first node of `names` shows every node of
+    /// `names` online and a DC elected.
+    #[track_caller]
+    pub fn wait_members(&self, names: &[String], timeout: Duration) {
+        let first = &names[0];
+        poll(
+            &format!("{names:?} online members with a DC, seen from {first}"),
+            timeout,
+            || {
+                let st = self.status(first).ok()?;
+                let online = st.online();
+                let all = names.iter().all(|n| online.contains(n));
+                (all && st.nodes.iter().any(|n| n.is_dc)).then_some(())
+            },
+        );
+    }
+
+    /// Applies `pcs-examples/rapidpro-cluster.pcs.sh` (`VARIANT=sandbox`) in
+    /// node1 to a dump of the live CIB, then pushes its configuration
+    /// section.
+    fn apply_configuration(&self) {
+        let n1 = &self.nodes[0];
+        let cib = self.dir.join("cib-config.xml");
+        let cib_s = cib.display().to_string();
+        n1.sh(&format!("cibadmin --query > '{cib_s}'"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let params: Vec<String> = self
+            .stack_params()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let script = Path::new(WORKSPACE).join(PCS_SCRIPT);
+        let env = [
+            format!("CIB={cib_s}"),
+            "VARIANT=sandbox".to_owned(),
+            format!("NODES={}", names.join(" ")),
+            format!("VIP={}", self.vip),
+            format!("VIP_CIDR={PREFIX}"),
+            "VIP_NIC=eth0".to_owned(),
+            format!("STACK_PARAMS={}", params.join(" ")),
+            format!("FENCE_DELAY={}", self.builder.fence_delay),
+        ];
+        let mut args: Vec<&str> = vec!["env"];
+        args.extend(env.iter().map(String::as_str));
+        let script_s = script.display().to_string();
+        args.extend(["/bin/sh", &script_s]);
+        let out = n1
+            .exec(&args, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if !out.success() {
+            panic!("cluster configuration script: {}", out.failure_message());
+        }
+        let push = n1
+            .exec(
+                &["cibadmin", "--replace", "--xml-file", &cib_s],
+                Duration::from_secs(60),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        if !push.success() {
+            panic!("pushing the configuration: {}", push.failure_message());
+        }
+    }
+
+    /// Runs `args` inside node `name` (e.g. `&["crm_resource", "--ban",
+    /// …]`), with a 60 s deadline.
+    #[track_caller]
+    pub fn crm(&self, name: &str, args: &[&str]) -> CmdOutput {
+        self.node(name)
+            .exec(args, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `crm_mon -1 --output-as=xml` in node `name`.
+    pub fn crm_mon_xml(&self, name: &str) -> Result<String, String> {
+        self.node(name).run(&["crm_mon", "-1", "--output-as=xml"])
+    }
+
+    /// `crm_mon -1 -rf` (text, with inactive resources and fail counts),
+    /// for messages.
+    pub fn crm_mon_text(&self, name: &str) -> String {
+        match self.node(name).exec(&["crm_mon", "-1", "-rfA"], NS_TIMEOUT) {
+            Ok(out) => out.stdout,
+            Err(e) => e,
+        }
+    }
+
+    /// crm_mon's view from node `name`, parsed.
+    pub fn status(&self, name: &str) -> Result<CrmStatus, String> {
+        CrmStatus::parse(&self.crm_mon_xml(name)?)
+    }
+
+    /// The first node that is up, to ask crm_mon.
+    fn any_up(&self) -> Option<&NsNode> {
+        self.nodes.iter().find(|n| n.is_up())
+    }
+
+    /// The node running the Promoted instance of `ocf:rapidpro:stack`, as
+    /// the first running node's crm_mon shows it; `None` if there is no
+    /// such node or more than one.
+    pub fn promoted_node(&self) -> Option<String> {
+        let n = self.any_up()?;
+        let promoted = self
+            .status(&n.name)
+            .ok()?
+            .nodes_with_role(STACK_AGENT, "Promoted");
+        match promoted.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// The id of the promotable clone of `ocf:rapidpro:stack`.
+    #[track_caller]
+    pub fn stack_clone_id(&self) -> String {
+        let n = self.any_up().expect("no node is up");
+        let st = self.status(&n.name).unwrap_or_else(|e| panic!("{e}"));
+        let id = st.of_agent(STACK_AGENT).find_map(|r| r.clone.clone());
+        id.unwrap_or_else(|| panic!("no clone of {STACK_AGENT} in crm_mon:\n{st:?}"))
+    }
+
+    /// `crm_resource --wait` on node `name` (bounded by `timeout`): returns
+    /// once the cluster has no pending actions. Panics (with crm_mon) if it
+    /// does not settle in time.
+    #[track_caller]
+    pub fn wait_settled(&self, name: &str, timeout: Duration) {
+        let secs = format!("{}s", timeout.as_secs().max(1));
+        let out = self
+            .node(name)
+            .exec(
+                &["crm_resource", "--wait", "--timeout", &secs],
+                timeout + Duration::from_secs(5),
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.crm_mon_text(name)));
+        if !out.success() {
+            panic!(
+                "cluster not settled after {secs}: {}\n{}",
+                out.failure_message(),
+                self.crm_mon_text(name)
+            );
+        }
+    }
+
+    /// Cuts node `name`'s power: SIGKILL to its PID 1. Returns when its
+    /// namespaces are gone.
+    #[track_caller]
+    pub fn power_off(&self, name: &str) {
+        let left = self.node(name).power_off();
+        assert!(left.is_empty(), "power-off of {name}: {}", left.join("; "));
+    }
+
+    /// Boots node `name` again with the same directories: fresh `/run`,
+    /// network, corosync and pacemakerd; it rejoins the cluster. Returns
+    /// once it is an online member (seen from itself).
+    #[track_caller]
+    pub fn boot(&self, name: &str) {
+        let n = self.node(name);
+        assert!(!n.is_up(), "{name} is already up");
+        // The veth of the previous boot disappears asynchronously.
+        self.bridge.wait_port_gone(n.id);
+        // An unfinished fence request for it is void now.
+        let _ = fs::remove_file(self.files.fence_dir.join(format!("{name}.request")));
+        n.power_on(&self.files);
+        self.connect(n);
+        n.start_corosync();
+        n.start_pacemaker();
+        let names: Vec<String> = std::iter::once(name.to_owned())
+            .chain(
+                self.nodes
+                    .iter()
+                    .filter(|o| o.name != name && o.is_up())
+                    .map(|o| o.name.clone()),
+            )
+            .collect();
+        self.wait_members(&names, Duration::from_secs(60));
+    }
+
+    /// SIGKILL to node `name`'s PostgreSQL postmaster (`"postgres"`, pid
+    /// from `postmaster.pid`) or Redis (`"redis"`, pid from the agent's
+    /// pidfile under the state directory); waits until it is gone.
+    #[track_caller]
+    pub fn kill9(&self, name: &str, service: &str) {
+        let pidfile = match service {
+            "postgres" => format!("{PGDATA}/postmaster.pid"),
+            "redis" => format!("$(ls {STATE_DIR}/redis/*.pid | head -n1)"),
+            other => panic!("kill9: unknown service {other:?} (postgres or redis)"),
+        };
+        let pid = self
+            .node(name)
+            .sh(&format!(
+                "pid=$(head -n1 {pidfile}) && kill -KILL \"$pid\" && echo \"$pid\""
+            ))
+            .unwrap_or_else(|e| panic!("kill9 {service} on {name}: {e}"));
+        let pid = pid.trim().to_owned();
+        poll(
+            &format!("{service} (pid {pid} in {name}) gone"),
+            Duration::from_secs(10),
+            || {
+                self.node(name)
+                    .exec(&["kill", "-0", &pid], NS_TIMEOUT)
+                    .ok()
+                    .filter(|o| !o.success())
+                    .map(|_| ())
+            },
+        );
+    }
+
+    /// SIGKILL to node `name`'s corosync (pid from `/run/corosync.pid`,
+    /// falling back to `pidof` inside the node's own PID namespace).
+    #[track_caller]
+    pub fn kill_corosync(&self, name: &str) {
+        self.node(name)
+            .sh("pid=$(cat /run/corosync.pid 2>/dev/null || pidof corosync) && kill -KILL $pid")
+            .unwrap_or_else(|e| panic!("kill corosync on {name}: {e}"));
+    }
+
+    /// Takes node `name`'s link down on the bridge side: it keeps running,
+    /// alone.
+    #[track_caller]
+    pub fn partition(&self, name: &str) {
+        self.bridge.set_port(self.node(name).id, false);
+    }
+
+    /// Undoes [`NsCluster::partition`].
+    #[track_caller]
+    pub fn heal(&self, name: &str) {
+        self.bridge.set_port(self.node(name).id, true);
+    }
+
+    /// What a failing test needs: crm_mon of a running node, and per node
+    /// the tails of the PostgreSQL log and of Pacemaker's log lines about
+    /// the agent.
+    pub fn diagnostics(&self) -> String {
+        let mut s = String::new();
+        if let Some(n) = self.any_up() {
+            s.push_str(&format!(
+                "--- crm_mon on {}\n{}\n",
+                n.name,
+                self.crm_mon_text(&n.name)
+            ));
+        }
+        for n in &self.nodes {
+            s.push_str(&n.tail("var-log/postgresql/postgresql-15-main.log", 15));
+            let log = fs::read_to_string(n.host_path("var-log/pacemaker/pacemaker.log"))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("stack")
+                        && (l.contains("error") || l.contains("warning") || l.contains("notice"))
+                        || l.contains("fence")
+                })
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(25)..];
+            s.push_str(&format!(
+                "--- {} pacemaker.log, agent and fencing lines (last {})\n{}\n",
+                n.name,
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
+        s
+    }
+
+    fn teardown(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "harness: cluster {}\n{}",
+                self.dir.path().display(),
+                self.diagnostics()
+            );
+        }
+        // No fencing during a shutdown of the whole cluster.
+        self.fence.stop();
+        // Maintenance mode first: Pacemaker then leaves the resources alone
+        // and stops in a second or two, and the power-off below ends the
+        // servers. Stopping them through the cluster takes up to a minute:
+        // the VIP goes before the primary's demote, and PostgreSQL's
+        // shutdown waits (wal_sender_timeout) for the standby's final
+        // acknowledgement, which can no longer reach the VIP.
+        if let Some(n) = self.any_up() {
+            let _ = n.exec(
+                &[
+                    "crm_attribute",
+                    "--type",
+                    "crm_config",
+                    "--name",
+                    "maintenance-mode",
+                    "--update",
+                    "true",
+                ],
+                Duration::from_secs(10),
+            );
+        }
+        for n in &self.nodes {
+            n.begin_stop();
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut left = Vec::new();
+        for n in &self.nodes {
+            left.extend(n.finish_stop(deadline));
+        }
+        left.extend(self.bridge.stop());
+        for line in left {
+            eprintln!("harness: teardown: {line}");
+        }
+    }
+}
+
+impl Drop for NsCluster {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// What the namespaced cluster needs besides the template's needs.
+fn preflight() {
+    template::preflight();
+    for p in [
+        TINI,
+        "/usr/bin/unshare",
+        "/usr/bin/nsenter",
+        "/usr/sbin/corosync",
+        "/usr/sbin/pacemakerd",
+        "/usr/sbin/pcs",
+        "/usr/lib/ocf/resource.d/heartbeat/IPaddr2",
+    ] {
+        assert!(
+            Path::new(p).exists(),
+            "{p} is missing: run scripts/install-deps (tini, corosync, pacemaker, pcs, resource-agents)"
+        );
+    }
+    for p in [PCS_SCRIPT, FENCE_AGENT] {
+        let path = Path::new(WORKSPACE).join(p);
+        assert!(path.exists(), "{} is missing", path.display());
+    }
+}
+
+fn copy_executable(from: &Path, to: &Path) {
+    fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", from.display(), to.display()));
+    set_mode(to, 0o755);
+}
+
+/// `corosync.conf`: knet without crypto, a short token for fast tests,
+/// multi-line node blocks (one-line blocks are rejected), `two_node` for
+/// two nodes, logging to a file.
+fn corosync_conf(names: &[String], addr: &dyn Fn(usize) -> String, token_ms: u32) -> String {
+    let mut s = format!(
+        "totem {{\n    version: 2\n    cluster_name: rapidpro\n    transport: knet\n    \
+         crypto_cipher: none\n    crypto_hash: none\n    token: {token_ms}\n}}\n\nnodelist {{\n"
+    );
+    for (i, name) in names.iter().enumerate() {
+        let id = i + 1;
+        s.push_str(&format!(
+            "    node {{\n        name: {name}\n        nodeid: {id}\n        ring0_addr: {}\n    }}\n",
+            addr(id)
+        ));
+    }
+    s.push_str("}\n\nquorum {\n    provider: corosync_votequorum\n");
+    if names.len() == 2 {
+        s.push_str("    two_node: 1\n");
+    }
+    s.push_str(
+        "}\n\nlogging {\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n    \
+         to_syslog: no\n    to_stderr: no\n    timestamp: on\n}\n",
+    );
+    s
+}
+
+/// An empty CIB (from `cibadmin --empty`, so it matches the installed
+/// Pacemaker) with `dc-deadtime=2s`: otherwise the first election waits 20 s.
+fn seed_cib(dir: &Path) -> String {
+    let file = dir.join("seed-cib.xml");
+    let mut empty = clean_command("/usr/sbin/cibadmin");
+    empty.arg("--empty");
+    write_file(&file, &must(empty, NS_TIMEOUT), None, 0o644);
+    let mut set = clean_command("/usr/sbin/crm_attribute");
+    set.env(crate::cib::CIB_FILE_ENV, &file).args([
+        "--type",
+        "crm_config",
+        "--name",
+        "dc-deadtime",
+        "--update",
+        "2s",
+    ]);
+    must(set, NS_TIMEOUT);
+    fs::read_to_string(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()))
+}

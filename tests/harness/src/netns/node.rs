@@ -1,0 +1,483 @@
+//! One node of a namespaced cluster: its directories on the host, its PID 1
+//! (tini running `sh/node-init.sh`), its daemons, and commands run inside it
+//! with `timeout nsenter`.
+//!
+//! Inside the node, every path is the standard Debian one (the init script
+//! bind-mounts the node's own directories there), so all nodes share one set
+//! of resource parameters, as in production:
+//!
+//! | inside the node | on the host, under the node's directory |
+//! |---|---|
+//! | `/etc/corosync` | `etc-corosync/` (`corosync.conf`) |
+//! | `/var/lib/corosync` | `var-lib-corosync/` |
+//! | `/var/lib/pacemaker` | `var-lib-pacemaker/` (`cib/cib.xml` seeded) |
+//! | `/var/log` | `var-log/` (`pacemaker/pacemaker.log`, `corosync/`, `postgresql/`, `redis/`) |
+//! | `/var/lib/postgresql` | `var-lib-postgresql/` (`15/main` = a copy of the template) |
+//! | `/var/lib/redis` | `var-lib-redis/` |
+//! | `/etc/redis` | `etc-redis/` (`redis.conf`) |
+//! | `/run`, `/dev/shm` | fresh tmpfs at every boot |
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::cmd::{clean_command, must, run_command, CmdOutput};
+use crate::dir::{append, chown_to, make_dir, set_mode, write_file};
+use crate::proc;
+use crate::{PG_USER, REDIS_CLI, REDIS_USER, REPL_USER};
+
+/// Default deadline of one command inside a node.
+pub(crate) const NS_TIMEOUT: Duration = Duration::from_secs(20);
+/// `timeout`(1) and `nsenter`(1).
+const TIMEOUT_BIN: &str = "/usr/bin/timeout";
+const NSENTER: &str = "/usr/bin/nsenter";
+/// Debian's tini: a PID 1 that reaps every orphan as soon as it dies.
+pub(crate) const TINI: &str = "/usr/bin/tini";
+/// The `PATH` of commands and daemons inside a node.
+const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// PostgreSQL data (and configuration) directory inside every node.
+pub const PGDATA: &str = "/var/lib/postgresql/15/main";
+/// PostgreSQL's socket directory inside every node.
+pub const PGHOST: &str = "/run/postgresql";
+/// PostgreSQL's log (`pg_ctl -l`) inside every node.
+pub const PG_LOGFILE: &str = "/var/log/postgresql/postgresql-15-main.log";
+/// The base Redis configuration inside every node.
+pub const REDIS_CONFIG: &str = "/etc/redis/redis.conf";
+/// The Redis socket the agent configures, inside every node.
+pub const REDIS_SOCKET: &str = "/run/redis/rapidpro-ha.sock";
+/// The agent's state directory inside every node (tmpfs: gone at power-off).
+pub const STATE_DIR: &str = "/run/rapidpro-ha";
+/// Pacemaker's log inside every node.
+pub const PACEMAKER_LOG: &str = "/var/log/pacemaker/pacemaker.log";
+
+/// The processes of a running node, as host pids.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Procs {
+    /// The `unshare` process (our child); it exits when PID 1 dies.
+    pub(crate) unshare: i32,
+    /// The node's PID 1 (tini), the child of `unshare`.
+    pub(crate) init: i32,
+    /// `pacemakerd`, once started.
+    pub(crate) pacemakerd: Option<i32>,
+}
+
+/// The running processes of a node; `None` while it is powered off. Shared
+/// with the fence watcher, which powers nodes off.
+pub(crate) type ProcsCell = Arc<Mutex<Option<Procs>>>;
+
+/// Locks a [`ProcsCell`]; a panic while holding it leaves plain pids behind,
+/// so a poisoned lock is still usable.
+pub(crate) fn lock(cell: &ProcsCell) -> MutexGuard<'_, Option<Procs>> {
+    cell.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every node's boot needs from the cluster (host paths).
+#[derive(Debug)]
+pub(crate) struct BootFiles {
+    pub(crate) init_script: PathBuf,
+    pub(crate) fence_dir: PathBuf,
+    pub(crate) ocf_extra: PathBuf,
+    pub(crate) sbin_extra: PathBuf,
+}
+
+/// One node of an [`super::NsCluster`].
+#[derive(Debug)]
+pub struct NsNode {
+    /// `node1`, `node2`, …: host name, corosync and Pacemaker node name.
+    pub name: String,
+    /// 1, 2, …: corosync node id.
+    pub id: usize,
+    /// The node's address on the cluster network (`eth0`).
+    pub addr: String,
+    /// The node's directory on the host.
+    pub dir: PathBuf,
+    pub(crate) procs: ProcsCell,
+}
+
+/// `timeout -k 2 <t> nsenter -t <pid> <flags> -- <args>`, with a clean
+/// environment, run from `/`.
+pub(crate) fn in_namespaces(pid: i32, flags: &[&str], args: &[&str], t: Duration) -> Command {
+    let mut cmd = clean_command(TIMEOUT_BIN);
+    cmd.env("PATH", NODE_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        .current_dir("/")
+        .args(["-k", "2", &format!("{}", t.as_secs().max(1))])
+        .arg(NSENTER)
+        .args(["-t", &pid.to_string()])
+        .args(flags)
+        .arg("--")
+        .args(args);
+    cmd
+}
+
+/// Starts a long-running `cmd` (which begins with `setsid`, so it runs in a
+/// session of its own and the harness's reaper collects it when it dies),
+/// stdin from `/dev/null`, stdout and stderr appended to `log`. Returns its
+/// pid. Nobody waits on the `Child`: the reaper does (see `reaper.rs`).
+pub(crate) fn spawn_background(mut cmd: Command, log: &Path) -> i32 {
+    crate::reaper::ensure_started();
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+    let err = out
+        .try_clone()
+        .unwrap_or_else(|e| panic!("cannot dup {}: {e}", log.display()));
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // Not waited for here on purpose: the child runs in a session of its
+    // own, so the harness's reaper collects it once it dies (`reaper.rs`),
+    // and the teardown waits for that by PID (`proc::wait_reaped`).
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    child.id() as i32
+}
+
+impl NsNode {
+    /// Lays out node `id` under `parent`: directories with the owners the
+    /// daemons need, `corosync.conf`, a seed CIB, PostgreSQL (a copy of the
+    /// template, listening on every address of the node's own network
+    /// namespace) and the base Redis configuration.
+    pub(crate) fn create(
+        parent: &Path,
+        id: usize,
+        addr: String,
+        corosync_conf: &str,
+        seed_cib: &str,
+        template: &Path,
+        subnet: &str,
+    ) -> NsNode {
+        let name = format!("node{id}");
+        let dir = parent.join(&name);
+        make_dir(&dir, 0o755);
+        for d in ["etc-corosync", "var-lib-corosync", "var-log", "etc-redis"] {
+            make_dir(&dir.join(d), 0o755);
+        }
+        write_file(
+            &dir.join("etc-corosync/corosync.conf"),
+            corosync_conf,
+            None,
+            0o644,
+        );
+
+        let pcmk = dir.join("var-lib-pacemaker");
+        make_dir(&pcmk, 0o755);
+        for d in ["cib", "pengine", "blackbox", "cores"] {
+            let p = pcmk.join(d);
+            make_dir(&p, 0o750);
+            chown_to(&p, "hacluster");
+        }
+        write_file(
+            &pcmk.join("cib/cib.xml"),
+            seed_cib,
+            Some("hacluster"),
+            0o600,
+        );
+
+        let log = dir.join("var-log");
+        for (d, owner, mode) in [
+            ("pacemaker", Some("hacluster"), 0o770),
+            ("crmsh", None, 0o755),
+            ("corosync", None, 0o755),
+            ("postgresql", Some(PG_USER), 0o755),
+            ("redis", Some(REDIS_USER), 0o755),
+        ] {
+            let p = log.join(d);
+            make_dir(&p, mode);
+            if let Some(owner) = owner {
+                chown_to(&p, owner);
+            }
+        }
+
+        let pg = dir.join("var-lib-postgresql");
+        make_dir(&pg.join("15"), 0o755);
+        chown_to(&pg, PG_USER);
+        chown_to(&pg.join("15"), PG_USER);
+        let pgdata = pg.join("15/main");
+        let mut cp = clean_command("/bin/cp");
+        cp.arg("-a").arg(template).arg(&pgdata);
+        must(cp, Duration::from_secs(120));
+        append(
+            &pgdata.join("postgresql.conf"),
+            &format!(
+                "# namespaced cluster node\nlisten_addresses = '*'\nport = 5432\n\
+                 unix_socket_directories = '{PGHOST}'\n"
+            ),
+        );
+        append(
+            &pgdata.join("pg_hba.conf"),
+            &format!(
+                "host all all {subnet} scram-sha-256\n\
+                 host replication {REPL_USER} {subnet} scram-sha-256\n"
+            ),
+        );
+        chown_to(&pgdata, PG_USER);
+        set_mode(&pgdata, 0o700);
+
+        let redis = dir.join("var-lib-redis");
+        make_dir(&redis, 0o750);
+        chown_to(&redis, REDIS_USER);
+        write_file(
+            &dir.join("etc-redis/redis.conf"),
+            "bind 0.0.0.0\nprotected-mode no\ndir /var/lib/redis\nsave \"\"\nappendonly no\n\
+             repl-diskless-sync-delay 0\nlogfile /var/log/redis/redis-server.log\ndaemonize no\n",
+            None,
+            0o644,
+        );
+
+        NsNode {
+            name,
+            id,
+            addr,
+            dir,
+            procs: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Host pid of the node's PID 1, if it is powered on.
+    pub fn init_pid(&self) -> Option<i32> {
+        lock(&self.procs).map(|p| p.init)
+    }
+
+    /// Host pid of `pacemakerd`, if started.
+    pub fn pacemakerd_pid(&self) -> Option<i32> {
+        lock(&self.procs).and_then(|p| p.pacemakerd)
+    }
+
+    /// Whether the node's PID 1 runs.
+    pub fn is_up(&self) -> bool {
+        self.init_pid().is_some_and(proc::alive)
+    }
+
+    /// A path of the node's filesystem as seen from the host.
+    pub fn host_path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Starts the node's PID 1 in fresh namespaces and waits until the init
+    /// script has built the node's filesystem view. Panics if the node runs.
+    pub(crate) fn power_on(&self, files: &BootFiles) {
+        let mut procs = lock(&self.procs);
+        assert!(procs.is_none(), "{} is already powered on", self.name);
+        let ready = self.dir.join("ready");
+        let _ = fs::remove_file(&ready);
+        let mut cmd = clean_command("/usr/bin/setsid");
+        cmd.env("PATH", NODE_PATH)
+            .env("NODE_NAME", &self.name)
+            .env("NODE_DIR", &self.dir)
+            .env("FENCE_DIR", &files.fence_dir)
+            .env("OCF_EXTRA", &files.ocf_extra)
+            .env("SBIN_EXTRA", &files.sbin_extra)
+            .env("READY", &ready)
+            // PID 1 keeps this working directory: if the test process dies
+            // without its teardown, the next one finds the node by it and
+            // stops it (`template::remove_stale_dirs`), which ends the node.
+            .current_dir(&self.dir)
+            .args([
+                "/usr/bin/unshare",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "--",
+                TINI,
+                "--",
+                "/bin/sh",
+            ])
+            .arg(&files.init_script);
+        let out = self.dir.join("init.out");
+        let unshare = spawn_background(cmd, &out);
+        let what = format!("{}'s PID 1 has built the node", self.name);
+        let init = crate::poll(&what, NS_TIMEOUT, || {
+            if !proc::alive(unshare) {
+                let log = fs::read_to_string(&out).unwrap_or_default();
+                panic!(
+                    "{}: unshare exited before the node was ready:\n{log}",
+                    self.name
+                );
+            }
+            let init = proc::children(unshare).into_iter().next()?;
+            ready.exists().then_some(init)
+        });
+        *procs = Some(Procs {
+            unshare,
+            init,
+            pacemakerd: None,
+        });
+    }
+
+    /// Runs `args` inside the node (all its namespaces) with a deadline.
+    /// `Err` if the node is off, the command cannot start or times out.
+    pub fn exec(&self, args: &[&str], timeout: Duration) -> Result<CmdOutput, String> {
+        let pid = self
+            .init_pid()
+            .ok_or_else(|| format!("{} is powered off", self.name))?;
+        let cmd = in_namespaces(pid, &["-m", "-u", "-i", "-n", "-p"], args, timeout);
+        run_command(cmd, timeout + Duration::from_secs(5))
+            .map_err(|e| format!("on {}: {e}", self.name))
+    }
+
+    /// Like [`NsNode::exec`], but `Ok(stdout)` only on exit 0.
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        self.exec(args, NS_TIMEOUT)?
+            .into_result()
+            .map_err(|e| format!("on {}: {e}", self.name))
+    }
+
+    /// `sh -c script` inside the node; `Ok(stdout)` only on exit 0.
+    pub fn sh(&self, script: &str) -> Result<String, String> {
+        self.run(&["/bin/sh", "-c", script])
+    }
+
+    /// Gives the node's `eth0` its address and brings it up.
+    pub(crate) fn configure_eth0(&self, prefix: u8) -> Result<(), String> {
+        let cidr = format!("{}/{prefix}", self.addr);
+        self.run(&["ip", "addr", "add", &cidr, "dev", "eth0"])?;
+        self.run(&["ip", "link", "set", "eth0", "up"])?;
+        Ok(())
+    }
+
+    /// Starts corosync (it daemonizes; tini adopts it).
+    pub(crate) fn start_corosync(&self) {
+        if let Err(e) = self.run(&["corosync"]) {
+            panic!("{e}\n{}", self.tail("var-log/corosync/corosync.log", 30));
+        }
+    }
+
+    /// Starts `pacemakerd` in the foreground under `setsid nsenter`, and
+    /// records its host pid.
+    pub(crate) fn start_pacemaker(&self) {
+        let mut procs = lock(&self.procs);
+        let p = procs
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} is powered off", self.name));
+        let pid = p.init.to_string();
+        let mut cmd = clean_command("/usr/bin/setsid");
+        cmd.env("PATH", NODE_PATH)
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8")
+            .current_dir("/")
+            .args([NSENTER, "-t", &pid, "-m", "-u", "-i", "-n", "-p", "--"])
+            .args(["/usr/bin/env", &format!("PCMK_logfile={PACEMAKER_LOG}")])
+            .arg("/usr/sbin/pacemakerd");
+        let nsenter = spawn_background(cmd, &self.dir.join("pacemakerd.out"));
+        let what = format!("pacemakerd started on {}", self.name);
+        let pacemakerd = crate::poll(&what, NS_TIMEOUT, || {
+            proc::children(nsenter)
+                .into_iter()
+                .find(|&c| proc::exe_name(c).as_deref() == Some("pacemakerd"))
+        });
+        p.pacemakerd = Some(pacemakerd);
+    }
+
+    /// Asks pacemakerd to stop (SIGTERM); [`NsNode::finish_stop`] waits.
+    pub(crate) fn begin_stop(&self) {
+        if let Some(pid) = self.pacemakerd_pid() {
+            proc::signal(pid, Signal::SIGTERM);
+        }
+    }
+
+    /// Waits (until `deadline`) for pacemakerd to exit, stops corosync with
+    /// `corosync-cfgtool -H --force`, then powers the node off. Never panics.
+    pub(crate) fn finish_stop(&self, deadline: Instant) -> Vec<String> {
+        let mut left = Vec::new();
+        if let Some(pid) = self.pacemakerd_pid() {
+            let rest = deadline.saturating_duration_since(Instant::now());
+            if !proc::wait_reaped(pid, rest) {
+                left.push(format!(
+                    "{}: pacemakerd (pid {pid}) still running at teardown: power-off",
+                    self.name
+                ));
+            } else if let Err(e) = self.exec(
+                &["corosync-cfgtool", "-H", "--force"],
+                Duration::from_secs(10),
+            ) {
+                left.push(e);
+            }
+        }
+        left.extend(self.power_off());
+        left
+    }
+
+    /// SIGKILL to PID 1: the kernel ends every process of the node's PID
+    /// namespace, and with the last of them its other namespaces, mounts
+    /// and veth. Waits until `unshare` has exited and been reaped. Never
+    /// panics; returns what went wrong.
+    pub(crate) fn power_off(&self) -> Vec<String> {
+        let mut procs = lock(&self.procs);
+        let Some(p) = procs.take() else {
+            return Vec::new();
+        };
+        proc::signal(p.init, Signal::SIGKILL);
+        let mut left = Vec::new();
+        for (what, pid) in [("PID 1", p.init), ("unshare", p.unshare)] {
+            if !proc::wait_reaped(pid, Duration::from_secs(20)) {
+                left.push(format!("{}: {what} (pid {pid}) still there", self.name));
+            }
+        }
+        left
+    }
+
+    /// Runs `psql -XAtq` inside the node as `postgres` over the node's socket.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        self.run(&[
+            "runuser",
+            "-u",
+            PG_USER,
+            "--",
+            "psql",
+            "-XAtq",
+            "-h",
+            PGHOST,
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .map(|s| s.trim().to_owned())
+    }
+
+    /// Runs `redis-cli -e -s <socket> args…` inside the node.
+    pub fn redis_cli(&self, args: &[&str]) -> Result<String, String> {
+        let mut all = vec![REDIS_CLI, "-e", "-s", REDIS_SOCKET];
+        all.extend_from_slice(args);
+        self.run(&all).map(|s| s.trim().to_owned())
+    }
+
+    /// Whether `addr` is configured on the node's `eth0`.
+    pub fn has_address(&self, addr: &str) -> bool {
+        self.run(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+            .is_ok_and(|s| s.contains(&format!("inet {addr}/")))
+    }
+
+    /// The last `lines` lines of the node's file `rel` (host path under the
+    /// node's directory), for failure reports.
+    pub fn tail(&self, rel: &str, lines: usize) -> String {
+        let path = self.dir.join(rel);
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        format!(
+            "--- {} {} (last {} lines)\n{}\n",
+            self.name,
+            rel,
+            tail.len(),
+            tail.join("\n")
+        )
+    }
+}
