@@ -5,21 +5,22 @@
 
 use std::time::{Duration, Instant};
 
+use rapidpro_ha_harness::workload::{missing_rows, Target, Watcher, Writer};
 use rapidpro_ha_harness::{poll, NsCluster, NsNode, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
 
 /// Longest wait for the cluster to settle after a change.
-const SETTLE: Duration = Duration::from_secs(90);
+pub const SETTLE: Duration = Duration::from_secs(90);
 
-fn cluster(name: &str) -> NsCluster {
+pub fn cluster(name: &str) -> NsCluster {
     NsCluster::builder(name).nodes(2).agent(bin()).build()
 }
 
 /// A cluster whose old primaries rejoin: after a power-off (and after a
 /// demote whose last WAL never reached the standby), the old primary has WAL
 /// past the new primary's fork point, and only `pg_rewind` brings it back.
-fn cluster_with_rewind(name: &str) -> NsCluster {
+pub fn cluster_with_rewind(name: &str) -> NsCluster {
     NsCluster::builder(name)
         .nodes(2)
         .agent(bin())
@@ -31,7 +32,7 @@ fn cluster_with_rewind(name: &str) -> NsCluster {
 /// `expected`, if given) and every other online node Unpromoted, with the
 /// VIP started on the promoted node; returns the promoted node.
 #[track_caller]
-fn wait_one_promoted(c: &NsCluster, ask: &str, expected: Option<&str>) -> String {
+pub fn wait_one_promoted(c: &NsCluster, ask: &str, expected: Option<&str>) -> String {
     let what = format!(
         "one Promoted stack instance ({}), the others Unpromoted, the VIP with it, seen from {ask}",
         expected.unwrap_or("any node")
@@ -53,7 +54,7 @@ fn wait_one_promoted(c: &NsCluster, ask: &str, expected: Option<&str>) -> String
 /// Waits until `node`'s PostgreSQL streams from the primary and its Redis
 /// replica link is up.
 #[track_caller]
-fn wait_replicating(node: &NsNode) {
+pub fn wait_replicating(node: &NsNode) {
     // The same WAL receiver streaming 2 s apart: a receiver the primary
     // keeps rejecting (diverged timeline) shows "streaming" for a moment
     // every 5 s.
@@ -84,7 +85,7 @@ fn wait_replicating(node: &NsNode) {
 /// The promoted node holds the VIP, no other node does, and its PostgreSQL
 /// is writable.
 #[track_caller]
-fn assert_primary(c: &NsCluster, primary: &str) {
+pub fn assert_primary(c: &NsCluster, primary: &str) {
     for n in c.nodes().iter().filter(|n| n.is_up()) {
         let has = n.has_address(c.vip());
         assert_eq!(
@@ -104,7 +105,7 @@ fn assert_primary(c: &NsCluster, primary: &str) {
     );
 }
 
-fn other(c: &NsCluster, name: &str) -> String {
+pub fn other(c: &NsCluster, name: &str) -> String {
     c.nodes()
         .iter()
         .find(|n| n.name != name)
@@ -136,13 +137,72 @@ fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
     );
 }
 
-/// A planned switchover should take seconds (anchors: 0.3 to 0.8 s with
-/// `ocf:pacemaker:Stateful`, 2.8 s with PAF).
-const SWITCHOVER_BOUND: Duration = Duration::from_secs(15);
-/// A failover after a power-off should take seconds (anchors: 2.2 s with
-/// `ocf:pacemaker:Stateful`, 3.6 s with PAF; here plus the 3 s
-/// priority-fencing-delay).
-const FAILOVER_BOUND: Duration = Duration::from_secs(30);
+/// PostgreSQL and Redis ports inside the nodes.
+const PG_PORT: u16 = 5432;
+const REDIS_PORT: u16 = 6379;
+
+/// The writer (rows through the VIP) and the watcher (two primaries?) of
+/// a scenario.
+pub struct Load {
+    writer: Writer,
+    watcher: Watcher,
+}
+
+/// Starts writing through the VIP and watching every node, once writes
+/// are acknowledged.
+pub fn start_load(c: &NsCluster) -> Load {
+    let pid = c.client_netns_pid();
+    let writer = Writer::start(pid, c.vip(), PG_PORT);
+    writer.wait_for_acks(20, SETTLE);
+    let targets = c
+        .nodes()
+        .iter()
+        .map(|n| Target {
+            name: n.name.clone(),
+            addr: n.addr.clone(),
+        })
+        .collect();
+    let watcher = Watcher::start(pid, targets, PG_PORT, REDIS_PORT);
+    Load { writer, watcher }
+}
+
+/// Waits until writes flow again, stops the load, and asserts: every
+/// acknowledged row is on the primary (read through the VIP), and there
+/// were never two writable PostgreSQL servers nor two Redis masters.
+/// Prints the write figures.
+#[track_caller]
+pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
+    load.writer.wait_for_acks(20, SETTLE);
+    let w = load.writer.stop();
+    let seen = load.watcher.stop();
+    let missing = missing_rows(c.client_netns_pid(), c.vip(), PG_PORT, &w.acked);
+    eprintln!(
+        "measured: {scenario}: {} writes acknowledged, {} attempts failed, longest write gap {:.2} s; \
+         {} watcher rounds",
+        w.acked.len(),
+        w.failures,
+        w.longest_gap.as_secs_f64(),
+        seen.rounds
+    );
+    assert!(
+        missing.is_empty(),
+        "{scenario}: {} acknowledged writes lost: {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(20)],
+        c.diagnostics()
+    );
+    assert!(
+        seen.dual_primary.is_empty(),
+        "{scenario}: two writable primaries: {:?}",
+        seen.dual_primary
+    );
+    assert!(
+        seen.dual_redis_master.is_empty(),
+        "{scenario}: two Redis masters: {:?}",
+        seen.dual_redis_master
+    );
+    assert!(seen.rounds > 0, "{scenario}: the watcher never sampled");
+}
 
 #[test]
 fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
@@ -151,6 +211,7 @@ fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
     c.wait_settled("node1", SETTLE);
     let new = other(&c, &old);
     wait_replicating(c.node(&new));
+    let load = start_load(&c);
 
     let clone = c.stack_clone_id();
     let start = Instant::now();
@@ -174,11 +235,6 @@ fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
         moved.as_secs_f64()
     );
     assert_eq!(promoted, new, "{}", c.diagnostics());
-    assert!(
-        moved < SWITCHOVER_BOUND,
-        "switchover took {moved:?}\n{}",
-        c.diagnostics()
-    );
     c.wait_settled(&new, SETTLE);
     assert_primary(&c, &new);
     wait_replicating(c.node(&old));
@@ -197,6 +253,7 @@ fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
         "measured: switchover {old} -> {new}: {old} streaming after {:.2} s",
         streaming.as_secs_f64()
     );
+    finish_load(&c, load, "switchover");
 }
 
 #[test]
@@ -206,6 +263,7 @@ fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
     c.wait_settled("node1", SETTLE);
     let new = other(&c, &old);
     wait_replicating(c.node(&new));
+    let load = start_load(&c);
 
     let start = Instant::now();
     c.power_off(&old);
@@ -216,11 +274,6 @@ fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
         failover.as_secs_f64()
     );
     assert_eq!(promoted, new, "{}", c.diagnostics());
-    assert!(
-        failover < FAILOVER_BOUND,
-        "failover took {failover:?}\n{}",
-        c.diagnostics()
-    );
     assert_primary(&c, &new);
     let fenced = c
         .fence_events()
@@ -250,4 +303,5 @@ fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
         "measured: {old} booted and streaming from {new} after {:.2} s",
         rejoined.as_secs_f64()
     );
+    finish_load(&c, load, "power-off");
 }

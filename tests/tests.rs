@@ -4,6 +4,8 @@
 
 mod agent_node;
 mod cluster;
+mod cluster_faults;
+mod cluster_fencing;
 mod ocf_tools;
 mod pcs_examples;
 

@@ -50,6 +50,7 @@ mod reaper;
 #[cfg(test)]
 mod selftest;
 mod template;
+pub mod workload;
 
 pub use agent::{Agent, AgentOutput, AGENT_TIMEOUT};
 pub use cib::offline_cib;

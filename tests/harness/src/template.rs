@@ -20,7 +20,9 @@ use crate::cmd::{as_user, clean_command, must};
 use crate::dir::{append, chown_to, make_dir, write_file};
 use crate::proc::{self, Target};
 use crate::{
-    free_port, LOOPBACK, PG_BINDIR, PG_USER, REDIS_USER, REPL_PASSWORD, REPL_USER, TEST_ROOT,
+    free_port,
+    workload::{WRITER_PASSWORD, WRITER_USER},
+    LOOPBACK, PG_BINDIR, PG_USER, REDIS_USER, REPL_PASSWORD, REPL_USER, TEST_ROOT,
 };
 
 /// Settings appended to the template's `postgresql.conf`: what streaming
@@ -59,7 +61,10 @@ GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO {REPL_
 GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO {REPL_USER};
 GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO {REPL_USER};
 GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {REPL_USER};
-CREATE TABLE public.sms (id bigserial primary key, body text);"
+CREATE TABLE public.sms (id bigserial primary key, body text);
+CREATE ROLE {WRITER_USER} LOGIN PASSWORD '{WRITER_PASSWORD}';
+GRANT SELECT, INSERT ON public.sms TO {WRITER_USER};
+GRANT USAGE ON SEQUENCE public.sms_id_seq TO {WRITER_USER};"
     )
 }
 

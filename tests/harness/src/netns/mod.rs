@@ -73,6 +73,8 @@ const FENCE_AGENT: &str = "pcs-examples/sandbox/fence_rapidpro_sandbox";
 const FENCE_AGENT_NAME: &str = "fence_rapidpro_sandbox";
 /// Prefix length of the cluster network.
 const PREFIX: u8 = 24;
+/// Host part of the clients' address on the bridge.
+const CLIENT_HOST: u8 = 254;
 /// Graceful part of the teardown.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
@@ -196,6 +198,7 @@ impl NsClusterBuilder {
                 .collect::<BTreeMap<_, _>>(),
         );
         let bridge = Bridge::new(&dir.join("bridge.out"));
+        bridge.add_address(&format!("{subnet}.{CLIENT_HOST}/{PREFIX}"));
         let mut c = NsCluster {
             nodes,
             files,
@@ -229,6 +232,13 @@ pub struct NsCluster {
 }
 
 impl NsCluster {
+    /// Host pid of a process in the clients' network namespace (the bridge's,
+    /// which has an address on the cluster subnet): give it to
+    /// [`crate::workload::Writer::start`] and [`crate::workload::Watcher::start`].
+    pub fn client_netns_pid(&self) -> i32 {
+        self.bridge.holder()
+    }
+
     /// A builder for the test `name` (2 nodes, token 1000 ms,
     /// `priority-fencing-delay=3s`, configured).
     pub fn builder(name: &str) -> NsClusterBuilder {

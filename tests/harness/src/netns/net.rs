@@ -53,6 +53,20 @@ impl Bridge {
         bridge
     }
 
+    /// Gives the bridge an address, so that threads that join its
+    /// namespace (the writer, the watcher) reach the nodes and the VIP.
+    pub(crate) fn add_address(&self, cidr: &str) {
+        must(
+            self.ip(&["ip", "addr", "add", cidr, "dev", BRIDGE]),
+            NS_TIMEOUT,
+        );
+    }
+
+    /// Host pid of the process holding the bridge's network namespace.
+    pub(crate) fn holder(&self) -> i32 {
+        self.holder
+    }
+
     fn ip(&self, args: &[&str]) -> Command {
         in_namespaces(self.holder, &["-n"], args, NS_TIMEOUT)
     }
