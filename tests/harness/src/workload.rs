@@ -85,7 +85,7 @@ impl Writer {
             let mut n: u64 = 0;
             let mut client: Option<tokio_postgres::Client> = None;
             while !s.load(Ordering::Relaxed) {
-                if client.as_ref().map_or(true, |c| c.is_closed()) {
+                if !matches!(&client, Some(c) if !c.is_closed()) {
                     client = rt.block_on(connect(&host, port, WRITER_USER, WRITER_PASSWORD));
                     if client.is_none() {
                         r.lock().unwrap().failures += 1;
@@ -239,7 +239,7 @@ impl Watcher {
                 let mut writable = Vec::new();
                 let mut masters = Vec::new();
                 for (i, n) in nodes.iter().enumerate() {
-                    if clients[i].as_ref().map_or(true, |c| c.is_closed()) {
+                    if !matches!(&clients[i], Some(c) if !c.is_closed()) {
                         clients[i] =
                             rt.block_on(connect(&n.addr, pg_port, WRITER_USER, WRITER_PASSWORD));
                     }
