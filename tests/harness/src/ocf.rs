@@ -83,40 +83,6 @@ pub const SYSTEM_PATH: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 /// The stderr line prefix of `ocf_exit_reason` (OCF 1.1).
 pub const EXIT_REASON_PREFIX: &str = "ocf-exit-reason:";
 
-/// Agent parameter names (without [`RESKEY_PREFIX`]).
-pub mod param {
-    /// PostgreSQL data directory.
-    pub const PGDATA: &str = "pgdata";
-    /// PostgreSQL binaries directory.
-    pub const BINDIR: &str = "bindir";
-    /// Local PostgreSQL port.
-    pub const PGPORT: &str = "pgport";
-    /// Local PostgreSQL socket directory.
-    pub const PGHOST: &str = "pghost";
-    /// OS user PostgreSQL runs as.
-    pub const SYSTEM_USER: &str = "system_user";
-    /// `pg_ctl -l` log file.
-    pub const PG_LOGFILE: &str = "pg_logfile";
-    /// Address of the primary's PostgreSQL, for standbys.
-    pub const PRIMARY_HOST: &str = "primary_host";
-    /// Port of the primary's PostgreSQL, for standbys.
-    pub const PRIMARY_PORT: &str = "primary_port";
-    /// Replication role.
-    pub const REPL_USER: &str = "repl_user";
-    /// Replication role's password.
-    pub const REPL_PASSWORD: &str = "repl_password";
-    /// Redis server binary.
-    pub const REDIS_SERVER: &str = "redis_server";
-    /// Redis base configuration file.
-    pub const REDIS_CONFIG: &str = "redis_config";
-    /// Local Redis port.
-    pub const REDIS_PORT: &str = "redis_port";
-    /// Local Redis unix socket.
-    pub const REDIS_SOCKET: &str = "redis_socket";
-    /// OS user Redis runs as.
-    pub const REDIS_USER: &str = "redis_user";
-    /// Port of the primary's Redis, for replicas.
-    pub const REDIS_PRIMARY_PORT: &str = "redis_primary_port";
-    /// The agent's own state directory (pidfiles, monitor state).
-    pub const STATE_DIR: &str = "state_dir";
-}
+/// Agent parameter names (without [`RESKEY_PREFIX`]): the agent's own
+/// constants, so a name is spelt once.
+pub use rapidpro_ha::config::names as param;
