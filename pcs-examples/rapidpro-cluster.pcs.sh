@@ -51,6 +51,10 @@
 #   MONITOR_UNPROMOTED  monitor interval in the Unpromoted role (16s); it must
 #                       differ from MONITOR_PROMOTED
 #   FENCE_DELAY         priority-fencing-delay (5s)
+#   STACK_AGENT         benchmarks only: ocf:pacemaker:Stateful in place of
+#                       ocf:rapidpro:stack measures what Pacemaker and
+#                       Corosync alone take (PRIMARY_HOST and STACK_PARAMS
+#                       are then not passed); default ocf:rapidpro:stack
 #   FORCE               1: create the stack resource even though
 #                       ocf:rapidpro:stack is not installed on this machine
 #                       (pcs --force); also forces the fence devices
@@ -85,6 +89,7 @@ MONITOR_PROMOTED=${MONITOR_PROMOTED:-15s}
 MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
 FENCE_DELAY=${FENCE_DELAY:-5s}
 FORCE=${FORCE:-}
+STACK_AGENT=${STACK_AGENT:-ocf:rapidpro:stack}
 
 case $VARIANT in
     production | sandbox) ;;
@@ -124,8 +129,8 @@ fi
 # (/usr/lib/ocf/resource.d on Debian): it ignores OCF_ROOT, so ask crm_resource,
 # exactly as pcs does.
 if [ -z "$force" ] &&
-    ! timeout 30 crm_resource --show-metadata ocf:rapidpro:stack >/dev/null 2>&1; then
-    die "the resource agent ocf:rapidpro:stack is not installed on this machine (expected /usr/lib/ocf/resource.d/rapidpro/stack giving its meta-data). Install rapidpro-agent here, or run this script on a cluster node; FORCE=1 writes the configuration anyway, unchecked (pcs --force)."
+    ! timeout 30 crm_resource --show-metadata "$STACK_AGENT" >/dev/null 2>&1; then
+    die "the resource agent $STACK_AGENT is not installed on this machine (expected /usr/lib/ocf/resource.d/rapidpro/stack giving its meta-data). Install rapidpro-agent here, or run this script on a cluster node; FORCE=1 writes the configuration anyway, unchecked (pcs --force)."
 fi
 
 pcs_f() {
@@ -155,9 +160,14 @@ say "stack-clone (ocf:rapidpro:stack, promotable)"
 # with --force, when the agent is not installed (FORCE=1).
 # priority=10: with priority-fencing-delay, the node running the Promoted
 # instance is fenced last, so it wins a split.
-# shellcheck disable=SC2086 # STACK_PARAMS and force are split on purpose
-pcs_f resource create stack ocf:rapidpro:stack \
-    "primary_host=$PRIMARY_HOST" $STACK_PARAMS \
+if [ "$STACK_AGENT" = ocf:rapidpro:stack ]; then
+    stack_params="primary_host=$PRIMARY_HOST $STACK_PARAMS"
+else
+    stack_params=
+fi
+# shellcheck disable=SC2086 # stack_params and force are split on purpose
+pcs_f resource create stack "$STACK_AGENT" \
+    $stack_params \
     op start timeout=120s \
     op stop timeout=120s \
     op promote timeout=60s \

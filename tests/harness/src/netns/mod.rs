@@ -92,6 +92,7 @@ pub struct NsClusterBuilder {
     fence_delay: String,
     token_ms: u32,
     configure: bool,
+    stack_agent: String,
 }
 
 impl NsClusterBuilder {
@@ -113,6 +114,14 @@ impl NsClusterBuilder {
     pub fn param(mut self, name: &str, value: &str) -> Self {
         self.params.retain(|(k, _)| k != name);
         self.params.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The agent of the promotable clone: [`STACK_AGENT`] (the default), or
+    /// `ocf:pacemaker:Stateful` for a baseline measuring Pacemaker and
+    /// Corosync alone (no PostgreSQL or Redis is involved then).
+    pub fn stack_agent(mut self, agent: &str) -> Self {
+        self.stack_agent = agent.to_owned();
         self
     }
 
@@ -248,6 +257,7 @@ impl NsCluster {
             agent: None,
             params: Vec::new(),
             fence_delay: "3s".to_owned(),
+            stack_agent: STACK_AGENT.to_owned(),
             token_ms: 1000,
             configure: true,
         }
@@ -373,6 +383,7 @@ impl NsCluster {
             "VIP_NIC=eth0".to_owned(),
             format!("STACK_PARAMS={}", params.join(" ")),
             format!("FENCE_DELAY={}", self.builder.fence_delay),
+            format!("STACK_AGENT={}", self.builder.stack_agent),
         ];
         let mut args: Vec<&str> = vec!["env"];
         args.extend(env.iter().map(String::as_str));
@@ -448,8 +459,9 @@ impl NsCluster {
     pub fn stack_clone_id(&self) -> String {
         let n = self.any_up().expect("no node is up");
         let st = self.status(&n.name).unwrap_or_else(|e| panic!("{e}"));
-        let id = st.of_agent(STACK_AGENT).find_map(|r| r.clone.clone());
-        id.unwrap_or_else(|| panic!("no clone of {STACK_AGENT} in crm_mon:\n{st:?}"))
+        let agent = &self.builder.stack_agent;
+        let id = st.of_agent(agent).find_map(|r| r.clone.clone());
+        id.unwrap_or_else(|| panic!("no clone of {agent} in crm_mon:\n{st:?}"))
     }
 
     /// `crm_resource --wait` on node `name` (bounded by `timeout`): returns

@@ -1,0 +1,204 @@
+//! `bench/failover`: planned switchover and power-off failover of a 2-node
+//! namespaced cluster running `ocf:rapidpro:stack`, interleaved in the same
+//! run with the same cluster running `ocf:pacemaker:Stateful` (the floor:
+//! Pacemaker and Corosync alone). Prints medians, spreads and the
+//! differences; asserts nothing about time.
+//!
+//! Usage: rapidpro-bench-failover <path of rapidpro-agent> [runs (default 5)]
+
+use std::time::{Duration, Instant};
+
+use rapidpro_ha_harness::workload::Writer;
+use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
+
+const SETTLE: Duration = Duration::from_secs(120);
+const STATEFUL: &str = "ocf:pacemaker:Stateful";
+
+#[derive(Default)]
+struct Figures {
+    switchover: Vec<f64>,
+    switchover_write_gap: Vec<f64>,
+    failover: Vec<f64>,
+    failover_write_gap: Vec<f64>,
+}
+
+fn one_promoted(c: &NsCluster, agent: &str, ask: &str) -> Option<String> {
+    let st = c.status(ask).ok()?;
+    let promoted = st.nodes_with_role(agent, "Promoted");
+    let unpromoted = st.nodes_with_role(agent, "Unpromoted");
+    let vip = st.nodes_with_role(VIP_AGENT, "Started");
+    (promoted.len() == 1 && unpromoted.len() + 1 == st.online().len() && vip == promoted)
+        .then(|| promoted[0].clone())
+}
+
+fn streaming(c: &NsCluster, node: &str) -> bool {
+    c.node(node)
+        .psql("select status from pg_stat_wal_receiver")
+        .map(|s| s == "streaming")
+        .unwrap_or(false)
+}
+
+fn other(p: &str) -> &'static str {
+    if p == "node1" {
+        "node2"
+    } else {
+        "node1"
+    }
+}
+
+/// One run: bootstrap, switchover, clear, power-off of the new primary.
+fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
+    let stack = agent == STACK_AGENT;
+    let mut b = NsCluster::builder(if stack {
+        "bench-stack"
+    } else {
+        "bench-stateful"
+    })
+    .nodes(2)
+    .agent(agent_bin)
+    .stack_agent(agent);
+    if stack {
+        b = b.param("rewind", "true");
+    }
+    let c = b.build();
+    let first = poll("one node promoted", SETTLE, || {
+        one_promoted(&c, agent, "node1")
+    });
+    let second = other(&first);
+    if stack {
+        poll("the standby streaming", SETTLE, || {
+            streaming(&c, second).then_some(())
+        });
+    }
+    c.wait_settled("node1", SETTLE);
+    let pid = c.client_netns_pid();
+
+    // Planned switchover.
+    let writer = stack.then(|| {
+        let w = Writer::start(pid, c.vip(), 5432);
+        w.wait_for_acks(20, SETTLE);
+        w
+    });
+    let clone = c.stack_clone_id();
+    let t = Instant::now();
+    let ban = c.crm(
+        &first,
+        &[
+            "crm_resource",
+            "--ban",
+            "--promoted",
+            "--resource",
+            &clone,
+            "--node",
+            &first,
+        ],
+    );
+    assert!(ban.success(), "{}", ban.failure_message());
+    poll("the other node promoted", SETTLE, || {
+        one_promoted(&c, agent, second).filter(|p| p == second)
+    });
+    f.switchover.push(t.elapsed().as_secs_f64());
+    if let Some(w) = writer {
+        w.wait_for_acks(20, SETTLE);
+        f.switchover_write_gap
+            .push(w.stop().longest_gap.as_secs_f64());
+    }
+    c.wait_settled(second, SETTLE);
+    let clear = c.crm(second, &["crm_resource", "--clear", "--resource", &clone]);
+    assert!(clear.success(), "{}", clear.failure_message());
+    if stack {
+        poll("the old primary streaming", SETTLE, || {
+            streaming(&c, &first).then_some(())
+        });
+    }
+    c.wait_settled(second, SETTLE);
+
+    // Power-off of the (new) primary.
+    let writer = stack.then(|| {
+        let w = Writer::start(pid, c.vip(), 5432);
+        w.wait_for_acks(20, SETTLE);
+        w
+    });
+    let t = Instant::now();
+    c.power_off(second);
+    poll("the survivor promoted", SETTLE, || {
+        one_promoted(&c, agent, &first).filter(|p| *p == first)
+    });
+    f.failover.push(t.elapsed().as_secs_f64());
+    if let Some(w) = writer {
+        w.wait_for_acks(20, SETTLE);
+        f.failover_write_gap
+            .push(w.stop().longest_gap.as_secs_f64());
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        "-".into()
+    } else {
+        format!("{min:.2}..{max:.2}")
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let agent_bin = args
+        .next()
+        .expect("usage: rapidpro-bench-failover <rapidpro-agent> [runs]");
+    let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let (mut ours, mut floor) = (Figures::default(), Figures::default());
+    for i in 1..=runs {
+        eprintln!("run {i}/{runs}: ocf:rapidpro:stack");
+        run(&agent_bin, STACK_AGENT, &mut ours);
+        eprintln!("run {i}/{runs}: {STATEFUL}");
+        run(&agent_bin, STATEFUL, &mut floor);
+    }
+    println!("\n2-node namespaced cluster, corosync token 1000 ms, priority-fencing-delay 3 s, {runs} runs each, interleaved");
+    println!(
+        "| case | {STATEFUL} median (spread) s | ocf:rapidpro:stack median (spread) s | difference s | ratio |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, a, b) in [
+        (
+            "planned switchover (ban --promoted) to promoted + VIP",
+            &floor.switchover,
+            &ours.switchover,
+        ),
+        (
+            "power-off of the primary to promoted + VIP",
+            &floor.failover,
+            &ours.failover,
+        ),
+    ] {
+        let (ma, mb) = (median(a), median(b));
+        println!(
+            "| {name} | {ma:.2} ({}) | {mb:.2} ({}) | {:+.2} | {:.2} |",
+            spread(a),
+            spread(b),
+            mb - ma,
+            mb / ma
+        );
+    }
+    println!(
+        "| write unavailability during the switchover (stack) | - | {:.2} ({}) | | |",
+        median(&ours.switchover_write_gap),
+        spread(&ours.switchover_write_gap)
+    );
+    println!(
+        "| write unavailability after the power-off (stack) | - | {:.2} ({}) | | |",
+        median(&ours.failover_write_gap),
+        spread(&ours.failover_write_gap)
+    );
+}
