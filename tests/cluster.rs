@@ -82,6 +82,13 @@ pub fn wait_replicating(node: &NsNode) {
     );
 }
 
+/// Waits until `primary` commits synchronously (see
+/// [`NsCluster::wait_synchronous`]).
+#[track_caller]
+pub fn wait_synchronous(c: &NsCluster, primary: &str) {
+    c.wait_synchronous(primary, SETTLE);
+}
+
 /// The promoted node holds the VIP, no other node does, and its PostgreSQL
 /// is writable.
 #[track_caller]
@@ -263,6 +270,7 @@ fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
     c.wait_settled("node1", SETTLE);
     let new = other(&c, &old);
     wait_replicating(c.node(&new));
+    wait_synchronous(&c, &old);
     let load = start_load(&c);
 
     let start = Instant::now();

@@ -119,6 +119,9 @@ fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
         w.wait_for_acks(20, SETTLE);
         w
     });
+    if stack {
+        c.wait_synchronous(second, SETTLE);
+    }
     let t = Instant::now();
     c.power_off(second);
     poll("the survivor promoted", SETTLE, || {

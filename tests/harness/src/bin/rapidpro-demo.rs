@@ -72,6 +72,7 @@ fn main() {
         writer.snapshot().acked.len()
     );
 
+    c.wait_synchronous(&primary, SETTLE);
     banner(&format!("Power-off of the primary, {primary}"));
     let cut = Instant::now();
     c.power_off(&primary);

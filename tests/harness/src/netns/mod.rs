@@ -241,6 +241,25 @@ pub struct NsCluster {
 }
 
 impl NsCluster {
+    /// Waits until `primary` commits synchronously: `synchronous_standby_names`
+    /// is `ANY 1 (*)` and a standby is in quorum (with sync_replication=on
+    /// the agent turns this on at the primary's first monitor after a
+    /// standby streams). The premise of "no acknowledged write lost".
+    pub fn wait_synchronous(&self, primary: &str, timeout: Duration) {
+        crate::poll(
+            &format!("{primary} committing synchronously (a quorum standby)"),
+            timeout,
+            || {
+                let n = self.node(primary);
+                let names = n.psql("show synchronous_standby_names").ok()?;
+                let quorum = n
+                    .psql("select count(*) from pg_stat_replication where sync_state = 'quorum'")
+                    .ok()?;
+                (names == "ANY 1 (*)" && quorum != "0").then_some(())
+            },
+        );
+    }
+
     /// Host pid of a process in the clients' network namespace (the bridge's,
     /// which has an address on the cluster subnet): give it to
     /// [`crate::workload::Writer::start`] and [`crate::workload::Watcher::start`].
