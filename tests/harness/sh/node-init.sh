@@ -48,5 +48,9 @@ mount -t overlay overlay -o "ro,lowerdir=$OCF_EXTRA:/usr/lib/ocf/resource.d" /us
 mount -t overlay overlay -o "ro,lowerdir=$SBIN_EXTRA:/usr/sbin" /usr/sbin
 
 ip link set lo up
+# A node killed while its link is down keeps its network namespace, and so
+# its veth on the bridge, until its open TCP connections give up: minutes by
+# default. One retry lets a fenced, partitioned node boot again promptly.
+sysctl -q -w net.ipv4.tcp_orphan_retries=1 || true
 : > "$READY"
 exec sleep infinity
