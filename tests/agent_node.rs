@@ -614,3 +614,34 @@ fn debian_layout_with_the_configuration_apart_from_the_data_works() {
     a().run("monitor").assert_code(OCF_NOT_RUNNING);
     assert!(!n1.pgdata.join("postgresql.conf").exists());
 }
+
+#[test]
+fn a_new_primary_does_not_wait_for_the_standbys_of_its_past() {
+    // sync_replication=on: node1 was a primary with a synchronous standby,
+    // then a standby; when it is promoted again with no standby left, its
+    // commits must not wait for one.
+    let pair = Pair::new("sync_past");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
+    switchover(n1, n2);
+    agent(n2, n2)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(n2.psql("show synchronous_standby_names"), "ANY 1 (*)");
+    // node2 is lost; node1 is promoted.
+    n2.kill9_postgres();
+    n2.kill9_redis();
+    agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "");
+    let t = std::time::Instant::now();
+    n1.psql("set statement_timeout = '5s'; insert into sms(body) values ('alone')");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the commit waited {:?}",
+        t.elapsed()
+    );
+}

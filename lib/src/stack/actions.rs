@@ -773,10 +773,17 @@ fn monitor_primary(
         }
     }
     // Synchronous replication follows the streaming standbys.
-    let streaming = standbys.iter().filter(|s| s.state == "streaming").count();
+    let streamers: Vec<String> = decide::streaming_standbys(&standbys, own)
+        .iter()
+        .map(|s| format!("{} ({})", s.name, s.sync_state))
+        .collect();
+    let streaming = streamers.len();
     let names = decide::sync_standby_names(ctx.cfg.sync_replication, streaming);
     if st.synchronous_standby_names != names {
-        log::info!("synchronous_standby_names = '{names}' ({streaming} standby streaming)");
+        log::info!(
+            "synchronous_standby_names = '{names}' (streaming: {})",
+            streamers.join(", ")
+        );
         if let Err(e) = db.alter_system("synchronous_standby_names", names) {
             return Ok(Outcome::because(OcfRc::FailedPromoted, e.to_string()));
         }

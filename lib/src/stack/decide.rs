@@ -64,6 +64,17 @@ pub fn standby_scores<'a>(
     out
 }
 
+/// The standbys that stream from this primary and count for synchronous
+/// replication: not this node itself. During a promotion its WAL receiver,
+/// pointed at the virtual IP, can reach the VIP just brought up on this
+/// node and stream from itself for a moment (seen in the namespaced
+/// cluster); counting it made commits wait for a standby that did not exist.
+pub fn streaming_standbys<'a>(rows: &'a [StandbyRow], own_name: &str) -> Vec<&'a StandbyRow> {
+    rows.iter()
+        .filter(|r| r.state == "streaming" && r.name != own_name)
+        .collect()
+}
+
 /// The `synchronous_standby_names` the primary should run with, given the
 /// mode and how many standbys stream.
 pub fn sync_standby_names(mode: SyncMode, streaming: usize) -> &'static str {
@@ -159,6 +170,17 @@ mod tests {
         let b = standby_scores(&[rows[1].clone(), rows[0].clone()], 0, [], "node1");
         assert_eq!(a, b);
         assert_eq!(a["node2"], BEST_STANDBY_SCORE);
+    }
+
+    #[test]
+    fn a_primary_streaming_to_itself_has_no_standby() {
+        let rows = [
+            row("node1", "streaming", 1000, 1000),
+            row("node2", "catchup", 900, 1000),
+        ];
+        assert!(streaming_standbys(&rows, "node1").is_empty());
+        let rows = [row("node2", "streaming", 1000, 1000)];
+        assert_eq!(streaming_standbys(&rows, "node1").len(), 1);
     }
 
     #[test]

@@ -81,6 +81,7 @@ impl Writer {
             enter_netns(netns_pid).expect("join the cluster's network namespace");
             let rt = runtime();
             let started = Instant::now();
+            let trace = std::env::var_os("RAPIDPRO_WRITER_TRACE").is_some();
             let mut last_ack = Instant::now();
             let mut n: u64 = 0;
             let mut client: Option<tokio_postgres::Client> = None;
@@ -88,6 +89,12 @@ impl Writer {
                 if !matches!(&client, Some(c) if !c.is_closed()) {
                     client = rt.block_on(connect(&host, port, WRITER_USER, WRITER_PASSWORD));
                     if client.is_none() {
+                        if trace {
+                            eprintln!(
+                                "writer {:.2}: connect failed",
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
                         r.lock().unwrap().failures += 1;
                         std::thread::sleep(RETRY);
                         continue;
@@ -113,7 +120,18 @@ impl Writer {
                         drop(rep);
                         std::thread::sleep(PACE);
                     }
-                    _ => {
+                    other => {
+                        if trace {
+                            let why = match other {
+                                Err(_) => "timed out".to_string(),
+                                Ok(Err(e)) => e.to_string(),
+                                Ok(Ok(_)) => unreachable!(),
+                            };
+                            eprintln!(
+                                "writer {:.2}: write failed: {why}",
+                                started.elapsed().as_secs_f64()
+                            );
+                        }
                         // Unknown outcome: not acknowledged. Drop the
                         // connection (a timed-out commit may still wait).
                         client = None;
