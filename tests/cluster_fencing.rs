@@ -50,7 +50,18 @@ fn ask_through_vip(c: &NsCluster) -> Result<(String, String), String> {
     let pid = c.client_netns_pid().to_string();
     let out = Command::new("timeout")
         .args([
-            "10", "nsenter", "-t", &pid, "-n", "psql", "-X", "-At", "-F", " ",
+            // --foreground: see run() in pcs_examples.rs (the reaper).
+            "--foreground",
+            "10",
+            "nsenter",
+            "-t",
+            &pid,
+            "-n",
+            "psql",
+            "-X",
+            "-At",
+            "-F",
+            " ",
         ])
         .args([
             "-h",
@@ -126,7 +137,16 @@ fn wait_port_gone(c: &NsCluster, name: &str, since: Instant) -> Duration {
     poll(&format!("{name}'s bridge port {port} gone"), SETTLE, || {
         let out = Command::new("timeout")
             .args([
-                "5", "nsenter", "-t", &pid, "-n", "ip", "link", "show", &port,
+                "--foreground",
+                "5",
+                "nsenter",
+                "-t",
+                &pid,
+                "-n",
+                "ip",
+                "link",
+                "show",
+                &port,
             ])
             .output()
             .ok()?;

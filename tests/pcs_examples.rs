@@ -69,8 +69,15 @@ impl Drop for TempDir {
 
 /// Runs `cmd` under `timeout`, with `env` added and stdin from `stdin`.
 fn run(cmd: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    // --foreground: plain `timeout` moves itself into a process group of its
+    // own, and the harness's reaper (a child subreaper, see
+    // tests/harness/src/reaper.rs) then takes it for an orphaned daemon and
+    // reaps it before `wait` can ("No child processes").
     let mut c = Command::new("timeout");
-    c.arg(TIMEOUT).args(cmd).envs(env.iter().copied());
+    c.arg("--foreground")
+        .arg(TIMEOUT)
+        .args(cmd)
+        .envs(env.iter().copied());
     c.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
