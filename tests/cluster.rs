@@ -123,6 +123,8 @@ pub fn other(c: &NsCluster, name: &str) -> String {
 #[test]
 fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
     let c = cluster("bootstrap");
+    // Watch from the first moment: never two primaries while bootstrapping.
+    let watcher = Watcher::start(c.client_netns_pid(), targets(&c), PG_PORT, REDIS_PORT);
     let primary = wait_one_promoted(&c, "node1", None);
     c.wait_settled("node1", SETTLE);
     let primary_again = wait_one_promoted(&c, "node1", None);
@@ -142,6 +144,26 @@ fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
          {standby} streaming: {:.1} s",
         settled.as_secs_f64()
     );
+    // Writes through the VIP are acknowledged and all on the primary.
+    finish_load(
+        &c,
+        Load {
+            writer: Writer::start(c.client_netns_pid(), c.vip(), PG_PORT),
+            watcher,
+        },
+        "bootstrap",
+    );
+}
+
+/// Every node, as the watcher reaches it.
+fn targets(c: &NsCluster) -> Vec<Target> {
+    c.nodes()
+        .iter()
+        .map(|n| Target {
+            name: n.name.clone(),
+            addr: n.addr.clone(),
+        })
+        .collect()
 }
 
 /// PostgreSQL and Redis ports inside the nodes.
@@ -161,15 +183,7 @@ pub fn start_load(c: &NsCluster) -> Load {
     let pid = c.client_netns_pid();
     let writer = Writer::start(pid, c.vip(), PG_PORT);
     writer.wait_for_acks(20, SETTLE);
-    let targets = c
-        .nodes()
-        .iter()
-        .map(|n| Target {
-            name: n.name.clone(),
-            addr: n.addr.clone(),
-        })
-        .collect();
-    let watcher = Watcher::start(pid, targets, PG_PORT, REDIS_PORT);
+    let watcher = Watcher::start(pid, targets(c), PG_PORT, REDIS_PORT);
     Load { writer, watcher }
 }
 
