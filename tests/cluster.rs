@@ -234,21 +234,8 @@ fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
     wait_replicating(c.node(&new));
     let load = start_load(&c);
 
-    let clone = c.stack_clone_id();
     let start = Instant::now();
-    let ban = c.crm(
-        &old,
-        &[
-            "crm_resource",
-            "--ban",
-            "--promoted",
-            "--resource",
-            &clone,
-            "--node",
-            &old,
-        ],
-    );
-    assert!(ban.success(), "{}", ban.failure_message());
+    c.ban_promoted(&old);
     let promoted = wait_one_promoted(&c, &new, Some(&new));
     let moved = start.elapsed();
     eprintln!(
@@ -261,8 +248,7 @@ fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
     wait_replicating(c.node(&old));
     let streaming = start.elapsed();
 
-    let clear = c.crm(&new, &["crm_resource", "--clear", "--resource", &clone]);
-    assert!(clear.success(), "{}", clear.failure_message());
+    c.clear_bans(&new);
     c.wait_settled(&new, SETTLE);
     assert_eq!(
         wait_one_promoted(&c, &new, Some(&new)),

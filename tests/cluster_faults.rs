@@ -246,25 +246,11 @@ fn postgres_killed_on_the_primary_is_recovered_then_moved_on_a_second_failure() 
     let rejoined = cleanup.elapsed();
     assert_eq!(fail_count(&c, &standby, &first), Some(0));
 
-    let clone = c.stack_clone_id();
     let switch = Instant::now();
-    let ban = c.crm(
-        &standby,
-        &[
-            "crm_resource",
-            "--ban",
-            "--promoted",
-            "--resource",
-            &clone,
-            "--node",
-            &standby,
-        ],
-    );
-    assert!(ban.success(), "{}", ban.failure_message());
+    c.ban_promoted(&standby);
     let back = wait_one_promoted(&c, &first, Some(&first));
     let switched = switch.elapsed();
-    let clear = c.crm(&first, &["crm_resource", "--clear", "--resource", &clone]);
-    assert!(clear.success(), "{}", clear.failure_message());
+    c.clear_bans(&first);
     c.wait_settled(&first, SETTLE);
     assert_eq!(back, first);
     assert_primary(&c, &first);

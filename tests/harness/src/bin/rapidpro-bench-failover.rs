@@ -79,21 +79,8 @@ fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
         w.wait_for_acks(20, SETTLE);
         w
     });
-    let clone = c.stack_clone_id();
     let t = Instant::now();
-    let ban = c.crm(
-        &first,
-        &[
-            "crm_resource",
-            "--ban",
-            "--promoted",
-            "--resource",
-            &clone,
-            "--node",
-            &first,
-        ],
-    );
-    assert!(ban.success(), "{}", ban.failure_message());
+    c.ban_promoted(&first);
     poll("the other node promoted", SETTLE, || {
         one_promoted(&c, agent, second).filter(|p| p == second)
     });
@@ -104,8 +91,7 @@ fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
             .push(w.stop().longest_gap.as_secs_f64());
     }
     c.wait_settled(second, SETTLE);
-    let clear = c.crm(second, &["crm_resource", "--clear", "--resource", &clone]);
-    assert!(clear.success(), "{}", clear.failure_message());
+    c.clear_bans(second);
     if stack {
         poll("the old primary streaming", SETTLE, || {
             streaming(&c, &first).then_some(())

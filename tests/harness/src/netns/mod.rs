@@ -260,6 +260,34 @@ impl NsCluster {
         );
     }
 
+    /// Moves the Promoted role away from `node` (`crm_resource --ban
+    /// --promoted`, run on that node), as an administrator's switchover does.
+    #[track_caller]
+    pub fn ban_promoted(&self, node: &str) {
+        let clone = self.stack_clone_id();
+        let out = self.crm(
+            node,
+            &[
+                "crm_resource",
+                "--ban",
+                "--promoted",
+                "--resource",
+                &clone,
+                "--node",
+                node,
+            ],
+        );
+        assert!(out.success(), "{}", out.failure_message());
+    }
+
+    /// Clears the bans of the clone (`crm_resource --clear`, run on `node`).
+    #[track_caller]
+    pub fn clear_bans(&self, node: &str) {
+        let clone = self.stack_clone_id();
+        let out = self.crm(node, &["crm_resource", "--clear", "--resource", &clone]);
+        assert!(out.success(), "{}", out.failure_message());
+    }
+
     /// Host pid of a process in the clients' network namespace (the bridge's,
     /// which has an address on the cluster subnet): give it to
     /// [`crate::workload::Writer::start`] and [`crate::workload::Watcher::start`].
