@@ -89,6 +89,33 @@ pub fn wait_synchronous(c: &NsCluster, primary: &str) {
     c.wait_synchronous(primary, SETTLE);
 }
 
+/// Boots `old` and waits until it is back Unpromoted and replicating from
+/// `primary`, which stays the one Promoted node, with the VIP; returns how
+/// long that took from the boot.
+#[track_caller]
+pub fn boot_and_rejoin(c: &NsCluster, old: &str, primary: &str) -> Duration {
+    let boot = Instant::now();
+    c.boot(old);
+    poll(&format!("{old} back as Unpromoted"), SETTLE, || {
+        let st = c.status(primary).ok()?;
+        st.nodes_with_role(STACK_AGENT, "Unpromoted")
+            .iter()
+            .any(|n| n == old)
+            .then_some(())
+    });
+    c.wait_settled(primary, SETTLE);
+    assert_eq!(
+        wait_one_promoted(c, primary, Some(primary)),
+        primary,
+        "{}",
+        c.diagnostics()
+    );
+    wait_replicating(c.node(old));
+    let rejoined = boot.elapsed();
+    assert_primary(c, primary);
+    rejoined
+}
+
 /// The promoted node holds the VIP, no other node does, and its PostgreSQL
 /// is writable.
 #[track_caller]
@@ -289,24 +316,7 @@ fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
         .any(|e| e.node == old && e.at >= start);
     assert!(fenced, "{old} was not fenced\n{}", c.diagnostics());
 
-    let boot = Instant::now();
-    c.boot(&old);
-    poll(&format!("{old} back as Unpromoted"), SETTLE, || {
-        let st = c.status(&new).ok()?;
-        st.nodes_with_role(STACK_AGENT, "Unpromoted")
-            .contains(&old)
-            .then_some(())
-    });
-    c.wait_settled(&new, SETTLE);
-    assert_eq!(
-        wait_one_promoted(&c, &new, Some(&new)),
-        new,
-        "{}",
-        c.diagnostics()
-    );
-    wait_replicating(c.node(&old));
-    let rejoined = boot.elapsed();
-    assert_primary(&c, &new);
+    let rejoined = boot_and_rejoin(&c, &old, &new);
     eprintln!(
         "measured: {old} booted and streaming from {new} after {:.2} s",
         rejoined.as_secs_f64()

@@ -14,8 +14,8 @@ use rapidpro_ha_harness::{poll, FenceEvent, NsCluster, STACK_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, cluster_with_rewind, finish_load, other, start_load, wait_one_promoted,
-    wait_replicating, SETTLE,
+    assert_primary, boot_and_rejoin, cluster_with_rewind, finish_load, other, start_load,
+    wait_one_promoted, wait_replicating, SETTLE,
 };
 
 /// A 3-node cluster whose old primaries rejoin with `pg_rewind`.
@@ -217,19 +217,7 @@ fn corosync_killed_on_the_primary_fences_it_and_promotes_the_other() {
         "measured: fenced {old}'s veth seen gone {:.2} s after its fencing (an upper bound)",
         gone.as_secs_f64()
     );
-    let boot = Instant::now();
-    c.boot(&old);
-    wait_unpromoted(&c, &new, &old);
-    c.wait_settled(&new, SETTLE);
-    assert_eq!(
-        wait_one_promoted(&c, &new, Some(&new)),
-        new,
-        "{}",
-        c.diagnostics()
-    );
-    wait_replicating(c.node(&old));
-    let rejoined = boot.elapsed();
-    assert_primary(&c, &new);
+    let rejoined = boot_and_rejoin(&c, &old, &new);
     eprintln!(
         "measured: fenced {old} booted and streaming from {new} after {:.2} s",
         rejoined.as_secs_f64()
@@ -316,21 +304,10 @@ fn partition_of_the_primary_in_two_nodes_fences_the_unpromoted_side() {
         "measured: fenced {standby}'s veth seen gone {:.2} s after its fencing (an upper bound)",
         gone.as_secs_f64()
     );
-    let boot = Instant::now();
-    c.boot(&standby);
-    wait_unpromoted(&c, &primary, &standby);
-    c.wait_settled(&primary, SETTLE);
-    assert_eq!(
-        wait_one_promoted(&c, &primary, Some(&primary)),
-        primary,
-        "{}",
-        c.diagnostics()
-    );
-    wait_replicating(c.node(&standby));
-    assert_primary(&c, &primary);
+    let rejoined = boot_and_rejoin(&c, &standby, &primary);
     eprintln!(
         "measured: fenced {standby} booted and streaming from {primary} after {:.2} s",
-        boot.elapsed().as_secs_f64()
+        rejoined.as_secs_f64()
     );
     finish_load(&c, load, "2-node partition of the primary");
 }
