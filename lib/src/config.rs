@@ -313,7 +313,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required: false,
         private: false,
         shortdesc: "TCP connection timeout, in seconds",
-        longdesc: "Longest wait for a TCP connection to primary_host or for the local sockets (1 to 3600 \
+        longdesc: "Longest wait for a TCP connection to primary_host (1 to 3600 \
                    seconds; a unit suffix s or ms is accepted). A primary that is up accepts a connection in \
                    milliseconds; when nothing holds primary_host (the virtual IP is down during a failover) \
                    this is how long promote and start wait before concluding that no primary answers. \
@@ -328,7 +328,8 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required: false,
         private: false,
         shortdesc: "Query timeout, in seconds",
-        longdesc: "Longest wait for one query or Redis command (1 to 3600 seconds; a unit suffix s or ms is \
+        longdesc: "Longest wait for one query or Redis command, and for the handshake with the local \
+                   servers over their unix sockets (1 to 3600 seconds; a unit suffix s or ms is \
                    accepted). Always also bounded by the operation's timeout.",
     },
 ];

@@ -53,10 +53,14 @@ fn local_target<'c>(ctx: &'c Ctx<'_>) -> Target<'c> {
     }
 }
 
+/// The local server over its unix socket. The handshake gets the query
+/// timeout, not the short TCP connect timeout: a busy local server that
+/// forks a backend slowly is not a failed one.
 fn local_db(ctx: &Ctx<'_>) -> Result<Db, Error> {
+    let handshake = ctx.cfg.query_timeout.max(ctx.cfg.connect_timeout);
     Ok(Db::connect(
         &local_target(ctx),
-        ctx.cfg.connect_timeout,
+        handshake,
         ctx.cfg.query_timeout,
         &ctx.deadline,
     )?)
