@@ -645,3 +645,51 @@ fn a_new_primary_does_not_wait_for_the_standbys_of_its_past() {
         t.elapsed()
     );
 }
+
+#[test]
+fn a_hung_postgres_fails_the_monitor_before_pacemakers_timeout() {
+    let pair = Pair::new("hung_postgres");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    let pid = n2.postmaster_pid().expect("node2's postmaster").to_string();
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let t = std::time::Instant::now();
+    let out = agent(n2, n1).meta("timeout", "4000").run("monitor");
+    let took = t.elapsed();
+    signal("-CONT");
+    out.assert_code(OCF_ERR_GENERIC);
+    assert!(out.exit_reason().is_some(), "{out}");
+    // Pacemaker would kill the agent at 4 s and record a timeout; the
+    // agent answers first, with a reason.
+    assert!(took < Duration::from_secs(4), "the monitor took {took:?}");
+}
+
+#[test]
+fn a_hung_redis_fails_the_monitor_before_pacemakers_timeout() {
+    let pair = Pair::new("hung_redis");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    let pid = n2.redis_pid().expect("node2's redis").to_string();
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let t = std::time::Instant::now();
+    let out = agent(n2, n1).meta("timeout", "4000").run("monitor");
+    let took = t.elapsed();
+    signal("-CONT");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("timed out");
+    assert!(took < Duration::from_secs(4), "the monitor took {took:?}");
+}
