@@ -89,6 +89,18 @@ pub fn wait_synchronous(c: &NsCluster, primary: &str) {
     c.wait_synchronous(primary, SETTLE);
 }
 
+/// Waits until the cluster is steady: one node Promoted with the VIP, the
+/// transition settled, the other node replicating from it. Returns
+/// (primary, standby); for 2-node clusters.
+#[track_caller]
+pub fn steady_pair(c: &NsCluster) -> (String, String) {
+    let primary = wait_one_promoted(c, "node1", None);
+    c.wait_settled("node1", SETTLE);
+    let standby = other(c, &primary);
+    wait_replicating(c.node(&standby));
+    (primary, standby)
+}
+
 /// Boots `old` and waits until it is back Unpromoted and replicating from
 /// `primary`, which stays the one Promoted node, with the VIP; returns how
 /// long that took from the boot.
@@ -255,10 +267,7 @@ pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
 #[test]
 fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
     let c = cluster("switchover");
-    let old = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let new = other(&c, &old);
-    wait_replicating(c.node(&new));
+    let (old, new) = steady_pair(&c);
     let load = start_load(&c);
 
     let start = Instant::now();
@@ -293,10 +302,7 @@ fn planned_switchover_moves_the_promoted_role_and_the_old_primary_streams() {
 #[test]
 fn power_off_of_the_primary_promotes_the_other_and_it_rejoins_as_standby() {
     let c = cluster_with_rewind("power_off");
-    let old = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let new = other(&c, &old);
-    wait_replicating(c.node(&new));
+    let (old, new) = steady_pair(&c);
     wait_synchronous(&c, &old);
     let load = start_load(&c);
 

@@ -14,7 +14,7 @@ use rapidpro_ha_harness::{poll, FenceEvent, NsCluster, STACK_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, boot_and_rejoin, cluster_with_rewind, finish_load, other, start_load,
+    assert_primary, boot_and_rejoin, cluster_with_rewind, finish_load, start_load, steady_pair,
     wait_one_promoted, wait_replicating, SETTLE,
 };
 
@@ -171,10 +171,7 @@ fn wait_unpromoted(c: &NsCluster, ask: &str, name: &str) {
 #[test]
 fn corosync_killed_on_the_primary_fences_it_and_promotes_the_other() {
     let c = cluster_with_rewind("corosync_kill");
-    let old = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let new = other(&c, &old);
-    wait_replicating(c.node(&new));
+    let (old, new) = steady_pair(&c);
     let load = start_load(&c);
 
     let start = Instant::now();
@@ -228,10 +225,7 @@ fn corosync_killed_on_the_primary_fences_it_and_promotes_the_other() {
 #[test]
 fn partition_of_the_primary_in_two_nodes_fences_the_unpromoted_side() {
     let c = cluster_with_rewind("partition2");
-    let primary = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let standby = other(&c, &primary);
-    wait_replicating(c.node(&standby));
+    let (primary, standby) = steady_pair(&c);
     let load = start_load(&c);
 
     // Whichever side loses, its veth must vanish before it boots again.
