@@ -52,7 +52,8 @@ host replication all 127.0.0.1/32 scram-sha-256
 ";
 
 /// Run once in the template: the replication role with the grants
-/// `pg_rewind` needs as a non-superuser (PostgreSQL docs, pg_rewind, "Notes"),
+/// `pg_rewind` needs as a non-superuser (PostgreSQL docs, pg_rewind, "Notes")
+/// and `pg_monitor` (rapidproctl reads `pg_stat_replication` with it),
 /// and the table the tests write to.
 fn setup_sql() -> String {
     format!(
@@ -61,6 +62,7 @@ GRANT EXECUTE ON function pg_catalog.pg_ls_dir(text, boolean, boolean) TO {REPL_
 GRANT EXECUTE ON function pg_catalog.pg_stat_file(text, boolean) TO {REPL_USER};
 GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text) TO {REPL_USER};
 GRANT EXECUTE ON function pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {REPL_USER};
+GRANT pg_monitor TO {REPL_USER};
 CREATE TABLE public.sms (id bigserial primary key, body text);
 CREATE ROLE {WRITER_USER} LOGIN PASSWORD '{WRITER_PASSWORD}';
 GRANT SELECT, INSERT ON public.sms TO {WRITER_USER};
