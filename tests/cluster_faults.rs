@@ -9,18 +9,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rapidpro_ha_harness::netns::PGDATA;
-use rapidpro_ha_harness::workload::{missing_rows, Target, Watcher, Writer};
+use rapidpro_ha_harness::workload::{missing_rows, Watcher, Writer};
 use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load,
-    wait_one_promoted, wait_replicating, SETTLE,
+    assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load, watch,
+    wait_one_promoted, wait_replicating, PG_PORT, SETTLE,
 };
-
-/// PostgreSQL and Redis ports inside the nodes (as in `cluster.rs`).
-const PG_PORT: u16 = 5432;
-const REDIS_PORT: u16 = 6379;
 
 /// The id of the `ocf:rapidpro:stack` primitive (inside the clone).
 fn stack_id(c: &NsCluster, ask: &str) -> String {
@@ -326,6 +322,7 @@ fn power_off_with_a_lagging_standby_promotes_the_up_to_date_one() {
     let c = NsCluster::builder("lagging")
         .nodes(3)
         .agent(bin())
+        .app(true)
         .param("rewind", "true")
         .build();
     let primary = settled_primary(&c);
@@ -711,10 +708,18 @@ struct Diverged {
 
 impl Diverged {
     /// Stops the scenario's watcher: never two writable primaries nor two
-    /// Redis masters.
+    /// Redis masters, nor celery on two nodes.
     fn finish(self, c: &NsCluster) {
-        let _ = c;
         let seen = self.watcher.stop();
+        assert!(
+            seen.dual_celery.is_empty(),
+            "celery on two nodes at once: {:?}",
+            seen.dual_celery
+        );
+        assert!(
+            !c.has_app() || seen.celery_rounds > 0,
+            "the watcher never saw celery and celerybeat running"
+        );
         eprintln!("measured: diverged: {} watcher rounds", seen.rounds);
         assert!(
             seen.dual_primary.is_empty(),
@@ -728,19 +733,6 @@ impl Diverged {
         );
         assert!(seen.rounds > 0, "the watcher never sampled");
     }
-}
-
-/// A watcher of every node of `c`.
-fn watch(c: &NsCluster) -> Watcher {
-    let targets = c
-        .nodes()
-        .iter()
-        .map(|n| Target {
-            name: n.name.clone(),
-            addr: n.addr.clone(),
-        })
-        .collect();
-    Watcher::start(c.client_netns_pid(), targets, PG_PORT, REDIS_PORT)
 }
 
 /// The nodes where the stack is Promoted, as `ask` sees it (empty if

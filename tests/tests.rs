@@ -4,6 +4,7 @@
 
 mod agent_node;
 mod cluster;
+mod cluster_app;
 mod cluster_faults;
 mod cluster_fencing;
 mod ocf_tools;

@@ -59,8 +59,8 @@ pub use cluster::{Cluster, Pair};
 pub use cmd::{run_command, CmdError, CmdOutput};
 pub use dir::TestDir;
 pub use netns::{
-    CrmNode, CrmResource, CrmStatus, FenceEvent, NsCluster, NsClusterBuilder, NsNode, STACK_AGENT,
-    VIP_AGENT,
+    CrmNode, CrmResource, CrmStatus, FenceEvent, NodeInits, NsCluster, NsClusterBuilder, NsNode,
+    STACK_AGENT, VIP_AGENT,
 };
 pub use node::Node;
 pub use poll::poll;
