@@ -3,6 +3,7 @@
 //! ports (see the harness in `tests/harness`). One test binary, as ripgrep.
 
 mod agent_node;
+mod app_standin;
 mod cluster;
 mod cluster_app;
 mod cluster_faults;
