@@ -46,7 +46,7 @@ pub fn wait_app_on(c: &NsCluster, ask: &str, node: &str) {
 #[track_caller]
 fn kill_celery(c: &NsCluster, node: &str) -> String {
     c.node(node)
-        .sh("pid=$(cat /run/rapidpro-standin/celery.pid) && kill -KILL \"$pid\" && echo \"$pid\"")
+        .sh("pid=$(cat /run/rapidpro-standin/pcmk-celery.pid) && kill -KILL \"$pid\" && echo \"$pid\"")
         .unwrap_or_else(|e| panic!("kill celery on {node}: {e}"))
         .trim()
         .to_owned()
@@ -129,7 +129,7 @@ fn killing_celery_twice_within_90_s_moves_the_whole_stack_to_the_other_node() {
         || {
             let restarted = c
                 .node(&old)
-                .sh("cat /run/rapidpro-standin/celery.pid")
+                .sh("cat /run/rapidpro-standin/pcmk-celery.pid")
                 .ok()
                 .is_some_and(|p| p.trim() != pid);
             (restarted
