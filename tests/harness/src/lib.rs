@@ -49,6 +49,7 @@ mod proc;
 mod reaper;
 #[cfg(test)]
 mod selftest;
+pub mod sinks;
 mod template;
 pub mod workload;
 
@@ -64,6 +65,7 @@ pub use netns::{
 pub use node::Node;
 pub use poll::poll;
 pub use port::free_port;
+pub use sinks::{HttpRequest, HttpSink, SmtpMessage, SmtpSink};
 
 /// Where PostgreSQL 15's programs live (Debian's `postgresql-15`).
 pub const PG_BINDIR: &str = "/usr/lib/postgresql/15/bin";
