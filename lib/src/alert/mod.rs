@@ -354,7 +354,7 @@ pub fn run(env: &BTreeMap<String, String>) -> i32 {
             Ok(_) => ::log::info!("{o}: {summary}"),
             Err(_) => {
                 failed = true;
-                ::log::error!("{o}")
+                ::log::error!("{o} (the alert: {summary})")
             }
         }
     }
