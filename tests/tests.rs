@@ -3,6 +3,7 @@
 //! ports (see the harness in `tests/harness`). One test binary, as ripgrep.
 
 mod agent_node;
+mod alert;
 mod cluster;
 mod cluster_faults;
 mod cluster_fencing;
