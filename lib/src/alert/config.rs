@@ -636,4 +636,46 @@ mod tests {
         assert_eq!(a.timeout(), Some(DEFAULT_ALERT_TIMEOUT));
         assert!(a.recipients.is_empty());
     }
+
+    /// What `cibadmin --query --scope alerts` printed (Pacemaker 2.1.5) after
+    /// `pcs -f cib.xml alert create id=rapidpro-alert
+    /// path=/usr/sbin/rapidpro-alert options smtp_server=127.0.0.1:25
+    /// mail_from=ha@example.org 'sms_url=http://...' sms_method=GET
+    /// send_timeout=5 deadline=20 meta timeout=30s` and
+    /// `pcs -f cib.xml alert recipient add rapidpro-alert
+    /// value=oncall@example.org,+255700000001 id=rapidpro-alert-recipient-1`.
+    const PCS_ALERTS: &str = r#"<alerts>
+  <alert id="rapidpro-alert" path="/usr/sbin/rapidpro-alert">
+    <meta_attributes id="rapidpro-alert-meta_attributes">
+      <nvpair id="rapidpro-alert-meta_attributes-timeout" name="timeout" value="30s"/>
+    </meta_attributes>
+    <instance_attributes id="rapidpro-alert-instance_attributes">
+      <nvpair id="rapidpro-alert-instance_attributes-deadline" name="deadline" value="20"/>
+      <nvpair id="rapidpro-alert-instance_attributes-mail_from" name="mail_from" value="ha@example.org"/>
+      <nvpair id="rapidpro-alert-instance_attributes-send_timeout" name="send_timeout" value="5"/>
+      <nvpair id="rapidpro-alert-instance_attributes-sms_method" name="sms_method" value="GET"/>
+      <nvpair id="rapidpro-alert-instance_attributes-sms_url" name="sms_url" value="http://127.0.0.1:13013/cgi-bin/sendsms?user=ha&amp;pass=secret&amp;to={to}&amp;text={text}"/>
+      <nvpair id="rapidpro-alert-instance_attributes-smtp_server" name="smtp_server" value="127.0.0.1:25"/>
+    </instance_attributes>
+    <recipient id="rapidpro-alert-recipient-1" value="oncall@example.org,+255700000001"/>
+  </alert>
+</alerts>
+"#;
+
+    #[test]
+    fn an_alert_created_by_pcs_is_read_with_all_its_options() {
+        let a = &AlertConfig::from_cib(PCS_ALERTS).unwrap()[0];
+        let o = a.checked_options().unwrap();
+        assert_eq!(o.smtp_server.as_deref(), Some("127.0.0.1:25"));
+        assert_eq!(o.mail_from, "ha@example.org");
+        assert_eq!(
+            o.sms_url.unwrap().gateway(),
+            "http://127.0.0.1:13013/cgi-bin/sendsms"
+        );
+        assert_eq!(o.deadline, Duration::from_secs(20));
+        assert_eq!(a.timeout(), Some(Duration::from_secs(30)));
+        let (ok, bad) = parse_recipients(&a.recipients[0].value);
+        assert_eq!(ok.len(), 2);
+        assert!(bad.is_empty());
+    }
 }
