@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rapidpro_ha_harness::NsCluster;
+use rapidpro_ha_harness::{poll, NsCluster};
 
 use super::bin;
 use super::cluster::{finish_load, start_load, wait_one_promoted, SETTLE};
@@ -76,8 +76,11 @@ fn a_failover_sends_one_email_and_one_sms_per_recipient_for_each_event() {
 
     let start = Instant::now();
     c.power_off(&old);
-    let new = wait_one_promoted(&c, &ask, None);
-    assert_ne!(new, old);
+    let new = poll(
+        &format!("a node other than {old} promoted"),
+        SETTLE,
+        || Some(wait_one_promoted(&c, &ask, None)).filter(|p| *p != old),
+    );
     c.wait_settled(&new, SETTLE);
     // Alerts run asynchronously: give the last ones time to arrive.
     std::thread::sleep(Duration::from_secs(5));
