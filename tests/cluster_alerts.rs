@@ -17,7 +17,12 @@ const RECIPIENTS: [(&str, &str); 2] = [
 
 /// Messages per (recipient, text): email subjects by address, SMS texts by
 /// phone number.
-fn tally(c: &NsCluster) -> (BTreeMap<(String, String), usize>, BTreeMap<(String, String), usize>) {
+fn tally(
+    c: &NsCluster,
+) -> (
+    BTreeMap<(String, String), usize>,
+    BTreeMap<(String, String), usize>,
+) {
     let mut mails = BTreeMap::new();
     for m in c.alert_smtp().messages() {
         let subject = m
@@ -76,11 +81,9 @@ fn a_failover_sends_one_email_and_one_sms_per_recipient_for_each_event() {
 
     let start = Instant::now();
     c.power_off(&old);
-    let new = poll(
-        &format!("a node other than {old} promoted"),
-        SETTLE,
-        || Some(wait_one_promoted(&c, &ask, None)).filter(|p| *p != old),
-    );
+    let new = poll(&format!("a node other than {old} promoted"), SETTLE, || {
+        Some(wait_one_promoted(&c, &ask, None)).filter(|p| *p != old)
+    });
     c.wait_settled(&new, SETTLE);
     // Alerts run asynchronously: give the last ones time to arrive.
     std::thread::sleep(Duration::from_secs(5));

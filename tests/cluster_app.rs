@@ -56,7 +56,14 @@ fn kill_celery(c: &NsCluster, node: &str) -> String {
 fn fail_count(c: &NsCluster, ask: &str, rsc: &str, node: &str) -> Option<u64> {
     let out = c
         .node(ask)
-        .run(&["crm_failcount", "--query", "--resource", rsc, "--node", node])
+        .run(&[
+            "crm_failcount",
+            "--query",
+            "--resource",
+            rsc,
+            "--node",
+            node,
+        ])
         .ok()?;
     let value = out
         .split_whitespace()
@@ -162,4 +169,40 @@ fn killing_celery_twice_within_90_s_moves_the_whole_stack_to_the_other_node() {
         "outgoing SMS must be sent by the new primary's celery"
     );
     finish_load(&c, load, "celery killed twice");
+}
+
+#[test]
+fn crm_script_configures_a_working_cluster_with_the_app_tier_and_alerts() {
+    let c = NsCluster::builder("crmsh")
+        .nodes(2)
+        .agent(super::bin())
+        .app(true)
+        .crmsh(true)
+        .alerts(&["oncall@example.org,+255700000001"])
+        .sbin(env!("CARGO_BIN_EXE_rapidpro-alert"))
+        .build();
+    let (primary, standby) = steady_pair(&c);
+    wait_app_on(&c, &primary, &primary);
+    let load = start_load(&c);
+    assert_eq!(
+        send_through_gateway(&c, &standby, "configured by crmsh"),
+        primary
+    );
+    poll(
+        "the promotion alert by email and SMS",
+        Duration::from_secs(30),
+        || {
+            let mail = c.alert_smtp().messages().iter().any(|m| {
+                m.to.iter().any(|t| t == "oncall@example.org")
+                    && m.data.contains(&format!("promoted on {primary}"))
+            });
+            let sms = c.alert_sms().requests().iter().any(|r| {
+                r.param("to").as_deref() == Some("+255700000001")
+                    && r.param("text")
+                        .is_some_and(|t| t.contains(&format!("promoted on {primary}")))
+            });
+            (mail && sms).then_some(())
+        },
+    );
+    finish_load(&c, load, "crmsh configuration");
 }

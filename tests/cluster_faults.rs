@@ -14,8 +14,8 @@ use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load, watch,
-    wait_one_promoted, wait_replicating, PG_PORT, SETTLE,
+    assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load,
+    wait_one_promoted, wait_replicating, watch, PG_PORT, SETTLE,
 };
 
 /// The id of the `ocf:rapidpro:stack` primitive (inside the clone).

@@ -52,8 +52,8 @@ pub use node::{
 };
 
 use crate::cmd::{clean_command, must, CmdOutput};
-use crate::sinks::{HttpSink, SmtpSink};
 use crate::dir::{make_dir, set_mode, write_file};
+use crate::sinks::{HttpSink, SmtpSink};
 use crate::{poll, template, TestDir, REPL_PASSWORD};
 
 use fence::FenceWatcher;
@@ -70,6 +70,8 @@ const NODE_INIT: &str = include_str!("../../sh/node-init.sh");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// The cluster configuration script, relative to [`WORKSPACE`].
 const PCS_SCRIPT: &str = "pcs-examples/rapidpro-cluster.pcs.sh";
+/// The same configuration for crmsh, relative to [`WORKSPACE`].
+const CRM_SCRIPT: &str = "pcs-examples/rapidpro-cluster.crm.sh";
 /// The sandbox fence agent, relative to [`WORKSPACE`].
 const FENCE_AGENT: &str = "pcs-examples/sandbox/fence_rapidpro_sandbox";
 const FENCE_AGENT_NAME: &str = "fence_rapidpro_sandbox";
@@ -99,6 +101,7 @@ pub struct NsClusterBuilder {
     script_env: Vec<(String, String)>,
     app: bool,
     alert_recipients: Vec<String>,
+    crmsh: bool,
 }
 
 impl NsClusterBuilder {
@@ -183,6 +186,13 @@ impl NsClusterBuilder {
     /// agent itself must be added with [`NsClusterBuilder::sbin`].
     pub fn alerts(mut self, recipients: &[&str]) -> Self {
         self.alert_recipients = recipients.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
+    /// Configures the cluster with `pcs-examples/rapidpro-cluster.crm.sh`
+    /// and crmsh (`crm -f`) instead of the pcs script (default false).
+    pub fn crmsh(mut self, yes: bool) -> Self {
+        self.crmsh = yes;
         self
     }
 
@@ -382,6 +392,7 @@ impl NsCluster {
             script_env: Vec::new(),
             app: false,
             alert_recipients: Vec::new(),
+            crmsh: false,
         }
     }
 
@@ -532,9 +543,9 @@ impl NsCluster {
         );
     }
 
-    /// Applies `pcs-examples/rapidpro-cluster.pcs.sh` (`VARIANT=sandbox`) in
-    /// node1 to a dump of the live CIB, then pushes its configuration
-    /// section.
+    /// Applies `pcs-examples/rapidpro-cluster.pcs.sh` (`VARIANT=sandbox`), or
+    /// the crmsh script, in node1 to a dump of the live CIB, then pushes its
+    /// configuration section.
     fn apply_configuration(&self) {
         let n1 = &self.nodes[0];
         let cib = self.dir.join("cib-config.xml");
@@ -547,7 +558,11 @@ impl NsCluster {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let script = Path::new(WORKSPACE).join(PCS_SCRIPT);
+        let script = Path::new(WORKSPACE).join(if self.builder.crmsh {
+            CRM_SCRIPT
+        } else {
+            PCS_SCRIPT
+        });
         let env = [
             format!("CIB={cib_s}"),
             "VARIANT=sandbox".to_owned(),
@@ -564,7 +579,10 @@ impl NsCluster {
         ];
         let alerts = self.alert_sinks.as_ref().map(|(smtp, sms)| {
             [
-                format!("ALERT_RECIPIENTS={}", self.builder.alert_recipients.join(" ")),
+                format!(
+                    "ALERT_RECIPIENTS={}",
+                    self.builder.alert_recipients.join(" ")
+                ),
                 format!(
                     "ALERT_OPTIONS=smtp_server={} sms_url={}/sms?to={{to}}&text={{text}} \
                      send_timeout=5 deadline=20",
@@ -586,7 +604,16 @@ impl NsCluster {
         let mut args: Vec<&str> = vec!["env"];
         args.extend(env.iter().map(String::as_str));
         let script_s = script.display().to_string();
-        args.extend(["/bin/sh", &script_s]);
+        // The crm script prints a crm shell script; crmsh edits the CIB
+        // file named by CIB_file, as the script's header explains.
+        let crm = format!(
+            "set -e; sh '{script_s}' > '{cib_s}.crm'; CIB_file='{cib_s}' crm -f '{cib_s}.crm'"
+        );
+        if self.builder.crmsh {
+            args.extend(["/bin/sh", "-c", &crm]);
+        } else {
+            args.extend(["/bin/sh", &script_s]);
+        }
         let out = n1
             .exec(&args, Duration::from_secs(120))
             .unwrap_or_else(|e| panic!("{e}"));
