@@ -157,6 +157,29 @@ pub fn assert_primary(c: &NsCluster, primary: &str) {
     );
 }
 
+/// `crm_failcount --query` of resource `rsc` on `node`, asked on `ask`:
+/// the number, `u64::MAX` for INFINITY, `None` if it cannot be read.
+pub fn fail_count(c: &NsCluster, ask: &str, rsc: &str, node: &str) -> Option<u64> {
+    let out = c
+        .node(ask)
+        .run(&[
+            "crm_failcount",
+            "--query",
+            "--resource",
+            rsc,
+            "--node",
+            node,
+        ])
+        .ok()?;
+    let value = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("value="))?;
+    match value {
+        "INFINITY" | "+INFINITY" => Some(u64::MAX),
+        v => v.parse().ok(),
+    }
+}
+
 pub fn other(c: &NsCluster, name: &str) -> String {
     c.nodes()
         .iter()

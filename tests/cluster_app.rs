@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use rapidpro_ha_harness::{poll, NsCluster};
 
-use super::cluster::{cluster, finish_load, start_load, steady_pair, wait_one_promoted, SETTLE};
+use super::cluster::{
+    cluster, fail_count, finish_load, start_load, steady_pair, wait_one_promoted, SETTLE,
+};
 
 /// The app group's resources, in start order.
 pub const APP_RESOURCES: [&str; 4] = ["uwsgi", "celery", "celerybeat", "nginx"];
@@ -50,28 +52,6 @@ fn kill_celery(c: &NsCluster, node: &str) -> String {
         .unwrap_or_else(|e| panic!("kill celery on {node}: {e}"))
         .trim()
         .to_owned()
-}
-
-/// `crm_failcount --query` of `rsc` on `node` (0 when unset).
-fn fail_count(c: &NsCluster, ask: &str, rsc: &str, node: &str) -> Option<u64> {
-    let out = c
-        .node(ask)
-        .run(&[
-            "crm_failcount",
-            "--query",
-            "--resource",
-            rsc,
-            "--node",
-            node,
-        ])
-        .ok()?;
-    let value = out
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("value="))?;
-    match value {
-        "INFINITY" | "+INFINITY" => Some(u64::MAX),
-        v => v.parse().ok(),
-    }
 }
 
 /// Queues an outgoing SMS through the virtual IP (`POST /send`) and waits

@@ -28,25 +28,7 @@ fn stack_id(c: &NsCluster, ask: &str) -> String {
 /// `crm_failcount --query` of the stack resource on `node`, asked on
 /// `ask`: the number, `u64::MAX` for INFINITY, `None` if it cannot be read.
 fn fail_count(c: &NsCluster, ask: &str, node: &str) -> Option<u64> {
-    let rsc = stack_id(c, ask);
-    let out = c
-        .node(ask)
-        .run(&[
-            "crm_failcount",
-            "--query",
-            "--resource",
-            &rsc,
-            "--node",
-            node,
-        ])
-        .ok()?;
-    let value = out
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("value="))?;
-    match value {
-        "INFINITY" | "+INFINITY" => Some(u64::MAX),
-        v => v.parse().ok(),
-    }
+    super::cluster::fail_count(c, ask, &stack_id(c, ask), node)
 }
 
 /// The role of the stack instance on `node` as `ask` sees it (`Stopped`

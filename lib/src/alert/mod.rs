@@ -21,7 +21,6 @@
 
 pub mod config;
 pub mod event;
-pub mod log;
 pub mod message;
 mod net;
 pub mod policy;
@@ -365,10 +364,13 @@ pub fn run(env: &BTreeMap<String, String>) -> i32 {
     }
 }
 
+/// The syslog tag and stderr prefix of the alert agent.
+pub const LOG_TAG: &str = "rapidpro-alert";
+
 /// The agent's `main`: installs the logger, reads the process environment
 /// and handles the alert.
 pub fn alert_main() -> i32 {
-    log::AlertLogger::new(false).install();
+    crate::ocf::log::AgentLogger::with_tag(LOG_TAG, false).install();
     let env: BTreeMap<String, String> = std::env::vars_os()
         .map(|(k, v)| {
             (
