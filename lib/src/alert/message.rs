@@ -64,8 +64,11 @@ pub fn summary(event: &Event) -> String {
                 Code::Value(0) => "OK".to_string(),
                 rc => format!("FAILED (rc {rc})"),
             };
+            // Pacemaker names the notification itself (st_notify_fence):
+            // not worth the space of an SMS.
             let task = task
                 .as_deref()
+                .filter(|t| !t.starts_with("st_notify"))
                 .map(|t| format!(" ({t})"))
                 .unwrap_or_default();
             format!(
