@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod ctl;
 pub mod deadline;
 pub mod ocf;
 pub mod postgres;
