@@ -6,6 +6,7 @@ mod agent_node;
 mod cluster;
 mod cluster_faults;
 mod cluster_fencing;
+mod ctl;
 mod ocf_tools;
 mod pcs_examples;
 

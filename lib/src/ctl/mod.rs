@@ -93,6 +93,9 @@ pub enum Error {
     /// A wait ran out.
     #[error("{0}")]
     Timeout(String),
+    /// A program failed; the message names it, its status and its stderr.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Error {

@@ -186,9 +186,24 @@ pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
         .open(&partial)
         .map_err(|e| Error::io(&partial, e))?;
     let spec = command(&cfg, &src, o, &partial)?;
+    let program = if o.database.is_some() {
+        "pg_dump"
+    } else {
+        "pg_dumpall"
+    };
     if let Err(e) = cmd::run(&spec) {
         let _ = std::fs::remove_file(&partial);
-        return Err(e.into());
+        // The shell is only the redirection: name the dump program.
+        return Err(match e {
+            cmd::CommandError::Failed { status, stderr, .. } => {
+                Error::Failed(format!("{program} failed ({status}): {}", stderr.trim()))
+            }
+            cmd::CommandError::TimedOut { timeout, .. } => Error::Timeout(format!(
+                "{program} did not finish within {} s",
+                timeout.as_secs()
+            )),
+            other => other.into(),
+        });
     }
     std::fs::rename(&partial, &o.file).map_err(|e| Error::io(&o.file, e))?;
     let bytes = std::fs::metadata(&o.file)

@@ -28,7 +28,7 @@ use crate::postgres::Lsn;
 use super::table::{pairs, Table};
 use super::{cib, human_bytes, Error, Outcome};
 
-const SENDERS_SQL: &str = "SELECT application_name, client_addr::text, state, sync_state, \
+const SENDERS_SQL: &str = "SELECT application_name, host(client_addr), state, sync_state, \
   sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
   pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
     ELSE pg_current_wal_lsn() END, replay_lsn)::bigint::text, \
