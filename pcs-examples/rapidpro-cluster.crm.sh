@@ -4,8 +4,9 @@
 # Writes a crm shell script to stdout: the same configuration as
 # rapidpro-cluster.pcs.sh (see README.md), for crmsh 4.x (checked with 4.4.0):
 # promotable clone written "clone ... meta promotable=true" (not the
-# deprecated "ms"), roles Promoted/Unpromoted. The application tier (uwsgi,
-# celery, celerybeat, nginx) is not in it yet.
+# deprecated "ms"), roles Promoted/Unpromoted; with the application tier
+# (group app: uwsgi, celery, celerybeat, nginx; APP=yes) and the alert
+# rapidpro-alert (when ALERT_RECIPIENTS is set).
 #
 # Apply it to the live cluster (as root on a cluster node where
 # ocf:rapidpro:stack is installed):
@@ -28,22 +29,37 @@
 #
 # crmsh refuses ("got no meta-data, does this RA exist?") a resource whose
 # agent is not installed on the machine running crm: ocf:rapidpro:stack must
-# be in /usr/lib/ocf/resource.d/rapidpro/stack, and for VARIANT=sandbox
-# fence_rapidpro_sandbox in /usr/sbin. `crm -F -f ...` forces the commit:
-# acceptable for the sandbox only.
+# be in /usr/lib/ocf/resource.d/rapidpro/stack, for VARIANT=sandbox
+# fence_rapidpro_sandbox in /usr/sbin, and for VARIANT=production (APP=yes)
+# the systemd units rapidpro, celery and celerybeat must be known to a running
+# systemd. `crm -F -f ...` forces the commit: acceptable for the sandbox, or
+# for production on a machine that is not a cluster node, only.
 #
 # Environment: the same as rapidpro-cluster.pcs.sh, without CIB and FORCE:
 #   VARIANT (production|sandbox), NODES ("sms1 sms2"), VIP (10.172.20.200),
 #   VIP_CIDR (24), VIP_NIC (eth0), PRIMARY_HOST ($VIP), STACK_PARAMS (extra
 #   "name=value ..." of the stack agent), MONITOR_PROMOTED (15s),
 #   MONITOR_UNPROMOTED (16s), FENCE_DELAY (5s); production fencing per node N:
-#   IPMI_N_ADDR, IPMI_N_USER, IPMI_N_PASSWORD (non-alphanumerics of N become _).
+#   IPMI_N_ADDR, IPMI_N_USER, IPMI_N_PASSWORD (non-alphanumerics of N become _);
+#   the app tier: APP (yes|no, default yes), NGINX_STATUS_URL and
+#   NGINX_STATUS_REGEX (production http://localhost/ and "rapidpro", sandbox
+#   http://127.0.0.1/ and "^rapidpro stand-in"); sandbox only: APP_DIR
+#   (/usr/share/rapidpro-ha/standin), STANDIN_ETC (/etc/rapidpro-standin),
+#   STANDIN_RUN_DIR (/run/rapidpro-standin), STANDIN_LOG_DIR
+#   (/var/log/rapidpro-standin; must exist on every node), STANDIN_UWSGI_SOCKET
+#   (127.0.0.1:3031); alerts: ALERT_RECIPIENTS (space separated; empty: no
+#   alert), ALERT_OPTIONS (name=value words), ALERT_PATH
+#   (/usr/sbin/rapidpro-alert). See rapidpro-cluster.pcs.sh for each.
 # The output holds the IPMI passwords: keep it out of shared places.
 set -eu
 
 die() {
     printf 'rapidpro-cluster.crm.sh: error: %s\n' "$*" >&2
     exit 1
+}
+
+warn() {
+    printf 'rapidpro-cluster.crm.sh: WARNING: %s\n' "$*" >&2
 }
 
 VARIANT=${VARIANT:-production}
@@ -56,10 +72,29 @@ STACK_PARAMS=${STACK_PARAMS:-}
 MONITOR_PROMOTED=${MONITOR_PROMOTED:-15s}
 MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
 FENCE_DELAY=${FENCE_DELAY:-5s}
+APP=${APP:-yes}
+APP_DIR=${APP_DIR:-/usr/share/rapidpro-ha/standin}
+STANDIN_ETC=${STANDIN_ETC:-/etc/rapidpro-standin}
+STANDIN_RUN_DIR=${STANDIN_RUN_DIR:-/run/rapidpro-standin}
+STANDIN_LOG_DIR=${STANDIN_LOG_DIR:-/var/log/rapidpro-standin}
+STANDIN_UWSGI_SOCKET=${STANDIN_UWSGI_SOCKET:-127.0.0.1:3031}
+ALERT_RECIPIENTS=${ALERT_RECIPIENTS:-}
+ALERT_OPTIONS=${ALERT_OPTIONS:-}
+ALERT_PATH=${ALERT_PATH:-/usr/sbin/rapidpro-alert}
 
 case $VARIANT in
     production | sandbox) ;;
     *) die "VARIANT must be production or sandbox, not '$VARIANT'" ;;
+esac
+case $VARIANT in
+    production)
+        NGINX_STATUS_URL=${NGINX_STATUS_URL:-http://localhost/}
+        NGINX_STATUS_REGEX=${NGINX_STATUS_REGEX:-rapidpro}
+        ;;
+    sandbox)
+        NGINX_STATUS_URL=${NGINX_STATUS_URL:-http://127.0.0.1/}
+        NGINX_STATUS_REGEX=${NGINX_STATUS_REGEX:-^rapidpro stand-in}
+        ;;
 esac
 [ "$MONITOR_PROMOTED" != "$MONITOR_UNPROMOTED" ] ||
     die "MONITOR_PROMOTED and MONITOR_UNPROMOTED must differ (Pacemaker tells the two monitors apart by interval)"
@@ -103,6 +138,111 @@ for param in $STACK_PARAMS; do
     esac
     stack_params="$stack_params ${param%%=*}=$(q "${param#*=}")"
 done
+
+# check_path NAME VALUE: VALUE is an absolute path the agents can splice
+# into shell commands (ocf:heartbeat:anything runs "su -c '... $binfile ...'").
+check_path() {
+    case $2 in
+        /*) ;;
+        *) die "$1 must be an absolute path, not '$2'" ;;
+    esac
+    case $2 in
+        *[!A-Za-z0-9._/+-]*) die "$1 may hold only letters, digits and . _ / + - (no blanks or shell characters), not '$2'" ;;
+    esac
+}
+
+case $APP in
+    yes | no) ;;
+    *) die "APP must be yes or no, not '$APP'" ;;
+esac
+if [ "$APP" = yes ]; then
+    case $NGINX_STATUS_URL in
+        http://*/*) ;;
+        *) die "NGINX_STATUS_URL must be an http:// URL with a path (ocf:heartbeat:nginx checks http://*/*), not '$NGINX_STATUS_URL'" ;;
+    esac
+    case $NGINX_STATUS_URL in
+        *[[:space:]]*) die "NGINX_STATUS_URL must not contain blanks: '$NGINX_STATUS_URL'" ;;
+    esac
+    case $NGINX_STATUS_REGEX in
+        '') die "NGINX_STATUS_REGEX must not be empty" ;;
+    esac
+    check_value NGINX_STATUS_REGEX "$NGINX_STATUS_REGEX"
+    if [ "$VARIANT" = sandbox ]; then
+        for name in APP_DIR STANDIN_ETC STANDIN_RUN_DIR STANDIN_LOG_DIR; do
+            eval "check_path $name \"\$$name\""
+        done
+        host=${STANDIN_UWSGI_SOCKET%:*} port=${STANDIN_UWSGI_SOCKET##*:}
+        case $host:$port in
+            "$STANDIN_UWSGI_SOCKET") ;;
+            *) host= ;;
+        esac
+        case $host in
+            '' | *[!A-Za-z0-9.-]*) host= ;;
+        esac
+        case $port in
+            '' | *[!0-9]*) host= ;;
+        esac
+        [ -n "$host" ] ||
+            die "STANDIN_UWSGI_SOCKET must be HOST:PORT (uwsgi's TCP socket, checked by check-tcp), not '$STANDIN_UWSGI_SOCKET'"
+        # crmsh does not look at ocf:heartbeat:anything's binfile: missing
+        # stand-in files would only show as failed starts in the cluster.
+        missing=
+        for file in "$APP_DIR/bin/rapidpro-standin-uwsgi" "$APP_DIR/bin/rapidpro-standin-celery" \
+            "$APP_DIR/bin/rapidpro-standin-celerybeat" "$APP_DIR/bin/check-tcp"; do
+            [ -x "$file" ] || missing="$missing $file"
+        done
+        for file in "$STANDIN_ETC/standin.env" "$STANDIN_ETC/nginx.conf"; do
+            [ -f "$file" ] || missing="$missing $file"
+        done
+        [ -z "$missing" ] ||
+            warn "the stand-in app is not installed on this machine:$missing missing (APP_DIR=$APP_DIR, STANDIN_ETC=$STANDIN_ETC); it must be on every node"
+    fi
+fi
+
+# The alert agent's options (lib/src/alert/), each a name=value word.
+alert_option_names="smtp_server mail_from sms_url sms_method send_timeout deadline"
+alert_attributes=
+for option in $ALERT_OPTIONS; do
+    case $option in
+        [A-Za-z_]*=*) ;;
+        *) die "ALERT_OPTIONS must be name=value words, not '$option'" ;;
+    esac
+    case " $alert_option_names " in
+        *" ${option%%=*} "*) ;;
+        *) die "ALERT_OPTIONS: unknown option '${option%%=*}' (the alert agent takes: $alert_option_names)" ;;
+    esac
+    case $option in
+        sms_method=GET | sms_method=POST) ;;
+        sms_method=*) die "ALERT_OPTIONS: sms_method must be GET or POST, not '${option#*=}'" ;;
+        send_timeout=* | deadline=*)
+            case ${option#*=} in
+                '' | *[!0-9]*) die "ALERT_OPTIONS: ${option%%=*} must be a whole number of seconds, not '${option#*=}'" ;;
+            esac
+            # The agent must return before the alert's timeout (30s, below).
+            if [ "${option%%=*}" = deadline ] && [ "${option#*=}" -ge 30 ]; then
+                die "ALERT_OPTIONS: deadline=${option#*=} must stay below the alert timeout of 30 s"
+            fi
+            ;;
+    esac
+    alert_attributes="$alert_attributes ${option%%=*}=$(q "${option#*=}")"
+done
+alert_seen=" "
+alert_to=
+for recipient in $ALERT_RECIPIENTS; do
+    case $recipient in
+        -* | *[!A-Za-z0-9@.+_,-]*) die "ALERT_RECIPIENTS: '$recipient' is not a comma-separated list of email addresses and phone numbers (letters, digits and @ . + _ - only)" ;;
+    esac
+    case $alert_seen in
+        *" $recipient "*) die "ALERT_RECIPIENTS names '$recipient' twice" ;;
+    esac
+    alert_seen="$alert_seen$recipient "
+    alert_to="$alert_to to { $(q "$recipient") }"
+done
+if [ -n "$ALERT_RECIPIENTS" ]; then
+    check_path ALERT_PATH "$ALERT_PATH"
+elif [ -n "$ALERT_OPTIONS" ]; then
+    warn "ALERT_OPTIONS is set but ALERT_RECIPIENTS is empty: no alert configured"
+fi
 
 if [ "$VARIANT" = production ]; then
     for node in $NODES; do
@@ -197,7 +337,96 @@ primitive fence-sandbox stonith:fence_rapidpro_sandbox \\
 EOF
     fi
 
+    if [ "$APP" = yes ]; then
+        generate_app
+    fi
+
+    if [ -n "$ALERT_RECIPIENTS" ]; then
+        cat <<EOF
+
+# Alerts: rapidpro-alert sends email and SMS on promote, demote, failures,
+# fencing and node loss, to each recipient (a comma-separated list of email
+# addresses and phone numbers), and returns within its deadline option
+# (default 20 s), below the alert's timeout. crmsh numbers the recipients
+# rapidpro-alert-recipient-1, -2, ...
+alert rapidpro-alert $(q "$ALERT_PATH")${alert_attributes:+ \\
+	attributes$alert_attributes} \\
+	meta timeout=30s$alert_to
+EOF
+    fi
+
     printf '\ncommit\n'
+}
+
+# generate_app: the application tier, as in rapidpro-cluster.pcs.sh (see the
+# comments there): one group following the Promoted instance, started after
+# the promotion and stopped before the demote (a symmetrical order, unlike the
+# VIP's), migration-threshold=2 failure-timeout=90s on each member.
+generate_app() {
+    cat <<EOF
+
+# The application tier: uwsgi, celery, celerybeat, then nginx, in one group
+# colocated with the Promoted instance. Two failures within 90 s of a member
+# move the group, and with it the Promoted role and the VIP.
+# nginx is ocf:heartbeat:nginx, not systemd:nginx: systemd cannot GET /; the
+# agent's OCF_CHECK_LEVEL=10 monitor fetches status10url and greps
+# status10regex (through uwsgi to the app).
+EOF
+    if [ "$VARIANT" = production ]; then
+        cat <<EOF
+# The old servers' systemd units (disable them at boot: Pacemaker starts them).
+EOF
+        for member in uwsgi:rapidpro celery:celery celerybeat:celerybeat; do
+            cat <<EOF
+primitive ${member%%:*} systemd:${member#*:} \\
+	op start timeout=60s interval=0 \\
+	op stop timeout=120s interval=0 \\
+	op monitor interval=10s timeout=20s \\
+	meta migration-threshold=2 failure-timeout=90s
+EOF
+        done
+        nginx_conf=/etc/nginx/nginx.conf
+    else
+        check="$APP_DIR/bin/check-tcp $STANDIN_UWSGI_SOCKET"
+        uwsgi_hook="$check || { test \"\$__OCF_ACTION\" = start && for n in 1 2 3 4 5 6 7 8 9 10; do sleep 1; $check && break; done; }"
+        cat <<EOF
+# The stand-in app under ocf:heartbeat:anything, started through env(1) with
+# its env file (su - clears the environment); uwsgi's monitor_hook connects to
+# its socket, retrying for 10 s only during start.
+EOF
+        for member in uwsgi celery celerybeat; do
+            if [ "$member" = uwsgi ]; then
+                hook=" monitor_hook=$(q "$uwsgi_hook")"
+            else
+                hook=
+            fi
+            cat <<EOF
+primitive $member ocf:heartbeat:anything \\
+	params binfile="/usr/bin/env" \\
+	cmdline_options=$(q "RAPIDPRO_STANDIN_ENV=$STANDIN_ETC/standin.env $APP_DIR/bin/rapidpro-standin-$member") \\
+	pidfile=$(q "$STANDIN_RUN_DIR/pcmk-$member.pid") \\
+	logfile=$(q "$STANDIN_LOG_DIR/$member.stdout") errlogfile=$(q "$STANDIN_LOG_DIR/$member.stderr")$hook \\
+	op start timeout=60s interval=0 \\
+	op stop timeout=120s interval=0 \\
+	op monitor interval=10s timeout=20s \\
+	meta migration-threshold=2 failure-timeout=90s
+EOF
+        done
+        nginx_conf=$STANDIN_ETC/nginx.conf
+    fi
+    cat <<EOF
+primitive nginx ocf:heartbeat:nginx \\
+	params configfile=$(q "$nginx_conf") status10url=$(q "$NGINX_STATUS_URL") \\
+	status10regex=$(q "$NGINX_STATUS_REGEX") \\
+	op start timeout=60s interval=0 \\
+	op stop timeout=60s interval=0 \\
+	op monitor interval=10s timeout=30s OCF_CHECK_LEVEL=10 \\
+	meta migration-threshold=2 failure-timeout=90s
+group app uwsgi celery celerybeat nginx
+colocation app-with-promoted-stack inf: app stack-clone:Promoted
+# Symmetrical: the app stops before the demote.
+order app-after-stack-promote Mandatory: stack-clone:promote app:start
+EOF
 }
 
 config=$(generate)

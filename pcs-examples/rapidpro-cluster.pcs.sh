@@ -13,10 +13,12 @@
 #   - vip: ocf:heartbeat:IPaddr2, colocated with the Promoted instance and
 #     started after the promotion;
 #   - fencing: one fence_ipmilan device per node (VARIANT=production), or the
-#     namespace test cluster's fence_rapidpro_sandbox (VARIANT=sandbox).
-#
-# The application tier (uwsgi, celery, celerybeat, nginx) is not in this
-# script yet.
+#     namespace test cluster's fence_rapidpro_sandbox (VARIANT=sandbox);
+#   - app (APP=yes): the group uwsgi, celery, celerybeat, nginx, colocated
+#     with the Promoted instance and started after the promotion: systemd
+#     units on production, the stand-in app under ocf:heartbeat:anything on
+#     the sandbox; nginx is ocf:heartbeat:nginx in both, checked with GET /;
+#   - the alert rapidpro-alert (email + SMS) when ALERT_RECIPIENTS is set.
 #
 # Admin procedure on a live cluster (run as root on one cluster node, where
 # ocf:rapidpro:stack is installed as /usr/lib/ocf/resource.d/rapidpro/stack):
@@ -38,7 +40,8 @@
 #
 # Environment (defaults are the old production system):
 #   CIB                 required: the CIB XML file to edit (pcs -f "$CIB")
-#   VARIANT             production (default) or sandbox: only fencing differs
+#   VARIANT             production (default) or sandbox: fencing and the app
+#                       tier's agents differ
 #   NODES               cluster nodes, space separated (default "sms1 sms2")
 #   VIP, VIP_CIDR, VIP_NIC
 #                       virtual IP (default 10.172.20.200), prefix length (24)
@@ -57,13 +60,41 @@
 #                       are then not passed); default ocf:rapidpro:stack
 #   FORCE               1: create the stack resource even though
 #                       ocf:rapidpro:stack is not installed on this machine
-#                       (pcs --force); also forces the fence devices
+#                       (pcs --force); also forces the fence devices, the
+#                       production app tier's systemd units and the sandbox
+#                       app tier's missing stand-in files
 #   production fencing, per node N (non-alphanumeric characters of N become _):
 #   IPMI_N_ADDR, IPMI_N_USER, IPMI_N_PASSWORD
 #                       address, user and password of N's IPMI/BMC
 #   sandbox fencing:
 #   the device runs /usr/sbin/fence_rapidpro_sandbox (sandbox/ in this
 #   directory); pcs is given --force when that agent is not installed here.
+#   the application tier:
+#   APP                 yes (default) or no: no leaves the app tier out
+#   NGINX_STATUS_URL    the URL nginx's monitor GETs (production
+#                       http://localhost/, sandbox http://127.0.0.1/)
+#   NGINX_STATUS_REGEX  what its answer must contain (grep -Ei; production
+#                       "rapidpro", sandbox "^rapidpro stand-in")
+#   sandbox only, the stand-in app (names and defaults as rapidpro-standin-setup):
+#   APP_DIR             its directory, holding bin/ (/usr/share/rapidpro-ha/standin)
+#   STANDIN_ETC         directory of standin.env and nginx.conf (/etc/rapidpro-standin)
+#   STANDIN_RUN_DIR     pid files (/run/rapidpro-standin)
+#   STANDIN_LOG_DIR     stdout and stderr of the three processes
+#                       (/var/log/rapidpro-standin); it must exist on every
+#                       node: nothing creates it (the operator, or the test
+#                       harness in each node)
+#   STANDIN_UWSGI_SOCKET
+#                       uwsgi's socket, checked by TCP connect (127.0.0.1:3031)
+#   alerts:
+#   ALERT_RECIPIENTS    space-separated recipients, each a comma-separated
+#                       list of email addresses and phone numbers, e.g.
+#                       "oncall@example.org,+255700000001 +255700000002";
+#                       empty (default): no alert is configured
+#   ALERT_OPTIONS       space-separated name=value options of the alert agent:
+#                       smtp_server mail_from sms_url sms_method send_timeout
+#                       deadline (values cannot contain blanks), e.g.
+#                       "smtp_server=mail:25 sms_url=http://gw:90/send?to={to}&text={text}"
+#   ALERT_PATH          the alert agent (/usr/sbin/rapidpro-alert)
 set -eu
 
 die() {
@@ -90,10 +121,29 @@ MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
 FENCE_DELAY=${FENCE_DELAY:-5s}
 FORCE=${FORCE:-}
 STACK_AGENT=${STACK_AGENT:-ocf:rapidpro:stack}
+APP=${APP:-yes}
+APP_DIR=${APP_DIR:-/usr/share/rapidpro-ha/standin}
+STANDIN_ETC=${STANDIN_ETC:-/etc/rapidpro-standin}
+STANDIN_RUN_DIR=${STANDIN_RUN_DIR:-/run/rapidpro-standin}
+STANDIN_LOG_DIR=${STANDIN_LOG_DIR:-/var/log/rapidpro-standin}
+STANDIN_UWSGI_SOCKET=${STANDIN_UWSGI_SOCKET:-127.0.0.1:3031}
+ALERT_RECIPIENTS=${ALERT_RECIPIENTS:-}
+ALERT_OPTIONS=${ALERT_OPTIONS:-}
+ALERT_PATH=${ALERT_PATH:-/usr/sbin/rapidpro-alert}
 
 case $VARIANT in
     production | sandbox) ;;
     *) die "VARIANT must be production or sandbox, not '$VARIANT'" ;;
+esac
+case $VARIANT in
+    production)
+        NGINX_STATUS_URL=${NGINX_STATUS_URL:-http://localhost/}
+        NGINX_STATUS_REGEX=${NGINX_STATUS_REGEX:-rapidpro}
+        ;;
+    sandbox)
+        NGINX_STATUS_URL=${NGINX_STATUS_URL:-http://127.0.0.1/}
+        NGINX_STATUS_REGEX=${NGINX_STATUS_REGEX:-^rapidpro stand-in}
+        ;;
 esac
 [ "$MONITOR_PROMOTED" != "$MONITOR_UNPROMOTED" ] ||
     die "MONITOR_PROMOTED and MONITOR_UNPROMOTED must differ (Pacemaker tells the two monitors apart by interval)"
@@ -118,6 +168,96 @@ for param in $STACK_PARAMS; do
     esac
 done
 
+# check_path NAME VALUE: VALUE is an absolute path the agents can splice
+# into shell commands (ocf:heartbeat:anything runs "su -c '... $binfile ...'").
+check_path() {
+    case $2 in
+        /*) ;;
+        *) die "$1 must be an absolute path, not '$2'" ;;
+    esac
+    case $2 in
+        *[!A-Za-z0-9._/+-]*) die "$1 may hold only letters, digits and . _ / + - (no blanks or shell characters), not '$2'" ;;
+    esac
+}
+
+case $APP in
+    yes | no) ;;
+    *) die "APP must be yes or no, not '$APP'" ;;
+esac
+if [ "$APP" = yes ]; then
+    case $NGINX_STATUS_URL in
+        http://*/*) ;;
+        *) die "NGINX_STATUS_URL must be an http:// URL with a path (ocf:heartbeat:nginx checks http://*/*), not '$NGINX_STATUS_URL'" ;;
+    esac
+    case $NGINX_STATUS_URL in
+        *[[:space:]]*) die "NGINX_STATUS_URL must not contain blanks: '$NGINX_STATUS_URL'" ;;
+    esac
+    case $NGINX_STATUS_REGEX in
+        '') die "NGINX_STATUS_REGEX must not be empty" ;;
+        *'
+'*) die "NGINX_STATUS_REGEX contains a newline" ;;
+    esac
+    if [ "$VARIANT" = sandbox ]; then
+        for name in APP_DIR STANDIN_ETC STANDIN_RUN_DIR STANDIN_LOG_DIR; do
+            eval "check_path $name \"\$$name\""
+        done
+        host=${STANDIN_UWSGI_SOCKET%:*} port=${STANDIN_UWSGI_SOCKET##*:}
+        case $host:$port in
+            "$STANDIN_UWSGI_SOCKET") ;;
+            *) host= ;;
+        esac
+        case $host in
+            '' | *[!A-Za-z0-9.-]*) host= ;;
+        esac
+        case $port in
+            '' | *[!0-9]*) host= ;;
+        esac
+        [ -n "$host" ] ||
+            die "STANDIN_UWSGI_SOCKET must be HOST:PORT (uwsgi's TCP socket, checked by check-tcp), not '$STANDIN_UWSGI_SOCKET'"
+    fi
+fi
+
+# The alert agent's options (lib/src/alert/), each a name=value word.
+alert_option_names="smtp_server mail_from sms_url sms_method send_timeout deadline"
+for option in $ALERT_OPTIONS; do
+    case $option in
+        [A-Za-z_]*=*) ;;
+        *) die "ALERT_OPTIONS must be name=value words, not '$option'" ;;
+    esac
+    case " $alert_option_names " in
+        *" ${option%%=*} "*) ;;
+        *) die "ALERT_OPTIONS: unknown option '${option%%=*}' (the alert agent takes: $alert_option_names)" ;;
+    esac
+    case $option in
+        sms_method=GET | sms_method=POST) ;;
+        sms_method=*) die "ALERT_OPTIONS: sms_method must be GET or POST, not '${option#*=}'" ;;
+        send_timeout=* | deadline=*)
+            case ${option#*=} in
+                '' | *[!0-9]*) die "ALERT_OPTIONS: ${option%%=*} must be a whole number of seconds, not '${option#*=}'" ;;
+            esac
+            # The agent must return before the alert's timeout (30s, below).
+            if [ "${option%%=*}" = deadline ] && [ "${option#*=}" -ge 30 ]; then
+                die "ALERT_OPTIONS: deadline=${option#*=} must stay below the alert timeout of 30 s"
+            fi
+            ;;
+    esac
+done
+alert_seen=" "
+for recipient in $ALERT_RECIPIENTS; do
+    case $recipient in
+        -* | *[!A-Za-z0-9@.+_,-]*) die "ALERT_RECIPIENTS: '$recipient' is not a comma-separated list of email addresses and phone numbers (letters, digits and @ . + _ - only)" ;;
+    esac
+    case $alert_seen in
+        *" $recipient "*) die "ALERT_RECIPIENTS names '$recipient' twice" ;;
+    esac
+    alert_seen="$alert_seen$recipient "
+done
+if [ -n "$ALERT_RECIPIENTS" ]; then
+    check_path ALERT_PATH "$ALERT_PATH"
+elif [ -n "$ALERT_OPTIONS" ]; then
+    say "WARNING: ALERT_OPTIONS is set but ALERT_RECIPIENTS is empty: no alert configured"
+fi
+
 force=
 if [ "$FORCE" = 1 ]; then
     force=--force
@@ -131,6 +271,43 @@ fi
 if [ -z "$force" ] &&
     ! timeout 30 crm_resource --show-metadata "$STACK_AGENT" >/dev/null 2>&1; then
     die "the resource agent $STACK_AGENT is not installed on this machine (expected /usr/lib/ocf/resource.d/rapidpro/stack giving its meta-data). Install rapidpro-agent here, or run this script on a cluster node; FORCE=1 writes the configuration anyway, unchecked (pcs --force)."
+fi
+
+# The app tier's agents, checked before the CIB file is touched.
+if [ "$APP" = yes ] && [ "$VARIANT" = production ]; then
+    # pcs refuses a systemd unit that systemd does not know here (it asks
+    # crm_resource, which asks systemd over D-Bus), as for the stack agent.
+    missing=
+    for unit in rapidpro celery celerybeat; do
+        if ! timeout 30 crm_resource --show-metadata "systemd:$unit" >/dev/null 2>&1; then
+            missing="$missing $unit.service"
+        fi
+    done
+    if [ -n "$missing" ]; then
+        [ -n "$force" ] ||
+            die "the systemd units of the app tier are not installed on this machine:$missing (systemd:rapidpro, systemd:celery, systemd:celerybeat, as on the old servers). Run this script on a cluster node where they are installed, or APP=no to leave the app tier out; FORCE=1 writes the configuration anyway, unchecked (pcs --force)."
+        say "systemd units missing here:$missing: creating them with --force (FORCE=1)"
+    fi
+elif [ "$APP" = yes ]; then
+    # pcs does not look at ocf:heartbeat:anything's binfile; missing stand-in
+    # files would only show as failed starts in the cluster.
+    missing=
+    for file in "$APP_DIR/bin/rapidpro-standin-uwsgi" "$APP_DIR/bin/rapidpro-standin-celery" \
+        "$APP_DIR/bin/rapidpro-standin-celerybeat" "$APP_DIR/bin/check-tcp"; do
+        [ -x "$file" ] || missing="$missing $file"
+    done
+    for file in "$STANDIN_ETC/standin.env" "$STANDIN_ETC/nginx.conf"; do
+        [ -f "$file" ] || missing="$missing $file"
+    done
+    if [ -n "$missing" ]; then
+        [ -n "$force" ] ||
+            die "the stand-in app is not installed here:$missing missing (APP_DIR=$APP_DIR, STANDIN_ETC=$STANDIN_ETC; rapidpro-standin-setup writes STANDIN_ETC). APP=no leaves the app tier out; FORCE=1 writes the configuration anyway."
+        say "WARNING: stand-in files missing here:$missing (FORCE=1)"
+    fi
+fi
+if [ -n "$ALERT_RECIPIENTS" ] && [ ! -x "$ALERT_PATH" ]; then
+    # pcs accepts any alert path; Pacemaker only fails when it runs it.
+    say "WARNING: the alert agent $ALERT_PATH is not installed on this machine: install rapidpro-alert on every node"
 fi
 
 pcs_f() {
@@ -194,6 +371,93 @@ pcs_f constraint colocation add vip with Promoted stack-clone INFINITY
 pcs_f constraint order promote stack-clone then start vip symmetrical=false kind=Mandatory
 pcs_f constraint order demote stack-clone then stop vip symmetrical=false kind=Mandatory
 
+# --- The application tier: uwsgi, celery, celerybeat, nginx -----------------
+# One group follows the Promoted instance: a group starts its members in order
+# (the old servers' dependency order: the app, celery and celerybeat, nginx
+# last) and stops them in reverse. The order is symmetrical, unlike the VIP's:
+# the app stops before the demote (celery sends the SMS: it must never run
+# next to a demoting or demoted database, nor on two nodes at once).
+# Each member has migration-threshold=2 failure-timeout=90s (the old monit
+# rule: two failures within 90 s, then tilt): after the second failure the
+# group cannot run on this node any more, and with the colocation the
+# Promoted role, the VIP and the group move to the other node together.
+# Monitors every 10 s, as monit's checks: uwsgi's socket accepts TCP
+# (sandbox), celery and celerybeat are alive, nginx answers GET /.
+#
+# nginx is ocf:heartbeat:nginx in both variants, not systemd:nginx: systemd
+# only knows whether the process runs, it cannot GET / (monit did). The
+# agent's monitor at OCF_CHECK_LEVEL=10 fetches status10url through the
+# local nginx and greps status10regex in the answer; the request goes through
+# uwsgi to the app, so it also catches a dead app behind a living nginx.
+# The agent runs nginx itself: production must `systemctl disable --now nginx
+# rapidpro celery celerybeat` (Pacemaker starts the units, not boot).
+# --no-default-ops: only the operations written here, none from the agents'
+# meta-data (nginx's reload), the same as the crm script.
+if [ "$APP" = yes ]; then
+    say "app group: uwsgi, celery, celerybeat, nginx ($VARIANT)"
+    if [ "$VARIANT" = production ]; then
+        # The systemd units of the old servers; their monitor is systemd's
+        # "active" state. uwsgi's socket is checked only through nginx's GET /.
+        for member in uwsgi:rapidpro celery:celery celerybeat:celerybeat; do
+            # shellcheck disable=SC2086 # force is empty or --force
+            pcs_f resource create "${member%%:*}" "systemd:${member#*:}" \
+                op start timeout=60s \
+                op stop timeout=120s \
+                op monitor interval=10s timeout=20s \
+                meta migration-threshold=2 failure-timeout=90s \
+                --group app --no-default-ops $force
+        done
+        nginx_conf=/etc/nginx/nginx.conf
+    else
+        # The stand-in app (app/ in the project) under ocf:heartbeat:anything,
+        # which runs `su - root -c "nohup BINFILE CMDLINE_OPTIONS >>logfile
+        # 2>>errlogfile &"`, records $! in pidfile and monitors that pid.
+        # su - clears the environment, so the launcher is started through
+        # env(1) to get RAPIDPRO_STANDIN_ENV (the env file it sources); env
+        # execs it and it execs the server: the recorded pid stays the
+        # server's. The agent creates the pid directory on start, not the
+        # log directory: STANDIN_LOG_DIR must exist on every node.
+        # uwsgi's monitor_hook (run by the agent with eval, after the pid
+        # check) connects to its socket. During start the agent calls it
+        # right after spawning uwsgi, before uwsgi may have bound its
+        # socket: only then the hook retries, once a second for 10 s.
+        check="$APP_DIR/bin/check-tcp $STANDIN_UWSGI_SOCKET"
+        uwsgi_hook="$check || { test \"\$__OCF_ACTION\" = start && for n in 1 2 3 4 5 6 7 8 9 10; do sleep 1; $check && break; done; }"
+        for member in uwsgi celery celerybeat; do
+            if [ "$member" = uwsgi ]; then
+                hook="monitor_hook=$uwsgi_hook"
+            else
+                hook=
+            fi
+            # ${hook:+"$hook"}: no empty argument for celery and celerybeat.
+            pcs_f resource create "$member" ocf:heartbeat:anything \
+                binfile=/usr/bin/env \
+                "cmdline_options=RAPIDPRO_STANDIN_ENV=$STANDIN_ETC/standin.env $APP_DIR/bin/rapidpro-standin-$member" \
+                "pidfile=$STANDIN_RUN_DIR/pcmk-$member.pid" \
+                "logfile=$STANDIN_LOG_DIR/$member.stdout" \
+                "errlogfile=$STANDIN_LOG_DIR/$member.stderr" \
+                ${hook:+"$hook"} \
+                op start timeout=60s \
+                op stop timeout=120s \
+                op monitor interval=10s timeout=20s \
+                meta migration-threshold=2 failure-timeout=90s \
+                --group app --no-default-ops
+        done
+        nginx_conf=$STANDIN_ETC/nginx.conf
+    fi
+    pcs_f resource create nginx ocf:heartbeat:nginx \
+        "configfile=$nginx_conf" \
+        "status10url=$NGINX_STATUS_URL" \
+        "status10regex=$NGINX_STATUS_REGEX" \
+        op start timeout=60s \
+        op stop timeout=60s \
+        op monitor interval=10s timeout=30s OCF_CHECK_LEVEL=10 \
+        meta migration-threshold=2 failure-timeout=90s \
+        --group app --no-default-ops
+    pcs_f constraint colocation add app with Promoted stack-clone INFINITY
+    pcs_f constraint order promote stack-clone then start app kind=Mandatory symmetrical=true
+fi
+
 # --- Fencing -----------------------------------------------------------------
 if [ "$VARIANT" = production ]; then
     # REPLACE WITH YOUR HARDWARE'S FENCE AGENT. fence_ipmilan is an example
@@ -234,6 +498,26 @@ else
     pcs_f stonith create fence-sandbox fence_rapidpro_sandbox \
         "pcmk_host_list=$NODES" \
         op monitor interval=60s $sandbox_force
+fi
+
+# --- Alerts: email and SMS to the people on call ------------------------------
+# rapidpro-alert (lib/src/alert/) sends on promote, demote, failures, fencing
+# and node loss; each recipient value is a comma-separated list of email
+# addresses and phone numbers. Its options are the alert's instance
+# attributes; it returns within its deadline option (default 20 s), below the
+# alert's timeout. ALERT_OPTIONS words go to pcs as separate arguments, so
+# sms_url's ? & = { } reach the CIB as they are (no shell expansion: set -f).
+if [ -n "$ALERT_RECIPIENTS" ]; then
+    say "alert rapidpro-alert ($ALERT_PATH) to $ALERT_RECIPIENTS"
+    # shellcheck disable=SC2086 # ALERT_OPTIONS is split on purpose
+    pcs_f alert create id=rapidpro-alert "path=$ALERT_PATH" \
+        ${ALERT_OPTIONS:+options $ALERT_OPTIONS} \
+        meta timeout=30s
+    n=0
+    for recipient in $ALERT_RECIPIENTS; do
+        n=$((n + 1))
+        pcs_f alert recipient add rapidpro-alert "value=$recipient" "id=rapidpro-alert-recipient-$n"
+    done
 fi
 
 say "done: check with 'crm_verify --xml-file $CIB -V', push with 'pcs cluster cib-push $CIB --config'"

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use rapidpro_ha_harness::workload::{missing_rows, Target, Watcher, Writer};
+use rapidpro_ha_harness::workload::{missing_rows, missing_sms, Target, Watcher, Writer};
 use rapidpro_ha_harness::{poll, NsCluster, NsNode, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
@@ -13,8 +13,13 @@ use super::bin;
 /// Longest wait for the cluster to settle after a change.
 pub const SETTLE: Duration = Duration::from_secs(90);
 
+/// A 2-node cluster with the application tier.
 pub fn cluster(name: &str) -> NsCluster {
-    NsCluster::builder(name).nodes(2).agent(bin()).build()
+    NsCluster::builder(name)
+        .nodes(2)
+        .agent(bin())
+        .app(true)
+        .build()
 }
 
 /// A cluster whose old primaries rejoin: after a power-off (and after a
@@ -24,6 +29,7 @@ pub fn cluster_with_rewind(name: &str) -> NsCluster {
     NsCluster::builder(name)
         .nodes(2)
         .agent(bin())
+        .app(true)
         .param("rewind", "true")
         .build()
 }
@@ -151,6 +157,29 @@ pub fn assert_primary(c: &NsCluster, primary: &str) {
     );
 }
 
+/// `crm_failcount --query` of resource `rsc` on `node`, asked on `ask`:
+/// the number, `u64::MAX` for INFINITY, `None` if it cannot be read.
+pub fn fail_count(c: &NsCluster, ask: &str, rsc: &str, node: &str) -> Option<u64> {
+    let out = c
+        .node(ask)
+        .run(&[
+            "crm_failcount",
+            "--query",
+            "--resource",
+            rsc,
+            "--node",
+            node,
+        ])
+        .ok()?;
+    let value = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("value="))?;
+    match value {
+        "INFINITY" | "+INFINITY" => Some(u64::MAX),
+        v => v.parse().ok(),
+    }
+}
+
 pub fn other(c: &NsCluster, name: &str) -> String {
     c.nodes()
         .iter()
@@ -163,7 +192,7 @@ pub fn other(c: &NsCluster, name: &str) -> String {
 fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
     let c = cluster("bootstrap");
     // Watch from the first moment: never two primaries while bootstrapping.
-    let watcher = Watcher::start(c.client_netns_pid(), targets(&c), PG_PORT, REDIS_PORT);
+    let watcher = watch(&c);
     let primary = wait_one_promoted(&c, "node1", None);
     c.wait_settled("node1", SETTLE);
     let primary_again = wait_one_promoted(&c, "node1", None);
@@ -188,53 +217,106 @@ fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
         &c,
         Load {
             writer: Writer::start(c.client_netns_pid(), c.vip(), PG_PORT),
+            sms: Some(Writer::start_sms(c.client_netns_pid(), c.vip(), HTTP_PORT)),
             watcher,
         },
         "bootstrap",
     );
 }
 
-/// Every node, as the watcher reaches it.
-fn targets(c: &NsCluster) -> Vec<Target> {
-    c.nodes()
+/// A watcher of every node of `c` (PostgreSQL and Redis roles, and, with
+/// the app tier, where celery runs).
+pub fn watch(c: &NsCluster) -> Watcher {
+    let targets = c
+        .nodes()
         .iter()
         .map(|n| Target {
             name: n.name.clone(),
             addr: n.addr.clone(),
         })
-        .collect()
+        .collect();
+    let pid = c.client_netns_pid();
+    if c.has_app() {
+        Watcher::watch_processes(pid, targets, PG_PORT, REDIS_PORT, c.node_inits())
+    } else {
+        Watcher::start(pid, targets, PG_PORT, REDIS_PORT)
+    }
 }
 
-/// PostgreSQL and Redis ports inside the nodes.
-const PG_PORT: u16 = 5432;
-const REDIS_PORT: u16 = 6379;
+/// PostgreSQL, Redis and the app's HTTP ports inside the nodes.
+pub const PG_PORT: u16 = 5432;
+pub const REDIS_PORT: u16 = 6379;
+pub const HTTP_PORT: u16 = 80;
 
-/// The writer (rows through the VIP) and the watcher (two primaries?) of
-/// a scenario.
+/// The writer (rows through the VIP), with the app tier the SMS sender
+/// (incoming SMS through the VIP), and the watcher (two primaries? celery
+/// twice?) of a scenario.
 pub struct Load {
     writer: Writer,
+    sms: Option<Writer>,
     watcher: Watcher,
 }
 
-/// Starts writing through the VIP and watching every node, once writes
-/// are acknowledged.
+/// Starts writing through the VIP (rows, and with the app tier incoming
+/// SMS) and watching every node, once writes are acknowledged.
 pub fn start_load(c: &NsCluster) -> Load {
     let pid = c.client_netns_pid();
     let writer = Writer::start(pid, c.vip(), PG_PORT);
     writer.wait_for_acks(20, SETTLE);
-    let watcher = Watcher::start(pid, targets(c), PG_PORT, REDIS_PORT);
-    Load { writer, watcher }
+    let sms = c.has_app().then(|| {
+        let sms = Writer::start_sms(pid, c.vip(), HTTP_PORT);
+        sms.wait_for_acks(10, SETTLE);
+        sms
+    });
+    let watcher = watch(c);
+    Load {
+        writer,
+        sms,
+        watcher,
+    }
 }
 
 /// Waits until writes flow again, stops the load, and asserts: every
-/// acknowledged row is on the primary (read through the VIP), and there
-/// were never two writable PostgreSQL servers nor two Redis masters.
-/// Prints the write figures.
+/// acknowledged row (and SMS) is on the primary (read through the VIP),
+/// and there were never two writable PostgreSQL servers nor two Redis
+/// masters, nor celery on two nodes. Prints the write figures.
 #[track_caller]
 pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
     load.writer.wait_for_acks(20, SETTLE);
+    if let Some(sms) = &load.sms {
+        sms.wait_for_acks(10, SETTLE);
+    }
     let w = load.writer.stop();
     let seen = load.watcher.stop();
+    if let Some(sms) = load.sms {
+        let s = sms.stop();
+        let lost = missing_sms(c.client_netns_pid(), c.vip(), PG_PORT, &s.acked);
+        eprintln!(
+            "measured: {scenario}: {} incoming SMS acknowledged through the VIP, {} refused or \
+             timed out, longest gap {:.2} s; celery seen on exactly one node in {} of {} rounds",
+            s.acked.len(),
+            s.failures,
+            s.longest_gap.as_secs_f64(),
+            seen.celery_rounds,
+            seen.rounds
+        );
+        assert!(
+            lost.is_empty(),
+            "{scenario}: {} acknowledged incoming SMS lost: {:?}\n{}",
+            lost.len(),
+            &lost[..lost.len().min(20)],
+            c.diagnostics()
+        );
+        assert!(
+            seen.dual_celery.is_empty(),
+            "{scenario}: celery on two nodes at once: {:?}",
+            seen.dual_celery
+        );
+        assert!(
+            seen.celery_rounds > 0,
+            "{scenario}: the watcher never saw celery and celerybeat running"
+        );
+    }
     let missing = missing_rows(c.client_netns_pid(), c.vip(), PG_PORT, &w.acked);
     eprintln!(
         "measured: {scenario}: {} writes acknowledged, {} attempts failed, longest write gap {:.2} s; \

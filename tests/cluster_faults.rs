@@ -9,18 +9,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use rapidpro_ha_harness::netns::PGDATA;
-use rapidpro_ha_harness::workload::{missing_rows, Target, Watcher, Writer};
+use rapidpro_ha_harness::workload::{missing_rows, Watcher, Writer};
 use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
 use super::cluster::{
     assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load,
-    wait_one_promoted, wait_replicating, SETTLE,
+    wait_one_promoted, wait_replicating, watch, PG_PORT, SETTLE,
 };
-
-/// PostgreSQL and Redis ports inside the nodes (as in `cluster.rs`).
-const PG_PORT: u16 = 5432;
-const REDIS_PORT: u16 = 6379;
 
 /// The id of the `ocf:rapidpro:stack` primitive (inside the clone).
 fn stack_id(c: &NsCluster, ask: &str) -> String {
@@ -32,25 +28,7 @@ fn stack_id(c: &NsCluster, ask: &str) -> String {
 /// `crm_failcount --query` of the stack resource on `node`, asked on
 /// `ask`: the number, `u64::MAX` for INFINITY, `None` if it cannot be read.
 fn fail_count(c: &NsCluster, ask: &str, node: &str) -> Option<u64> {
-    let rsc = stack_id(c, ask);
-    let out = c
-        .node(ask)
-        .run(&[
-            "crm_failcount",
-            "--query",
-            "--resource",
-            &rsc,
-            "--node",
-            node,
-        ])
-        .ok()?;
-    let value = out
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("value="))?;
-    match value {
-        "INFINITY" | "+INFINITY" => Some(u64::MAX),
-        v => v.parse().ok(),
-    }
+    super::cluster::fail_count(c, ask, &stack_id(c, ask), node)
 }
 
 /// The role of the stack instance on `node` as `ask` sees it (`Stopped`
@@ -326,6 +304,7 @@ fn power_off_with_a_lagging_standby_promotes_the_up_to_date_one() {
     let c = NsCluster::builder("lagging")
         .nodes(3)
         .agent(bin())
+        .app(true)
         .param("rewind", "true")
         .build();
     let primary = settled_primary(&c);
@@ -711,10 +690,18 @@ struct Diverged {
 
 impl Diverged {
     /// Stops the scenario's watcher: never two writable primaries nor two
-    /// Redis masters.
+    /// Redis masters, nor celery on two nodes.
     fn finish(self, c: &NsCluster) {
-        let _ = c;
         let seen = self.watcher.stop();
+        assert!(
+            seen.dual_celery.is_empty(),
+            "celery on two nodes at once: {:?}",
+            seen.dual_celery
+        );
+        assert!(
+            !c.has_app() || seen.celery_rounds > 0,
+            "the watcher never saw celery and celerybeat running"
+        );
         eprintln!("measured: diverged: {} watcher rounds", seen.rounds);
         assert!(
             seen.dual_primary.is_empty(),
@@ -728,19 +715,6 @@ impl Diverged {
         );
         assert!(seen.rounds > 0, "the watcher never sampled");
     }
-}
-
-/// A watcher of every node of `c`.
-fn watch(c: &NsCluster) -> Watcher {
-    let targets = c
-        .nodes()
-        .iter()
-        .map(|n| Target {
-            name: n.name.clone(),
-            addr: n.addr.clone(),
-        })
-        .collect();
-    Watcher::start(c.client_netns_pid(), targets, PG_PORT, REDIS_PORT)
 }
 
 /// The nodes where the stack is Promoted, as `ask` sees it (empty if

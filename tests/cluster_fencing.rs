@@ -23,6 +23,7 @@ fn three_nodes_with_rewind(name: &str) -> NsCluster {
     NsCluster::builder(name)
         .nodes(3)
         .agent(bin())
+        .app(true)
         .param("rewind", "true")
         .build()
 }

@@ -1,6 +1,12 @@
 //! The cluster configuration examples of `pcs-examples/`: the pcs and crmsh
 //! scripts applied to empty CIB files, checked by `crm_verify` and by XPath
-//! on the result, and the sandbox fence agent's protocol.
+//! on the result (the app tier and the alert through one description both
+//! tools must match), the scheduler's answer to app failures
+//! (`crm_simulate`), the app tier's agents run as configured, and the
+//! sandbox fence agent's protocol.
+//!
+//! The production app tier's systemd units cannot exist where no systemd
+//! runs: those runs are forced (pcs `FORCE=1`, `crm -F`).
 //!
 //! pcs and crmsh refuse a resource whose agent they cannot find, and
 //! Pacemaker finds OCF agents only under its compiled-in directory
@@ -115,7 +121,7 @@ fn assert_success(what: &str, out: &Output) {
 
 /// A machine where the agents are installed, as seen from a private mount
 /// namespace: overlays of `ocf/` on /usr/lib/ocf/resource.d and `sbin/` on
-/// /usr/sbin.
+/// /usr/sbin (the fence agent and the alert agent).
 struct Installed {
     dir: TempDir,
 }
@@ -129,6 +135,14 @@ impl Installed {
         let sbin = dir.path().join("sbin");
         fs::create_dir(&sbin).unwrap();
         fs::copy(fence_agent(), sbin.join("fence_rapidpro_sandbox")).unwrap();
+        // The scripts only check that the alert agent is there (pcs and crm
+        // take any path): an executable stand-in does.
+        let alert = sbin.join("rapidpro-alert");
+        fs::write(&alert, "#!/bin/sh\nexit 0\n").unwrap();
+        assert_success(
+            "chmod",
+            &run(&["chmod", "0755", alert.to_str().unwrap()], &[], None),
+        );
         Installed { dir }
     }
 
@@ -367,8 +381,17 @@ fn assert_rapidpro_cluster(cib: &Path, variant: &str) {
     }
 }
 
-/// The environment of every script run: the defaults, plus stack parameters
-/// and (used by production only) IPMI addresses.
+/// The alert agent's options given to every script run: `sms_url` holds the
+/// characters that quoting could lose (`?`, `&`, `=`, `{`, `}`).
+const ALERT_OPTIONS: &str = "smtp_server=192.0.2.25:25 mail_from=ha@example.org \
+     sms_url=http://192.0.2.90:90/send?to={to}&text={text} sms_method=GET \
+     send_timeout=5 deadline=20";
+
+/// Two recipients: the first with an email address and a phone number.
+const ALERT_RECIPIENTS: &str = "oncall@example.org,+255700000001 +255700000002";
+
+/// The environment of every script run: the defaults, plus stack parameters,
+/// (used by production only) IPMI addresses, and the alert.
 const ENV: &[(&str, &str)] = &[
     ("STACK_PARAMS", "pgdata=/srv/pg rewind=true"),
     ("IPMI_sms1_ADDR", "192.0.2.11"),
@@ -377,44 +400,429 @@ const ENV: &[(&str, &str)] = &[
     ("IPMI_sms2_ADDR", "192.0.2.12"),
     ("IPMI_sms2_USER", "admin"),
     ("IPMI_sms2_PASSWORD", "secret"),
+    ("ALERT_RECIPIENTS", ALERT_RECIPIENTS),
+    ("ALERT_OPTIONS", ALERT_OPTIONS),
 ];
 
+/// The stand-in app as the sandbox variant expects it on a node: `APP_DIR`
+/// with `bin/` (the three launchers and `check-tcp`), `STANDIN_ETC` with
+/// `standin.env` and `nginx.conf`, and the run and log directories.
+///
+/// The launchers are stubs that behave as `app/bin/` promises where the
+/// agents can tell: each sources `$RAPIDPRO_STANDIN_ENV`, says so on stdout
+/// and execs a long-running process; the uwsgi one listens on
+/// `STANDIN_UWSGI_SOCKET` only after 2 s, a slow start. nginx.conf is a real
+/// configuration answering `GET /` like the stand-in (`rapidpro stand-in`)
+/// on 127.0.0.1:80, and 502 on `/bad`.
+struct Standin {
+    app_dir: PathBuf,
+    etc: PathBuf,
+    run_dir: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl Standin {
+    fn new(dir: &Path) -> Standin {
+        let app_dir = dir.join("standin");
+        let etc = dir.join("standin-etc");
+        let run_dir = dir.join("standin-run");
+        let log_dir = dir.join("standin-log");
+        for d in [&app_dir.join("bin"), &etc, &run_dir, &log_dir] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let launcher = |name: &str, exec: &str| {
+            format!(
+                "#!/bin/sh\n\
+                 . \"${{RAPIDPRO_STANDIN_ENV:-/etc/rapidpro-standin/standin.env}}\"\n\
+                 echo \"{name} sourced $RAPIDPRO_STANDIN_ENV\"\n\
+                 {exec}\n"
+            )
+        };
+        let python_listen = "import socket, sys, time\n\
+             host, port = sys.argv[1].rsplit(\":\", 1)\n\
+             s = socket.socket()\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind((host, int(port)))\n\
+             s.listen()\n\
+             time.sleep(600)";
+        let files = [
+            (
+                "rapidpro-standin-uwsgi",
+                launcher(
+                    "uwsgi",
+                    &format!(
+                        "sleep 2\nexec /usr/bin/python3 -c '{python_listen}' \"$STANDIN_UWSGI_SOCKET\""
+                    ),
+                ),
+            ),
+            (
+                "rapidpro-standin-celery",
+                launcher("celery", "exec sleep 600"),
+            ),
+            (
+                "rapidpro-standin-celerybeat",
+                launcher("celerybeat", "exec sleep 600"),
+            ),
+            (
+                "check-tcp",
+                "#!/bin/sh\n\
+                 exec /usr/bin/python3 -c 'import socket, sys\n\
+                 host, port = sys.argv[1].rsplit(\":\", 1)\n\
+                 socket.create_connection((host, int(port)), 2).close()' \"$1\" 2>/dev/null\n"
+                    .to_owned(),
+            ),
+        ];
+        for (name, body) in files {
+            let path = app_dir.join("bin").join(name);
+            fs::write(&path, body).unwrap();
+            let chmod = run(&["chmod", "0755", path.to_str().unwrap()], &[], None);
+            assert_success("chmod", &chmod);
+        }
+        fs::write(
+            etc.join("standin.env"),
+            "STANDIN_UWSGI_SOCKET=127.0.0.1:3031\n",
+        )
+        .unwrap();
+        let (run_s, log_s) = (run_dir.display(), log_dir.display());
+        fs::write(
+            etc.join("nginx.conf"),
+            format!(
+                "pid {run_s}/nginx.pid;\n\
+                 error_log {log_s}/nginx-error.log;\n\
+                 events {{}}\n\
+                 http {{\n\
+                 \x20   access_log off;\n\
+                 \x20   client_body_temp_path {run_s}/client_body;\n\
+                 \x20   proxy_temp_path {run_s}/proxy;\n\
+                 \x20   fastcgi_temp_path {run_s}/fastcgi;\n\
+                 \x20   uwsgi_temp_path {run_s}/uwsgi;\n\
+                 \x20   scgi_temp_path {run_s}/scgi;\n\
+                 \x20   server {{\n\
+                 \x20       listen 127.0.0.1:80;\n\
+                 \x20       default_type text/plain;\n\
+                 \x20       location / {{ return 200 \"rapidpro stand-in (stub)\\n\"; }}\n\
+                 \x20       location /bad {{ return 502 \"bad gateway\\n\"; }}\n\
+                 \x20   }}\n\
+                 }}\n"
+            ),
+        )
+        .unwrap();
+        Standin {
+            app_dir,
+            etc,
+            run_dir,
+            log_dir,
+        }
+    }
+
+    /// The script variables pointing at it.
+    fn env(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("APP_DIR", self.app_dir.to_str().unwrap()),
+            ("STANDIN_ETC", self.etc.to_str().unwrap()),
+        ]
+    }
+}
+
+/// Runs rapidpro-cluster.pcs.sh with the agents installed; production gets
+/// FORCE=1: its systemd units cannot be installed on a test machine, where no
+/// systemd runs (and pcs asks systemd about them).
 fn pcs_script_builds(variant: &str) {
     let installed = Installed::new(&format!("pcs-{variant}"));
+    let standin = Standin::new(installed.dir.path());
     let cib = installed.cib("cib.xml");
     let mut env = ENV.to_vec();
     env.extend([("CIB", cib.to_str().unwrap()), ("VARIANT", variant)]);
+    match variant {
+        "production" => env.push(("FORCE", "1")),
+        _ => env.extend(standin.env()),
+    }
     let out = installed.run(
         &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
         &env,
     );
     assert_success("rapidpro-cluster.pcs.sh", &out);
-    assert!(
-        !text(&out.stderr).contains("--force"),
-        "nothing forced with the agents installed: {}",
-        text(&out.stderr)
-    );
+    let stderr = text(&out.stderr);
+    match variant {
+        "production" => assert!(
+            stderr.contains(
+                "systemd units missing here: rapidpro.service celery.service \
+                 celerybeat.service: creating them with --force (FORCE=1)"
+            ) && !stderr.contains("stack is not installed"),
+            "only the systemd units forced: {stderr}"
+        ),
+        _ => assert!(
+            !stderr.contains("--force") && !stderr.contains("WARNING"),
+            "nothing forced with the agents and the stand-in installed: {stderr}"
+        ),
+    }
     assert_rapidpro_cluster(&cib, variant);
+    assert_eq!(
+        describe_app_and_alert(&cib),
+        expected_app_and_alert(variant, &standin),
+        "the app tier and the alert"
+    );
 }
 
+/// Runs rapidpro-cluster.crm.sh into crm with the agents installed;
+/// production gets `crm -F`: crmsh finds no systemd units on a test machine.
 fn crm_script_builds(variant: &str) {
     let installed = Installed::new(&format!("crm-{variant}"));
+    let standin = Standin::new(installed.dir.path());
     let cib = installed.cib("cib.xml");
     let mut env = ENV.to_vec();
     env.extend([("CIB_file", cib.to_str().unwrap()), ("VARIANT", variant)]);
+    let force = match variant {
+        "production" => "-F ",
+        _ => {
+            env.extend(standin.env());
+            ""
+        }
+    };
     let pipeline = format!(
-        "sh {} > {dir}/rapidpro.crm && crm -f {dir}/rapidpro.crm",
+        "sh {} > {dir}/rapidpro.crm && crm {force}-f {dir}/rapidpro.crm",
         script("rapidpro-cluster.crm.sh").display(),
         dir = installed.dir.path().display()
     );
     let out = installed.run(&["sh", "-euc", &pipeline], &env);
     assert_success("rapidpro-cluster.crm.sh | crm -f", &out);
-    assert!(
-        !text(&out.stderr).contains("ERROR"),
-        "crm reported errors: {}",
-        text(&out.stderr)
-    );
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARNING: rapidpro-cluster"))
+        .collect();
+    match variant {
+        // crmsh only misses the systemd units' meta-data.
+        "production" => assert!(
+            errors.iter().all(|l| l.contains("systemd:")),
+            "crm reported errors beyond the systemd units: {stderr}"
+        ),
+        _ => assert!(errors.is_empty(), "crm reported errors: {stderr}"),
+    }
     assert_rapidpro_cluster(&cib, variant);
+    assert_eq!(
+        describe_app_and_alert(&cib),
+        expected_app_and_alert(variant, &standin),
+        "the app tier and the alert"
+    );
+}
+
+/// Every `attr` of the nodes `nodes` selects, in document order.
+fn strings(file: &Path, nodes: &str, attr: &str) -> Vec<String> {
+    let count: usize = xpath(file, &format!("count({nodes})")).parse().unwrap();
+    (1..=count)
+        .map(|i| xpath(file, &format!("string(({nodes})[{i}]/{attr})")))
+        .collect()
+}
+
+/// `name=value` of each nvpair under `parent`.
+fn nvpairs(file: &Path, parent: &str) -> Vec<String> {
+    let nodes = format!("{parent}/nvpair");
+    let names = strings(file, &nodes, "@name");
+    let values = strings(file, &nodes, "@value");
+    names
+        .iter()
+        .zip(&values)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect()
+}
+
+/// The app group, its constraints and the alerts of `cib`, one fact a line,
+/// sorted, without the ids each tool makes up and with Pacemaker's defaults
+/// spelled out (interval `0s` = `0`, no `rsc-role` = Started, no
+/// `symmetrical` = true). pcs and crm results are compared through it.
+fn describe_app_and_alert(cib: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    let group = "/cib/configuration/resources/group[@id='app']";
+    let members = strings(cib, &format!("{group}/primitive"), "@id");
+    lines.push(format!("group app: {}", members.join(" ")));
+    for m in &members {
+        let p = format!("{group}/primitive[@id='{m}']");
+        let attr = |a: &str| xpath(cib, &format!("string({p}/@{a})"));
+        lines.push(format!(
+            "{m}: {}:{}:{}",
+            attr("class"),
+            attr("provider"),
+            attr("type")
+        ));
+        for nv in nvpairs(cib, &format!("{p}/instance_attributes")) {
+            lines.push(format!("{m} param {nv}"));
+        }
+        for nv in nvpairs(cib, &format!("{p}/meta_attributes")) {
+            lines.push(format!("{m} meta {nv}"));
+        }
+        let ops = format!("{p}/operations/op");
+        let count: usize = xpath(cib, &format!("count({ops})")).parse().unwrap();
+        for i in 1..=count {
+            let op = format!("({ops})[{i}]");
+            let attr = |a: &str| xpath(cib, &format!("string({op}/@{a})"));
+            let interval = match attr("interval").as_str() {
+                "0s" => "0".to_owned(),
+                other => other.to_owned(),
+            };
+            let mut line = format!(
+                "{m} op {} interval={interval} timeout={}",
+                attr("name"),
+                attr("timeout")
+            );
+            let role = attr("role");
+            if !role.is_empty() {
+                line.push_str(&format!(" role={role}"));
+            }
+            for nv in nvpairs(cib, &format!("{op}/instance_attributes")) {
+                line.push_str(&format!(" {nv}"));
+            }
+            lines.push(line);
+        }
+    }
+
+    let constraints = "/cib/configuration/constraints";
+    let colocations = format!("{constraints}/rsc_colocation[@rsc='app' or @with-rsc='app']");
+    let count: usize = xpath(cib, &format!("count({colocations})"))
+        .parse()
+        .unwrap();
+    for i in 1..=count {
+        let c = format!("({colocations})[{i}]");
+        let attr = |a: &str| xpath(cib, &format!("string({c}/@{a})"));
+        let role = |a: &str| match attr(a).as_str() {
+            "" => "Started".to_owned(),
+            r => r.to_owned(),
+        };
+        lines.push(format!(
+            "colocation {}:{} with {}:{} {}",
+            attr("rsc"),
+            role("rsc-role"),
+            attr("with-rsc"),
+            role("with-rsc-role"),
+            attr("score")
+        ));
+    }
+    let orders = format!("{constraints}/rsc_order[@first='app' or @then='app']");
+    let count: usize = xpath(cib, &format!("count({orders})")).parse().unwrap();
+    for i in 1..=count {
+        let o = format!("({orders})[{i}]");
+        let attr = |a: &str| xpath(cib, &format!("string({o}/@{a})"));
+        let symmetrical = match attr("symmetrical").as_str() {
+            "" => "true".to_owned(),
+            s => s.to_owned(),
+        };
+        lines.push(format!(
+            "order {}:{} then {}:{} {} symmetrical={symmetrical}",
+            attr("first"),
+            attr("first-action"),
+            attr("then"),
+            attr("then-action"),
+            attr("kind")
+        ));
+    }
+
+    let alerts = "/cib/configuration/alerts/alert";
+    for id in strings(cib, alerts, "@id") {
+        let a = format!("{alerts}[@id='{id}']");
+        lines.push(format!(
+            "alert {id} {}",
+            xpath(cib, &format!("string({a}/@path)"))
+        ));
+        for nv in nvpairs(cib, &format!("{a}/meta_attributes")) {
+            lines.push(format!("alert {id} meta {nv}"));
+        }
+        for nv in nvpairs(cib, &format!("{a}/instance_attributes")) {
+            lines.push(format!("alert {id} option {nv}"));
+        }
+        let recipients = format!("{a}/recipient");
+        let ids = strings(cib, &recipients, "@id");
+        let values = strings(cib, &recipients, "@value");
+        for (rid, value) in ids.iter().zip(&values) {
+            lines.push(format!("alert {id} recipient {rid} {value}"));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// What [`describe_app_and_alert`] must read in a CIB built with [`ENV`]
+/// (and, for the sandbox, `standin`'s directories).
+fn expected_app_and_alert(variant: &str, standin: &Standin) -> Vec<String> {
+    let mut lines = vec!["group app: uwsgi celery celerybeat nginx".to_owned()];
+    let members = [
+        ("uwsgi", "rapidpro"),
+        ("celery", "celery"),
+        ("celerybeat", "celerybeat"),
+    ];
+    let app_dir = standin.app_dir.display();
+    let etc = standin.etc.display();
+    for (m, unit) in members {
+        match variant {
+            "production" => lines.push(format!("{m}: systemd::{unit}")),
+            _ => {
+                lines.push(format!("{m}: ocf:heartbeat:anything"));
+                lines.extend([
+                    format!("{m} param binfile=/usr/bin/env"),
+                    format!(
+                        "{m} param cmdline_options=RAPIDPRO_STANDIN_ENV={etc}/standin.env \
+                         {app_dir}/bin/rapidpro-standin-{m}"
+                    ),
+                    format!("{m} param pidfile=/run/rapidpro-standin/pcmk-{m}.pid"),
+                    format!("{m} param logfile=/var/log/rapidpro-standin/{m}.stdout"),
+                    format!("{m} param errlogfile=/var/log/rapidpro-standin/{m}.stderr"),
+                ]);
+            }
+        }
+        lines.extend([
+            format!("{m} op start interval=0 timeout=60s"),
+            format!("{m} op stop interval=0 timeout=120s"),
+            format!("{m} op monitor interval=10s timeout=20s"),
+        ]);
+    }
+    if variant == "sandbox" {
+        let check = format!("{app_dir}/bin/check-tcp 127.0.0.1:3031");
+        lines.push(format!(
+            "uwsgi param monitor_hook={check} || {{ test \"$__OCF_ACTION\" = start \
+             && for n in 1 2 3 4 5 6 7 8 9 10; do sleep 1; {check} && break; done; }}"
+        ));
+    }
+    let (configfile, url, regex) = match variant {
+        "production" => (
+            "/etc/nginx/nginx.conf".to_owned(),
+            "http://localhost/",
+            "rapidpro",
+        ),
+        _ => (
+            format!("{etc}/nginx.conf"),
+            "http://127.0.0.1/",
+            "^rapidpro stand-in",
+        ),
+    };
+    lines.extend([
+        "nginx: ocf:heartbeat:nginx".to_owned(),
+        format!("nginx param configfile={configfile}"),
+        format!("nginx param status10url={url}"),
+        format!("nginx param status10regex={regex}"),
+        "nginx op start interval=0 timeout=60s".to_owned(),
+        "nginx op stop interval=0 timeout=60s".to_owned(),
+        "nginx op monitor interval=10s timeout=30s OCF_CHECK_LEVEL=10".to_owned(),
+    ]);
+    for m in ["uwsgi", "celery", "celerybeat", "nginx"] {
+        lines.extend([
+            format!("{m} meta migration-threshold=2"),
+            format!("{m} meta failure-timeout=90s"),
+        ]);
+    }
+    lines.extend([
+        "colocation app:Started with stack-clone:Promoted INFINITY".to_owned(),
+        "order stack-clone:promote then app:start Mandatory symmetrical=true".to_owned(),
+        "alert rapidpro-alert /usr/sbin/rapidpro-alert".to_owned(),
+        "alert rapidpro-alert meta timeout=30s".to_owned(),
+        "alert rapidpro-alert recipient rapidpro-alert-recipient-1 \
+         oncall@example.org,+255700000001"
+            .to_owned(),
+        "alert rapidpro-alert recipient rapidpro-alert-recipient-2 +255700000002".to_owned(),
+    ]);
+    for option in ALERT_OPTIONS.split_whitespace() {
+        lines.push(format!("alert rapidpro-alert option {option}"));
+    }
+    lines.sort();
+    lines
 }
 
 #[test]
@@ -437,6 +845,297 @@ fn crm_script_builds_a_valid_sandbox_cluster_in_a_cib_file() {
     crm_script_builds("sandbox");
 }
 
+/// No app resource, constraint or alert: `app` appears nowhere.
+fn assert_no_app_tier_and_no_alert(cib: &Path) {
+    for (what, path) in [
+        ("the app group", "//group"),
+        (
+            "app primitives",
+            "//primitive[@id='uwsgi' or @id='celery' or @id='celerybeat' or @id='nginx']",
+        ),
+        (
+            "app constraints",
+            "//constraints/*[@rsc='app' or @with-rsc='app' or @first='app' or @then='app']",
+        ),
+        ("alerts", "//alerts/alert"),
+    ] {
+        assert_eq!(xpath(cib, &format!("count({path})")), "0", "{what}");
+    }
+}
+
+#[test]
+fn app_no_and_no_alert_recipients_leave_the_app_tier_and_alerts_out() {
+    let installed = Installed::new("app-no");
+    // Nor is APP_DIR looked at: the stand-in is not installed here.
+    let common = [
+        ("VARIANT", "sandbox"),
+        ("APP", "no"),
+        ("APP_DIR", "/nonexistent"),
+        ("STACK_PARAMS", "pgdata=/srv/pg rewind=true"),
+    ];
+
+    let cib = installed.cib("pcs.xml");
+    let mut env = common.to_vec();
+    env.push(("CIB", cib.to_str().unwrap()));
+    let out = installed.run(
+        &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+        &env,
+    );
+    assert_success("APP=no rapidpro-cluster.pcs.sh", &out);
+    assert_rapidpro_cluster(&cib, "sandbox");
+    assert_no_app_tier_and_no_alert(&cib);
+
+    let cib = installed.cib("crm.xml");
+    let mut env = common.to_vec();
+    env.push(("CIB_file", cib.to_str().unwrap()));
+    let pipeline = format!(
+        "sh {} > {dir}/rapidpro.crm && crm -f {dir}/rapidpro.crm",
+        script("rapidpro-cluster.crm.sh").display(),
+        dir = installed.dir.path().display()
+    );
+    let out = installed.run(&["sh", "-euc", &pipeline], &env);
+    assert_success("APP=no rapidpro-cluster.crm.sh | crm -f", &out);
+    assert_rapidpro_cluster(&cib, "sandbox");
+    assert_no_app_tier_and_no_alert(&cib);
+}
+
+#[test]
+fn scripts_refuse_bad_app_and_alert_values_naming_the_variable() {
+    let dir = TempDir::new("bad-values");
+    let standin = Standin::new(dir.path());
+    let cib = dir.path().join("cib.xml");
+    let empty = run(&["cibadmin", "--empty"], &[], None);
+    assert_success("cibadmin --empty", &empty);
+    fs::write(&cib, &empty.stdout).unwrap();
+
+    let cases: &[(&str, &str, &str)] = &[
+        ("APP", "maybe", "APP must be yes or no, not 'maybe'"),
+        ("APP_DIR", "opt/standin", "APP_DIR must be an absolute path"),
+        (
+            "APP_DIR",
+            "/opt/rapid pro",
+            "APP_DIR may hold only letters, digits",
+        ),
+        (
+            "STANDIN_ETC",
+            "/etc/$(true)",
+            "STANDIN_ETC may hold only letters, digits",
+        ),
+        (
+            "STANDIN_UWSGI_SOCKET",
+            "/run/uwsgi.sock",
+            "STANDIN_UWSGI_SOCKET must be HOST:PORT",
+        ),
+        (
+            "NGINX_STATUS_URL",
+            "https://localhost/",
+            "NGINX_STATUS_URL must be an http:// URL",
+        ),
+        (
+            "ALERT_OPTIONS",
+            "smtp_server",
+            "ALERT_OPTIONS must be name=value words, not 'smtp_server'",
+        ),
+        (
+            "ALERT_OPTIONS",
+            "smtp_sever=mail:25",
+            "ALERT_OPTIONS: unknown option 'smtp_sever'",
+        ),
+        (
+            "ALERT_OPTIONS",
+            "deadline=45",
+            "ALERT_OPTIONS: deadline=45 must stay below the alert timeout",
+        ),
+        (
+            "ALERT_OPTIONS",
+            "sms_method=PUT",
+            "ALERT_OPTIONS: sms_method must be GET or POST",
+        ),
+        (
+            "ALERT_RECIPIENTS",
+            "oncall@example.org;true",
+            "ALERT_RECIPIENTS: 'oncall@example.org;true' is not a comma-separated list",
+        ),
+        (
+            "ALERT_RECIPIENTS",
+            "+255700000001 +255700000001",
+            "ALERT_RECIPIENTS names '+255700000001' twice",
+        ),
+    ];
+    for &(name, value, message) in cases {
+        let mut env = standin.env();
+        env.extend([
+            ("VARIANT", "sandbox"),
+            ("ALERT_RECIPIENTS", "oncall@example.org"),
+        ]);
+        env.retain(|(n, _)| *n != name);
+        env.push((name, value));
+
+        let mut pcs_env = env.clone();
+        pcs_env.push(("CIB", cib.to_str().unwrap()));
+        let out = run(
+            &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+            &pcs_env,
+            None,
+        );
+        assert!(!out.status.success(), "pcs script refuses {name}={value}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "pcs script, {name}={value}: expected '{message}' in: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(fs::read(&cib).unwrap(), empty.stdout, "CIB untouched");
+
+        let out = run(
+            &["sh", script("rapidpro-cluster.crm.sh").to_str().unwrap()],
+            &env,
+            None,
+        );
+        assert!(!out.status.success(), "crm script refuses {name}={value}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "crm script, {name}={value}: expected '{message}' in: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "no half crm script printed");
+    }
+}
+
+#[test]
+fn pcs_script_refuses_an_app_tier_that_is_not_installed_unless_forced() {
+    let installed = Installed::new("pcs-app-missing");
+    let script = script("rapidpro-cluster.pcs.sh");
+    for (variant, missing) in [
+        (
+            "production",
+            "the systemd units of the app tier are not installed on this machine: \
+             rapidpro.service celery.service celerybeat.service",
+        ),
+        ("sandbox", "the stand-in app is not installed here"),
+    ] {
+        let cib = installed.cib(&format!("{variant}.xml"));
+        let before = fs::read(&cib).unwrap();
+        let env = [
+            ("CIB", cib.to_str().unwrap()),
+            ("VARIANT", variant),
+            ("APP_DIR", "/nonexistent/standin"),
+        ];
+        let out = installed.run(&["sh", script.to_str().unwrap()], &env);
+        assert!(!out.status.success(), "{variant}: refused: {out:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(missing) && stderr.contains("APP=no") && stderr.contains("FORCE=1"),
+            "{variant}: a clear message: {stderr}"
+        );
+        assert_eq!(fs::read(&cib).unwrap(), before, "{variant}: CIB untouched");
+
+        let mut forced = env.to_vec();
+        forced.push(("FORCE", "1"));
+        let out = installed.run(&["sh", script.to_str().unwrap()], &forced);
+        assert_success(&format!("{variant}: FORCE=1"), &out);
+        assert_eq!(
+            strings(&cib, "//group[@id='app']/primitive", "@id"),
+            ["uwsgi", "celery", "celerybeat", "nginx"],
+            "{variant}: forced app group"
+        );
+    }
+}
+
+/// `'value'` for sh.
+fn sh_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+#[test]
+fn sandbox_app_agents_run_the_stand_in_as_the_script_configures_them() {
+    // The script's resources, run by the real heartbeat agents (as
+    // pacemaker-execd would: OCF_RESKEY_<param> from the CIB) in a private
+    // network namespace, where 127.0.0.1:3031 and :80 are free.
+    let installed = Installed::new("live-app");
+    let standin = Standin::new(installed.dir.path());
+    let cib = installed.cib("cib.xml");
+    let mut env = standin.env();
+    env.extend([
+        ("CIB", cib.to_str().unwrap()),
+        ("VARIANT", "sandbox"),
+        ("STANDIN_RUN_DIR", standin.run_dir.to_str().unwrap()),
+        ("STANDIN_LOG_DIR", standin.log_dir.to_str().unwrap()),
+    ]);
+    let out = installed.run(
+        &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+        &env,
+    );
+    assert_success("rapidpro-cluster.pcs.sh", &out);
+
+    let agent = |m: &str, action: &str, check_level: &str| {
+        let p = format!("//group[@id='app']/primitive[@id='{m}']");
+        let kind = xpath(&cib, &format!("string({p}/@type)"));
+        let mut line = format!(
+            "env OCF_ROOT=/usr/lib/ocf OCF_RESOURCE_INSTANCE={m} \
+             OCF_RESKEY_CRM_meta_timeout=60000 OCF_RESKEY_OCF_CHECK_LEVEL={check_level}"
+        );
+        for nv in nvpairs(&cib, &format!("{p}/instance_attributes")) {
+            line.push_str(&format!(" {}", sh_quote(&format!("OCF_RESKEY_{nv}"))));
+        }
+        format!(
+            "{line} /usr/lib/ocf/resource.d/heartbeat/{kind} {action} >>{log}/agents.log 2>&1; \
+             echo \"{m} {action} $?\"\n",
+            log = standin.log_dir.display()
+        )
+    };
+    let level = xpath(
+        &cib,
+        "string(//primitive[@id='nginx']/operations/op[@name='monitor']\
+         /instance_attributes/nvpair[@name='OCF_CHECK_LEVEL']/@value)",
+    );
+    let mut steps = String::from("ip link set lo up\n");
+    let mut stops = String::new();
+    for m in ["uwsgi", "celery", "celerybeat", "nginx"] {
+        steps.push_str(&agent(m, "start", "0"));
+        let check_level = if m == "nginx" { level.as_str() } else { "0" };
+        steps.push_str(&agent(m, "monitor", check_level));
+        stops.insert_str(0, &agent(m, "stop", "0"));
+    }
+    // The nginx monitor fails when GET / does not answer like the app.
+    let bad = agent("nginx", "monitor", &level).replace(
+        "OCF_RESKEY_status10url=http://127.0.0.1/",
+        "OCF_RESKEY_status10url=http://127.0.0.1/bad",
+    );
+    steps.push_str(&bad.replace("echo \"nginx monitor $?\"", "echo \"nginx monitor-bad $?\""));
+    // Whatever happens, the stand-in's processes are stopped on the way out.
+    let all = format!("stop_all() {{\n{stops}}}\ntrap stop_all EXIT\n{steps}");
+    let out = run(&["unshare", "--net", "sh", "-c", &all], &[], None);
+    let report = text(&out.stdout);
+    let logs = [
+        "agents.log",
+        "uwsgi.stdout",
+        "uwsgi.stderr",
+        "nginx-error.log",
+    ]
+    .map(|f| {
+        let body = fs::read_to_string(standin.log_dir.join(f)).unwrap_or_default();
+        format!("--- {f}\n{body}")
+    })
+    .join("\n");
+    let expected = "uwsgi start 0\nuwsgi monitor 0\ncelery start 0\ncelery monitor 0\n\
+                    celerybeat start 0\ncelerybeat monitor 0\nnginx start 0\nnginx monitor 0\n\
+                    nginx monitor-bad 1\nnginx stop 0\ncelerybeat stop 0\ncelery stop 0\n\
+                    uwsgi stop 0\n";
+    assert_eq!(report, expected, "{}\n{logs}", text(&out.stderr));
+    for m in ["uwsgi", "celery", "celerybeat"] {
+        let stdout = fs::read_to_string(standin.log_dir.join(format!("{m}.stdout"))).unwrap();
+        assert_eq!(
+            stdout,
+            format!("{m} sourced {}/standin.env\n", standin.etc.display()),
+            "{m} got its env file through su -"
+        );
+        assert!(
+            !standin.run_dir.join(format!("pcmk-{m}.pid")).exists(),
+            "{m} stopped"
+        );
+    }
+}
+
 #[test]
 fn pcs_script_sets_no_quorum_policy_and_clone_max_for_three_nodes() {
     let installed = Installed::new("pcs-three");
@@ -445,6 +1144,7 @@ fn pcs_script_sets_no_quorum_policy_and_clone_max_for_three_nodes() {
         ("CIB", cib.to_str().unwrap()),
         ("VARIANT", "sandbox"),
         ("NODES", "n1 n2 n3"),
+        ("APP", "no"),
     ];
     let out = installed.run(
         &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
@@ -563,6 +1263,167 @@ fn crmsh_refuses_the_crm_script_when_the_stack_agent_is_not_installed() {
         text(&out.stderr)
     );
     assert_eq!(fs::read(&cib).unwrap(), empty.stdout, "nothing committed");
+}
+
+/// The Transition Summary lines of a `crm_simulate` output.
+fn transition_summary(out: &str) -> Vec<&str> {
+    out.lines()
+        .skip_while(|l| !l.starts_with("Transition Summary:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Executing Cluster Transition:"))
+        .filter(|l| l.trim_start().starts_with('*'))
+        .collect()
+}
+
+/// Runs `crm_simulate` on `cib` (with `extra` options the first time) until
+/// the scheduler has nothing left to do; returns the first run's output.
+fn settle(installed: &Installed, cib: &Path, extra: &[&str]) -> String {
+    let next = cib.with_extension("next.xml");
+    let mut first = None;
+    for round in 0..10 {
+        let mut cmd = vec![
+            "crm_simulate",
+            "-x",
+            cib.to_str().unwrap(),
+            "-S",
+            "-O",
+            next.to_str().unwrap(),
+        ];
+        if round == 0 {
+            cmd.extend_from_slice(extra);
+        }
+        let out = installed.run(&cmd, &[]);
+        assert_success("crm_simulate", &out);
+        fs::rename(&next, cib).unwrap();
+        let stdout = text(&out.stdout);
+        let idle = transition_summary(&stdout).is_empty();
+        first.get_or_insert(stdout);
+        if idle && round > 0 {
+            return first.unwrap();
+        }
+    }
+    panic!("the scheduler never settled on {}", cib.display());
+}
+
+/// Where `crm_mon` on the CIB file places resource `id` (in `role`).
+fn placed(installed: &Installed, cib: &Path, id: &str, role: &str) -> String {
+    let out = installed.run(
+        &["crm_mon", "-1", "--output-as=xml"],
+        &[("CIB_file", cib.to_str().unwrap())],
+    );
+    assert_success("crm_mon", &out);
+    let file = cib.with_extension("mon.xml");
+    fs::write(&file, &out.stdout).unwrap();
+    xpath(
+        &file,
+        &format!("string(//resource[@id='{id}' and @role='{role}']/node/@name)"),
+    )
+}
+
+/// The positions of `actions` (e.g. `uwsgi           stop on sms1`, blanks
+/// squeezed) among the executed actions of a `crm_simulate` output.
+fn positions(out: &str, actions: &[&str]) -> Vec<usize> {
+    let executed: Vec<String> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Executing Cluster Transition:"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    actions
+        .iter()
+        .map(|a| {
+            executed
+                .iter()
+                .position(|l| l.ends_with(&format!("action: {a}")))
+                .unwrap_or_else(|| panic!("no '{a}' in:\n{out}"))
+        })
+        .collect()
+}
+
+#[test]
+fn two_celery_failures_move_the_app_group_with_the_promoted_role_stopping_it_first() {
+    // The scheduler's answer to the configuration, offline: crm_simulate
+    // plays the transitions on the CIB file (no agent runs), with promotion
+    // scores set by hand as the stack agent would (sms1 preferred).
+    let installed = Installed::new("simulate");
+    let standin = Standin::new(installed.dir.path());
+    let cib = installed.cib("cib.xml");
+    let mut env = standin.env();
+    env.extend([("CIB", cib.to_str().unwrap()), ("VARIANT", "sandbox")]);
+    let out = installed.run(
+        &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+        &env,
+    );
+    assert_success("rapidpro-cluster.pcs.sh", &out);
+    // A CIB file has no quorum; a two-node cluster has.
+    let xml = fs::read_to_string(&cib).unwrap();
+    fs::write(&cib, xml.replacen("<cib ", "<cib have-quorum=\"1\" ", 1)).unwrap();
+
+    settle(&installed, &cib, &["-u", "sms1", "-u", "sms2"]);
+    for (node, score) in [("sms1", "100"), ("sms2", "50")] {
+        let out = installed.run(
+            &[
+                "crm_attribute",
+                "-N",
+                node,
+                "-n",
+                "master-stack",
+                "-v",
+                score,
+                "-l",
+                "reboot",
+            ],
+            &[("CIB_file", cib.to_str().unwrap())],
+        );
+        assert_success("crm_attribute master-stack", &out);
+    }
+    settle(&installed, &cib, &[]);
+    assert_eq!(placed(&installed, &cib, "stack", "Promoted"), "sms1");
+    for id in ["vip", "uwsgi", "celery", "celerybeat", "nginx"] {
+        assert_eq!(placed(&installed, &cib, id, "Started"), "sms1", "{id}");
+    }
+
+    // The first failure: celery is recovered in place, the members after it
+    // restarted, nothing moves.
+    let first = settle(&installed, &cib, &["-i", "celery_monitor_10000@sms1=1"]);
+    assert_eq!(placed(&installed, &cib, "stack", "Promoted"), "sms1");
+    assert_eq!(placed(&installed, &cib, "celery", "Started"), "sms1");
+    assert!(
+        transition_summary(&first)
+            .iter()
+            .any(|l| l.contains("Recover") && l.contains("celery")),
+        "{first}"
+    );
+
+    // The second: migration-threshold=2 reached, the whole stack moves.
+    let second = settle(&installed, &cib, &["-i", "celery_monitor_10000@sms1=1"]);
+    assert_eq!(placed(&installed, &cib, "stack", "Promoted"), "sms2");
+    for id in ["vip", "uwsgi", "celery", "celerybeat", "nginx"] {
+        assert_eq!(placed(&installed, &cib, id, "Started"), "sms2", "{id}");
+    }
+    // In this order: the group stops in reverse, then the demote, then the
+    // VIP goes (after the demote), the promotion, the VIP, and the group
+    // starts in order. celery never runs on both nodes.
+    let order = positions(
+        &second,
+        &[
+            "nginx stop on sms1",
+            "celerybeat stop on sms1",
+            "celery stop on sms1",
+            "uwsgi stop on sms1",
+            "stack demote on sms1",
+            "vip stop on sms1",
+            "stack promote on sms2",
+            "vip start on sms2",
+            "uwsgi start on sms2",
+            "celery start on sms2",
+            "celerybeat start on sms2",
+            "nginx start on sms2",
+        ],
+    );
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "actions out of order {order:?}:\n{second}"
+    );
 }
 
 fn fence(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {

@@ -3,7 +3,11 @@
 //! ports (see the harness in `tests/harness`). One test binary, as ripgrep.
 
 mod agent_node;
+mod alert;
+mod app_standin;
 mod cluster;
+mod cluster_alerts;
+mod cluster_app;
 mod cluster_faults;
 mod cluster_fencing;
 mod ctl;

@@ -5,6 +5,7 @@
 //! (`redis`) and the Pacemaker cluster (`cluster`). `stack` ties them into the
 //! agent's actions. Only `cmd` spawns processes, always with a deadline.
 
+pub mod alert;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

@@ -28,8 +28,13 @@ enum SyslogState {
 impl AgentLogger {
     /// A logger tagging lines `stack(<instance>)`.
     pub fn new(instance: &str, debug: bool) -> Self {
+        Self::with_tag(&format!("stack({instance})"), debug)
+    }
+
+    /// A logger tagging lines `tag` (e.g. `rapidpro-alert`).
+    pub fn with_tag(tag: &str, debug: bool) -> Self {
         AgentLogger {
-            tag: format!("stack({instance})"),
+            tag: tag.to_owned(),
             level: if debug {
                 LevelFilter::Debug
             } else {

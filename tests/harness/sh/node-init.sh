@@ -36,6 +36,16 @@ bind var-lib-postgresql /var/lib/postgresql
 bind var-lib-redis /var/lib/redis
 bind etc-redis /etc/redis
 
+# The stand-in RapidPro app (clusters built with the app tier): its
+# configuration (standin.env, nginx.conf) per node at /etc/rapidpro-standin,
+# its pid files in /run, its logs in the node's /var/log. The mountpoint is an
+# empty directory of the shared filesystem, like the fence directory below.
+mkdir -p /run/rapidpro-standin /var/log/rapidpro-standin
+if [ -d "$NODE_DIR/etc-standin" ]; then
+    mkdir -p /etc/rapidpro-standin
+    bind etc-standin /etc/rapidpro-standin
+fi
+
 # The fence directory shared with the harness. The mountpoint is an empty
 # directory of the shared filesystem (the only thing created outside the
 # test directory).

@@ -49,6 +49,7 @@ mod proc;
 mod reaper;
 #[cfg(test)]
 mod selftest;
+pub mod sinks;
 mod template;
 pub mod workload;
 
@@ -58,12 +59,13 @@ pub use cluster::{Cluster, Pair};
 pub use cmd::{run_command, CmdError, CmdOutput};
 pub use dir::TestDir;
 pub use netns::{
-    CrmNode, CrmResource, CrmStatus, FenceEvent, NsCluster, NsClusterBuilder, NsNode, STACK_AGENT,
-    VIP_AGENT,
+    CrmNode, CrmResource, CrmStatus, FenceEvent, NodeInits, NsCluster, NsClusterBuilder, NsNode,
+    STACK_AGENT, VIP_AGENT,
 };
 pub use node::Node;
 pub use poll::poll;
 pub use port::free_port;
+pub use sinks::{HttpRequest, HttpSink, SmtpMessage, SmtpSink};
 
 /// Where PostgreSQL 15's programs live (Debian's `postgresql-15`).
 pub const PG_BINDIR: &str = "/usr/lib/postgresql/15/bin";

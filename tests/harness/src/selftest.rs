@@ -467,3 +467,242 @@ fn the_strace_builder_traces_the_agent() {
         "{trace}"
     );
 }
+
+mod sinks {
+    //! The HTTP and SMTP sinks, driven by hand-written clients.
+
+    use std::fs::File;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    use nix::sched::{setns, CloneFlags};
+
+    use crate::sinks::{HttpSink, SmtpSink};
+    use crate::{poll, LOOPBACK};
+
+    const IO: Duration = Duration::from_secs(5);
+
+    fn connect(addr: &str) -> TcpStream {
+        let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        s.set_read_timeout(Some(IO)).unwrap();
+        s
+    }
+
+    /// Sends `request` and returns the whole answer (the sink closes).
+    fn http(addr: &str, request: &[u8]) -> String {
+        let mut s = connect(addr);
+        s.write_all(request).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn the_http_sink_records_a_get_and_answers_ok() {
+        let sink = HttpSink::start(None, LOOPBACK);
+        assert_eq!(sink.url(), format!("http://127.0.0.1:{}", sink.port()));
+        let addr = format!("{LOOPBACK}:{}", sink.port());
+        let answer = http(
+            &addr,
+            b"GET /send?to=%2B255700000001&text=hello+there%21 HTTP/1.0\r\nHost: x\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("Connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+        let reqs = sink.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].method, "GET");
+        assert_eq!(
+            reqs[0].target,
+            "/send?to=%2B255700000001&text=hello+there%21"
+        );
+        assert_eq!(reqs[0].header("host"), Some("x"));
+        assert_eq!(reqs[0].param("to").as_deref(), Some("+255700000001"));
+        assert_eq!(reqs[0].param("text").as_deref(), Some("hello there!"));
+        assert_eq!(reqs[0].param("nothing"), None);
+    }
+
+    #[test]
+    fn the_http_sink_reads_a_form_body_of_content_length_bytes() {
+        let sink = HttpSink::start(None, LOOPBACK);
+        let addr = format!("{LOOPBACK}:{}", sink.port());
+        let body = "id=7&text=caf%C3%A9%20%26%20more";
+        let req = format!(
+            "POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        assert!(http(&addr, req.as_bytes()).starts_with("HTTP/1.1 200"));
+        let reqs = sink.requests();
+        assert_eq!(reqs[0].method, "POST");
+        assert_eq!(reqs[0].target, "/sms");
+        assert_eq!(reqs[0].body, body.as_bytes());
+        assert_eq!(reqs[0].param("id").as_deref(), Some("7"));
+        assert_eq!(reqs[0].param("text").as_deref(), Some("café & more"));
+    }
+
+    #[test]
+    fn the_hanging_http_sink_records_but_never_answers() {
+        let sink = HttpSink::start_hanging(None, LOOPBACK);
+        let mut s = connect(&format!("{LOOPBACK}:{}", sink.port()));
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        s.write_all(b"GET /x?text=a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let err = s.read(&mut buf).expect_err("no answer");
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{err:?}"
+        );
+        assert_eq!(sink.requests().len(), 1);
+        // Dropping the sink ends the hung connection promptly.
+        let t = Instant::now();
+        drop(sink);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    }
+
+    /// Reads one SMTP reply (all its lines) and returns it.
+    fn reply(r: &mut BufReader<TcpStream>) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn say(r: &mut BufReader<TcpStream>, line: &str, code: &str) -> String {
+        r.get_mut().write_all(line.as_bytes()).unwrap();
+        let got = reply(r);
+        assert!(got.starts_with(code), "{line:?} -> {got:?}");
+        got
+    }
+
+    #[test]
+    fn the_smtp_sink_accepts_a_message_for_two_recipients() {
+        let sink = SmtpSink::start(None, LOOPBACK);
+        assert_eq!(sink.addr(), format!("127.0.0.1:{}", sink.port()));
+        let mut r = BufReader::new(connect(&sink.addr()));
+        assert!(reply(&mut r).starts_with("220 "));
+        let ehlo = say(&mut r, "EHLO client.example\r\n", "250");
+        assert!(ehlo.starts_with("250-"), "multi-line EHLO answer: {ehlo}");
+        say(&mut r, "NOOP\r\n", "250");
+        say(&mut r, "RCPT TO:<early@example.org>\r\n", "503");
+        say(&mut r, "MAIL FROM:<ha@example.org>\r\n", "250");
+        say(&mut r, "RCPT TO:<a@example.org>\r\n", "250");
+        say(&mut r, "RCPT TO:<b@example.org>\r\n", "250");
+        say(&mut r, "DATA\r\n", "354");
+        say(
+            &mut r,
+            "Subject: hi\r\nTo: a@example.org\r\n\r\nline one\r\n..dot line\r\n.\r\n",
+            "250",
+        );
+        // A second transaction after RSET, with HELO.
+        say(&mut r, "HELO client.example\r\n", "250");
+        say(&mut r, "MAIL FROM:<x@example.org>\r\n", "250");
+        say(&mut r, "RCPT TO:<dropped@example.org>\r\n", "250");
+        say(&mut r, "RSET\r\n", "250");
+        say(&mut r, "DATA\r\n", "503");
+        say(&mut r, "MAIL FROM:<>\r\n", "250");
+        say(&mut r, "RCPT TO:<c@example.org> NOTIFY=NEVER\r\n", "250");
+        say(&mut r, "DATA\r\n", "354");
+        say(&mut r, "\r\nbody only\r\n.\r\n", "250");
+        say(&mut r, "BOGUS\r\n", "500");
+        say(&mut r, "QUIT\r\n", "221");
+
+        let msgs = sink.messages();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs[0].from, "ha@example.org");
+        assert_eq!(msgs[0].to, ["a@example.org", "b@example.org"]);
+        assert_eq!(
+            msgs[0].data,
+            "Subject: hi\r\nTo: a@example.org\r\n\r\nline one\r\n.dot line\r\n"
+        );
+        assert_eq!(msgs[0].header("subject").as_deref(), Some("hi"));
+        assert_eq!(msgs[0].body(), "line one\r\n.dot line\r\n");
+        assert_eq!(msgs[1].from, "");
+        assert_eq!(msgs[1].to, ["c@example.org"]);
+        assert_eq!(msgs[1].body(), "body only\r\n");
+    }
+
+    /// A process in a new network namespace whose loopback is up.
+    struct Netns(Child);
+
+    impl Netns {
+        fn new() -> Netns {
+            let child = Command::new("unshare")
+                .args(["--net", "sh", "-c", "ip link set lo up && exec sleep 120"])
+                .spawn()
+                .expect("unshare --net");
+            let ns = Netns(child);
+            let pid = ns.pid();
+            poll("the new namespace's loopback is up", IO, || {
+                let out = Command::new("nsenter")
+                    .args([
+                        "-t",
+                        &pid.to_string(),
+                        "-n",
+                        "ip",
+                        "-o",
+                        "addr",
+                        "show",
+                        "lo",
+                    ])
+                    .output()
+                    .ok()?;
+                String::from_utf8_lossy(&out.stdout)
+                    .contains("127.0.0.1")
+                    .then_some(())
+            });
+            ns
+        }
+
+        fn pid(&self) -> i32 {
+            self.0.id() as i32
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn sinks_listen_inside_another_network_namespace() {
+        let ns = Netns::new();
+        let web = HttpSink::start(Some(ns.pid()), LOOPBACK);
+        let smtp = SmtpSink::start(Some(ns.pid()), LOOPBACK);
+        // Not reachable from the test's own namespace...
+        assert!(TcpStream::connect(smtp.addr()).is_err());
+        // ...but from a thread that joined the namespace.
+        let pid = ns.pid();
+        let (http_port, smtp_addr) = (web.port(), smtp.addr());
+        std::thread::spawn(move || {
+            let f = File::open(format!("/proc/{pid}/ns/net")).unwrap();
+            setns(f, CloneFlags::CLONE_NEWNET).unwrap();
+            let answer = http(
+                &format!("{LOOPBACK}:{http_port}"),
+                b"GET /?text=in+ns HTTP/1.1\r\nHost: x\r\n\r\n",
+            );
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            let mut r = BufReader::new(connect(&smtp_addr));
+            assert!(reply(&mut r).starts_with("220"));
+            say(&mut r, "QUIT\r\n", "221");
+        })
+        .join()
+        .expect("the client thread in the namespace");
+        assert_eq!(web.requests()[0].param("text").as_deref(), Some("in ns"));
+    }
+}

@@ -54,7 +54,8 @@ host replication all 127.0.0.1/32 scram-sha-256
 /// Run once in the template: the replication role with the grants
 /// `pg_rewind` needs as a non-superuser (PostgreSQL docs, pg_rewind, "Notes")
 /// and `pg_monitor` (rapidproctl reads `pg_stat_replication` with it),
-/// and the table the tests write to.
+/// the table the tests write to, and the stand-in app's tables (`app/`):
+/// `incoming_sms` and `outbox` (its worker may only mark rows sent).
 fn setup_sql() -> String {
     format!(
         "CREATE ROLE {REPL_USER} LOGIN REPLICATION PASSWORD '{REPL_PASSWORD}';
@@ -66,7 +67,14 @@ GRANT pg_monitor TO {REPL_USER};
 CREATE TABLE public.sms (id bigserial primary key, body text);
 CREATE ROLE {WRITER_USER} LOGIN PASSWORD '{WRITER_PASSWORD}';
 GRANT SELECT, INSERT ON public.sms TO {WRITER_USER};
-GRANT USAGE ON SEQUENCE public.sms_id_seq TO {WRITER_USER};"
+GRANT USAGE ON SEQUENCE public.sms_id_seq TO {WRITER_USER};
+CREATE TABLE public.incoming_sms (id text primary key, sender text not null, body text not null,
+  received_at timestamptz not null default now(), received_by text);
+CREATE TABLE public.outbox (id bigserial primary key, recipient text not null, body text not null,
+  queued_at timestamptz not null default now(), sent_at timestamptz, sent_by text);
+GRANT SELECT, INSERT ON public.incoming_sms TO {WRITER_USER};
+GRANT SELECT, INSERT, UPDATE (sent_at, sent_by) ON public.outbox TO {WRITER_USER};
+GRANT USAGE ON SEQUENCE public.outbox_id_seq TO {WRITER_USER};"
     )
 }
 

@@ -21,12 +21,16 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{setns, CloneFlags};
 
+use crate::netns::NodeInits;
+
 /// The role the writer connects as, created in the PostgreSQL template.
 pub const WRITER_USER: &str = "writer";
 /// Its password.
 pub const WRITER_PASSWORD: &str = "secret";
 /// Prefix of the writer's rows in `sms.body`.
 pub const ROW_PREFIX: &str = "w-";
+/// Prefix of the ids of the SMS sent by [`Writer::start_sms`].
+pub const SMS_PREFIX: &str = "h-";
 
 /// How long one write may take before the writer gives up on it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -70,44 +74,82 @@ pub struct Writer {
     handle: Option<JoinHandle<()>>,
 }
 
+/// One write attempt of a [`Writer`]: `Ok` once the server acknowledged
+/// row `n`, `Err(why)` when the outcome is unknown or refused.
+type Attempt = Box<dyn FnMut(u64) -> Result<(), String>>;
+
 impl Writer {
-    /// Starts writing to `host:port` from the network namespace of
-    /// `netns_pid`.
+    /// Starts writing rows to PostgreSQL at `host:port` (as the writer role,
+    /// into `sms`) from the network namespace of `netns_pid`.
     pub fn start(netns_pid: i32, host: &str, port: u16) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let report = Arc::new(Mutex::new(WriterReport::default()));
-        let (s, r, host) = (stop.clone(), report.clone(), host.to_owned());
-        let handle = std::thread::spawn(move || {
-            enter_netns(netns_pid).expect("join the cluster's network namespace");
+        let host = host.to_owned();
+        Self::start_with(netns_pid, move || {
             let rt = runtime();
-            let started = Instant::now();
-            let trace = std::env::var_os("RAPIDPRO_WRITER_TRACE").is_some();
-            let mut last_ack = Instant::now();
-            let mut n: u64 = 0;
             let mut client: Option<tokio_postgres::Client> = None;
-            while !s.load(Ordering::Relaxed) {
+            Box::new(move |n| {
                 if !matches!(&client, Some(c) if !c.is_closed()) {
                     client = rt.block_on(connect(&host, port, WRITER_USER, WRITER_PASSWORD));
-                    if client.is_none() {
-                        if trace {
-                            eprintln!(
-                                "writer {:.2}: connect failed",
-                                started.elapsed().as_secs_f64()
-                            );
-                        }
-                        r.lock().unwrap().failures += 1;
-                        std::thread::sleep(RETRY);
-                        continue;
-                    }
                 }
-                n += 1;
-                let c = client.as_ref().expect("connected");
+                let Some(c) = client.as_ref() else {
+                    return Err("connect failed".to_owned());
+                };
                 let sql = format!("INSERT INTO sms(body) VALUES ('{ROW_PREFIX}{n}')");
                 let done = rt.block_on(async {
                     tokio::time::timeout(WRITE_TIMEOUT, c.simple_query(&sql)).await
                 });
                 match done {
-                    Ok(Ok(_)) => {
+                    Ok(Ok(_)) => Ok(()),
+                    other => {
+                        // Unknown outcome: not acknowledged. Drop the
+                        // connection (a timed-out commit may still wait).
+                        client = None;
+                        Err(match other {
+                            Err(_) => "timed out".to_owned(),
+                            Ok(Err(e)) => e.to_string(),
+                            Ok(Ok(_)) => unreachable!(),
+                        })
+                    }
+                }
+            })
+        })
+    }
+
+    /// Starts sending incoming "SMS" to the stand-in app: `POST /sms` with
+    /// `id=<SMS_PREFIX><n>` to `http://host:port` from the network namespace
+    /// of `netns_pid`. An SMS counts as acknowledged only on `200` with the
+    /// body `stored <id>`; anything else (refused, reset, timed out) is not.
+    /// Check them with [`missing_sms`].
+    pub fn start_sms(netns_pid: i32, host: &str, port: u16) -> Writer {
+        let host = host.to_owned();
+        Self::start_with(netns_pid, move || {
+            Box::new(move |n| {
+                let id = format!("{SMS_PREFIX}{n}");
+                let body = format!("id={id}&from=%2B255700000000&text=hello+{n}");
+                let (status, text) = http_post(&host, port, "/sms", &body, WRITE_TIMEOUT)?;
+                if status == 200 && text.trim() == format!("stored {id}") {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {status}: {}", text.trim()))
+                }
+            })
+        })
+    }
+
+    fn start_with(netns_pid: i32, attempt: impl FnOnce() -> Attempt + Send + 'static) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(WriterReport::default()));
+        let (s, r) = (stop.clone(), report.clone());
+        let handle = std::thread::spawn(move || {
+            enter_netns(netns_pid).expect("join the cluster's network namespace");
+            let mut attempt = attempt();
+            let started = Instant::now();
+            let trace = std::env::var_os("RAPIDPRO_WRITER_TRACE").is_some();
+            let mut last_ack = Instant::now();
+            let mut n: u64 = 0;
+            while !s.load(Ordering::Relaxed) {
+                n += 1;
+                match attempt(n) {
+                    Ok(()) => {
                         let now = Instant::now();
                         let mut rep = r.lock().unwrap();
                         rep.acked.insert(n);
@@ -120,21 +162,13 @@ impl Writer {
                         drop(rep);
                         std::thread::sleep(PACE);
                     }
-                    other => {
+                    Err(why) => {
                         if trace {
-                            let why = match other {
-                                Err(_) => "timed out".to_string(),
-                                Ok(Err(e)) => e.to_string(),
-                                Ok(Ok(_)) => unreachable!(),
-                            };
                             eprintln!(
-                                "writer {:.2}: write failed: {why}",
+                                "writer {:.2}: write {n} failed: {why}",
                                 started.elapsed().as_secs_f64()
                             );
                         }
-                        // Unknown outcome: not acknowledged. Drop the
-                        // connection (a timed-out commit may still wait).
-                        client = None;
                         r.lock().unwrap().failures += 1;
                         std::thread::sleep(RETRY);
                     }
@@ -222,9 +256,20 @@ pub struct WatcherReport {
     pub dual_primary: Vec<Violation>,
     /// Moments with two Redis masters.
     pub dual_redis_master: Vec<Violation>,
+    /// Moments with a celery worker, or celerybeat, running on two nodes
+    /// (sampled only by [`Watcher::watch_processes`]).
+    pub dual_celery: Vec<Violation>,
+    /// Rounds in which exactly one node ran a celery worker and
+    /// celerybeat: proof that the process sampling saw the app at all.
+    pub celery_rounds: u64,
 }
 
 /// Samples every node until stopped.
+///
+/// With [`Watcher::watch_processes`] it also lists, every round, the
+/// processes of each node (by the PID namespace of the node's PID 1) and
+/// records each moment a celery worker or celerybeat ran on two nodes:
+/// celery sends the outgoing SMS, twice if it runs twice.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
     report: Arc<Mutex<WatcherReport>>,
@@ -244,6 +289,27 @@ impl Watcher {
     /// Starts sampling `nodes` (PostgreSQL on `pg_port` as the writer role,
     /// Redis on `redis_port`) from the network namespace of `netns_pid`.
     pub fn start(netns_pid: i32, nodes: Vec<Target>, pg_port: u16, redis_port: u16) -> Watcher {
+        Self::start_inner(netns_pid, nodes, pg_port, redis_port, None)
+    }
+
+    /// [`Watcher::start`], and the celery checks on the nodes of `inits`.
+    pub fn watch_processes(
+        netns_pid: i32,
+        nodes: Vec<Target>,
+        pg_port: u16,
+        redis_port: u16,
+        inits: NodeInits,
+    ) -> Watcher {
+        Self::start_inner(netns_pid, nodes, pg_port, redis_port, Some(inits))
+    }
+
+    fn start_inner(
+        netns_pid: i32,
+        nodes: Vec<Target>,
+        pg_port: u16,
+        redis_port: u16,
+        inits: Option<NodeInits>,
+    ) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(WatcherReport::default()));
         let (s, r) = (stop.clone(), report.clone());
@@ -285,9 +351,23 @@ impl Watcher {
                         masters.push(n.name.clone());
                     }
                 }
+                let celery = inits.as_ref().map(celery_by_node);
                 let at = started.elapsed();
                 let mut rep = r.lock().unwrap();
                 rep.rounds += 1;
+                if let Some(c) = celery {
+                    for (what, on) in [("celery worker", &c.workers), ("celerybeat", &c.beats)] {
+                        if on.len() > 1 {
+                            rep.dual_celery.push(Violation {
+                                at,
+                                what: format!("{what} running on {}", on.join(", ")),
+                            });
+                        }
+                    }
+                    if c.workers.len() == 1 && c.beats.len() == 1 {
+                        rep.celery_rounds += 1;
+                    }
+                }
                 if writable.len() > 1 {
                     rep.dual_primary.push(Violation {
                         at,
@@ -330,6 +410,60 @@ impl Drop for Watcher {
     }
 }
 
+/// The nodes running a celery worker, and those running celerybeat.
+struct CeleryNodes {
+    workers: Vec<String>,
+    beats: Vec<String>,
+}
+
+/// Lists the host's processes once and sorts the celery ones by node: a
+/// process belongs to the node whose PID 1 shares its PID namespace.
+fn celery_by_node(inits: &NodeInits) -> CeleryNodes {
+    let pidns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let nodes: Vec<(String, PathBuf)> = inits
+        .current()
+        .into_iter()
+        .filter_map(|(name, init)| Some((name, pidns(init)?)))
+        .collect();
+    let mut found = CeleryNodes {
+        workers: Vec::new(),
+        beats: Vec::new(),
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if !args.iter().any(|a| a.ends_with(b"celery")) {
+            continue;
+        }
+        let list = if args.iter().any(|a| *a == b"worker") {
+            &mut found.workers
+        } else if args.iter().any(|a| *a == b"beat") {
+            &mut found.beats
+        } else {
+            continue;
+        };
+        let Some(ns) = pidns(pid) else { continue };
+        if let Some((name, _)) = nodes.iter().find(|(_, n)| *n == ns) {
+            if !list.contains(name) {
+                list.push(name.clone());
+            }
+        }
+    }
+    found
+}
+
 /// Redis `role` of `addr:port`, by a raw RESP exchange with short timeouts.
 fn redis_role(addr: &str, port: u16) -> Option<String> {
     use std::io::{Read, Write};
@@ -363,6 +497,15 @@ fn redis_role(addr: &str, port: u16) -> Option<String> {
 /// `host:port` from the network namespace of `netns_pid`. Returns the rows
 /// missing.
 pub fn missing_rows(netns_pid: i32, host: &str, port: u16, acked: &BTreeSet<u64>) -> Vec<u64> {
+    let sql = format!(
+        "SELECT substr(body, {}) FROM sms WHERE body LIKE '{ROW_PREFIX}%'",
+        ROW_PREFIX.len() + 1
+    );
+    missing(netns_pid, host, port, acked, sql)
+}
+
+/// The numbers of `acked` that `sql` (one column of numbers) does not return.
+fn missing(netns_pid: i32, host: &str, port: u16, acked: &BTreeSet<u64>, sql: String) -> Vec<u64> {
     let (host, acked) = (host.to_owned(), acked.clone());
     let h = std::thread::spawn(move || {
         enter_netns(netns_pid).expect("join the cluster's network namespace");
@@ -371,11 +514,8 @@ pub fn missing_rows(netns_pid: i32, host: &str, port: u16, acked: &BTreeSet<u64>
             .block_on(connect(&host, port, WRITER_USER, WRITER_PASSWORD))
             .expect("connect to the primary to check rows");
         let rows = rt
-            .block_on(c.simple_query(&format!(
-                "SELECT substr(body, {}) FROM sms WHERE body LIKE '{ROW_PREFIX}%'",
-                ROW_PREFIX.len() + 1
-            )))
-            .expect("read the writer's rows");
+            .block_on(c.simple_query(&sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let present: BTreeSet<u64> = rows
             .iter()
             .filter_map(|m| match m {
@@ -386,6 +526,52 @@ pub fn missing_rows(netns_pid: i32, host: &str, port: u16, acked: &BTreeSet<u64>
         acked.difference(&present).copied().collect::<Vec<u64>>()
     });
     h.join().expect("row check thread")
+}
+
+/// Checks that every acknowledged SMS of [`Writer::start_sms`] is in the
+/// stand-in app's `incoming_sms`, reading through `host:port` (PostgreSQL)
+/// from the network namespace of `netns_pid`. Returns those missing.
+pub fn missing_sms(netns_pid: i32, host: &str, port: u16, acked: &BTreeSet<u64>) -> Vec<u64> {
+    let sql = format!(
+        "SELECT substr(id, {}) FROM incoming_sms WHERE id LIKE '{SMS_PREFIX}%'",
+        SMS_PREFIX.len() + 1
+    );
+    missing(netns_pid, host, port, acked, sql)
+}
+
+/// A minimal HTTP/1.0 POST of a form: `(status, body)`, or why it failed.
+fn http_post(
+    host: &str,
+    port: u16,
+    path: &str,
+    form: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let sa: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("bad address {host}:{port}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sa, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status in {:?}", head.lines().next()))?;
+    Ok((status, body.to_owned()))
 }
 
 /// Where a namespace file lives, for messages.

@@ -33,6 +33,7 @@
 //!   ends its namespaces, mounts and veth), SIGKILL to the bridge holder, then
 //!   the test directory goes.
 
+mod app;
 mod crm;
 mod fence;
 mod net;
@@ -52,6 +53,7 @@ pub use node::{
 
 use crate::cmd::{clean_command, must, CmdOutput};
 use crate::dir::{make_dir, set_mode, write_file};
+use crate::sinks::{HttpSink, SmtpSink};
 use crate::{poll, template, TestDir, REPL_PASSWORD};
 
 use fence::FenceWatcher;
@@ -68,6 +70,8 @@ const NODE_INIT: &str = include_str!("../../sh/node-init.sh");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// The cluster configuration script, relative to [`WORKSPACE`].
 const PCS_SCRIPT: &str = "pcs-examples/rapidpro-cluster.pcs.sh";
+/// The same configuration for crmsh, relative to [`WORKSPACE`].
+const CRM_SCRIPT: &str = "pcs-examples/rapidpro-cluster.crm.sh";
 /// The sandbox fence agent, relative to [`WORKSPACE`].
 const FENCE_AGENT: &str = "pcs-examples/sandbox/fence_rapidpro_sandbox";
 const FENCE_AGENT_NAME: &str = "fence_rapidpro_sandbox";
@@ -93,6 +97,11 @@ pub struct NsClusterBuilder {
     token_ms: u32,
     configure: bool,
     stack_agent: String,
+    sbin: Vec<PathBuf>,
+    script_env: Vec<(String, String)>,
+    app: bool,
+    alert_recipients: Vec<String>,
+    crmsh: bool,
 }
 
 impl NsClusterBuilder {
@@ -144,6 +153,49 @@ impl NsClusterBuilder {
         self
     }
 
+    /// Adds the executable `bin` to every node's `/usr/sbin` (under its own
+    /// file name), e.g. `rapidproctl` and `rapidpro-alert`.
+    pub fn sbin(mut self, bin: impl AsRef<Path>) -> Self {
+        self.sbin.push(bin.as_ref().to_owned());
+        self
+    }
+
+    /// Passes `name=value` to the configuration script, e.g.
+    /// `ALERT_RECIPIENTS` (see `pcs-examples/README.md`).
+    pub fn script_env(mut self, name: &str, value: &str) -> Self {
+        self.script_env.retain(|(k, _)| k != name);
+        self.script_env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Whether the cluster runs the application tier (default false): the
+    /// stand-in RapidPro app of `app/` (uwsgi, celery, celerybeat, nginx)
+    /// configured in every node, the script run with `APP=yes`, and an SMS
+    /// gateway sink in the clients' network namespace
+    /// ([`NsCluster::gateway`]).
+    pub fn app(mut self, yes: bool) -> Self {
+        self.app = yes;
+        self
+    }
+
+    /// Configures Pacemaker alerts through the configuration script
+    /// (`ALERT_RECIPIENTS`, `ALERT_OPTIONS`) to these recipient values,
+    /// sending email to an SMTP sink and SMS to an HTTP sink that the
+    /// harness starts in the clients' network namespace
+    /// ([`NsCluster::alert_smtp`], [`NsCluster::alert_sms`]). The alert
+    /// agent itself must be added with [`NsClusterBuilder::sbin`].
+    pub fn alerts(mut self, recipients: &[&str]) -> Self {
+        self.alert_recipients = recipients.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
+    /// Configures the cluster with `pcs-examples/rapidpro-cluster.crm.sh`
+    /// and crmsh (`crm -f`) instead of the pcs script (default false).
+    pub fn crmsh(mut self, yes: bool) -> Self {
+        self.crmsh = yes;
+        self
+    }
+
     /// Lays out, boots and (unless told not to) configures the cluster.
     /// Returns once every node is an online member and the configuration
     /// is pushed; it does not wait for the resources (see
@@ -152,6 +204,9 @@ impl NsClusterBuilder {
     #[track_caller]
     pub fn build(self) -> NsCluster {
         preflight();
+        if self.app {
+            app::preflight();
+        }
         assert!(
             (2..=3).contains(&self.nodes),
             "a namespaced cluster has 2 or 3 nodes"
@@ -182,6 +237,12 @@ impl NsClusterBuilder {
             &Path::new(WORKSPACE).join(FENCE_AGENT),
             &files.sbin_extra.join(FENCE_AGENT_NAME),
         );
+        for bin in &self.sbin {
+            let name = bin
+                .file_name()
+                .unwrap_or_else(|| panic!("sbin({}): no file name", bin.display()));
+            copy_executable(bin, &files.sbin_extra.join(name));
+        }
 
         let names: Vec<String> = (1..=self.nodes).map(|i| format!("node{i}")).collect();
         let corosync = corosync_conf(&names, &addr, self.token_ms);
@@ -207,13 +268,30 @@ impl NsClusterBuilder {
                 .collect::<BTreeMap<_, _>>(),
         );
         let bridge = Bridge::new(&dir.join("bridge.out"));
-        bridge.add_address(&format!("{subnet}.{CLIENT_HOST}/{PREFIX}"));
+        let client_ip = format!("{subnet}.{CLIENT_HOST}");
+        bridge.add_address(&format!("{client_ip}/{PREFIX}"));
+        let gateway = self.app.then(|| {
+            let sink = HttpSink::start(Some(bridge.holder()), &client_ip);
+            for n in &nodes {
+                app::configure_node(n, &format!("{}/send", sink.url()));
+            }
+            sink
+        });
+        let alert_sinks = (!self.alert_recipients.is_empty()).then(|| {
+            (
+                SmtpSink::start(Some(bridge.holder()), &client_ip),
+                HttpSink::start(Some(bridge.holder()), &client_ip),
+            )
+        });
         let mut c = NsCluster {
             nodes,
             files,
             vip,
             fence,
             bridge,
+            gateway,
+            alert_sinks,
+            client_ip,
             pacemaker_started: Instant::now(),
             builder: self,
             dir,
@@ -234,6 +312,9 @@ pub struct NsCluster {
     vip: String,
     fence: FenceWatcher,
     bridge: Bridge,
+    gateway: Option<HttpSink>,
+    alert_sinks: Option<(SmtpSink, HttpSink)>,
+    client_ip: String,
     pacemaker_started: Instant,
     builder: NsClusterBuilder,
     /// The test directory; dropped last.
@@ -307,6 +388,11 @@ impl NsCluster {
             stack_agent: STACK_AGENT.to_owned(),
             token_ms: 1000,
             configure: true,
+            sbin: Vec::new(),
+            script_env: Vec::new(),
+            app: false,
+            alert_recipients: Vec::new(),
+            crmsh: false,
         }
     }
 
@@ -332,6 +418,58 @@ impl NsCluster {
     /// When the last `pacemakerd` of the first boot was started.
     pub fn pacemaker_started(&self) -> Instant {
         self.pacemaker_started
+    }
+
+    /// The SMS gateway sink the stand-in app's celery sends to (clusters
+    /// built with [`NsClusterBuilder::app`]); panics otherwise.
+    #[track_caller]
+    pub fn gateway(&self) -> &HttpSink {
+        self.gateway
+            .as_ref()
+            .expect("the cluster was built without the app tier (NsClusterBuilder::app)")
+    }
+
+    /// The SMTP sink of the alerts (clusters built with
+    /// [`NsClusterBuilder::alerts`]); panics otherwise.
+    #[track_caller]
+    pub fn alert_smtp(&self) -> &SmtpSink {
+        &self
+            .alert_sinks
+            .as_ref()
+            .expect("the cluster was built without alerts (NsClusterBuilder::alerts)")
+            .0
+    }
+
+    /// The SMS gateway sink of the alerts; see [`NsCluster::alert_smtp`].
+    #[track_caller]
+    pub fn alert_sms(&self) -> &HttpSink {
+        &self
+            .alert_sinks
+            .as_ref()
+            .expect("the cluster was built without alerts (NsClusterBuilder::alerts)")
+            .1
+    }
+
+    /// The clients' address on the cluster network (where the writer, the
+    /// watcher and the sinks are).
+    pub fn client_ip(&self) -> &str {
+        &self.client_ip
+    }
+
+    /// Whether the cluster runs the application tier.
+    pub fn has_app(&self) -> bool {
+        self.builder.app
+    }
+
+    /// The nodes' PID 1s as they are now, for the watcher's per-node
+    /// process checks ([`crate::workload::Watcher::watch_processes`]).
+    pub fn node_inits(&self) -> NodeInits {
+        NodeInits(
+            self.nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.procs.clone()))
+                .collect(),
+        )
     }
 
     /// Every fencing the harness carried out so far.
@@ -405,9 +543,9 @@ impl NsCluster {
         );
     }
 
-    /// Applies `pcs-examples/rapidpro-cluster.pcs.sh` (`VARIANT=sandbox`) in
-    /// node1 to a dump of the live CIB, then pushes its configuration
-    /// section.
+    /// Applies `pcs-examples/rapidpro-cluster.pcs.sh` (`VARIANT=sandbox`), or
+    /// the crmsh script, in node1 to a dump of the live CIB, then pushes its
+    /// configuration section.
     fn apply_configuration(&self) {
         let n1 = &self.nodes[0];
         let cib = self.dir.join("cib-config.xml");
@@ -420,7 +558,11 @@ impl NsCluster {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let script = Path::new(WORKSPACE).join(PCS_SCRIPT);
+        let script = Path::new(WORKSPACE).join(if self.builder.crmsh {
+            CRM_SCRIPT
+        } else {
+            PCS_SCRIPT
+        });
         let env = [
             format!("CIB={cib_s}"),
             "VARIANT=sandbox".to_owned(),
@@ -431,11 +573,47 @@ impl NsCluster {
             format!("STACK_PARAMS={}", params.join(" ")),
             format!("FENCE_DELAY={}", self.builder.fence_delay),
             format!("STACK_AGENT={}", self.builder.stack_agent),
+            format!("APP={}", if self.builder.app { "yes" } else { "no" }),
+            format!("APP_DIR={}", app::app_dir().display()),
+            format!("STANDIN_ETC={}", app::STANDIN_ETC),
         ];
+        let alerts = self.alert_sinks.as_ref().map(|(smtp, sms)| {
+            [
+                format!(
+                    "ALERT_RECIPIENTS={}",
+                    self.builder.alert_recipients.join(" ")
+                ),
+                format!(
+                    "ALERT_OPTIONS=smtp_server={} sms_url={}/sms?to={{to}}&text={{text}} \
+                     send_timeout=5 deadline=20",
+                    smtp.addr(),
+                    sms.url()
+                ),
+            ]
+        });
+        let env: Vec<String> = env
+            .into_iter()
+            .chain(alerts.into_iter().flatten())
+            .chain(
+                self.builder
+                    .script_env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}")),
+            )
+            .collect();
         let mut args: Vec<&str> = vec!["env"];
         args.extend(env.iter().map(String::as_str));
         let script_s = script.display().to_string();
-        args.extend(["/bin/sh", &script_s]);
+        // The crm script prints a crm shell script; crmsh edits the CIB
+        // file named by CIB_file, as the script's header explains.
+        let crm = format!(
+            "set -e; sh '{script_s}' > '{cib_s}.crm'; CIB_file='{cib_s}' crm -f '{cib_s}.crm'"
+        );
+        if self.builder.crmsh {
+            args.extend(["/bin/sh", "-c", &crm]);
+        } else {
+            args.extend(["/bin/sh", &script_s]);
+        }
         let out = n1
             .exec(&args, Duration::from_secs(120))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -702,6 +880,21 @@ impl NsCluster {
 impl Drop for NsCluster {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+/// The PID 1s of a cluster's nodes, read when asked (they change at every
+/// power-off and boot): see [`NsCluster::node_inits`].
+#[derive(Debug, Clone)]
+pub struct NodeInits(Vec<(String, node::ProcsCell)>);
+
+impl NodeInits {
+    /// `(node name, host pid of its PID 1)` of every node powered on now.
+    pub fn current(&self) -> Vec<(String, i32)> {
+        self.0
+            .iter()
+            .filter_map(|(name, cell)| node::lock(cell).map(|p| (name.clone(), p.init)))
+            .collect()
     }
 }
 

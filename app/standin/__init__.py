@@ -1,0 +1,1 @@
+"""Stand-in for the RapidPro web app and its celery tasks (see app/README.md)."""

@@ -1,0 +1,634 @@
+//! `rapidpro-alert`: the Pacemaker alert agent that emails and texts the
+//! on-call people, replacing the old email and SMS alert scripts.
+//!
+//! Pacemaker runs the agent once per event and recipient value, as
+//! `hacluster`, with the event in `CRM_alert_*` variables and the alert's
+//! options as variables of their own names (see [`config`]). One run:
+//!
+//! 1. reads the options and the event ([`config`], [`event`]);
+//! 2. decides whether to send, and for node and fencing events, which node
+//!    sends ([`policy`], pure; the membership comes from `crm_node -l`);
+//! 3. sends one email per address ([`smtp`]) and one SMS per phone number
+//!    ([`sms`]), all at once on threads, each network step bounded by
+//!    `send_timeout` and the whole run by `deadline`, so a hung gateway
+//!    cannot hold the agent until Pacemaker kills it;
+//! 4. logs each delivery and each failure with its reason (syslog and
+//!    stderr, tag `rapidpro-alert`) and exits non-zero if anything failed,
+//!    which Pacemaker logs too.
+//!
+//! `rapidproctl` uses [`AlertConfig::from_cib`], [`send_test`] and
+//! [`check`] on the alerts configured in the CIB.
+
+pub mod config;
+pub mod event;
+pub mod message;
+mod net;
+pub mod policy;
+pub mod sms;
+pub mod smtp;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::cluster;
+use crate::cmd::{self, Spec};
+use crate::deadline::Deadline;
+
+pub use config::{parse_recipients, AlertConfig, Options, Recipient, RecipientConfig};
+pub use event::Event;
+pub use message::Message;
+
+/// Exit code: sent, or deliberately not sent.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: at least one email or SMS was not sent.
+pub const EXIT_SEND_FAILED: i32 = 1;
+/// Exit code: the options or the environment are wrong; nothing was sent.
+pub const EXIT_CONFIG: i32 = 2;
+/// Longest `crm_node -l` may take.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why an alert could not be read, configured or delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A variable Pacemaker sets is missing or wrong.
+    #[error("{var}: {problem}")]
+    Environment {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong, and the expected form.
+        problem: String,
+    },
+    /// An option (an instance attribute of the alert) is wrong.
+    #[error("{option}: {problem}")]
+    Option {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong, and the expected form.
+        problem: String,
+    },
+    /// Several options are wrong.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<Error>),
+    /// An item of a recipient value is neither an email address nor a phone
+    /// number.
+    #[error("recipient {item:?}: {problem}")]
+    Recipient {
+        /// The item.
+        item: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// `crm_node -l` could not be read.
+    #[error("cluster membership: {0}")]
+    Membership(String),
+    /// The SMTP server failed or refused.
+    #[error("SMTP server {server}: {problem}")]
+    Smtp {
+        /// `host:port`.
+        server: String,
+        /// What happened at which step.
+        problem: String,
+    },
+    /// The SMS gateway failed or refused.
+    #[error("SMS gateway {gateway} (sms_url): {problem}")]
+    Gateway {
+        /// The gateway, without its query.
+        gateway: String,
+        /// What happened.
+        problem: String,
+    },
+    /// A send was still running when the deadline passed.
+    #[error("{what}: still not done when the {} deadline passed", net::secs(*.deadline))]
+    Deadline {
+        /// What was being sent.
+        what: String,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// The CIB's `<alerts>` could not be read.
+    #[error("the CIB's alerts section: {0}")]
+    Cib(String),
+}
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Channel {
+    /// By email.
+    Email,
+    /// By SMS.
+    Sms,
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Channel::Email => "email",
+            Channel::Sms => "SMS",
+        })
+    }
+}
+
+/// What became of one email or SMS.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Email or SMS.
+    pub channel: Channel,
+    /// The address or number.
+    pub to: String,
+    /// How long it took, or why it failed.
+    pub result: Result<Duration, Error>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.result {
+            Ok(d) => write!(
+                f,
+                "{} to {} sent in {:.1} s",
+                self.channel,
+                self.to,
+                d.as_secs_f64()
+            ),
+            Err(e) => write!(f, "{} to {} not sent: {e}", self.channel, self.to),
+        }
+    }
+}
+
+/// One message to one recipient.
+struct Job {
+    to: Recipient,
+    options: Arc<Options>,
+    message: Arc<Message>,
+    helo: Arc<str>,
+}
+
+impl Job {
+    fn channel(&self) -> Channel {
+        match self.to {
+            Recipient::Email(_) => Channel::Email,
+            Recipient::Phone(_) => Channel::Sms,
+        }
+    }
+
+    fn send(&self, deadline: &Deadline) -> Result<(), Error> {
+        let o = &self.options;
+        match &self.to {
+            Recipient::Email(to) => {
+                let server = o.smtp_server.as_deref().ok_or_else(|| Error::Option {
+                    option: config::SMTP_SERVER,
+                    problem: format!("not set, and recipient {to} is an email address"),
+                })?;
+                smtp::send(
+                    server,
+                    &self.helo,
+                    &o.mail_from,
+                    to,
+                    &self.message,
+                    o.send_timeout,
+                    deadline,
+                )
+            }
+            Recipient::Phone(to) => {
+                let url = o.sms_url.as_ref().ok_or_else(|| Error::Option {
+                    option: sms::SMS_URL,
+                    problem: format!("not set, and recipient {to} is a phone number"),
+                })?;
+                sms::send(
+                    url,
+                    o.sms_method,
+                    to,
+                    &self.message.sms,
+                    o.send_timeout,
+                    deadline,
+                )
+            }
+        }
+    }
+}
+
+/// Runs every job on its own thread and waits for all of them, but never
+/// past `deadline`: a job still running then is reported as such and left
+/// behind (its own socket timeouts end it soon after).
+fn dispatch(jobs: Vec<Job>, deadline: &Deadline, total: Duration) -> Vec<Outcome> {
+    let (tx, rx) = mpsc::channel();
+    let who: Vec<(Channel, String)> = jobs
+        .iter()
+        .map(|j| (j.channel(), j.to.as_str().to_string()))
+        .collect();
+    let mut results: Vec<Option<Result<Duration, Error>>> = Vec::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let (tx, d) = (tx.clone(), *deadline);
+        let spawned = thread::Builder::new()
+            .name(format!("alert-{i}"))
+            .spawn(move || {
+                let t = Instant::now();
+                let r = job.send(&d).map(|()| t.elapsed());
+                let _ = tx.send((i, r));
+            });
+        results.push(match spawned {
+            Ok(_) => None,
+            Err(e) => Some(Err(Error::Deadline {
+                what: format!("{} to {} (no thread: {e})", who[i].0, who[i].1),
+                deadline: total,
+            })),
+        });
+    }
+    drop(tx);
+    let mut left = results.iter().filter(|r| r.is_none()).count();
+    while left > 0 {
+        match rx.recv_timeout(deadline.remaining()) {
+            Ok((i, r)) => {
+                results[i] = Some(r);
+                left -= 1;
+            }
+            Err(_) => break,
+        }
+    }
+    results
+        .into_iter()
+        .zip(who)
+        .map(|(r, (channel, to))| Outcome {
+            result: r.unwrap_or_else(|| {
+                Err(Error::Deadline {
+                    what: format!("{channel} to {to}"),
+                    deadline: total,
+                })
+            }),
+            channel,
+            to,
+        })
+        .collect()
+}
+
+/// The jobs for one recipient value.
+fn jobs_for(
+    recipients: &[Recipient],
+    options: &Arc<Options>,
+    message: &Arc<Message>,
+    helo: &Arc<str>,
+) -> Vec<Job> {
+    recipients
+        .iter()
+        .map(|r| Job {
+            to: r.clone(),
+            options: options.clone(),
+            message: message.clone(),
+            helo: helo.clone(),
+        })
+        .collect()
+}
+
+/// The cluster membership from `crm_node -l`, or why it could not be read.
+fn read_members(deadline: &Deadline) -> Result<Vec<policy::Member>, String> {
+    let spec = Spec::new("crm_node")
+        .arg("--list")
+        .timeout(deadline.cap(MEMBERSHIP_TIMEOUT));
+    let out = cmd::run(&spec).map_err(|e| e.to_string())?;
+    policy::parse_members(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Handles one alert: `env` is the process environment Pacemaker set.
+/// Returns the exit code ([`EXIT_OK`], [`EXIT_SEND_FAILED`],
+/// [`EXIT_CONFIG`]).
+pub fn run(env: &BTreeMap<String, String>) -> i32 {
+    let options = match Options::from_env(env) {
+        Ok(o) => Arc::new(o),
+        Err(e) => {
+            ::log::error!("bad alert option: {e}; nothing sent");
+            return EXIT_CONFIG;
+        }
+    };
+    let deadline = Deadline::after(options.deadline);
+    let event = match Event::from_env(env) {
+        Ok(e) => e,
+        Err(e) => {
+            ::log::error!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let summary = message::summary(&event);
+    let verdict = policy::classify(&event);
+    if let policy::Verdict::Silent(why) = &verdict {
+        ::log::debug!("not sent ({why}): {summary}");
+        return EXIT_OK;
+    }
+    let local = cluster::local_node_name(None, &deadline);
+    if let policy::Verdict::SendOnce { subject } = &verdict {
+        let members = read_members(&deadline);
+        let members = members.as_deref().map_err(String::as_str);
+        match policy::decide_once(local.as_str(), subject, members) {
+            policy::Decision::Send => {}
+            policy::Decision::SendAnyway(why) => {
+                ::log::warn!("{why}; sending anyway, as a duplicate is better than a lost alert")
+            }
+            policy::Decision::Skip(sender) => {
+                ::log::info!("not sent from here, {sender} sends it: {summary}");
+                return EXIT_OK;
+            }
+        }
+    }
+    let value = event.recipient.clone().unwrap_or_default();
+    let (recipients, bad) = parse_recipients(&value);
+    if recipients.is_empty() && bad.len() == 1 && value.trim().is_empty() {
+        ::log::error!(
+            "{}: not set or empty: give the alert a recipient (pcs alert recipient add)",
+            event::RECIPIENT
+        );
+        return EXIT_CONFIG;
+    }
+    let mut failed = false;
+    for e in &bad {
+        ::log::error!("{e}; not sent to it: {summary}");
+        failed = true;
+    }
+    let message = Arc::new(message::compose(&event, local.as_str()));
+    let helo: Arc<str> = Arc::from(local.as_str());
+    let jobs = jobs_for(&recipients, &options, &message, &helo);
+    for o in dispatch(jobs, &deadline, options.deadline) {
+        match &o.result {
+            Ok(_) => ::log::info!("{o}: {summary}"),
+            Err(_) => {
+                failed = true;
+                ::log::error!("{o} (the alert: {summary})")
+            }
+        }
+    }
+    if failed {
+        EXIT_SEND_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// The syslog tag and stderr prefix of the alert agent.
+pub const LOG_TAG: &str = "rapidpro-alert";
+
+/// The agent's `main`: installs the logger, reads the process environment
+/// and handles the alert.
+pub fn alert_main() -> i32 {
+    crate::ocf::log::AgentLogger::with_tag(LOG_TAG, false).install();
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    run(&env)
+}
+
+/// What [`send_test`] did.
+#[derive(Debug)]
+pub struct TestReport {
+    /// The alert's id.
+    pub alert: String,
+    /// One per email address and phone number.
+    pub outcomes: Vec<Outcome>,
+    /// Options or recipient items that kept something from being sent.
+    pub problems: Vec<Error>,
+}
+
+impl TestReport {
+    /// Whether everything was sent and nothing was wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.outcomes.iter().all(|o| o.result.is_ok())
+    }
+}
+
+/// Sends one test email and one test SMS to every address and number of
+/// every recipient of `alert`, all at once, within the alert's `deadline`.
+pub fn send_test(alert: &AlertConfig) -> TestReport {
+    let total = alert
+        .checked_options()
+        .map(|o| o.deadline)
+        .unwrap_or(config::DEFAULT_DEADLINE);
+    let deadline = Deadline::after(total);
+    let local = cluster::local_node_name(None, &deadline);
+    let message = Arc::new(message::test_message(local.as_str(), &alert.id));
+    let helo: Arc<str> = Arc::from(local.as_str());
+    let mut problems: Vec<Error> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut jobs = Vec::new();
+    if alert.recipients.is_empty() {
+        problems.push(Error::Recipient {
+            item: String::new(),
+            problem: format!("alert {} has no recipient", alert.id),
+        });
+    }
+    for r in &alert.recipients {
+        let merged = alert.options_for(r);
+        let options = match Options::from_lookup(|k| merged.get(k).cloned()) {
+            Ok(o) => Arc::new(o),
+            Err(e) => {
+                if seen.insert(e.to_string()) {
+                    problems.push(e);
+                }
+                continue;
+            }
+        };
+        let (ok, bad) = parse_recipients(&r.value);
+        problems.extend(bad);
+        jobs.extend(jobs_for(&ok, &options, &message, &helo));
+    }
+    TestReport {
+        alert: alert.id.clone(),
+        outcomes: dispatch(jobs, &deadline, total),
+        problems,
+    }
+}
+
+/// One finding of [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it is fine.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, result: Result<String, String>) -> Check {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        Check {
+            name: name.into(),
+            ok,
+            detail,
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = if self.ok { "ok" } else { "FAILED" };
+        write!(f, "{mark:6} {}: {}", self.name, self.detail)
+    }
+}
+
+/// Checks `alert` from this node without sending anything: the agent is
+/// installed, the options and recipients read, the deadline is below
+/// Pacemaker's timeout, the SMTP server answers 220 and the SMS gateway
+/// accepts a connection.
+pub fn check(alert: &AlertConfig) -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.push(Check::new(
+        format!("agent {}", alert.path),
+        match std::fs::metadata(&alert.path) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                Ok("installed and executable on this node".into())
+            }
+            Ok(_) => Err("not an executable file on this node".into()),
+            Err(e) => Err(format!("not usable on this node: {e}")),
+        },
+    ));
+    let mut names: BTreeSet<&str> = alert.options.keys().map(String::as_str).collect();
+    names.extend(
+        alert
+            .recipients
+            .iter()
+            .flat_map(|r| r.options.keys().map(String::as_str)),
+    );
+    let unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|n| !config::OPTION_NAMES.contains(n))
+        .collect();
+    if !unknown.is_empty() {
+        checks.push(Check::new(
+            "option names",
+            Err(format!(
+                "unknown option {} (known: {})",
+                unknown.join(", "),
+                config::OPTION_NAMES.join(", ")
+            )),
+        ));
+    }
+    let options = alert.checked_options();
+    checks.push(Check::new(
+        "options",
+        match &options {
+            Ok(o) => Ok(describe_options(o)),
+            Err(e) => Err(e.to_string()),
+        },
+    ));
+    if let Ok(o) = &options {
+        checks.push(Check::new(
+            "deadline",
+            match alert.timeout() {
+                Some(t) if o.deadline < t => Ok(format!(
+                    "{} is below the alert's timeout of {}",
+                    net::secs(o.deadline),
+                    net::secs(t)
+                )),
+                Some(t) => Err(format!(
+                    "{} is not below the alert's timeout of {}: Pacemaker would kill the agent \
+                     first; lower the deadline option or raise the timeout meta attribute",
+                    net::secs(o.deadline),
+                    net::secs(t)
+                )),
+                None => Err(format!(
+                    "the timeout meta attribute {:?} is not a duration",
+                    alert.meta.get("timeout").cloned().unwrap_or_default()
+                )),
+            },
+        ));
+    }
+    if alert.recipients.is_empty() {
+        checks.push(Check::new(
+            "recipients",
+            Err("none: add one with `pcs alert recipient add`".into()),
+        ));
+    }
+    let mut smtp_servers: BTreeMap<String, Options> = BTreeMap::new();
+    let mut gateways: BTreeMap<String, Options> = BTreeMap::new();
+    for r in &alert.recipients {
+        let merged = alert.options_for(r);
+        let ropts = Options::from_lookup(|k| merged.get(k).cloned());
+        let (ok, bad) = parse_recipients(&r.value);
+        let mut problems: Vec<String> = bad.iter().map(ToString::to_string).collect();
+        let emails = ok
+            .iter()
+            .filter(|x| matches!(x, Recipient::Email(_)))
+            .count();
+        let phones = ok.len() - emails;
+        match &ropts {
+            Ok(o) => {
+                if emails > 0 {
+                    match &o.smtp_server {
+                        Some(s) => {
+                            smtp_servers.entry(s.clone()).or_insert_with(|| o.clone());
+                        }
+                        None => problems.push("email addresses but no smtp_server option".into()),
+                    }
+                }
+                if phones > 0 {
+                    match &o.sms_url {
+                        Some(u) => {
+                            gateways.entry(u.gateway()).or_insert_with(|| o.clone());
+                        }
+                        None => problems.push("phone numbers but no sms_url option".into()),
+                    }
+                }
+            }
+            Err(e) if !r.options.is_empty() => problems.push(format!("its options: {e}")),
+            Err(_) => {}
+        }
+        let detail = format!(
+            "{:?}: {emails} email address{}, {phones} phone number{}",
+            r.value,
+            if emails == 1 { "" } else { "es" },
+            if phones == 1 { "" } else { "s" },
+        );
+        checks.push(Check::new(
+            format!("recipient {}", r.id),
+            if problems.is_empty() {
+                Ok(detail)
+            } else {
+                Err(format!("{detail}; {}", problems.join("; ")))
+            },
+        ));
+    }
+    for (server, o) in &smtp_servers {
+        let d = Deadline::after(o.send_timeout);
+        checks.push(Check::new(
+            format!("SMTP server {server}"),
+            smtp::probe(server, o.send_timeout, &d)
+                .map(|greeting| format!("answers 220 {greeting}"))
+                .map_err(|e| e.to_string()),
+        ));
+    }
+    for (gateway, o) in &gateways {
+        let Some(url) = &o.sms_url else { continue };
+        let d = Deadline::after(o.send_timeout);
+        checks.push(Check::new(
+            format!("SMS gateway {gateway}"),
+            sms::probe(url, o.send_timeout, &d)
+                .map(|()| format!("{} accepts connections", url.address()))
+                .map_err(|e| e.to_string()),
+        ));
+    }
+    checks
+}
+
+fn describe_options(o: &Options) -> String {
+    let smtp = o.smtp_server.as_deref().unwrap_or("(none)");
+    let sms = o
+        .sms_url
+        .as_ref()
+        .map(|u| format!("{} {}", o.sms_method.as_str(), u.gateway()))
+        .unwrap_or_else(|| "(none)".into());
+    format!(
+        "smtp_server {smtp}, mail_from {}, sms {sms}, send_timeout {}, deadline {}",
+        o.mail_from,
+        net::secs(o.send_timeout),
+        net::secs(o.deadline)
+    )
+}

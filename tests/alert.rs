@@ -1,0 +1,468 @@
+//! `rapidpro-alert`, run as Pacemaker runs it (a `CRM_alert_*` environment
+//! plus the alert's options), against an SMTP sink and an HTTP gateway sink
+//! on loopback; and the library calls rapidproctl makes.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rapidpro_ha::alert::{self, AlertConfig};
+use rapidpro_ha_harness::{free_port, poll, run_command, CmdOutput, HttpSink, SmtpSink, LOOPBACK};
+
+const ALERT_BIN: &str = env!("CARGO_BIN_EXE_rapidpro-alert");
+/// Longest a run may take before the test calls it hung.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+const EMAILS: &str = "oncall@example.org,ops@example.org";
+const PHONE: &str = "+255700000001";
+
+/// The environment Pacemaker 2.1.5 sets for operation `(rsc, task,
+/// interval)` on `node` with result `(rc, target_rc, status)`.
+fn resource_env(
+    (rsc, task, interval): (&str, &str, &str),
+    node: &str,
+    (rc, target_rc, status): (&str, &str, &str),
+    desc: &str,
+) -> Vec<(String, String)> {
+    [
+        ("CRM_alert_kind", "resource"),
+        ("CRM_alert_version", "2.1.5"),
+        ("CRM_alert_timestamp", "12:00:01.123456"),
+        ("CRM_alert_node_sequence", "3"),
+        ("CRM_alert_rsc", rsc),
+        ("CRM_alert_task", task),
+        ("CRM_alert_interval", interval),
+        ("CRM_alert_node", node),
+        ("CRM_alert_nodeid", "2"),
+        ("CRM_alert_rc", rc),
+        ("CRM_alert_target_rc", target_rc),
+        ("CRM_alert_status", status),
+        ("CRM_alert_exec_time", "250"),
+        ("CRM_alert_desc", desc),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn promote_env() -> Vec<(String, String)> {
+    resource_env(("stack", "promote", "0"), "sms2", ("0", "0", "0"), "ok")
+}
+
+/// One run of the agent with `event`, `recipient` and `options`, in a
+/// clean environment (as Pacemaker's executor gives it).
+fn run_alert(event: &[(String, String)], recipient: &str, options: &[(&str, &str)]) -> CmdOutput {
+    let mut cmd = Command::new(ALERT_BIN);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CRM_alert_recipient", recipient);
+    for (k, v) in event {
+        cmd.env(k, v);
+    }
+    for (k, v) in options {
+        cmd.env(k, v);
+    }
+    run_command(cmd, RUN_LIMIT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Both sinks and the options pointing at them.
+struct Sinks {
+    smtp: SmtpSink,
+    http: HttpSink,
+    sms_url: String,
+    smtp_server: String,
+}
+
+impl Sinks {
+    fn start() -> Sinks {
+        Sinks::with(HttpSink::start(None, LOOPBACK))
+    }
+
+    fn with(http: HttpSink) -> Sinks {
+        let smtp = SmtpSink::start(None, LOOPBACK);
+        Sinks {
+            sms_url: format!("{}/send?to={{to}}&text={{text}}&key=k", http.url()),
+            smtp_server: smtp.addr(),
+            smtp,
+            http,
+        }
+    }
+
+    fn options(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("smtp_server", self.smtp_server.as_str()),
+            ("mail_from", "ha@example.org"),
+            ("sms_url", self.sms_url.as_str()),
+        ]
+    }
+}
+
+#[track_caller]
+fn assert_code(out: &CmdOutput, code: i32) {
+    assert_eq!(out.code(), code, "{}", out.failure_message());
+}
+
+#[test]
+fn a_promotion_is_emailed_and_texted_to_each_recipient_once() {
+    let s = Sinks::start();
+    let out = run_alert(&promote_env(), &format!("{EMAILS},{PHONE}"), &s.options());
+    assert_code(&out, 0);
+
+    let mails = s.smtp.messages();
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["oncall@example.org", "ops@example.org"]);
+    for m in &mails {
+        assert_eq!(m.from, "ha@example.org");
+        assert_eq!(
+            m.header("subject").as_deref(),
+            Some("rapidpro-ha: stack promoted on sms2 (ok)")
+        );
+        assert_eq!(m.header("to").as_deref(), Some(m.to[0].as_str()));
+        assert!(m.header("message-id").is_some() && m.header("date").is_some());
+        assert!(m.body().contains("CRM_alert_task=promote"), "{}", m.body());
+    }
+
+    let reqs = s.http.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    assert_eq!(reqs[0].method, "GET");
+    assert!(reqs[0].target.starts_with("/send?"), "{}", reqs[0].target);
+    assert_eq!(reqs[0].param("to").as_deref(), Some(PHONE));
+    assert_eq!(
+        reqs[0].param("text").as_deref(),
+        Some("rapidpro-ha: stack promoted on sms2 (ok)")
+    );
+    assert_eq!(reqs[0].param("key").as_deref(), Some("k"));
+    // Logged, for syslog and Pacemaker's log.
+    assert!(
+        out.stderr
+            .contains("rapidpro-alert: INFO: email to oncall@example.org sent"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("SMS to {PHONE} sent")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_successful_monitor_sends_nothing() {
+    let s = Sinks::start();
+    let env = resource_env(
+        ("celery", "monitor", "10000"),
+        "sms1",
+        ("0", "0", "0"),
+        "ok",
+    );
+    let out = run_alert(&env, &format!("{EMAILS},{PHONE}"), &s.options());
+    assert_code(&out, 0);
+    assert!(s.smtp.messages().is_empty());
+    assert!(s.http.requests().is_empty());
+    assert_eq!(out.stderr, "", "a silent event logs nothing at info level");
+}
+
+#[test]
+fn a_failed_monitor_is_sent_and_post_carries_the_text_as_a_form() {
+    let s = Sinks::start();
+    let mut options = s.options();
+    options.push(("sms_method", "POST"));
+    let env = resource_env(
+        ("celery", "monitor", "10000"),
+        "sms1",
+        ("7", "0", "0"),
+        "not running",
+    );
+    let out = run_alert(&env, &format!("oncall@example.org,{PHONE}"), &options);
+    assert_code(&out, 0);
+    let want = "rapidpro-ha: celery monitor on sms1 failed: not running (rc 7)";
+    let mails = s.smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].header("subject").as_deref(), Some(want));
+    let reqs = s.http.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].target, "/send");
+    assert_eq!(
+        reqs[0].header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(reqs[0].param("to").as_deref(), Some(PHONE));
+    assert_eq!(reqs[0].param("text").as_deref(), Some(want));
+}
+
+#[test]
+fn a_hung_gateway_costs_one_send_timeout_and_the_email_still_arrives() {
+    let s = Sinks::with(HttpSink::start_hanging(None, LOOPBACK));
+    let mut options = s.options();
+    options.extend([("send_timeout", "2"), ("deadline", "4")]);
+    let started = Instant::now();
+    let out = run_alert(
+        &promote_env(),
+        &format!("oncall@example.org,{PHONE}"),
+        &options,
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}\n{}",
+        out.stderr
+    );
+    assert_code(&out, 1);
+    assert_eq!(s.smtp.messages().len(), 1, "{}", out.stderr);
+    assert_eq!(s.http.requests().len(), 1, "the gateway got the request");
+    let gateway = format!(
+        "SMS gateway {}/send (sms_url): no answer within 2 s",
+        s.http.url()
+    );
+    assert!(
+        out.stderr.contains(&gateway),
+        "{gateway:?} not in\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("rapidpro-alert: ERROR: SMS to"),
+        "{}",
+        out.stderr
+    );
+    // The gateway's key is never logged.
+    assert!(!out.stderr.contains("key=k"), "{}", out.stderr);
+}
+
+#[test]
+fn the_deadline_bounds_the_run_even_when_send_timeout_is_longer() {
+    let s = Sinks::with(HttpSink::start_hanging(None, LOOPBACK));
+    let mut options = s.options();
+    options.extend([("send_timeout", "30"), ("deadline", "2")]);
+    let started = Instant::now();
+    let out = run_alert(&promote_env(), PHONE, &options);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}\n{}",
+        out.stderr
+    );
+    assert_code(&out, 1);
+    assert!(
+        out.stderr.contains(&format!("SMS to {PHONE} not sent")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_refused_smtp_connection_fails_the_run_but_the_sms_is_sent() {
+    let s = Sinks::start();
+    let closed = format!("{LOOPBACK}:{}", free_port());
+    let mut options = s.options();
+    options[0] = ("smtp_server", closed.as_str());
+    let out = run_alert(
+        &promote_env(),
+        &format!("oncall@example.org,{PHONE}"),
+        &options,
+    );
+    assert_code(&out, 1);
+    assert_eq!(s.http.requests().len(), 1, "{}", out.stderr);
+    let want =
+        format!("email to oncall@example.org not sent: SMTP server {closed}: cannot connect");
+    assert!(
+        out.stderr.contains(&want),
+        "{want:?} not in\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_bad_option_is_named_and_nothing_is_sent() {
+    let s = Sinks::start();
+    let mut options = s.options();
+    options.push(("send_timeout", "abc"));
+    let out = run_alert(
+        &promote_env(),
+        &format!("oncall@example.org,{PHONE}"),
+        &options,
+    );
+    assert_code(&out, 2);
+    assert!(
+        out.stderr.contains("send_timeout: expected a whole number of seconds from 1 to 600 (such as 5), got \"abc\""),
+        "{}",
+        out.stderr
+    );
+    assert!(s.smtp.messages().is_empty() && s.http.requests().is_empty());
+}
+
+#[test]
+fn a_bad_recipient_item_is_named_and_the_others_are_sent() {
+    let s = Sinks::start();
+    let out = run_alert(&promote_env(), &format!("0755000000,{PHONE}"), &s.options());
+    assert_code(&out, 1);
+    assert!(
+        out.stderr
+            .contains("recipient \"0755000000\": expected an email address"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.http.requests().len(), 1);
+}
+
+#[test]
+fn run_outside_pacemaker_it_says_so() {
+    let mut cmd = Command::new(ALERT_BIN);
+    cmd.env_clear();
+    let out = run_command(cmd, RUN_LIMIT).unwrap();
+    assert_code(&out, 2);
+    assert!(
+        out.stderr.contains("CRM_alert_kind: not set"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_lost_node_outside_a_cluster_is_still_sent() {
+    // No cluster runs here, so crm_node fails at once and every node would
+    // send: a duplicate is better than a lost alert.
+    let s = Sinks::start();
+    let env: Vec<(String, String)> = [
+        ("CRM_alert_kind", "node"),
+        ("CRM_alert_version", "2.1.5"),
+        ("CRM_alert_node", "sms1"),
+        ("CRM_alert_nodeid", "1"),
+        ("CRM_alert_desc", "lost"),
+        ("CRM_alert_timestamp", "12:00:02.000001"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let started = Instant::now();
+    let out = run_alert(&env, &format!("oncall@example.org,{PHONE}"), &s.options());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_code(&out, 0);
+    assert!(
+        out.stderr.contains("could not read the cluster membership"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("sending anyway"), "{}", out.stderr);
+    let mails = s.smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails[0].header("subject").as_deref(),
+        Some("rapidpro-ha: node sms1 lost")
+    );
+    assert_eq!(
+        s.http.requests()[0].param("text").as_deref(),
+        Some("rapidpro-ha: node sms1 lost")
+    );
+}
+
+/// A CIB `<alerts>` section pointing at the sinks.
+fn cib(s: &Sinks, recipients: &[&str]) -> String {
+    let esc = |v: &str| v.replace('&', "&amp;");
+    let recipients: String = recipients
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            format!(
+                r#"<recipient id="rapidpro-alert-recipient-{}" value="{}"/>"#,
+                i + 1,
+                esc(v)
+            )
+        })
+        .collect();
+    format!(
+        r#"<cib><configuration><alerts>
+  <alert id="rapidpro-alert" path="{ALERT_BIN}-not-here/rapidpro-alert">
+    <instance_attributes id="ia">
+      <nvpair id="ia-1" name="smtp_server" value="{}"/>
+      <nvpair id="ia-2" name="sms_url" value="{}"/>
+      <nvpair id="ia-3" name="send_timeout" value="2"/>
+    </instance_attributes>
+    {recipients}
+  </alert>
+  <alert id="other" path="/usr/share/pacemaker/alerts/alert_file.sh"/>
+</alerts></configuration></cib>"#,
+        s.smtp_server,
+        esc(&s.sms_url)
+    )
+}
+
+#[test]
+fn send_test_reaches_every_address_and_number_of_the_alert() {
+    let s = Sinks::start();
+    let xml = cib(
+        &s,
+        &[&format!("oncall@example.org,{PHONE}"), "+255700000002"],
+    );
+    let alerts = AlertConfig::from_cib(&xml).unwrap();
+    assert_eq!(alerts.len(), 1);
+    let report = alert::send_test(&alerts[0]);
+    assert!(report.ok(), "{report:#?}");
+    assert_eq!(report.outcomes.len(), 3);
+    assert_eq!(s.smtp.messages().len(), 1);
+    poll("two test SMS", Duration::from_secs(5), || {
+        (s.http.requests().len() == 2).then_some(())
+    });
+    let text = s.http.requests()[0].param("text").unwrap();
+    assert!(
+        text.contains("test alert") && text.contains("rapidpro-alert"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_finds_the_servers_and_names_what_is_wrong() {
+    let s = Sinks::start();
+    let xml = cib(
+        &s,
+        &[&format!("oncall@example.org,{PHONE}"), "not-a-recipient"],
+    );
+    let alert = &AlertConfig::from_cib(&xml).unwrap()[0];
+    let checks = alert::check(alert);
+    let find = |prefix: &str| {
+        checks
+            .iter()
+            .find(|c| c.name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} check in {checks:#?}"))
+    };
+    assert!(!find("agent").ok, "the path does not exist");
+    assert!(find("options").ok, "{checks:#?}");
+    assert!(find("deadline").ok, "{checks:#?}");
+    assert!(
+        find("recipient rapidpro-alert-recipient-1").ok,
+        "{checks:#?}"
+    );
+    let bad = find("recipient rapidpro-alert-recipient-2");
+    assert!(
+        !bad.ok && bad.detail.contains("\"not-a-recipient\""),
+        "{bad:?}"
+    );
+    let smtp = find("SMTP server");
+    assert!(
+        smtp.ok && smtp.detail.starts_with("answers 220"),
+        "{smtp:?}"
+    );
+    assert!(find("SMS gateway").ok, "{checks:#?}");
+    // Nothing was sent by checking.
+    assert!(s.smtp.messages().is_empty() && s.http.requests().is_empty());
+
+    // With both servers gone, both checks fail and say why.
+    let (smtp_addr, gw) = (s.smtp_server.clone(), s.http.url());
+    drop(s);
+    let checks = alert::check(alert);
+    let failed: Vec<&alert::Check> = checks.iter().filter(|c| !c.ok).collect();
+    assert!(
+        failed
+            .iter()
+            .any(|c| c.name == format!("SMTP server {smtp_addr}")
+                && c.detail.contains("cannot connect")),
+        "{checks:#?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|c| c.name == format!("SMS gateway {gw}/send")
+                && c.detail.contains("cannot connect")),
+        "{checks:#?}"
+    );
+}
