@@ -39,7 +39,7 @@ enum Command {
     },
     /// This node's PostgreSQL replication: role, timeline, LSNs, WAL senders and receiver.
     Postgres,
-    /// Validate the configuration: the stack resource's parameters and clone, validate-all here.
+    /// Validate the configuration: the stack resource, validate-all here, the alerts and their servers.
     Check,
     /// This node's CPU, memory, load, disks, network and SMS gateway port.
     Health(HealthArgs),
@@ -84,9 +84,9 @@ struct HealthArgs {
     /// CPU busy % for yellow.
     #[arg(long, default_value_t = health::Thresholds::default().cpu_yellow)]
     cpu_yellow: f64,
-    /// CPU busy % for red.
-    #[arg(long, default_value_t = health::Thresholds::default().cpu_red)]
-    cpu_red: f64,
+    /// CPU busy % for red (default: never red, a 200 ms sample is a moment).
+    #[arg(long)]
+    cpu_red: Option<f64>,
     /// Memory available % below which yellow.
     #[arg(long, default_value_t = health::Thresholds::default().memory_yellow)]
     memory_yellow: f64,
@@ -134,6 +134,9 @@ struct PgdumpArgs {
     /// Longest time the dump may take, in seconds.
     #[arg(long, default_value_t = pgdump::DEFAULT_TIMEOUT.as_secs())]
     timeout: u64,
+    /// Dump this node's own server, even a standby (consistent as of its replay).
+    #[arg(long)]
+    local: bool,
 }
 
 fn main() {
@@ -176,13 +179,14 @@ fn main() {
             },
             user: a.user,
             timeout: Duration::from_secs(a.timeout),
+            local: a.local,
         }),
         Command::Switchover {
             node,
             timeout,
             dry_run,
         } => switchover::switchover(node.as_deref(), Duration::from_secs(timeout), dry_run),
-        Command::Alert { test: _ } => ctl::alert_test(&deadline),
+        Command::Alert { test: _ } => ctl::alerts::test(&deadline),
     };
     std::process::exit(ctl::print(&result, cli.json));
 }

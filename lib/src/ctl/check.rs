@@ -12,7 +12,11 @@
 //! - `node-health-strategy`: what Pacemaker does with `#health-*` attributes;
 //! - `validate-all`: the agent's `validate-all` on this node, with the
 //!   configured parameters (`crm_resource --validate`), which also checks
-//!   this host (binaries, users, data directory).
+//!   this host (binaries, users, data directory);
+//! - `alert <id>: ...`: each `rapidpro-alert` alert: the agent installed on
+//!   this node, its options and recipients, the SMTP server answering, the
+//!   SMS gateway reachable ([`crate::alert::check`]); no alert at all is a
+//!   warning.
 //!
 //! JSON: `checks[]` {`check`, `status`, `detail`}, `status` (the worst).
 
@@ -262,8 +266,7 @@ pub fn run(deadline: &Deadline) -> Result<Outcome, Error> {
     let f = cib::query(deadline)?;
     let mut v = cib_checks(&f);
     v.extend(validate_check(&f));
-    // TODO(alert): alert recipients and SMTP/gateway reachability, with
-    // rapidpro_ha::alert (AlertConfig::from_cib(&f.xml), alert::check).
+    v.extend(super::alerts::checks(&f.xml));
     let (text, worst) = render(&v);
     let json = serde_json::json!({ "status": worst, "checks": v });
     Ok(Outcome::with(json, text, worst != Status::Error))

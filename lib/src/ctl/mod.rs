@@ -20,6 +20,7 @@
 //! a timeout, and every connection has a connect and a query timeout: a
 //! node that is powered off shows as down within seconds, never as a hang.
 
+pub mod alerts;
 pub mod check;
 pub mod cib;
 pub mod corosync;
@@ -37,7 +38,6 @@ use std::time::Duration;
 use crate::cluster::ClusterError;
 use crate::cmd::CommandError;
 use crate::config::ConfigError;
-use crate::deadline;
 use crate::postgres::PgError;
 use crate::redis::RedisError;
 
@@ -221,16 +221,6 @@ pub fn init_logging(verbose: bool) {
             log::LevelFilter::Warn
         });
     }
-}
-
-/// `rapidproctl alert --test`: a test email and SMS to every recipient of
-/// the alerts configured in the CIB.
-pub fn alert_test(_deadline: &deadline::Deadline) -> Result<Outcome, Error> {
-    // TODO(alert): rapidpro_ha::alert::send_test for each
-    // AlertConfig::from_cib(cib), once the alert module is merged.
-    Err(Error::Usage(
-        "alert --test is not available in this build: the alert module is not merged yet".into(),
-    ))
 }
 
 /// Bytes in a unit people read (`0 B`, `12.0 KiB`, `3.5 MiB`).
