@@ -6,6 +6,8 @@
 //! - Elsewhere, the primary is dumped through `primary_host` (the VIP) and
 //!   `primary_port` as `--user` (default `system_user`); the password comes
 //!   from `PGPASSWORD` or root's `~/.pgpass`, as for any libpq client.
+//! - With `--local`, this node's server is dumped whatever its role: a hot
+//!   standby gives a consistent dump too, as of what it has replayed.
 //!
 //! `pg_dump` takes one consistent snapshot of its database by itself.
 //! With `--database DB` one database is dumped (`--format plain` SQL, or
@@ -16,7 +18,8 @@
 //! once complete, so a failed dump never leaves a truncated `FILE`. An
 //! existing `FILE` is refused unless `--force`.
 //!
-//! JSON: `file`, `bytes`, `source` (`local` or `host:port`), `database`
+//! JSON: `file`, `bytes`, `source` (`local` or `host:port`), `role` (of
+//! the server dumped, when local: `primary` or `standby`), `database`
 //! (`null`: all, with `pg_dumpall`), `format`, `program`, `seconds`.
 
 use std::fs::OpenOptions;
@@ -60,6 +63,8 @@ pub struct Options {
     pub user: Option<String>,
     /// How long the dump may take.
     pub timeout: Duration,
+    /// Dump this node's server, primary or standby.
+    pub local: bool,
 }
 
 /// Where the dump comes from.
@@ -156,17 +161,26 @@ pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
     }
     let deadline = Deadline::after(Duration::from_secs(30));
     let cfg = local_config(&deadline);
-    let local_primary = match connect_local(&cfg, &deadline) {
-        Ok(db) => matches!(db.in_recovery(), Ok(false)),
+    let local_role = match connect_local(&cfg, &deadline) {
+        Ok(db) => match db.in_recovery() {
+            Ok(false) => Some("primary"),
+            Ok(true) => Some("standby"),
+            Err(e) => {
+                log::info!("local PostgreSQL: {e}");
+                None
+            }
+        },
         Err(e) => {
-            log::info!(
-                "local PostgreSQL: {e}; dumping through {}",
-                cfg.primary_host
-            );
-            false
+            log::info!("local PostgreSQL: {e}");
+            None
         }
     };
-    let src = if local_primary {
+    if o.local && local_role.is_none() {
+        return Err(Error::Failed(
+            "--local: the local PostgreSQL does not answer".into(),
+        ));
+    }
+    let src = if o.local || local_role == Some("primary") {
         Source::Local
     } else {
         Source::Remote {
@@ -196,7 +210,17 @@ pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
         // The shell is only the redirection: name the dump program.
         return Err(match e {
             cmd::CommandError::Failed { status, stderr, .. } => {
-                Error::Failed(format!("{program} failed ({status}): {}", stderr.trim()))
+                let hint = match &src {
+                    Source::Remote { user, .. } if stderr.contains("password") => format!(
+                        "\n(set PGPASSWORD or root's ~/.pgpass for {user}, or use --local to dump \
+                         this node's own server)"
+                    ),
+                    _ => String::new(),
+                };
+                Error::Failed(format!(
+                    "{program} failed ({status}): {}{hint}",
+                    stderr.trim()
+                ))
             }
             cmd::CommandError::TimedOut { timeout, .. } => Error::Timeout(format!(
                 "{program} did not finish within {} s",
@@ -232,8 +256,8 @@ pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
             .as_deref()
             .map(|d| format!("database {d}"))
             .unwrap_or_else(|| "all databases".into()),
-        if local_primary {
-            "the local primary".to_string()
+        if src == Source::Local {
+            format!("the local {}", local_role.unwrap_or("server"))
         } else {
             format!("the primary at {source}")
         },
@@ -242,6 +266,7 @@ pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
         "file": o.file,
         "bytes": bytes,
         "source": source,
+        "role": if src == Source::Local { local_role } else { None },
         "database": o.database,
         "format": format,
         "program": program,
@@ -271,6 +296,7 @@ mod tests {
             format,
             user: None,
             timeout: DEFAULT_TIMEOUT,
+            local: false,
         }
     }
 
