@@ -395,16 +395,32 @@ fn state_postgres_check_health_and_pgdump_answer_on_a_running_pair() {
         text.stdout
     );
 
-    // check: the configuration the example script builds passes.
+    // check: the configuration the example script builds passes; with no
+    // alert configured, that is the one warning.
     let chk = ctl_json(&c, &standby, &["check"]);
-    assert_eq!(chk["status"], "ok", "{chk:#}");
+    assert_eq!(chk["status"], "warning", "{chk:#}");
+    for k in chk["checks"].as_array().unwrap() {
+        let expected = if k["check"] == "alerts" {
+            "warning"
+        } else {
+            "ok"
+        };
+        assert_eq!(k["status"], expected, "{chk:#}");
+    }
     assert!(
         chk["checks"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|k| k["check"] == "validate-all" && k["status"] == "ok"),
+            .any(|k| k["check"] == "validate-all"),
         "{chk:#}"
+    );
+    let none = ctl(&c, &standby, &["alert", "--test"]);
+    assert_eq!(none.code(), 3, "{}", none.failure_message());
+    assert!(
+        none.stdout.contains("no rapidpro-alert alert"),
+        "{}",
+        none.stdout
     );
 
     // health --publish: a closed gateway port is red, exit 3, and the
@@ -412,8 +428,6 @@ fn state_postgres_check_health_and_pgdump_answer_on_a_running_pair() {
     // share two cores.
     let loose = [
         "--cpu-yellow",
-        "101",
-        "--cpu-red",
         "101",
         "--load-yellow",
         "1000",
@@ -479,4 +493,119 @@ fn state_postgres_check_health_and_pgdump_answer_on_a_running_pair() {
     assert_eq!(d["format"], "custom", "{d:#}");
     let head = std::fs::read(&custom).unwrap();
     assert!(head.starts_with(b"PGDMP"), "not a pg_dump archive");
+    // From the standby: through the VIP, which needs a password here...
+    let remote = dir.join("remote.sql").display().to_string();
+    let r = ctl(&c, &standby, &["pgdump", &remote]);
+    assert_eq!(r.code(), 1, "{}", r.failure_message());
+    assert!(r.stderr.contains("pg_dumpall failed"), "{}", r.stderr);
+    assert!(r.stderr.contains("--local"), "{}", r.stderr);
+    assert!(!std::path::Path::new(&remote).exists());
+    assert!(!std::path::Path::new(&format!("{remote}.partial")).exists());
+    // ...or of the standby itself.
+    let d = ctl_json(&c, &standby, &["pgdump", &remote, "--local"]);
+    assert_eq!(
+        (d["source"].as_str(), d["role"].as_str()),
+        (Some("local"), Some("standby")),
+        "{d:#}"
+    );
+    assert!(std::fs::read_to_string(&remote)
+        .unwrap()
+        .contains("CREATE TABLE public.sms"));
+}
+
+#[test]
+fn check_passes_alert_test_delivers_and_status_shows_the_app_where_it_runs() {
+    let recipient = "oncall@example.org,+255700000001";
+    let c = NsCluster::builder("ctl-alerts")
+        .nodes(2)
+        .agent(bin())
+        .app(true)
+        .alerts(&[recipient])
+        .sbin(env!("CARGO_BIN_EXE_rapidpro-alert"))
+        .build();
+    let (primary, standby) = steady_pair(&c);
+
+    let chk = ctl_json(&c, &standby, &["check"]);
+    assert_eq!(chk["status"], "ok", "{chk:#}");
+    let alert_lines: Vec<&Value> = chk["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| {
+            k["check"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("alert rapidpro-alert: ")
+        })
+        .collect();
+    assert!(alert_lines.len() >= 3, "{chk:#}");
+
+    let mails_before = c.alert_smtp().messages().len();
+    let texts_before = c.alert_sms().requests().len();
+    let out = ctl(&c, &standby, &["alert", "--test"]);
+    assert!(out.success(), "{}", out.failure_message());
+    assert!(
+        out.stdout.contains("alert rapidpro-alert: all sent"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("email to oncall@example.org sent"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("SMS to +255700000001 sent"),
+        "{}",
+        out.stdout
+    );
+    poll(
+        "the test email and SMS at the sinks",
+        Duration::from_secs(30),
+        || {
+            let mails = c.alert_smtp().messages();
+            let texts = c.alert_sms().requests();
+            let mail = mails[mails_before.min(mails.len())..]
+                .iter()
+                .any(|m| m.to.iter().any(|t| t.contains("oncall@example.org")));
+            let text = texts[texts_before.min(texts.len())..]
+                .iter()
+                .any(|r| r.param("to").as_deref() == Some("+255700000001"));
+            (mail && text).then_some(())
+        },
+    );
+
+    // The app group runs on the primary only.
+    let st = poll("the app group started on the primary", SETTLE, || {
+        let st = ctl_json(&c, &standby, &["status"]);
+        let all = node(&st, &primary)["app"]
+            .as_array()?
+            .iter()
+            .all(|a| a["running"] == true);
+        all.then_some(st)
+    });
+    let names: Vec<&str> = node(&st, &primary)["app"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["resource"].as_str())
+        .collect();
+    assert_eq!(names, ["uwsgi", "celery", "celerybeat", "nginx"], "{st:#}");
+    assert!(
+        node(&st, &standby)["app"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["running"] == false),
+        "{st:#}"
+    );
+    let text = ctl(&c, &standby, &["status"]);
+    assert!(text.stdout.contains("| App "), "{}", text.stdout);
+    assert!(
+        text.stdout
+            .contains("all 4 (uwsgi,celery,celerybeat,nginx)"),
+        "{}",
+        text.stdout
+    );
+    eprintln!("rapidproctl status with the app tier:\n{}", text.stdout);
 }
