@@ -10,6 +10,7 @@ mod cluster_alerts;
 mod cluster_app;
 mod cluster_faults;
 mod cluster_fencing;
+mod ctl;
 mod ocf_tools;
 mod pcs_examples;
 

@@ -9,6 +9,7 @@ pub mod alert;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod ctl;
 pub mod deadline;
 pub mod ocf;
 pub mod postgres;

@@ -130,6 +130,10 @@ pub struct NodeStatus {
     pub resources_running: u32,
     /// `member`, `remote` or `ping`.
     pub kind: String,
+    /// The node's health as Pacemaker computes it from its `#health-*`
+    /// attributes (`green`, `yellow`, `red`), when `crm_mon` reports it.
+    /// crm_mon itself never lists attributes whose name starts with `#`.
+    pub health: Option<String>,
 }
 
 /// One resource instance: a primitive, or one instance of a clone.
@@ -464,6 +468,7 @@ fn read_node(n: &Element) -> Result<NodeStatus, ClusterError> {
         is_dc: flag(n, "is_dc")?,
         resources_running: number(n, "resources_running")?.unwrap_or(0),
         kind: n.attr("type").unwrap_or("member").to_string(),
+        health: n.attr("health").map(str::to_string),
     })
 }
 
@@ -647,6 +652,13 @@ mod tests {
     const PROMOTING: &str = include_str!("fixtures/crm_mon-promoting.xml");
     /// crm_mon with no cluster running.
     const NO_CLUSTER: &str = include_str!("fixtures/crm_mon-no-cluster.xml");
+    /// Recorded in a running 2-node namespaced cluster (tests/harness) after
+    /// a switchover: node2 promoted with the VIP, node1 unpromoted.
+    const LIVE_STEADY: &str = include_str!("fixtures/crm_mon-live-steady.xml");
+    /// The same cluster after Redis was killed on node1: a failed monitor.
+    const LIVE_FAILED: &str = include_str!("fixtures/crm_mon-live-failed-monitor.xml");
+    /// The same cluster after node2 (the primary) was powered off and fenced.
+    const LIVE_OFFLINE: &str = include_str!("fixtures/crm_mon-live-offline.xml");
 
     fn names(v: &[&NodeName]) -> Vec<String> {
         v.iter().map(|n| n.to_string()).collect()
@@ -916,5 +928,44 @@ mod tests {
         let err = status_in(None, &Deadline::after(Duration::from_secs(10))).unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         assert!(err.is_no_cluster(), "{err:?}");
+    }
+
+    #[test]
+    fn a_live_cluster_shows_the_promoted_node_its_scores_and_health() {
+        let st = parse_crm_mon(LIVE_STEADY).unwrap();
+        let clone = st.find_clone("stack-clone").unwrap();
+        assert_eq!(names(&clone.promoted_nodes()), ["node2"]);
+        assert_eq!(names(&clone.unpromoted_nodes()), ["node1"]);
+        assert_eq!(clone.instances[0].resource_agent, "ocf:rapidpro:stack");
+        assert_eq!(
+            st.resource("vip").unwrap().node().map(NodeName::as_str),
+            Some("node2")
+        );
+        assert_eq!(st.node_attribute("node1", "master-stack"), Some("1000"));
+        assert_eq!(st.node_attribute("node2", "master-stack"), Some("1001"));
+        assert_eq!(st.node("node1").unwrap().health.as_deref(), Some("green"));
+        assert!(st.stonith_enabled);
+        assert!(st.failures.is_empty() && st.pending.is_empty());
+    }
+
+    #[test]
+    fn a_live_failed_monitor_keeps_the_agents_exit_reason() {
+        let st = parse_crm_mon(LIVE_FAILED).unwrap();
+        let f = &st.failures[0];
+        assert_eq!(f.resource(), Some("stack"));
+        assert_eq!(f.node.as_str(), "node1");
+        assert_eq!(f.exit_reason, "Redis 243 died (stale pidfile)");
+    }
+
+    #[test]
+    fn a_powered_off_node_is_offline_with_its_instance_stopped() {
+        let st = parse_crm_mon(LIVE_OFFLINE).unwrap();
+        let n2 = st.node("node2").unwrap();
+        assert!(!n2.online && !n2.unclean);
+        let clone = st.find_clone("stack-clone").unwrap();
+        assert_eq!(names(&clone.promoted_nodes()), ["node1"]);
+        assert!(clone.instance_on("node2").is_none());
+        assert!(clone.instances.iter().any(|i| i.role == Role::Stopped));
+        assert_eq!(st.dc.as_ref().map(NodeName::as_str), Some("node1"));
     }
 }

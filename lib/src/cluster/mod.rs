@@ -25,9 +25,10 @@ use std::time::Duration;
 use crate::cmd::{self, CommandError, Output, Spec};
 use crate::deadline::Deadline;
 
+pub mod admin;
 mod attributes;
 mod crm_mon;
-mod xml;
+pub(crate) mod xml;
 
 pub use attributes::{
     delete_private, delete_promotion_score, get_promotion_score, parse_attrd_query, parse_score,

@@ -1,0 +1,460 @@
+//! `rapidproctl postgres`: this node's PostgreSQL replication view, the
+//! replacement of `rapidpro-postgres-status | grep wal`.
+//!
+//! Connects over the local unix socket as `system_user` with peer
+//! authentication, as the agent does (`pghost`, `pgport`, `system_user` from
+//! the stack resource; Debian's defaults if the CIB cannot be read), and
+//! shows both sides: the WAL senders (`pg_stat_replication`, on a primary)
+//! and the WAL receiver (`pg_stat_wal_receiver`, on a standby).
+//!
+//! JSON fields: `role` (`primary`, `standby`), `timeline`, `current_lsn`,
+//! `receive_lsn`, `replay_lsn`, `replay_paused`, `receive_replay_lag_bytes`
+//! (received but not yet replayed), `replay_delay` (time since the last
+//! replayed transaction's commit), `synchronous_standby_names`, `senders[]`
+//! {`application_name`, `client_addr`, `state`, `sync_state`, `sent_lsn`,
+//! `write_lsn`, `flush_lsn`, `replay_lsn`, `lag_bytes`, `write_lag`,
+//! `flush_lag`, `replay_lag`}, `receiver` {`status`, `sender_host`,
+//! `sender_port`, `received_tli`, `written_lsn`, `flushed_lsn`,
+//! `latest_end_lsn`, `last_msg_receipt_time`, `slot_name`} or `null`.
+
+use serde::Serialize;
+
+use crate::config::{names, Config};
+use crate::deadline::Deadline;
+use crate::ocf::env::OcfEnv;
+use crate::postgres::db::{Db, Host, LocalStatus, Target};
+use crate::postgres::Lsn;
+
+use super::table::{pairs, Table};
+use super::{cib, human_bytes, Error, Outcome};
+
+const SENDERS_SQL: &str = "SELECT application_name, host(client_addr), state, sync_state, \
+  sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
+  pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+    ELSE pg_current_wal_lsn() END, replay_lsn)::bigint::text, \
+  write_lag::text, flush_lag::text, replay_lag::text \
+  FROM pg_stat_replication ORDER BY application_name";
+
+const RECEIVER_SQL: &str = "SELECT status, sender_host, sender_port::text, \
+  received_tli::text, written_lsn::text, flushed_lsn::text, latest_end_lsn::text, \
+  last_msg_receipt_time::text, slot_name FROM pg_stat_wal_receiver";
+
+const DELAY_SQL: &str = "SELECT CASE WHEN pg_is_in_recovery() \
+  THEN (now() - pg_last_xact_replay_timestamp())::text END";
+
+/// One WAL sender (`pg_stat_replication` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sender {
+    /// The standby's name (its node name).
+    pub application_name: String,
+    /// Its address.
+    pub client_addr: Option<String>,
+    /// `streaming`, `catchup`...
+    pub state: String,
+    /// `async`, `sync`, `quorum`, `potential`.
+    pub sync_state: String,
+    /// Sent.
+    pub sent_lsn: Option<String>,
+    /// Written on the standby.
+    pub write_lsn: Option<String>,
+    /// Flushed on the standby.
+    pub flush_lsn: Option<String>,
+    /// Replayed on the standby.
+    pub replay_lsn: Option<String>,
+    /// Bytes not yet replayed there.
+    pub lag_bytes: Option<u64>,
+    /// `write_lag` interval.
+    pub write_lag: Option<String>,
+    /// `flush_lag` interval.
+    pub flush_lag: Option<String>,
+    /// `replay_lag` interval.
+    pub replay_lag: Option<String>,
+}
+
+/// The WAL receiver (`pg_stat_wal_receiver` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receiver {
+    /// `streaming`, `waiting`, `starting`...
+    pub status: String,
+    /// The host it streams from.
+    pub sender_host: Option<String>,
+    /// Its port.
+    pub sender_port: Option<u16>,
+    /// The timeline received.
+    pub received_tli: Option<u32>,
+    /// Written.
+    pub written_lsn: Option<String>,
+    /// Flushed.
+    pub flushed_lsn: Option<String>,
+    /// Last location reported by the sender.
+    pub latest_end_lsn: Option<String>,
+    /// When the last message came.
+    pub last_msg_receipt_time: Option<String>,
+    /// Replication slot, if any.
+    pub slot_name: Option<String>,
+}
+
+/// The whole view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicationView {
+    /// `primary` or `standby`.
+    pub role: String,
+    /// Timeline.
+    pub timeline: Option<u32>,
+    /// Primary: current WAL location.
+    pub current_lsn: Option<String>,
+    /// Standby: last received.
+    pub receive_lsn: Option<String>,
+    /// Standby: last replayed.
+    pub replay_lsn: Option<String>,
+    /// Standby: replay paused.
+    pub replay_paused: bool,
+    /// Standby: received minus replayed.
+    pub receive_replay_lag_bytes: Option<u64>,
+    /// Standby: time since the last replayed commit.
+    pub replay_delay: Option<String>,
+    /// `synchronous_standby_names`.
+    pub synchronous_standby_names: String,
+    /// WAL senders.
+    pub senders: Vec<Sender>,
+    /// The WAL receiver.
+    pub receiver: Option<Receiver>,
+}
+
+fn col(r: &[Option<String>], i: usize) -> Option<String> {
+    r.get(i).cloned().flatten()
+}
+
+/// Reads a `SENDERS_SQL` row (pure).
+pub fn parse_sender(r: &[Option<String>]) -> Sender {
+    Sender {
+        application_name: col(r, 0).unwrap_or_default(),
+        client_addr: col(r, 1),
+        state: col(r, 2).unwrap_or_default(),
+        sync_state: col(r, 3).unwrap_or_default(),
+        sent_lsn: col(r, 4),
+        write_lsn: col(r, 5),
+        flush_lsn: col(r, 6),
+        replay_lsn: col(r, 7),
+        lag_bytes: col(r, 8)
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|n| n.max(0) as u64),
+        write_lag: col(r, 9),
+        flush_lag: col(r, 10),
+        replay_lag: col(r, 11),
+    }
+}
+
+/// Reads a `RECEIVER_SQL` row (pure).
+pub fn parse_receiver(r: &[Option<String>]) -> Receiver {
+    Receiver {
+        status: col(r, 0).unwrap_or_default(),
+        sender_host: col(r, 1),
+        sender_port: col(r, 2).and_then(|v| v.parse().ok()),
+        received_tli: col(r, 3).and_then(|v| v.parse().ok()),
+        written_lsn: col(r, 4),
+        flushed_lsn: col(r, 5),
+        latest_end_lsn: col(r, 6),
+        last_msg_receipt_time: col(r, 7),
+        slot_name: col(r, 8),
+    }
+}
+
+/// Builds the view from what the server said (pure).
+pub fn view(
+    st: &LocalStatus,
+    senders: Vec<Sender>,
+    receiver: Option<Receiver>,
+    replay_delay: Option<String>,
+) -> ReplicationView {
+    let lsn = |l: Option<Lsn>| l.map(|l| l.to_string());
+    ReplicationView {
+        role: if st.in_recovery { "standby" } else { "primary" }.to_string(),
+        timeline: st.position().map(|p| p.timeline),
+        current_lsn: lsn(st.current_lsn),
+        receive_lsn: if st.in_recovery {
+            lsn(st.receive_lsn)
+        } else {
+            None
+        },
+        replay_lsn: if st.in_recovery {
+            lsn(st.replay_lsn)
+        } else {
+            None
+        },
+        replay_paused: st.replay_paused,
+        receive_replay_lag_bytes: match (st.in_recovery, st.receive_lsn, st.replay_lsn) {
+            (true, Some(rcv), Some(rpl)) => Some(rcv.bytes_after(rpl)),
+            _ => None,
+        },
+        replay_delay,
+        synchronous_standby_names: st.synchronous_standby_names.clone(),
+        senders,
+        receiver,
+    }
+}
+
+fn dash(v: &Option<impl ToString>) -> String {
+    v.as_ref()
+        .map(|x| x.to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The view as text.
+pub fn render(v: &ReplicationView) -> String {
+    let mut items = vec![("role", v.role.clone()), ("timeline", dash(&v.timeline))];
+    if v.role == "primary" {
+        items.push(("current lsn", dash(&v.current_lsn)));
+        items.push((
+            "synchronous_standby_names",
+            if v.synchronous_standby_names.is_empty() {
+                "'' (asynchronous)".into()
+            } else {
+                v.synchronous_standby_names.clone()
+            },
+        ));
+    } else {
+        items.push(("receive lsn", dash(&v.receive_lsn)));
+        items.push(("replay lsn", dash(&v.replay_lsn)));
+        items.push((
+            "received, not replayed",
+            dash(&v.receive_replay_lag_bytes.map(human_bytes)),
+        ));
+        items.push((
+            "replay paused",
+            if v.replay_paused { "yes" } else { "no" }.into(),
+        ));
+        items.push((
+            "last replayed commit",
+            dash(&v.replay_delay.as_ref().map(|d| format!("{d} ago"))),
+        ));
+    }
+    let mut s = pairs(&items);
+    s.push_str("\nWAL senders (pg_stat_replication):\n");
+    if v.senders.is_empty() {
+        s.push_str("  none\n");
+    } else {
+        let mut t = Table::new(&[
+            "Standby",
+            "Address",
+            "State",
+            "Sync",
+            "Sent",
+            "Flushed",
+            "Replayed",
+            "Lag",
+            "Replay lag",
+        ]);
+        for x in &v.senders {
+            t.row(vec![
+                x.application_name.clone(),
+                dash(&x.client_addr),
+                x.state.clone(),
+                x.sync_state.clone(),
+                dash(&x.sent_lsn),
+                dash(&x.flush_lsn),
+                dash(&x.replay_lsn),
+                dash(&x.lag_bytes.map(human_bytes)),
+                dash(&x.replay_lag),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+    s.push_str("\nWAL receiver (pg_stat_wal_receiver):\n");
+    match &v.receiver {
+        None => s.push_str("  none\n"),
+        Some(r) => {
+            let from = match (&r.sender_host, r.sender_port) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.clone(),
+                _ => "-".into(),
+            };
+            let items = [
+                ("status", r.status.clone()),
+                ("from", from),
+                ("timeline", dash(&r.received_tli)),
+                ("flushed lsn", dash(&r.flushed_lsn)),
+                ("latest end lsn", dash(&r.latest_end_lsn)),
+                ("last message", dash(&r.last_msg_receipt_time)),
+            ];
+            for line in pairs(&items).lines() {
+                s.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    s
+}
+
+/// The stack's parameters from the CIB or, when the CIB cannot be read or
+/// has no stack resource, the agent's defaults (with a warning).
+pub fn local_config(deadline: &Deadline) -> Config {
+    let from_cib = cib::query(deadline).and_then(|f| Ok(f.require_stack()?.config()?));
+    match from_cib {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("{e}; using the agent's default parameters");
+            let env = OcfEnv::from_vars([(
+                format!("OCF_RESKEY_{}", names::PRIMARY_HOST),
+                "localhost".to_string(),
+            )]);
+            Config::from_env(&env).expect("the defaults are valid")
+        }
+    }
+}
+
+/// Connects to the local server as `system_user` over its socket.
+pub fn connect_local(cfg: &Config, deadline: &Deadline) -> Result<Db, Error> {
+    let (uid, _) = cfg.system_user()?;
+    let target = Target {
+        host: Host::Socket(&cfg.pghost),
+        port: cfg.pgport,
+        user: &cfg.system_user,
+        password: None,
+        dbname: "postgres",
+        peer_uid: Some(uid),
+    };
+    Ok(Db::connect(
+        &target,
+        super::QUERY_TIMEOUT,
+        super::QUERY_TIMEOUT,
+        deadline,
+    )?)
+}
+
+/// `rapidproctl postgres`.
+pub fn postgres(deadline: &Deadline) -> Result<Outcome, Error> {
+    let cfg = local_config(deadline);
+    let db = connect_local(&cfg, deadline)?;
+    let st = db.status()?;
+    let senders = db
+        .rows("the pg_stat_replication query", SENDERS_SQL)?
+        .iter()
+        .map(|r| parse_sender(r))
+        .collect();
+    let receiver = db
+        .rows("the pg_stat_wal_receiver query", RECEIVER_SQL)?
+        .first()
+        .map(|r| parse_receiver(r));
+    let delay = db
+        .row("the replay delay query", DELAY_SQL)?
+        .first()
+        .cloned()
+        .flatten();
+    let v = view(&st, senders, receiver, delay);
+    let json = serde_json::to_value(&v).expect("the view serializes");
+    Ok(Outcome::ok(json, render(&v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::db::parse_status;
+
+    fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
+        v.iter().map(|c| c.map(str::to_string)).collect()
+    }
+
+    fn primary_status() -> LocalStatus {
+        parse_status(&row(&[
+            Some("f"),
+            Some("0/3000148"),
+            Some("000000020000000000000003"),
+            Some("0/1789158"),
+            Some("0/1789158"),
+            Some("f"),
+            Some("2"),
+            Some("0"),
+            None,
+            None,
+            Some("ANY 1 (*)"),
+            Some(""),
+            Some("150010"),
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_primary_shows_its_senders_and_no_receiver() {
+        let sender = parse_sender(&row(&[
+            Some("node2"),
+            Some("10.200.200.12"),
+            Some("streaming"),
+            Some("quorum"),
+            Some("0/3000148"),
+            Some("0/3000148"),
+            Some("0/3000148"),
+            Some("0/3000100"),
+            Some("72"),
+            Some("00:00:00.000412"),
+            None,
+            None,
+        ]));
+        assert_eq!(sender.lag_bytes, Some(72));
+        let v = view(&primary_status(), vec![sender], None, None);
+        assert_eq!(v.role, "primary");
+        assert_eq!(v.timeline, Some(2));
+        assert_eq!(v.current_lsn.as_deref(), Some("0/3000148"));
+        assert_eq!(v.replay_lsn, None);
+        let text = render(&v);
+        assert!(text.starts_with("role:"), "{text}");
+        assert!(
+            text.contains("| node2   | 10.200.200.12 | streaming | quorum |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WAL receiver (pg_stat_wal_receiver):\n  none\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["senders"][0]["application_name"], "node2");
+        assert_eq!(json["receiver"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_standby_shows_its_receiver_and_what_it_has_not_replayed() {
+        let st = parse_status(&row(&[
+            Some("t"),
+            None,
+            None,
+            Some("0/9000000"),
+            Some("0/5000000"),
+            Some("t"),
+            Some("2"),
+            Some("2"),
+            Some("streaming"),
+            Some("2"),
+            Some(""),
+            Some("host=x"),
+            Some("150010"),
+        ]))
+        .unwrap();
+        let rcv = parse_receiver(&row(&[
+            Some("streaming"),
+            Some("10.200.200.100"),
+            Some("5432"),
+            Some("2"),
+            Some("0/9000000"),
+            Some("0/9000000"),
+            Some("0/9000000"),
+            Some("2026-11-26 00:00:00+00"),
+            None,
+        ]));
+        let v = view(&st, vec![], Some(rcv), Some("00:00:01.5".into()));
+        assert_eq!(v.role, "standby");
+        assert_eq!(v.receive_replay_lag_bytes, Some(0x400_0000));
+        assert!(v.replay_paused);
+        let text = render(&v);
+        assert!(text.contains("replay paused:"), "{text}");
+        assert!(
+            text.contains("from:            10.200.200.100:5432"),
+            "{text}"
+        );
+        assert!(
+            text.contains("WAL senders (pg_stat_replication):\n  none\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["receiver"]["sender_port"], 5432);
+        assert_eq!(json["receiver"]["status"], "streaming");
+    }
+}
