@@ -15,14 +15,12 @@ const RECIPIENTS: [(&str, &str); 2] = [
     ("oncall2@example.org", "+255700000002"),
 ];
 
+/// How many messages each (recipient, subject or text) got.
+type Tally = BTreeMap<(String, String), usize>;
+
 /// Messages per (recipient, text): email subjects by address, SMS texts by
 /// phone number.
-fn tally(
-    c: &NsCluster,
-) -> (
-    BTreeMap<(String, String), usize>,
-    BTreeMap<(String, String), usize>,
-) {
+fn tally(c: &NsCluster) -> (Tally, Tally) {
     let mut mails = BTreeMap::new();
     for m in c.alert_smtp().messages() {
         let subject = m

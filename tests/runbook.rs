@@ -161,7 +161,10 @@ fn runbook_blocks_and_inline_commands_are_all_found() {
         "failure-timeout=90s",
         "promoted-max=1",
     ] {
-        assert!(RUNBOOK.contains(policy), "RUNBOOK.md does not explain {policy}");
+        assert!(
+            RUNBOOK.contains(policy),
+            "RUNBOOK.md does not explain {policy}"
+        );
     }
 }
 
@@ -210,20 +213,24 @@ fn runbook_procedures_run_as_written() {
                 .expect("two nodes");
             names.insert("sms1", sms1);
             names.insert("sms2", sms2);
-            eprintln!("runbook: {section}: sms1={} sms2={}", names["sms1"], names["sms2"]);
+            eprintln!(
+                "runbook: {section}: sms1={} sms2={}",
+                names["sms1"], names["sms2"]
+            );
         }
         let script = b
             .script
             .replace("sms1", &names["sms1"])
             .replace("sms2", &names["sms2"])
             .replace(DOC_VIP, c.vip());
-        let on = if b.on_sms2 { &names["sms2"] } else { &names["sms1"] };
+        let on = if b.on_sms2 {
+            &names["sms2"]
+        } else {
+            &names["sms1"]
+        };
         let out = c
             .node(on)
-            .exec(
-                &["sh", "-exc", &script],
-                Duration::from_secs(240),
-            )
+            .exec(&["sh", "-exc", &script], Duration::from_secs(240))
             .unwrap_or_else(|e| panic!("RUNBOOK.md line {}: {e}", b.line));
         eprintln!(
             "runbook: line {} on {on}:\n{}{}",

@@ -13,6 +13,7 @@ mod cluster_fencing;
 mod ctl;
 mod ocf_tools;
 mod pcs_examples;
+mod runbook;
 
 use std::time::Duration;
 
