@@ -144,6 +144,7 @@ fn status_json_matches_the_cluster_before_and_after_a_power_off_failover() {
     let c = NsCluster::builder("ctl-status")
         .nodes(2)
         .agent(bin())
+        .app(true)
         .build();
     let (primary, standby) = steady_pair(&c);
     wait_synchronous(&c, &primary);
@@ -189,6 +190,7 @@ fn status_json_matches_the_cluster_before_and_after_a_power_off_failover() {
     }
     eprintln!("rapidproctl status before the failover:\n{}", text.stdout);
 
+    let load = start_load(&c);
     c.power_off(&primary);
     let promoted = wait_one_promoted(&c, &standby, Some(&standby));
     assert_eq!(promoted, standby);
@@ -210,6 +212,7 @@ fn status_json_matches_the_cluster_before_and_after_a_power_off_failover() {
     let text = ctl(&c, &standby, &["status"]);
     assert!(text.success(), "{}", text.failure_message());
     eprintln!("rapidproctl status after the failover:\n{}", text.stdout);
+    finish_load(&c, load, "power-off seen by rapidproctl status");
 }
 
 #[test]
@@ -217,6 +220,7 @@ fn switchover_moves_the_role_under_writes_without_losing_an_acknowledged_one() {
     let c = NsCluster::builder("ctl-switchover")
         .nodes(2)
         .agent(bin())
+        .app(true)
         .build();
     let (old, new) = steady_pair(&c);
     wait_synchronous(&c, &old);
