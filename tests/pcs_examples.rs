@@ -1104,7 +1104,11 @@ fn sandbox_app_agents_run_the_stand_in_as_the_script_configures_them() {
     steps.push_str(&bad.replace("echo \"nginx monitor $?\"", "echo \"nginx monitor-bad $?\""));
     // Whatever happens, the stand-in's processes are stopped on the way out.
     let all = format!("stop_all() {{\n{stops}}}\ntrap stop_all EXIT\n{steps}");
-    let out = run(&["unshare", "--net", "sh", "-c", &all], &[], None);
+    // In a session of its own: the processes the agents background are
+    // orphans, and the harness's reaper (a child subreaper once any cluster
+    // test ran in this process) reaps only those outside the test's process
+    // group; in it, a killed stub would stay a zombie and its stop time out.
+    let out = run(&["setsid", "-w", "unshare", "--net", "sh", "-c", &all], &[], None);
     let report = text(&out.stdout);
     let logs = [
         "agents.log",
