@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use rapidpro_ha_harness::{poll, NsCluster};
 
 use super::cluster::{
-    cluster, fail_count, finish_load, start_load, steady_pair, wait_one_promoted, SETTLE,
+    cluster, fail_count, finish_load, start_load, steady_pair, wait_one_promoted, wait_replicating,
+    SETTLE,
 };
 
 /// The app group's resources, in start order.
@@ -185,4 +186,94 @@ fn crm_script_configures_a_working_cluster_with_the_app_tier_and_alerts() {
         },
     );
     finish_load(&c, load, "crmsh configuration");
+}
+
+#[test]
+fn a_red_health_check_published_by_rapidproctl_moves_the_stack_away_until_green() {
+    let c = NsCluster::builder("health")
+        .nodes(2)
+        .agent(super::bin())
+        .app(true)
+        .sbin(env!("CARGO_BIN_EXE_rapidproctl"))
+        .build();
+    let (sick, healthy) = steady_pair(&c);
+    wait_app_on(&c, &sick, &sick);
+    let set = c.crm(
+        &sick,
+        &[
+            "crm_attribute",
+            "--type",
+            "crm_config",
+            "--name",
+            "node-health-strategy",
+            "--update",
+            "migrate-on-red",
+        ],
+    );
+    assert!(set.success(), "{}", set.failure_message());
+    let load = start_load(&c);
+
+    // Memory "red" below 100 % available: always red, as a sick node is.
+    let start = Instant::now();
+    let red = c
+        .node(&sick)
+        .exec(
+            &[
+                "rapidproctl",
+                "health",
+                "--publish",
+                "--memory-yellow",
+                "100",
+                "--memory-red",
+                "100",
+            ],
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        red.code(),
+        3,
+        "a red check exits 3: {}",
+        red.failure_message()
+    );
+    assert!(red.stdout.contains("red"), "{}", red.stdout);
+    wait_promoted_on(&c, &healthy);
+    wait_app_on(&c, &healthy, &healthy);
+    eprintln!(
+        "measured: #health-memory=red on {sick}: stack, VIP and app on {healthy} after {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        started_on(&c, &healthy, "celery") == [healthy.clone()],
+        "nothing may run on a red node"
+    );
+
+    // Green again: the node takes its place back as a standby.
+    let green = c
+        .node(&sick)
+        .exec(
+            &["rapidproctl", "health", "--publish"],
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(green.success(), "{}", green.failure_message());
+    assert_eq!(wait_one_promoted(&c, &healthy, Some(&healthy)), healthy);
+    wait_replicating(c.node(&sick));
+    finish_load(&c, load, "red health");
+}
+
+/// Waits until `node` is the only Promoted node, with the VIP, whatever
+/// the other nodes run (a red node runs nothing), as `node` sees it.
+#[track_caller]
+fn wait_promoted_on(c: &NsCluster, node: &str) {
+    poll(
+        &format!("{node} the only Promoted node, with the VIP"),
+        SETTLE,
+        || {
+            let st = c.status(node).ok()?;
+            let promoted = st.nodes_with_role(rapidpro_ha_harness::STACK_AGENT, "Promoted");
+            let vip = st.nodes_with_role(rapidpro_ha_harness::VIP_AGENT, "Started");
+            (promoted == [node] && vip == promoted).then_some(())
+        },
+    );
 }

@@ -1108,7 +1108,11 @@ fn sandbox_app_agents_run_the_stand_in_as_the_script_configures_them() {
     // orphans, and the harness's reaper (a child subreaper once any cluster
     // test ran in this process) reaps only those outside the test's process
     // group; in it, a killed stub would stay a zombie and its stop time out.
-    let out = run(&["setsid", "-w", "unshare", "--net", "sh", "-c", &all], &[], None);
+    let out = run(
+        &["setsid", "-w", "unshare", "--net", "sh", "-c", &all],
+        &[],
+        None,
+    );
     let report = text(&out.stdout);
     let logs = [
         "agents.log",
