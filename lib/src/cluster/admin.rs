@@ -80,15 +80,7 @@ pub fn move_promoted(
     node: &NodeName,
     deadline: &Deadline,
 ) -> Result<(), ClusterError> {
-    let spec = tool(CRM_RESOURCE, None, deadline.cap(CALL_TIMEOUT)).args([
-        "--move",
-        "--promoted",
-        "--resource",
-        clone,
-        "--node",
-        node.as_str(),
-    ]);
-    run_tool(&spec).map(drop)
+    promoted_constraint("--move", clone, node, deadline)
 }
 
 /// Removes the constraints `crm_resource --move/--ban --promoted` left for
@@ -99,8 +91,18 @@ pub fn clear_promoted(
     node: &NodeName,
     deadline: &Deadline,
 ) -> Result<(), ClusterError> {
+    promoted_constraint("--clear", clone, node, deadline)
+}
+
+/// `crm_resource ACTION --promoted --resource CLONE --node NODE`.
+fn promoted_constraint(
+    action: &str,
+    clone: &str,
+    node: &NodeName,
+    deadline: &Deadline,
+) -> Result<(), ClusterError> {
     let spec = tool(CRM_RESOURCE, None, deadline.cap(CALL_TIMEOUT)).args([
-        "--clear",
+        action,
         "--promoted",
         "--resource",
         clone,

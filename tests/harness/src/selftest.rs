@@ -646,7 +646,15 @@ mod sinks {
                 .expect("unshare --net");
             let ns = Netns(child);
             let pid = ns.pid();
+            // Until unshare(2) has run, the child is still in this
+            // namespace, whose loopback is up: wait for a namespace of its
+            // own, then for its loopback.
+            let netns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
             poll("the new namespace's loopback is up", IO, || {
+                let own = netns(&pid.to_string())?;
+                if Some(own) == netns("self") {
+                    return None;
+                }
                 let out = Command::new("nsenter")
                     .args([
                         "-t",
@@ -654,15 +662,14 @@ mod sinks {
                         "-n",
                         "ip",
                         "-o",
-                        "addr",
+                        "link",
                         "show",
                         "lo",
                     ])
                     .output()
                     .ok()?;
-                String::from_utf8_lossy(&out.stdout)
-                    .contains("127.0.0.1")
-                    .then_some(())
+                let link = String::from_utf8_lossy(&out.stdout).into_owned();
+                (link.contains(",UP") || link.contains("<UP")).then_some(())
             });
             ns
         }
