@@ -120,7 +120,7 @@ fn wait_vip_writable(c: &NsCluster) {
 /// pair, for minutes (default: 8 retries). `NsCluster::boot` gives the veth
 /// 20 s to vanish.
 #[track_caller]
-fn shorten_orphan_retries(c: &NsCluster, name: &str) {
+pub fn shorten_orphan_retries(c: &NsCluster, name: &str) {
     c.node(name)
         .sh("sysctl -qw net.ipv4.tcp_orphan_retries=1")
         .unwrap_or_else(|e| panic!("tcp_orphan_retries on {name}: {e}"));
@@ -132,7 +132,7 @@ fn shorten_orphan_retries(c: &NsCluster, name: &str) {
 /// than 20 s here with other namespaced clusters running. Returns how long
 /// it took since `since`.
 #[track_caller]
-fn wait_port_gone(c: &NsCluster, name: &str, since: Instant) -> Duration {
+pub fn wait_port_gone(c: &NsCluster, name: &str, since: Instant) -> Duration {
     let pid = c.client_netns_pid().to_string();
     let port = format!("v{}", c.node(name).id);
     poll(&format!("{name}'s bridge port {port} gone"), SETTLE, || {

@@ -14,6 +14,7 @@ mod ctl;
 mod ocf_tools;
 mod pcs_examples;
 mod runbook;
+mod soak;
 
 use std::time::Duration;
 

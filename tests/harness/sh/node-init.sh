@@ -32,7 +32,13 @@ bind etc-corosync /etc/corosync
 bind var-lib-corosync /var/lib/corosync
 bind var-lib-pacemaker /var/lib/pacemaker
 bind var-log /var/log
-bind var-lib-postgresql /var/lib/postgresql
+if [ -f "$NODE_DIR/pgdata.img" ]; then
+    # PostgreSQL on a small file system of its own, to fill up in tests.
+    mount -o loop "$NODE_DIR/pgdata.img" /var/lib/postgresql ||
+        fail "cannot mount $NODE_DIR/pgdata.img on /var/lib/postgresql"
+else
+    bind var-lib-postgresql /var/lib/postgresql
+fi
 bind var-lib-redis /var/lib/redis
 bind etc-redis /etc/redis
 

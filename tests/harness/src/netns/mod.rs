@@ -102,6 +102,7 @@ pub struct NsClusterBuilder {
     app: bool,
     alert_recipients: Vec<String>,
     crmsh: bool,
+    pg_disk_mb: Option<u32>,
 }
 
 impl NsClusterBuilder {
@@ -196,6 +197,14 @@ impl NsClusterBuilder {
         self
     }
 
+    /// Puts every node's `/var/lib/postgresql` on an ext4 file system of
+    /// its own, `mb` MiB (default: the host's file system), so that a test
+    /// can fill it ([`NsCluster::fill_disk`]).
+    pub fn pg_disk_mb(mut self, mb: u32) -> Self {
+        self.pg_disk_mb = Some(mb);
+        self
+    }
+
     /// Lays out, boots and (unless told not to) configures the cluster.
     /// Returns once every node is an online member and the configuration
     /// is pushed; it does not wait for the resources (see
@@ -260,6 +269,11 @@ impl NsClusterBuilder {
                 )
             })
             .collect();
+        if let Some(mb) = self.pg_disk_mb {
+            for n in &nodes {
+                n.move_postgres_to_image(mb);
+            }
+        }
         let fence = FenceWatcher::start(
             files.fence_dir.clone(),
             nodes
@@ -393,6 +407,7 @@ impl NsCluster {
             app: false,
             alert_recipients: Vec::new(),
             crmsh: false,
+            pg_disk_mb: None,
         }
     }
 
@@ -782,6 +797,46 @@ impl NsCluster {
         self.node(name)
             .sh("pid=$(cat /run/corosync.pid 2>/dev/null || pidof corosync) && kill -KILL $pid")
             .unwrap_or_else(|e| panic!("kill corosync on {name}: {e}"));
+    }
+
+    /// Fills the file system of node `name`'s `/var/lib/postgresql` (see
+    /// [`NsClusterBuilder::pg_disk_mb`]) with files `fill.*` until less than
+    /// 64 KiB is left (PostgreSQL may free some again: call it again to
+    /// keep the disk full). Returns the bytes left.
+    #[track_caller]
+    pub fn fill_disk(&self, name: &str) -> u64 {
+        assert!(
+            self.builder.pg_disk_mb.is_some(),
+            "fill_disk needs NsClusterBuilder::pg_disk_mb"
+        );
+        // dd stops at ENOSPC (its exit status then is 1); small blocks
+        // take the last partial megabyte.
+        let _ = self
+            .node(name)
+            .sh("f=/var/lib/postgresql/fill.$(date +%s%N); \
+             dd if=/dev/zero of=$f.1 bs=1M 2>/dev/null; \
+             dd if=/dev/zero of=$f.2 bs=4k 2>/dev/null; sync");
+        let left = self
+            .node(name)
+            .sh("df --output=avail -B1 /var/lib/postgresql | tail -n1")
+            .unwrap_or_else(|e| panic!("df on {name}: {e}"));
+        let left: u64 = left
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("df on {name}: {left:?}: {e}"));
+        assert!(
+            left < 64 << 10,
+            "{name}'s /var/lib/postgresql is not full: {left} bytes left"
+        );
+        left
+    }
+
+    /// Undoes [`NsCluster::fill_disk`].
+    #[track_caller]
+    pub fn free_disk(&self, name: &str) {
+        self.node(name)
+            .sh("rm -f /var/lib/postgresql/fill.*")
+            .unwrap_or_else(|e| panic!("free disk on {name}: {e}"));
     }
 
     /// Takes node `name`'s link down on the bridge side: it keeps running,

@@ -242,6 +242,34 @@ impl NsNode {
         }
     }
 
+    /// Moves the node's `/var/lib/postgresql` onto an ext4 file system of
+    /// its own, `mb` MiB in the image `pgdata.img` of the node's directory,
+    /// which the init script loop-mounts at every boot: a disk that can
+    /// fill up ([`super::NsCluster::fill_disk`]) without touching the host's.
+    pub(crate) fn move_postgres_to_image(&self, mb: u32) {
+        let img = self.dir.join("pgdata.img");
+        let src = self.dir.join("var-lib-postgresql");
+        let mnt = self.dir.join("pgdata.mnt");
+        make_dir(&mnt, 0o755);
+        let file =
+            File::create(&img).unwrap_or_else(|e| panic!("cannot create {}: {e}", img.display()));
+        file.set_len(u64::from(mb) << 20)
+            .unwrap_or_else(|e| panic!("cannot size {}: {e}", img.display()));
+        drop(file);
+        let mut mkfs = clean_command("/sbin/mkfs.ext4");
+        mkfs.args(["-q", "-F", "-m", "0"]).arg(&img);
+        must(mkfs, Duration::from_secs(60));
+        // Populate it in a mount namespace of its own: the host gets no mount.
+        let mut cp = clean_command("/usr/bin/unshare");
+        cp.args(["--mount", "--propagation", "private", "/bin/sh", "-ec"])
+            .arg(r#"mount -o loop "$1" "$2"; cp -a "$3"/. "$2"/; umount "$2""#)
+            .arg("sh")
+            .arg(&img)
+            .arg(&mnt)
+            .arg(&src);
+        must(cp, Duration::from_secs(120));
+    }
+
     /// Host pid of the node's PID 1, if it is powered on.
     pub fn init_pid(&self) -> Option<i32> {
         lock(&self.procs).map(|p| p.init)
