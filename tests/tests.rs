@@ -12,6 +12,7 @@ mod cluster_faults;
 mod cluster_fencing;
 mod ctl;
 mod ocf_tools;
+mod package;
 mod pcs_examples;
 mod runbook;
 mod soak;

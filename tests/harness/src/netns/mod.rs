@@ -103,6 +103,7 @@ pub struct NsClusterBuilder {
     alert_recipients: Vec<String>,
     crmsh: bool,
     pg_disk_mb: Option<u32>,
+    deb: Option<PathBuf>,
 }
 
 impl NsClusterBuilder {
@@ -113,7 +114,7 @@ impl NsClusterBuilder {
     }
 
     /// The agent binary to install as `ocf:rapidpro:stack` in the nodes
-    /// (required).
+    /// (required, unless [`NsClusterBuilder::from_deb`]).
     pub fn agent(mut self, bin: impl AsRef<Path>) -> Self {
         self.agent = Some(bin.as_ref().to_owned());
         self
@@ -190,6 +191,18 @@ impl NsClusterBuilder {
         self
     }
 
+    /// Installs `ocf:rapidpro:stack`, `rapidproctl` and `rapidpro-alert` in
+    /// the nodes from the Debian package `deb` (built by `scripts/build-deb`)
+    /// instead of [`NsClusterBuilder::agent`]: the package is extracted with
+    /// `dpkg-deb -x` into the test directory (`deb-root/`), and the agent
+    /// from its `/usr/lib/ocf/resource.d/rapidpro/stack`, the two tools from
+    /// its `/usr/sbin` go into the nodes' overlays, where a node sees them
+    /// at those same paths.
+    pub fn from_deb(mut self, deb: impl AsRef<Path>) -> Self {
+        self.deb = Some(deb.as_ref().to_owned());
+        self
+    }
+
     /// Configures the cluster with `pcs-examples/rapidpro-cluster.crm.sh`
     /// and crmsh (`crm -f`) instead of the pcs script (default false).
     pub fn crmsh(mut self, yes: bool) -> Self {
@@ -220,12 +233,16 @@ impl NsClusterBuilder {
             (2..=3).contains(&self.nodes),
             "a namespaced cluster has 2 or 3 nodes"
         );
-        let agent = self
-            .agent
-            .clone()
-            .expect("NsClusterBuilder::agent(<path of rapidpro-agent>) is required");
         let template = template::pgdata();
         let dir = TestDir::new(&self.name);
+        let (agent, package_sbin) = match (&self.deb, &self.agent) {
+            (Some(deb), None) => extract_deb(deb, &dir.join("deb-root")),
+            (None, Some(agent)) => (agent.clone(), Vec::new()),
+            (Some(_), Some(_)) => panic!("NsClusterBuilder: agent() and from_deb() exclude each other"),
+            (None, None) => panic!(
+                "NsClusterBuilder::agent(<path of rapidpro-agent>) or from_deb(<package>) is required"
+            ),
+        };
         let net = 200 - (NEXT_NET.fetch_add(1, Ordering::SeqCst) % 100) as u8;
         let subnet = format!("10.200.{net}");
         let addr = |i: usize| format!("{subnet}.{}", 10 + i);
@@ -246,7 +263,7 @@ impl NsClusterBuilder {
             &Path::new(WORKSPACE).join(FENCE_AGENT),
             &files.sbin_extra.join(FENCE_AGENT_NAME),
         );
-        for bin in &self.sbin {
+        for bin in package_sbin.iter().chain(&self.sbin) {
             let name = bin
                 .file_name()
                 .unwrap_or_else(|| panic!("sbin({}): no file name", bin.display()));
@@ -408,6 +425,7 @@ impl NsCluster {
             alert_recipients: Vec::new(),
             crmsh: false,
             pg_disk_mb: None,
+            deb: None,
         }
     }
 
@@ -974,6 +992,33 @@ fn preflight() {
         let path = Path::new(WORKSPACE).join(p);
         assert!(path.exists(), "{} is missing", path.display());
     }
+}
+
+/// Where the package puts the agent and the tools (relative to `/`).
+const DEB_AGENT: &str = "usr/lib/ocf/resource.d/rapidpro/stack";
+const DEB_SBIN: [&str; 2] = ["usr/sbin/rapidproctl", "usr/sbin/rapidpro-alert"];
+
+/// Extracts the package `deb` into `root` (`dpkg-deb -x`); returns its agent
+/// and its `/usr/sbin` tools. Panics if one is missing.
+fn extract_deb(deb: &Path, root: &Path) -> (PathBuf, Vec<PathBuf>) {
+    make_dir(root, 0o755);
+    let mut x = clean_command("/usr/bin/dpkg-deb");
+    x.arg("-x").arg(deb).arg(root);
+    must(x, NS_TIMEOUT);
+    let found = |rel: &str| {
+        let path = root.join(rel);
+        assert!(
+            path.is_file(),
+            "{} has no /{rel} (extracted into {})",
+            deb.display(),
+            root.display()
+        );
+        path
+    };
+    (
+        found(DEB_AGENT),
+        DEB_SBIN.iter().map(|rel| found(rel)).collect(),
+    )
 }
 
 fn copy_executable(from: &Path, to: &Path) {

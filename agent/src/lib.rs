@@ -1,0 +1,6 @@
+//! What the binaries of this package share: `rapidproctl`'s clap
+//! definitions ([`cli`]) and the man pages of the package ([`manpages`]),
+//! written by `rapidpro-ha-manpages` for the Debian package.
+
+pub mod cli;
+pub mod manpages;
