@@ -1074,3 +1074,93 @@ fn a_full_state_dir_is_a_failure_naming_the_path_not_a_panic() {
     drop(disk);
     assert!(n1.postmaster_pid().is_none());
 }
+
+#[test]
+fn a_full_data_directory_fails_the_primary_in_time_and_stop_still_works() {
+    let pair = Pair::new("full_pgdata");
+    let n1 = &pair.nodes[0];
+    // The tmpfs hides the directory's own files in its namespace: copy them in.
+    let copy = pair.dir.path().join("pgdata-copy");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&n1.pgdata)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let disk = FullDisk::over(&n1.pgdata, "160m", n1);
+    let out = disk.sh(&format!(
+        "cp -a '{src}/.' '{dst}/' && chown postgres:postgres '{dst}' && chmod 0700 '{dst}'",
+        src = copy.display(),
+        dst = n1.pgdata.display()
+    ));
+    assert!(out.status.success(), "{out:?}");
+    let a = || agent(n1, n1).meta("timeout", "20000");
+    disk.run(&a(), "start").assert_code(OCF_SUCCESS);
+    disk.run(&a(), "promote").assert_code(OCF_SUCCESS);
+    disk.run(&a(), "monitor").assert_code(OCF_RUNNING_PROMOTED);
+
+    // Fill the disk, then make PostgreSQL need new WAL segments: each
+    // switch ends one, the checkpoint after it writes into the next, and WAL
+    // that cannot be written is a PANIC. (A table that cannot grow is only
+    // an ERROR for the writer: the server goes on, and so does the monitor.)
+    disk.fill();
+    for _ in 0..30 {
+        let _ = n1.try_psql("select pg_switch_wal()");
+        let _ = n1.try_psql("checkpoint");
+        if n1.postmaster_pid().is_none() && n1.try_psql("select 1").is_err() {
+            break;
+        }
+    }
+    // Every monitor answers in time; once PostgreSQL is down or refusing,
+    // the primary has failed (9), with a reason.
+    let out = poll(
+        "the monitor sees the failure",
+        Duration::from_secs(60),
+        || {
+            let t = Instant::now();
+            let out = disk.run(&short(n1, n1), "monitor");
+            assert!(
+                t.elapsed() < short_bound(),
+                "monitor took {:?}\n{out}",
+                t.elapsed()
+            );
+            assert_no_panic(&out);
+            (out.code != OCF_RUNNING_PROMOTED).then_some(out)
+        },
+    );
+    out.assert_code(OCF_FAILED_PROMOTED);
+    assert!(out.exit_reason().is_some_and(|r| !r.is_empty()), "{out}");
+    // Stop succeeds on the full disk (a failed stop ends in fencing).
+    disk.run(&short(n1, n1), "stop").assert_code(OCF_SUCCESS);
+    // Start may succeed (a standby replays read-only and needs no room) or
+    // fail; either in time, and a failure with its reason.
+    let timed = |action: &str| {
+        let t = Instant::now();
+        let out = disk.run(&short(n1, n1), action);
+        assert!(
+            t.elapsed() < short_bound(),
+            "{action} took {:?}\n{out}",
+            t.elapsed()
+        );
+        assert_no_panic(&out);
+        out
+    };
+    let out = timed("start");
+    match out.code {
+        OCF_SUCCESS => {
+            timed("monitor").assert_code(OCF_SUCCESS);
+            // Promotion needs WAL written: it fails, in time, with a reason.
+            let out = timed("promote");
+            eprintln!("promote on a full data directory: {:?}", out.exit_reason());
+            out.assert_code(OCF_ERR_GENERIC);
+            assert!(out.exit_reason().is_some(), "{out}");
+        }
+        OCF_ERR_GENERIC => {
+            eprintln!("start on a full data directory: {:?}", out.exit_reason());
+            assert!(out.exit_reason().is_some(), "{out}");
+        }
+        other => panic!("start on a full data directory gave {other}\n{out}"),
+    }
+    disk.run(&short(n1, n1), "stop").assert_code(OCF_SUCCESS);
+}
