@@ -5,6 +5,7 @@
 mod agent_node;
 mod alert;
 mod app_standin;
+mod bad_input;
 mod cluster;
 mod cluster_alerts;
 mod cluster_app;

@@ -564,6 +564,18 @@ impl Config {
                 log::warn!("ignoring unknown parameter {name}");
             }
         }
+        if let Some(p) = env.not_utf8_params().find_map(spec) {
+            let shown = if p.private {
+                ""
+            } else {
+                env.param(p.name).unwrap_or_default()
+            };
+            return Err(ConfigError::configured(
+                p.name,
+                shown,
+                "expected UTF-8 text: the value has bytes that are not valid UTF-8",
+            ));
+        }
         if env.param(PRIMARY_HOST).is_none() {
             return Err(ConfigError::configured(
                 PRIMARY_HOST,
@@ -866,6 +878,28 @@ mod tests {
             assert_eq!(e.param, *k, "{k}={v:?}: {e}");
             assert_eq!(e.rc, OcfRc::ErrConfigured, "{k}={v:?}");
             assert!(e.to_string().contains("expected"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_parameter_that_is_not_utf8_is_a_configuration_error() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        for (name, shown) in [("pgdata", true), ("redis_password", false)] {
+            let e = OcfEnv::from_vars_os([
+                (
+                    OsString::from("OCF_RESKEY_primary_host"),
+                    OsString::from("10.0.0.10"),
+                ),
+                (
+                    OsString::from(format!("OCF_RESKEY_{name}")),
+                    OsString::from_vec(b"/x\xffsecret".to_vec()),
+                ),
+            ]);
+            let err = Config::from_env(&e).unwrap_err();
+            assert_eq!((err.param, err.rc), (name, OcfRc::ErrConfigured));
+            assert!(err.to_string().contains("UTF-8"), "{err}");
+            assert_eq!(err.to_string().contains("secret"), shown, "{err}");
         }
     }
 

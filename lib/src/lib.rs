@@ -15,3 +15,6 @@ pub mod ocf;
 pub mod postgres;
 pub mod redis;
 pub mod stack;
+
+#[cfg(test)]
+pub(crate) mod fuzz_tests;

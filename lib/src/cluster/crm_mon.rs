@@ -442,8 +442,8 @@ fn check_status(root: &Element) -> Result<(), ClusterError> {
 
 fn read_summary(summary: &Element, st: &mut ClusterStatus) -> Result<(), ClusterError> {
     if let Some(dc) = summary.child("current_dc") {
-        if flag(dc, "present")? {
-            st.dc = dc.attr("name").map(NodeName::new).transpose()?;
+        if flag(dc, "present")? && dc.attr("name").is_some() {
+            st.dc = Some(node_name(dc, "name")?);
         }
         st.with_quorum = flag(dc, "with_quorum")?;
     }
@@ -599,8 +599,16 @@ fn required<'a>(e: &'a Element, name: &str) -> Result<&'a str, ClusterError> {
     })
 }
 
+/// A node name attribute; an unusable one is an error about crm_mon's XML
+/// that shows the element (not only the bad name, out of its context).
 fn node_name(e: &Element, attr: &str) -> Result<NodeName, ClusterError> {
-    NodeName::new(required(e, attr)?)
+    NodeName::new(required(e, attr)?).map_err(|err| match err {
+        ClusterError::Parse { what, .. } => ClusterError::parse(
+            format!("crm_mon XML ({attr} of <{}> is not {what})", e.name),
+            describe(e),
+        ),
+        other => other,
+    })
 }
 
 /// A boolean attribute, `false` when absent.
@@ -879,6 +887,22 @@ mod tests {
         for xml in cases {
             let e = parse_crm_mon(xml).unwrap_err();
             assert!(matches!(e, ClusterError::Parse { .. }), "{xml}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_node_name_is_an_error_about_crm_mon_showing_the_element() {
+        // Found by the fuzz targets (rapidproctl said only "could not read a
+        // node name ... from \"two words\"").
+        for xml in [
+            r#"<pacemaker-result><nodes><node name="two words" id="1"/></nodes></pacemaker-result>"#,
+            r#"<pacemaker-result><summary><current_dc present="true" name=""/></summary></pacemaker-result>"#,
+            r#"<pacemaker-result><failures><failure op_key="k" node="a&#10;b"/></failures></pacemaker-result>"#,
+        ] {
+            let e = parse_crm_mon(xml).unwrap_err().to_string();
+            assert!(e.starts_with("could not read crm_mon XML ("), "{e}");
+            assert!(e.contains("is not a node name"), "{e}");
+            assert!(e.contains("from \"<"), "{e}");
         }
     }
 

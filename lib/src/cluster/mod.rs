@@ -336,7 +336,7 @@ pub fn parse_partition(text: &str) -> Result<Vec<NodeName>, ClusterError> {
 /// those in the membership with a running controller. Pacemaker 2.1 writes
 /// `in_ccm="true"` and `crmd="online"`; later versions write the time the node
 /// joined, so a number other than 0 also counts.
-fn parse_cib_members(text: &str) -> Result<Vec<NodeName>, ClusterError> {
+pub(crate) fn parse_cib_members(text: &str) -> Result<Vec<NodeName>, ClusterError> {
     let root =
         xml::parse(text).map_err(|e| ClusterError::parse(format!("node_state ({e})"), text))?;
     let mut states = root.descendants_named("node_state");

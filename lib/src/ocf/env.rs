@@ -5,7 +5,8 @@
 //! Malformed meta values never abort an action: they count as unset and the
 //! caller falls back to a default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use super::notify::Notify;
@@ -50,15 +51,52 @@ pub struct OcfEnv {
     check_level: Option<u32>,
     debug: bool,
     tester_fail_have_binary: bool,
+    /// Parameters whose value was not UTF-8 (kept lossily in `params`).
+    not_utf8: BTreeSet<String>,
 }
 
 impl OcfEnv {
     /// Reads the process environment.
     pub fn from_process() -> Self {
-        Self::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        Self::from_vars_os(std::env::vars_os())
+    }
+
+    /// Builds from names and values that need not be UTF-8. A name that is
+    /// not UTF-8 cannot be one of ours and is skipped. A value that is not
+    /// UTF-8 is kept with its bad bytes replaced by U+FFFD, and a parameter
+    /// given so is remembered ([`OcfEnv::not_utf8_params`]): validation
+    /// rejects it, where dropping it would silently apply the default (a
+    /// `pgdata` of another cluster).
+    pub fn from_vars_os<I, K, V>(vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let mut not_utf8 = BTreeSet::new();
+        let mut env = Self::from_vars(vars.into_iter().filter_map(|(k, v)| {
+            let k = k.as_ref().to_str()?.to_string();
+            let v = v.as_ref();
+            let v = match v.to_str() {
+                Some(v) => {
+                    // The last value of a name counts, as in from_vars.
+                    not_utf8.remove(&k);
+                    v.to_string()
+                }
+                None => {
+                    not_utf8.insert(k.clone());
+                    v.to_string_lossy().into_owned()
+                }
+            };
+            Some((k, v))
+        }));
+        env.not_utf8 = not_utf8
+            .iter()
+            .filter_map(|k| k.strip_prefix(PARAM_PREFIX))
+            .filter(|name| !name.starts_with(META_PREFIX))
+            .map(str::to_string)
+            .collect();
+        env
     }
 
     /// Builds from name/value pairs (the process environment, or a recorded
@@ -122,6 +160,12 @@ impl OcfEnv {
     /// All parameters given, for checking unknown names.
     pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Parameters whose value was not valid UTF-8 (see
+    /// [`OcfEnv::from_vars_os`]).
+    pub fn not_utf8_params(&self) -> impl Iterator<Item = &str> {
+        self.not_utf8.iter().map(String::as_str)
     }
 
     /// A meta attribute, empty counting as unset.
@@ -243,6 +287,23 @@ mod tests {
         assert_eq!(env(&[("OCF_RESOURCE_INSTANCE", "a:b")]).resource(), "a:b");
         assert_eq!(env(&[("OCF_RESOURCE_INSTANCE", ":3")]).resource(), ":3");
         assert_eq!(env(&[]).resource(), "stack");
+    }
+
+    #[test]
+    fn a_parameter_that_is_not_utf8_is_kept_and_marked() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(b"/data\xff".to_vec());
+        let e = OcfEnv::from_vars_os([
+            (OsString::from("OCF_RESKEY_pgdata"), bad()),
+            (OsString::from("OCF_RESKEY_CRM_meta_on_node"), bad()),
+            (OsString::from_vec(b"OCF_RESKEY_\xff".to_vec()), bad()),
+            (OsString::from("OCF_RESKEY_pgport"), OsString::from("5433")),
+        ]);
+        assert_eq!(e.param("pgdata"), Some("/data\u{fffd}"));
+        assert_eq!(e.not_utf8_params().collect::<Vec<_>>(), ["pgdata"]);
+        assert_eq!(e.param("pgport"), Some("5433"));
+        assert_eq!(e.params().count(), 2, "a name that is not UTF-8 is skipped");
     }
 
     #[test]

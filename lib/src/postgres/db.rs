@@ -168,7 +168,16 @@ impl Db {
                 )))
             }
             Ok(Err(e)) => {
-                let reason = describe(&e);
+                let reason = match t.host {
+                    // "No such file or directory" alone does not say which
+                    // file: name the socket the agent looked for.
+                    Host::Socket(dir) if is_not_found(&e) => format!(
+                        "no socket {} (pghost): {}",
+                        dir.join(format!(".s.PGSQL.{}", t.port)).display(),
+                        describe(&e)
+                    ),
+                    _ => describe(&e),
+                };
                 return Ok(if e.as_db_error().is_some() {
                     Reach::Refused(reason)
                 } else {
@@ -295,6 +304,18 @@ pub fn quote_literal(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "''"))
     }
+}
+
+/// Whether the connection failed because a file (the socket) is missing.
+fn is_not_found(e: &tokio_postgres::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::NotFound;
+        }
+        src = inner.source();
+    }
+    false
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {

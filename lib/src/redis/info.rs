@@ -544,4 +544,264 @@ mod tests {
         let err = parse_info_replication(&long).unwrap_err();
         assert!(err.to_string().len() < 200, "{err}");
     }
+
+    /// Property-based fuzzing of `INFO replication` replies (see
+    /// `crate::fuzz_tests`): any text, the recorded replies mutated, and
+    /// replies rendered from known values.
+    mod fuzz {
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        use super::*;
+        use crate::fuzz_tests::{config, hostile_text};
+
+        const SAMPLES: &[&str] = &[
+            MASTER_ONE_REPLICA,
+            MASTER_REPLICA_SYNCING,
+            PROMOTED_REPLICA,
+            REPLICA_LINK_DOWN,
+            REPLICA_LINK_UP,
+            REPLICA_NEVER_CONNECTED,
+            REPLICA_SYNC_IN_PROGRESS,
+        ];
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            DeleteLine(Index),
+            DuplicateLine(Index, Index),
+            SetValue(Index, String),
+            ReplaceLine(Index, String),
+            Truncate(Index),
+            PlainNewlines,
+            Uppercase(Index),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let i = any::<Index>;
+            prop_oneof![
+                2 => i().prop_map(Op::DeleteLine),
+                1 => (i(), i()).prop_map(|(a, b)| Op::DuplicateLine(a, b)),
+                3 => (i(), hostile_text()).prop_map(|(a, v)| Op::SetValue(a, v)),
+                1 => (i(), hostile_text()).prop_map(|(a, v)| Op::ReplaceLine(a, v)),
+                2 => i().prop_map(Op::Truncate),
+                1 => Just(Op::PlainNewlines),
+                1 => i().prop_map(Op::Uppercase),
+            ]
+        }
+
+        fn apply(text: &str, op: &Op) -> String {
+            let mut lines: Vec<String> = text.split("\r\n").map(str::to_string).collect();
+            let n = lines.len();
+            match op {
+                Op::DeleteLine(i) => {
+                    lines.remove(i.index(n));
+                }
+                Op::DuplicateLine(a, b) => {
+                    let l = lines[a.index(n)].clone();
+                    lines.insert(b.index(n), l);
+                }
+                Op::SetValue(i, v) => {
+                    let l = &mut lines[i.index(n)];
+                    if let Some((k, _)) = l.split_once(':') {
+                        *l = format!("{k}:{v}");
+                    }
+                }
+                Op::ReplaceLine(i, v) => lines[i.index(n)] = v.clone(),
+                Op::Truncate(i) => {
+                    let mut end = i.index(text.len() + 1);
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    return text[..end].to_string();
+                }
+                Op::PlainNewlines => return text.replace("\r\n", "\n"),
+                Op::Uppercase(i) => {
+                    let l = &mut lines[i.index(n)];
+                    *l = l.to_uppercase();
+                }
+            }
+            lines.join("\r\n")
+        }
+
+        /// Ok only with a role line whose value is a role; otherwise an error
+        /// that says the role is missing, or names the one it got.
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            let roles: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim().split_once(':'))
+                .filter(|(k, _)| k.trim() == "role")
+                .map(|(_, v)| v.trim())
+                .collect();
+            match parse_info_replication(text) {
+                Ok(info) => {
+                    let want = match roles.last() {
+                        Some(&"master") => Role::Master,
+                        Some(&("slave" | "replica")) => Role::Replica,
+                        other => {
+                            return Err(TestCaseError::fail(format!("role {other:?} accepted")))
+                        }
+                    };
+                    prop_assert_eq!(info.role, want);
+                    prop_assert!(info.replicas.iter().all(|r| !r.ip.is_empty()));
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    if roles.is_empty() {
+                        prop_assert!(msg.contains("no role line"), "{}", msg);
+                    } else {
+                        let bad = roles
+                            .iter()
+                            .find(|r| !["master", "slave", "replica"].contains(r))
+                            .expect("an unknown role");
+                        prop_assert!(
+                            msg.contains(&format!("unknown role {:?}", clip(bad))),
+                            "{}",
+                            msg
+                        );
+                    }
+                    // The input is quoted, cut at 60 characters (each at
+                    // most 10 bytes once escaped).
+                    prop_assert!(msg.len() < 60 * 10 + 100, "{}", msg);
+                }
+            }
+            Ok(())
+        }
+
+        fn replica_entry() -> impl Strategy<Value = ReplicaEntry> {
+            (
+                "[0-9a-f:.]{1,39}",
+                1u16..,
+                "[a-z_]{0,12}",
+                -1i64..,
+                -1i64..100_000,
+            )
+                .prop_map(|(ip, port, state, offset, lag)| ReplicaEntry {
+                    ip,
+                    port,
+                    state,
+                    offset,
+                    lag,
+                })
+        }
+
+        fn render(i: &ReplicationInfo) -> String {
+            let mut s = String::from("# Replication\r\n");
+            let mut line = |k: &str, v: String| s.push_str(&format!("{k}:{v}\r\n"));
+            match i.role {
+                Role::Master => line("role", "master".into()),
+                Role::Replica => {
+                    line("role", "slave".into());
+                    line("master_host", i.master_host.clone().unwrap_or_default());
+                    line(
+                        "master_port",
+                        i.master_port.map(|p| p.to_string()).unwrap_or_default(),
+                    );
+                    let link = match i.master_link_status {
+                        Some(LinkStatus::Up) => "up",
+                        Some(LinkStatus::Down) => "down",
+                        None => "",
+                    };
+                    line("master_link_status", link.into());
+                    line(
+                        "master_sync_in_progress",
+                        u8::from(i.master_sync_in_progress).to_string(),
+                    );
+                    if let Some(o) = i.slave_repl_offset {
+                        line("slave_repl_offset", o.to_string());
+                    }
+                    if let Some(d) = i.master_link_down_since_seconds {
+                        line("master_link_down_since_seconds", d.to_string());
+                    }
+                }
+            }
+            line("connected_slaves", i.connected_slaves.to_string());
+            for (n, r) in i.replicas.iter().enumerate() {
+                line(
+                    &format!("slave{n}"),
+                    format!(
+                        "ip={},port={},state={},offset={},lag={}",
+                        r.ip, r.port, r.state, r.offset, r.lag
+                    ),
+                );
+            }
+            line("master_failover_state", "no-failover".into());
+            line("master_replid", i.master_replid.clone());
+            line("master_repl_offset", i.master_repl_offset.to_string());
+            s
+        }
+
+        fn replication_info() -> impl Strategy<Value = ReplicationInfo> {
+            let replica = (
+                "[a-z0-9.-]{1,30}",
+                any::<u16>(),
+                prop::option::of(prop_oneof![Just(LinkStatus::Up), Just(LinkStatus::Down)]),
+                prop::option::of(-1i64..1_000_000),
+                any::<bool>(),
+                prop::option::of(0i64..),
+            );
+            (
+                prop::option::of(replica),
+                any::<u32>(),
+                prop::collection::vec(replica_entry(), 0..4),
+                "[0-9a-f]{40}",
+                0i64..,
+            )
+                .prop_map(|(rep, connected, replicas, replid, offset)| {
+                    let mut i = ReplicationInfo {
+                        role: Role::Master,
+                        master_host: None,
+                        master_port: None,
+                        master_link_status: None,
+                        master_link_down_since_seconds: None,
+                        master_sync_in_progress: false,
+                        connected_slaves: connected,
+                        replicas,
+                        master_replid: replid,
+                        master_repl_offset: offset,
+                        slave_repl_offset: None,
+                    };
+                    if let Some((host, port, link, down, syncing, slave_offset)) = rep {
+                        i.role = Role::Replica;
+                        i.master_host = Some(host);
+                        i.master_port = Some(port);
+                        i.master_link_status = link;
+                        i.master_link_down_since_seconds = down;
+                        i.master_sync_in_progress = syncing;
+                        i.slave_repl_offset = slave_offset;
+                    }
+                    i
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config(2000))]
+
+            #[test]
+            fn any_text_reads_without_panic(text in hostile_text()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn mutated_replies_read_without_panic(
+                which in 0..SAMPLES.len(),
+                ops in prop::collection::vec(op(), 1..5),
+            ) {
+                let mut text = SAMPLES[which].to_string();
+                for op in &ops {
+                    text = apply(&text, op);
+                }
+                check(&text)?;
+            }
+
+            #[test]
+            fn rendered_replies_read_back(info in replication_info()) {
+                let text = render(&info);
+                prop_assert_eq!(parse_info_replication(&text).unwrap(), info.clone());
+                prop_assert_eq!(
+                    parse_info_replication(&text.replace("\r\n", "\n")).unwrap(),
+                    info
+                );
+            }
+        }
+    }
 }

@@ -987,13 +987,22 @@ fn checkpoint_new_timeline(ctx: &Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Post-promote, on the others: follow primary_host again.
+/// Post-promote, on the others: follow primary_host again. A node whose
+/// PostgreSQL is a primary is not an "other", whatever the notification's
+/// lists say (an empty or garbled promote list): its Redis stays the master.
+/// Re-pointing it at primary_host, which is itself, made it a replica of
+/// itself, and the next monitor failed the primary.
 fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
     if matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
         let db = local_db(ctx)?;
-        if db.in_recovery()? {
-            follow_primary(ctx, &db)?;
+        if !db.in_recovery()? {
+            log::warn!(
+                "post-promote notification that does not name this node, which runs the primary: \
+                 nothing re-pointed"
+            );
+            return Ok(());
         }
+        follow_primary(ctx, &db)?;
     }
     if matches!(
         redis::process_state(&ctx.redis),
