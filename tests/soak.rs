@@ -120,21 +120,39 @@ fn settled_primary(c: &NsCluster) -> String {
 /// settles with every standby streaming. Returns the primary.
 #[track_caller]
 fn repair(c: &NsCluster, fault_at: Instant) -> String {
-    let primary = settled_primary(c);
-    // A partitioned node that was not fenced is healed; a fenced one boots
-    // (its bridge port went with it).
-    for n in c.nodes().iter().filter(|n| n.is_up()) {
-        c.heal(&n.name);
-    }
-    for n in c.nodes() {
-        if !n.is_up() {
-            wait_port_gone(c, &n.name, fault_at);
-            c.boot(&n.name);
+    // Until every node is up and an online member: a partitioned node that
+    // was not fenced is healed, a fenced or powered-off one boots (a
+    // fencing may still be under way when this starts: go round again).
+    let until = Instant::now() + 3 * SETTLE;
+    loop {
+        let primary = settled_primary(c);
+        let online = c.status(&primary).map(|st| st.online()).unwrap_or_default();
+        let mut whole = true;
+        for n in c.nodes() {
+            if !n.is_up() {
+                wait_port_gone(c, &n.name, fault_at);
+                c.boot(&n.name);
+                whole = false;
+            } else if !online.contains(&n.name) {
+                c.heal(&n.name);
+                whole = false;
+            }
         }
+        if whole {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the cluster is not whole again after {:?}\n{}",
+            3 * SETTLE,
+            c.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(2));
     }
     for n in c.nodes() {
         let _ = n.sh("rm -f /var/lib/postgresql/fill.*");
     }
+    let primary = settled_primary(c);
     let out = c.crm(&primary, &["crm_resource", "--cleanup"]);
     assert!(out.success(), "{}", out.failure_message());
     c.wait_settled(&primary, SETTLE);
@@ -145,6 +163,20 @@ fn repair(c: &NsCluster, fault_at: Instant) -> String {
     primary
 }
 
+/// Waits until Pacemaker has recorded a failed operation on `node` (a
+/// monitor noticed the kill): repairing before that would find the cluster
+/// settled in its old roles.
+#[track_caller]
+fn wait_failure_seen(c: &NsCluster, node: &str) {
+    poll(&format!("a failure recorded on {node}"), SETTLE, || {
+        let st = c.status(node).ok()?;
+        st.failures
+            .iter()
+            .any(|f| f.get("node").map(String::as_str) == Some(node))
+            .then_some(())
+    });
+}
+
 /// Carries out `fault` (targets drawn with `rng`); returns what it hit.
 fn inject(c: &NsCluster, rng: &mut Rng, fault: Fault, primary: &str) -> String {
     let names: Vec<String> = c.nodes().iter().map(|n| n.name.clone()).collect();
@@ -153,12 +185,19 @@ fn inject(c: &NsCluster, rng: &mut Rng, fault: Fault, primary: &str) -> String {
     let standby = standbys[rng.below(standbys.len())].clone();
     match fault {
         Fault::PowerOff => c.power_off(&any),
-        Fault::PostgresKill => c.kill9(&any, "postgres"),
-        Fault::RedisKill => c.kill9(&any, "redis"),
+        Fault::PostgresKill => {
+            c.kill9(&any, "postgres");
+            wait_failure_seen(c, &any);
+        }
+        Fault::RedisKill => {
+            c.kill9(&any, "redis");
+            wait_failure_seen(c, &any);
+        }
         Fault::CeleryKill => {
             c.node(primary)
                 .sh("kill -KILL \"$(cat /run/rapidpro-standin/pcmk-celery.pid)\"")
                 .unwrap_or_else(|e| panic!("kill celery on {primary}: {e}"));
+            wait_failure_seen(c, primary);
             return primary.to_owned();
         }
         Fault::CorosyncKill => {
