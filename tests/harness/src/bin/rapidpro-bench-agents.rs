@@ -68,19 +68,21 @@ const INTERVAL_UNPROMOTED: &str = "16000";
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Waiting for replication to come up.
 const SETTLE: Duration = Duration::from_secs(60);
-/// Pacemaker tools the anchors may call, answered by the offline CIB.
-const CIB_TOOLS: &[&str] = &[
+/// Pacemaker tools that talk to a daemon of a live cluster (an IPC round
+/// trip or more per call); here `CIB_file` or a shim answers them.
+const DAEMON_TOOLS: &[&str] = &[
     "crm_attribute",
-    "crm_master",
     "crm_resource",
     "crm_mon",
+    "crm_node",
     "cibadmin",
     "crm_failcount",
     "crm_standby",
-    "crm_shadow",
-    "crm_verify",
     "attrd_updater",
 ];
+/// What one such call costs in a live cluster on this machine
+/// (`../shared/notes/anchors.md`: 22–24 ms).
+const IPC_MS: f64 = 22.0;
 /// Programs the shims replace.
 const SHIMMED: &[&str] = &["crm_node", "uname"];
 
@@ -340,6 +342,8 @@ struct Census {
     programs: BTreeMap<String, usize>,
     /// Pacemaker tool calls: (tool with its options, how answered) -> count.
     cluster_calls: BTreeMap<(String, &'static str), usize>,
+    /// Calls that would each talk to a daemon of a live cluster.
+    daemon_calls: usize,
     code: i32,
 }
 
@@ -363,6 +367,9 @@ fn census(dir: &Path, shims: &Path) -> Census {
                     .map(|b| b.to_string_lossy().into_owned())
                     .unwrap_or(path.clone());
                 *c.programs.entry(base.clone()).or_default() += 1;
+                if DAEMON_TOOLS.contains(&base.as_str()) {
+                    c.daemon_calls += 1;
+                }
                 if let Some(how) = how_answered(&base, Path::new(&path), shims) {
                     let opts: Vec<&str> = argv
                         .iter()
@@ -416,27 +423,21 @@ fn parse_execve(line: &str) -> (String, Vec<String>) {
 
 /// How a Pacemaker tool call was answered, if `base` is one.
 fn how_answered(base: &str, path: &Path, shims: &Path) -> Option<&'static str> {
-    let in_shims = path.parent() == Some(shims);
-    if in_shims {
+    if path.parent() == Some(shims) {
         let is_link = fs::symlink_metadata(path)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
-        return Some(if is_link {
-            "real tool, CIB_file"
-        } else {
-            "shim"
-        });
+        if !is_link {
+            return Some("shim");
+        }
     }
-    if base == "crm_node" {
-        return Some("real tool, no daemon");
+    match base {
+        "crm_master" => Some("wrapper script, runs crm_attribute (counted there)"),
+        "pacemakerd" => Some("`-$` prints the version, no daemon"),
+        "crm_node" => Some("real tool without its daemon"),
+        _ if DAEMON_TOOLS.contains(&base) => Some("real tool on CIB_file"),
+        _ => None,
     }
-    if CIB_TOOLS.contains(&base) {
-        return Some("real tool, CIB_file");
-    }
-    if base == "pacemakerd" {
-        return Some("real tool (-$ version, no daemon needed)");
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------
@@ -1239,8 +1240,10 @@ fn report(
     }
 
     println!("\n### How each action's tool calls were satisfied (strace census of one steady-state monitor)");
-    println!("| monitor | exit | programs executed (count) | Pacemaker tool calls: how answered (count) |");
-    println!("|---|---|---|---|");
+    println!(
+        "| monitor | exit | daemon calls | wall ms with a live cluster, estimated (median + calls × {IPC_MS:.0} ms) | programs executed (count) | Pacemaker tool calls: how answered (count) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (i, c) in cases.iter().enumerate() {
         let Some(cen) = &results[i].census else {
             continue;
@@ -1255,10 +1258,17 @@ fn report(
             .iter()
             .map(|((call, how), n)| format!("`{call}`: {how} ({n})"))
             .collect();
+        let live = median(&stats[i].wall) + cen.daemon_calls as f64 * IPC_MS;
         println!(
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             c.label,
             cen.code,
+            cen.daemon_calls,
+            if cen.daemon_calls > 0 {
+                fmt_ms(live)
+            } else {
+                String::new()
+            },
             progs.join(", "),
             if calls.is_empty() {
                 "none".to_string()
@@ -1268,11 +1278,13 @@ fn report(
         );
     }
     println!(
-        "The programs include the action itself. Shims: `crm_node` (-n, --partition, -l, -q answered for a 2-node \
-         cluster node1/node2) and `uname -n` (answers OCF_RESKEY_CRM_meta_on_node), placed first on PATH and in \
-         HA_SBIN_DIR for the anchors only; every other Pacemaker tool is the real one, reading and writing the \
-         offline CIB named by CIB_file. With a live cluster each Pacemaker tool call costs an IPC round trip \
-         (about 22 ms measured on this machine), so the anchors' figures are lower bounds."
+        "The programs include the action itself. Daemon calls: Pacemaker tool calls that talk to a daemon in a \
+         live cluster (crm_attribute, crm_resource, crm_mon, crm_node, attrd_updater, ...; crm_master is a shell \
+         wrapper whose crm_attribute is counted). Shims: `crm_node` (-n, --partition, -l, -q answered for a \
+         2-node cluster node1/node2) and `uname -n` (answers OCF_RESKEY_CRM_meta_on_node), placed first on PATH \
+         and in HA_SBIN_DIR for the anchors only; every other Pacemaker tool is the real one, reading and \
+         writing the offline CIB named by CIB_file. A live cluster adds an IPC round trip to each daemon call \
+         (about {IPC_MS:.0} ms each on this machine), so the anchors' measured figures are lower bounds."
     );
 
     println!("\n### meta-data");
