@@ -55,6 +55,9 @@ use rapidpro_ha_harness::{
 
 /// When set, the servers stay up after the report until Ctrl-C.
 const HOLD_ENV: &str = "RAPIDPRO_BENCH_HOLD";
+/// Milliseconds of idle time before each timed run (default 0: back to
+/// back).
+const PAUSE_ENV: &str = "RAPIDPRO_BENCH_PAUSE_MS";
 /// The first argument that makes this binary the launcher.
 const LAUNCH: &str = "launch";
 /// Pacemaker 2.1.5's feature set (`pacemakerd --features`).
@@ -630,6 +633,14 @@ fn ours_case(agent_bin: &str, n1: &Node, node: &Node, side: Side, cib: &Path) ->
     }
 }
 
+/// Standby-side cases, and the floors that do not touch the primary.
+fn is_standby_side(c: &Case) -> bool {
+    match c.kind {
+        Kind::Ours(side) | Kind::Anchor(side) => side == Side::Standby,
+        Kind::Floor => !c.label.starts_with("floor: psql"),
+    }
+}
+
 fn side_name(side: Side, redis: bool) -> &'static str {
     match (side, redis) {
         (Side::Primary, false) => "primary",
@@ -1069,8 +1080,22 @@ fn main() {
         "bench: {rounds} rounds of {} cases, interleaved",
         cases.len()
     );
+    // The order within a round: the primary-side cases, then the standby
+    // side, so that no case directly follows another run of its own program
+    // (which would find it warm in the CPU caches).
+    let order: Vec<usize> = (0..cases.len())
+        .filter(|&i| !is_standby_side(&cases[i]))
+        .chain((0..cases.len()).filter(|&i| is_standby_side(&cases[i])))
+        .collect();
+    let pause = std::env::var(PAUSE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default();
     for round in 1..=rounds {
-        for (i, c) in cases.iter().enumerate() {
+        for &i in &order {
+            let c = &cases[i];
+            std::thread::sleep(pause);
             let (s, output) = c.measure(&me, &log);
             if s.code != c.expected && results[i].unexpected.len() < 3 {
                 results[i].unexpected.push(format!(
@@ -1138,6 +1163,18 @@ fn main() {
     }
 }
 
+fn run_order_note() -> String {
+    let pause = std::env::var(PAUSE_ENV).unwrap_or_default();
+    format!(
+        "run order in each round: the primary-side cases, then the standby side; runs back to back{}",
+        if pause.is_empty() || pause == "0" {
+            String::new()
+        } else {
+            format!(", each after {pause} ms idle ({PAUSE_ENV})")
+        }
+    )
+}
+
 fn report(
     machine: &str,
     rounds: usize,
@@ -1162,6 +1199,7 @@ fn report(
     println!("\n## bench/agents: monitor, {rounds} rounds, interleaved round-robin");
     println!("{machine}");
     println!("agent under test: {agent_bin}");
+    println!("{}", run_order_note());
     println!(
         "\nmedian (p10–p90); peak RSS = ru_maxrss from wait4: the largest process of the tree (median, max); \
          processes = per monitor, from one strace run: execve / process-creating fork or clone"
