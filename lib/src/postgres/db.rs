@@ -241,14 +241,7 @@ impl Db {
 
     /// Runs SQL with the simple protocol and returns every row as text.
     pub fn rows(&self, what: &'static str, sql: &str) -> Result<Vec<Vec<Option<String>>>, PgError> {
-        let msgs = self.run(what, self.client.simple_query(sql))?;
-        let mut out = Vec::new();
-        for m in msgs {
-            if let SimpleQueryMessage::Row(r) = m {
-                out.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
-            }
-        }
-        Ok(out)
+        Ok(text_rows(self.run(what, self.client.simple_query(sql))?))
     }
 
     /// Runs a statement, ignoring any result.
@@ -258,14 +251,52 @@ impl Db {
 
     /// The local server's state, in one round trip.
     pub fn status(&self) -> Result<LocalStatus, PgError> {
-        let r = self.row("the status query", STATUS_SQL)?;
+        let r = self.row(STATUS_WHAT, STATUS_SQL)?;
         parse_status(&r)
     }
 
     /// The primary's view of its standbys (`pg_stat_replication`).
     pub fn standbys(&self) -> Result<Vec<StandbyRow>, PgError> {
-        let rows = self.rows("the pg_stat_replication query", REPLICATION_SQL)?;
+        let rows = self.rows(REPLICATION_WHAT, REPLICATION_SQL)?;
         rows.iter().map(|r| parse_standby(r)).collect()
+    }
+
+    /// [`Db::status`] and [`Db::standbys`] pipelined: both queries are sent
+    /// before either answer is read, so a primary's monitor waits for one
+    /// round trip instead of two. Each is its own simple query (its own
+    /// implicit transaction), so the second failing (on a server in
+    /// recovery `pg_current_wal_lsn()` is refused) leaves the first intact:
+    /// its error is returned as the second value, for the caller to ignore
+    /// on a standby. Meant for a server believed to be a primary.
+    pub fn status_and_standbys(
+        &self,
+    ) -> Result<(LocalStatus, Result<Vec<StandbyRow>, PgError>), PgError> {
+        let timeout = self.deadline.cap(self.query_timeout);
+        let both = async {
+            tokio::join!(
+                self.client.simple_query(STATUS_SQL),
+                self.client.simple_query(REPLICATION_SQL)
+            )
+        };
+        let (status, standbys) = self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, both).await })
+            .map_err(|_| PgError::Timeout {
+                target: self.target.clone(),
+                what: STATUS_WHAT,
+                after: timeout,
+            })?;
+        let failed = |what, e: tokio_postgres::Error| PgError::Query {
+            target: self.target.clone(),
+            what,
+            reason: describe(&e),
+        };
+        let status = status.map_err(|e| failed(STATUS_WHAT, e))?;
+        let status = parse_status(&text_rows(status).into_iter().next().unwrap_or_default())?;
+        let standbys = standbys
+            .map_err(|e| failed(REPLICATION_WHAT, e))
+            .and_then(|m| text_rows(m).iter().map(|r| parse_standby(r)).collect());
+        Ok((status, standbys))
     }
 
     /// Whether the server is a standby.
@@ -295,6 +326,24 @@ impl Db {
             .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))
     }
 }
+
+/// The rows of a simple query's answer, every column as text (NULL as
+/// `None`).
+fn text_rows(msgs: Vec<SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What [`STATUS_SQL`] is called in errors.
+const STATUS_WHAT: &str = "the status query";
+/// What [`REPLICATION_SQL`] is called in errors.
+const REPLICATION_WHAT: &str = "the pg_stat_replication query";
 
 /// Quotes a string as an SQL literal: single quotes doubled; a backslash
 /// makes it an E'' literal, so standard_conforming_strings does not matter.

@@ -20,9 +20,9 @@ use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::ocf::notify::{NotifyKind, NotifyOp};
 use crate::ocf::OcfRc;
-use crate::postgres::db::{Db, Host, LocalStatus, Reach, Target};
+use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
 use crate::postgres::server::{conninfo_value, wait_until, ProcessState};
-use crate::postgres::Position;
+use crate::postgres::{PgError, Position};
 use crate::redis::{self, Endpoint, LinkStatus, Role};
 
 /// Private attribute carrying a standby's position from pre-promote to
@@ -711,26 +711,69 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         }
         Err(e) => return failed(e.to_string()),
     };
-    let st = match db.status() {
+    // Redis is asked on a helper thread while PostgreSQL answers the status
+    // query: the monitor waits for the slower of the two, not for both in
+    // turn. The answers are looked at in the same order as ever.
+    let redis_info = local_redis_info_soon(&ctx);
+    // On a primary, its view of the standbys comes in the same round trip.
+    let status = if was_primary {
+        db.status_and_standbys().map(|(st, sb)| (st, Some(sb)))
+    } else {
+        db.status().map(|st| (st, None))
+    };
+    let (st, standbys) = match status {
         Ok(s) => s,
         Err(e) => return failed(e.to_string()),
     };
-    let info = match redis_local(&ctx).and_then(|mut c| Ok(c.info_replication()?)) {
+    let info = match redis_info() {
         Ok(i) => i,
         Err(e) => return failed(e.to_string()),
     };
     if st.in_recovery {
         monitor_standby(&ctx, &st, &info)
     } else {
-        monitor_primary(&ctx, &db, &st, &info)
+        monitor_primary(&ctx, &db, &st, &info, standbys)
     }
 }
 
+/// Starts `INFO replication` of the local Redis on a helper thread, so that
+/// it overlaps with PostgreSQL's queries, and returns what waits for the
+/// answer (asking there and then if no thread could be started). Bounded
+/// like [`redis_local`].
+///
+/// Call it only once connected to PostgreSQL: that connection switches the
+/// effective uid of the whole process for peer authentication, and glibc
+/// does so in every thread by a signal, which would open Redis's socket as
+/// `system_user` and interrupt its reads (EINTR on a socket with a timeout).
+fn local_redis_info_soon<'c>(
+    ctx: &'c Ctx<'_>,
+) -> impl FnOnce() -> Result<redis::ReplicationInfo, Error> + 'c {
+    let endpoint = ctx.redis.endpoint();
+    let password = ctx.cfg.redis_password.clone();
+    let timeout = ctx.deadline.cap(ctx.cfg.query_timeout);
+    let thread = std::thread::Builder::new()
+        .name("redis-info".into())
+        .spawn(move || {
+            redis::connect(&endpoint, password.as_deref(), timeout)
+                .and_then(|mut c| c.info_replication())
+        })
+        .ok();
+    move || match thread {
+        Some(t) => match t.join() {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(Error::Failed("the Redis query thread panicked".into())),
+        },
+        None => Ok(redis_local(ctx)?.info_replication()?),
+    }
+}
+
+/// `standbys`: `pg_stat_replication` if it was fetched with the status.
 fn monitor_primary(
     ctx: &Ctx<'_>,
     db: &Db,
     st: &LocalStatus,
     info: &redis::ReplicationInfo,
+    standbys: Option<Result<Vec<StandbyRow>, PgError>>,
 ) -> Result<Outcome, Error> {
     if info.role != Role::Master {
         return Ok(Outcome::because(
@@ -738,7 +781,7 @@ fn monitor_primary(
             "PostgreSQL is primary but Redis is a replica",
         ));
     }
-    let standbys = match db.standbys() {
+    let standbys = match standbys.unwrap_or_else(|| db.standbys()) {
         Ok(s) => s,
         Err(e) => return Ok(Outcome::because(OcfRc::FailedPromoted, e.to_string())),
     };
