@@ -432,6 +432,52 @@ fn a_crashed_diverged_old_primary_is_refused_too() {
     wait_streaming(n1);
 }
 
+/// The cluster's order after a kill of the primary with a ban: demote
+/// (nothing answers at primary_host: the VIP is gone), stop, promote the
+/// other. The demote must not hide the crashed primary's unsent WAL: a
+/// later start against the new primary still finds the divergence.
+#[test]
+fn a_crashed_primary_demoted_before_the_promotion_is_still_found_diverged() {
+    let pair = Pair::new("diverged_demoted");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    n1.psql("insert into sms(body) values ('only on the old primary')");
+    n1.psql("select pg_logical_emit_message(true, 'rapidpro', 'unsent')");
+    n1.kill9_postgres();
+    // n2 is down: no primary answers while n1 is demoted and stopped.
+    agent(n1, n2).run("demote").assert_code(OCF_SUCCESS);
+    agent(n1, n2).run("stop").assert_code(OCF_SUCCESS);
+    agent(n2, n2).run("start").assert_code(OCF_SUCCESS);
+    agent(n2, n2).run("promote").assert_code(OCF_SUCCESS);
+    post_promote(&[n2], n2);
+    n2.psql("insert into sms(body) values ('on the new primary')");
+    let before = digest(&n1.pgdata);
+    let out = agent(n1, n2).param("rewind", "false").run("start");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("diverged");
+    assert!(n1.postmaster_pid().is_none());
+    assert_eq!(
+        digest(&n1.pgdata),
+        before,
+        "the data directory was modified"
+    );
+    agent(n1, n2)
+        .param("rewind", "true")
+        .run("start")
+        .assert_code(OCF_SUCCESS);
+    wait_streaming(n1);
+    poll(
+        "node1 has the new primary's row",
+        Duration::from_secs(30),
+        || {
+            let rows = n1.try_psql("select body from sms order by id").ok()?;
+            rows.contains("on the new primary").then_some(rows)
+        },
+    );
+    agent(n1, n2).run("monitor").assert_code(OCF_SUCCESS);
+}
+
 /// A replication break is reported degraded only once it outlasts two
 /// monitor intervals (here 1 s): not at the first monitor, nor by a probe.
 #[track_caller]

@@ -367,6 +367,8 @@ pub struct ControlData {
     pub timeline: u32,
     /// Latest checkpoint location.
     pub checkpoint: super::Lsn,
+    /// "Min recovery ending loc's timeline" (0 when none is set).
+    pub min_recovery_timeline: u32,
     /// Database system identifier.
     pub system_identifier: String,
 }
@@ -375,6 +377,12 @@ impl ControlData {
     /// Whether the data was last used by a primary (cleanly stopped or not).
     pub fn was_primary(&self) -> bool {
         matches!(self.state.as_str(), "shut down" | "in production")
+    }
+
+    /// The newest timeline this data directory has WAL of, as far as the
+    /// control file says.
+    pub fn newest_timeline(&self) -> u32 {
+        self.timeline.max(self.min_recovery_timeline)
     }
 }
 
@@ -398,6 +406,9 @@ pub fn parse_controldata(text: &str) -> Result<ControlData, PgError> {
         state,
         timeline,
         checkpoint,
+        min_recovery_timeline: get("Min recovery ending loc's timeline")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         system_identifier: get("Database system identifier").unwrap_or_default(),
     })
 }
@@ -489,6 +500,8 @@ Latest checkpoint's REDO location:    0/3000028
 Latest checkpoint's REDO WAL file:    000000010000000000000003
 Latest checkpoint's TimeLineID:       1
 Latest checkpoint's PrevTimeLineID:   1
+Minimum recovery ending location:     0/3000110
+Min recovery ending loc's timeline:   2
 ";
 
     #[test]
@@ -499,6 +512,8 @@ Latest checkpoint's PrevTimeLineID:   1
         assert_eq!(c.checkpoint.to_string(), "0/3000060");
         assert!(!c.was_primary());
         assert_eq!(c.system_identifier, "7310000000000000000");
+        assert_eq!(c.min_recovery_timeline, 2);
+        assert_eq!(c.newest_timeline(), 2);
     }
 
     #[test]

@@ -104,14 +104,7 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         )));
     }
     drop(tcp);
-    let t = Target {
-        host: Host::Tcp(&ctx.cfg.primary_host),
-        port: ctx.cfg.primary_port,
-        user: &ctx.cfg.repl_user,
-        password: ctx.cfg.repl_password.as_deref(),
-        dbname: "postgres",
-        peer_uid: None,
-    };
+    let t = primary_target(ctx);
     let q = ctx.cfg.query_timeout;
     Ok(match Db::reach(&t, q, q, &ctx.deadline)? {
         Reach::Connected(db) => match db.in_recovery() {
@@ -131,6 +124,18 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         }
         Reach::Refused(r) => PrimaryAt::Unknown(r),
     })
+}
+
+/// The primary at primary_host, as the replication user sees it.
+fn primary_target<'c>(ctx: &'c Ctx<'_>) -> Target<'c> {
+    Target {
+        host: Host::Tcp(&ctx.cfg.primary_host),
+        port: ctx.cfg.primary_port,
+        user: &ctx.cfg.repl_user,
+        password: ctx.cfg.repl_password.as_deref(),
+        dbname: "postgres",
+        peer_uid: None,
+    }
 }
 
 fn primary_desc(ctx: &Ctx<'_>) -> String {
@@ -272,20 +277,37 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         ProcessState::Stopped => {}
     }
     let primary = primary_at(ctx)?;
-    let control = ctx.pg.controldata(&ctx.deadline)?;
+    let mut control = ctx.pg.controldata(&ctx.deadline)?;
+    if control.state == "in production" {
+        // A crashed primary, whoever answers at primary_host: started as a
+        // standby it would replay WAL no other node may have, and its
+        // control file would go on naming an older checkpoint, hiding that
+        // WAL from the history check of a later start (pg_rewind reads the
+        // end of a standby's WAL from the control file). Crash recovery in
+        // single-user mode, which never accepts a connection, ends with a
+        // checkpoint after the last record.
+        log::info!("finishing the crash recovery of this old primary in single-user mode");
+        ctx.pg.crash_recover(&ctx.deadline)?;
+        control = ctx.pg.controldata(&ctx.deadline)?;
+    }
     let was_primary = control.was_primary() || !ctx.pg.is_standby_configured();
     match &primary {
-        PrimaryAt::Writable if was_primary => {
-            if control.state == "in production" {
-                // A crashed primary: its WAL end is known only after crash
-                // recovery, which single-user mode does without ever
-                // accepting a connection.
-                log::info!("finishing the crash recovery of this old primary in single-user mode");
-                ctx.pg.crash_recover(&ctx.deadline)?;
+        PrimaryAt::Writable if was_primary => check_history(ctx)?,
+        PrimaryAt::Writable => {
+            // A standby whose last timeline is older than the primary's
+            // (a failover happened while it was down, or it was a primary
+            // demoted while no primary answered) may hold WAL past the fork.
+            let primary_tl = primary_timeline(ctx);
+            let local_tl = control.newest_timeline();
+            if primary_tl.is_none_or(|p| p != local_tl) {
+                log::info!(
+                    "this standby's data is on timeline {local_tl}, the primary's on {}: \
+                     checking that its history can follow",
+                    primary_tl.map_or_else(|| "an unknown one".to_string(), |t| t.to_string())
+                );
+                check_history(ctx)?
             }
-            check_history(ctx)?
         }
-        PrimaryAt::Writable => {}
         PrimaryAt::Standby => log::info!(
             "no primary at {} yet (a standby answers); starting as a standby",
             primary_desc(ctx)
@@ -302,6 +324,25 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
     ctx.pg.configure_standby(&primary_conninfo(ctx))?;
     ctx.pg.start(&ctx.deadline)?;
     Ok(primary)
+}
+
+/// The timeline the primary at primary_host writes, from the name of its
+/// current WAL file; `None` when it cannot be read.
+fn primary_timeline(ctx: &Ctx<'_>) -> Option<u32> {
+    let t = primary_target(ctx);
+    let q = ctx.cfg.query_timeout;
+    let db = match Db::reach(&t, ctx.cfg.connect_timeout, q, &ctx.deadline) {
+        Ok(Reach::Connected(db)) => db,
+        Ok(_) | Err(_) => return None,
+    };
+    let row = db
+        .row(
+            "the primary's timeline",
+            "select pg_walfile_name(pg_current_wal_lsn())",
+        )
+        .ok()?;
+    let name = row.into_iter().next().flatten()?;
+    u32::from_str_radix(name.get(..8)?, 16).ok()
 }
 
 /// An old primary can follow the current one only if its WAL does not go
