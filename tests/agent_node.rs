@@ -469,6 +469,61 @@ fn a_crashed_primary_demoted_before_the_promotion_is_still_found_diverged() {
     assert_rejoins_with_rewind(&pair.nodes[0], &pair.nodes[1]);
 }
 
+/// node1 moves to a new timeline while node2 is down: demoted (nothing
+/// answers), then promoted again.
+fn new_timeline_on(n1: &Node) {
+    let before = n1.psql("select timeline_id from pg_control_checkpoint()");
+    agent(n1, n1).run("demote").assert_code(OCF_SUCCESS);
+    agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
+    n1.psql("checkpoint");
+    let after = n1.psql("select timeline_id from pg_control_checkpoint()");
+    assert_ne!(before, after, "node1 did not change timeline");
+}
+
+/// A standby down during a failover is on an older timeline than the new
+/// primary. Cleanly stopped, its history is checked and it follows; crashed,
+/// it cannot be checked (pg_rewind reads only cleanly stopped data) and
+/// starts anyway: PostgreSQL follows the new timeline (a CI run failed the
+/// start of a fenced standby on that check).
+#[test]
+fn a_standby_down_during_a_failover_follows_the_new_timeline_stopped_or_crashed() {
+    let pair = Pair::new("older_timeline");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    for crashed in [true, false] {
+        n1.psql("insert into sms(body) values ('before')");
+        wait_streaming(n2);
+        if crashed {
+            n2.kill9_postgres();
+            n2.kill9_redis();
+        } else {
+            agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+        }
+        new_timeline_on(n1);
+        let body = format!("after, crashed={crashed}");
+        n1.psql(&format!("insert into sms(body) values ('{body}')"));
+        let out = agent(n2, n1).run("start");
+        out.assert_code(OCF_SUCCESS);
+        let said = if crashed {
+            "its history cannot be checked"
+        } else {
+            "no rewind required"
+        };
+        assert!(out.stderr.contains(said), "{}", out.stderr);
+        wait_streaming(n2);
+        poll(
+            "node2 has the new timeline's row",
+            Duration::from_secs(30),
+            || {
+                let rows = n2.try_psql("select body from sms").ok()?;
+                rows.contains(&body).then_some(())
+            },
+        );
+        wait_redis_link(n2);
+        agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
+    }
+}
+
 /// A replication break is reported degraded only once it outlasts two
 /// monitor intervals (here 1 s): not at the first monitor, nor by a probe.
 #[track_caller]

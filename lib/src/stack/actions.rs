@@ -292,7 +292,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
     }
     let was_primary = control.was_primary() || !ctx.pg.is_standby_configured();
     match &primary {
-        PrimaryAt::Writable if was_primary => check_history(ctx)?,
+        PrimaryAt::Writable if was_primary => check_history(ctx, "this old primary")?,
         PrimaryAt::Writable => {
             // A standby whose last timeline is older than the primary's
             // (a failover happened while it was down, or it was a primary
@@ -300,12 +300,27 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
             let primary_tl = primary_timeline(ctx);
             let local_tl = control.newest_timeline();
             if primary_tl.is_none_or(|p| p != local_tl) {
-                log::info!(
-                    "this standby's data is on timeline {local_tl}, the primary's on {}: \
-                     checking that its history can follow",
-                    primary_tl.map_or_else(|| "an unknown one".to_string(), |t| t.to_string())
-                );
-                check_history(ctx)?
+                let primary_tl =
+                    primary_tl.map_or_else(|| "an unknown one".to_string(), |t| t.to_string());
+                if control.state == "shut down in recovery" {
+                    log::info!(
+                        "this standby's data is on timeline {local_tl}, the primary's on \
+                         {primary_tl}: checking that its history can follow"
+                    );
+                    check_history(ctx, "this standby")?
+                } else {
+                    // pg_rewind reads only cleanly stopped data, and crash
+                    // recovery outside standby mode would add WAL past the
+                    // fork. PostgreSQL refuses to follow a timeline that
+                    // forked before its WAL ends; the monitor then reports
+                    // it not streaming, and it is never promoted.
+                    log::warn!(
+                        "this standby's data is on timeline {local_tl}, the primary's on \
+                         {primary_tl}, and it was not stopped cleanly ({}): its history cannot \
+                         be checked before it starts",
+                        control.state
+                    );
+                }
             }
         }
         PrimaryAt::Standby => log::info!(
@@ -348,14 +363,15 @@ fn primary_timeline(ctx: &Ctx<'_>) -> Option<u32> {
 /// An old primary can follow the current one only if its WAL does not go
 /// past the point where the primary's timeline forked. pg_rewind decides
 /// (dry run); rewinds if allowed; otherwise refuses, data untouched.
-fn check_history(ctx: &Ctx<'_>) -> Result<(), Error> {
+/// `who` names this node in the exit reason.
+fn check_history(ctx: &Ctx<'_>, who: &str) -> Result<(), Error> {
     let password = ctx.cfg.repl_password.as_deref();
     let report = ctx
         .pg
         .rewind(&source_conninfo(ctx), password, true, &ctx.deadline)
         .map_err(|e| {
             Error::Failed(format!(
-                "cannot check this old primary's history against {}: {e}",
+                "cannot check {who}'s history against {}: {e}",
                 primary_desc(ctx)
             ))
         })?;
@@ -376,7 +392,7 @@ fn check_history(ctx: &Ctx<'_>) -> Result<(), Error> {
             "data diverged from primary at {at}: rebuild this node or set rewind=true (data left untouched)"
         )));
     }
-    log::warn!("this old primary diverged at {at}; rewinding it with pg_rewind");
+    log::warn!("{who} diverged at {at}; rewinding it with pg_rewind");
     ctx.pg
         .rewind(&source_conninfo(ctx), password, false, &ctx.deadline)
         .map_err(|e| Error::Failed(format!("pg_rewind failed: {e}")))?;
