@@ -184,10 +184,24 @@ pub fn cib_file_from_env() -> Option<OsString> {
     std::env::var_os(CIB_FILE_ENV).filter(|v| !v.is_empty())
 }
 
+/// Variables Pacemaker sets for an operation that the tools read as their
+/// default target node: with `OCF_RESKEY_CRM_meta_on_node` inherited,
+/// `attrd_updater --query --all` answers for this node alone (Pacemaker
+/// 2.1.5), and promote saw no other standby's position. Every call names
+/// its node explicitly instead.
+const OPERATION_TARGET_ENV: [&str; 3] = [
+    "OCF_RESKEY_CRM_meta_on_node",
+    "OCF_RESKEY_CRM_meta_on_node_uuid",
+    "OCF_RESKEY_CRM_meta_container_attribute_target",
+];
+
 /// A tool call aimed at the live cluster (`cib` is `None`; any inherited
-/// `CIB_file` is removed) or at a CIB file.
+/// `CIB_file` is removed) or at a CIB file, without the operation's
+/// default-target variables.
 pub(crate) fn tool(program: &str, cib: Option<&Path>, timeout: Duration) -> Spec {
-    let spec = Spec::new(program).timeout(timeout);
+    let spec = OPERATION_TARGET_ENV
+        .iter()
+        .fold(Spec::new(program).timeout(timeout), |s, k| s.env_remove(k));
     match cib {
         Some(file) => spec.env(CIB_FILE_ENV, file),
         None => spec.env_remove(CIB_FILE_ENV),

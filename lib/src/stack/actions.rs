@@ -608,9 +608,16 @@ fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(
             }
         })
         .collect();
+    let members: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+    let seen: Vec<String> = peers.iter().map(|(n, p)| format!("{n} at {p}")).collect();
     log::info!(
-        "this node is at {own}; partition {:?}; standbys published {peers:?}",
-        nodes.iter().map(|n| n.as_str()).collect::<Vec<_>>()
+        "this node is at {own}; partition: {}; standbys published: {}",
+        members.join(" "),
+        if seen.is_empty() {
+            "none".to_string()
+        } else {
+            seen.join(", ")
+        }
     );
     if let Some((peer, pos)) = decide::better_peer(own, &peers) {
         // Hand the promotion to the better node: the next transition
