@@ -524,6 +524,48 @@ fn a_standby_down_during_a_failover_follows_the_new_timeline_stopped_or_crashed(
     }
 }
 
+/// pg_ctl reports a standby started, then its postmaster exits (as when
+/// the startup process hits a full disk during WAL redo): start fails at
+/// once with the reason, not at the end of its timeout (a soak run saw a
+/// start hang with PostgreSQL long gone).
+#[test]
+fn a_postgres_that_exits_after_starting_fails_the_start_at_once() {
+    let pair = Pair::new("exits_after_start");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    // The agent's own connections are refused: start keeps waiting for
+    // PostgreSQL to answer until it is killed.
+    let hba = n2.pgdata.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("local all all reject\n{old}")).unwrap();
+    let (out, after_kill) = std::thread::scope(|s| {
+        let start = s.spawn(|| agent(n2, n1).meta("timeout", "60000").run("start"));
+        poll("node2's postmaster up", Duration::from_secs(30), || {
+            n2.postmaster_pid()
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            !start.is_finished(),
+            "start returned while it cannot connect"
+        );
+        n2.kill9_postgres();
+        let killed = std::time::Instant::now();
+        let out = start.join().unwrap();
+        (out, killed.elapsed())
+    });
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("exited");
+    assert!(
+        after_kill < Duration::from_secs(10),
+        "start took {after_kill:?} to notice that PostgreSQL exited"
+    );
+    std::fs::write(&hba, old).unwrap();
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    agent(n2, n1).run("start").assert_code(OCF_SUCCESS);
+    wait_streaming(n2);
+}
+
 /// A replication break is reported degraded only once it outlasts two
 /// monitor intervals (here 1 s): not at the first monitor, nor by a probe.
 #[track_caller]

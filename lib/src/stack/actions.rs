@@ -454,16 +454,44 @@ fn unpromoted_ready(ctx: &Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until the monitor would say "running unpromoted".
+/// A server that exited since it was started: waiting for it is pointless.
+fn exited_while_starting(ctx: &Ctx<'_>) -> Option<Error> {
+    if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        // pg_ctl -w returns once the postmaster accepts connections; a
+        // standby's startup process can still fail right after (a full
+        // disk during WAL redo), and the postmaster then shuts down.
+        return Some(Error::Postgres(PgError::StartFailed {
+            detail: "the postmaster exited after it had started".into(),
+            log: ctx.pg.logfile.clone(),
+        }));
+    }
+    if !matches!(
+        redis::process_state(&ctx.redis),
+        redis::ProcessState::Running(_)
+    ) {
+        return Some(Error::Failed(
+            "redis-server exited after it had started (see its log)".into(),
+        ));
+    }
+    None
+}
+
+/// Waits until the monitor would say "running unpromoted"; fails at once
+/// if a server exited meanwhile.
 fn wait_ready(ctx: &Ctx<'_>) -> Result<(), Error> {
     let mut last = String::new();
+    let mut exited = None;
     let ok = wait_until(&ctx.deadline, || match unpromoted_ready(ctx) {
         Ok(()) => true,
         Err(e) => {
             last = e;
-            false
+            exited = exited_while_starting(ctx);
+            exited.is_some()
         }
     });
+    if let Some(e) = exited {
+        return Err(e);
+    }
     if ok {
         Ok(())
     } else {
