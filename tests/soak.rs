@@ -249,24 +249,32 @@ fn inject(c: &NsCluster, rng: &mut Rng, fault: Fault, primary: &str) -> String {
     any
 }
 
-/// Runs `faults` seeded faults against a fresh cluster and asserts the
-/// invariants; prints the seed first and a line per fault.
-fn soak(seed: u64, faults: usize) {
-    eprintln!("soak: seed {seed}, {faults} faults (replay: RAPIDPRO_SOAK_SEED={seed} RAPIDPRO_SOAK_FAULTS={faults})");
-    let mut rng = Rng::new(seed);
-    let c = NsCluster::builder("soak")
+/// The soak's cluster: 3 nodes, the app tier, `rewind=true` and
+/// `sync_replication=on`, settled with every standby streaming. Returns it
+/// and its primary.
+#[track_caller]
+fn settled_three_nodes(builder: rapidpro_ha_harness::NsClusterBuilder) -> (NsCluster, String) {
+    let c = builder
         .nodes(3)
         .agent(bin())
         .app(true)
         .param("rewind", "true")
         .param("sync_replication", "on")
-        .pg_disk_mb(PG_DISK_MB)
         .build();
     c.wait_settled("node1", SETTLE);
-    let mut primary = settled_primary(&c);
+    let primary = settled_primary(&c);
     for n in c.nodes().iter().filter(|n| n.name != primary) {
         wait_replicating(n);
     }
+    (c, primary)
+}
+
+/// Runs `faults` seeded faults against a fresh cluster and asserts the
+/// invariants; prints the seed first and a line per fault.
+fn soak(seed: u64, faults: usize) {
+    eprintln!("soak: seed {seed}, {faults} faults (replay: RAPIDPRO_SOAK_SEED={seed} RAPIDPRO_SOAK_FAULTS={faults})");
+    let mut rng = Rng::new(seed);
+    let (c, mut primary) = settled_three_nodes(NsCluster::builder("soak").pg_disk_mb(PG_DISK_MB));
     let load = start_load(&c);
     let started = Instant::now();
     let mut worst = Duration::ZERO;
@@ -302,22 +310,10 @@ fn soak_with_random_faults_loses_no_acknowledged_write() {
 /// 3-node cluster with sync replication is powered off and booted again as
 /// soon as its fencing is confirmed, so it may rejoin before a standby is
 /// promoted, with WAL no standby received (a CI soak run once left it
-/// looping on "forked off before current recovery point"). Twice, so that
-/// both a standby and the rejoined node get to be promoted.
+/// looping on "forked off before current recovery point"). Three rounds.
 #[test]
 fn primary_powered_off_and_booted_at_once_rejoins_and_nothing_is_lost() {
-    let c = NsCluster::builder("poweroff_reboot")
-        .nodes(3)
-        .agent(bin())
-        .app(true)
-        .param("rewind", "true")
-        .param("sync_replication", "on")
-        .build();
-    c.wait_settled("node1", SETTLE);
-    let mut primary = settled_primary(&c);
-    for n in c.nodes().iter().filter(|n| n.name != primary) {
-        wait_replicating(n);
-    }
+    let (c, mut primary) = settled_three_nodes(NsCluster::builder("poweroff_reboot"));
     let load = start_load(&c);
     for round in 1..=3 {
         let at = Instant::now();
