@@ -231,6 +231,14 @@ fn switchover_moves_the_role_under_writes_without_losing_an_acknowledged_one() {
     assert_eq!(dry["to"], new.as_str(), "{dry:#}");
     assert_eq!(c.promoted_node().as_deref(), Some(old.as_str()));
 
+    // nginx restarting (stop, then start: transitions and operations in
+    // flight, usually still under way when switchover reads the cluster,
+    // which then prints that it waited): switchover waits for them to end
+    // instead of refusing (a runbook run once saw it refuse "in a
+    // transition" right after a monitor had changed a score).
+    c.node(&old)
+        .sh("(crm_resource --restart --resource nginx --timeout 60s >/dev/null 2>&1 &)")
+        .unwrap_or_else(|e| panic!("{e}"));
     let out = ctl(&c, &old, &["switchover", "--timeout", "150"]);
     assert!(
         out.success(),

@@ -16,7 +16,8 @@
 //! The target must be streaming from the current primary
 //! (`pg_stat_replication`, `application_name` = node name) and within
 //! `maxlag` bytes of replayed WAL; the cluster must have no failed action,
-//! no operation in flight, and an idle DC.
+//! no operation in flight, and an idle DC (a transition or an operation
+//! under way is waited for, up to 30 s or half the timeout, before refusing).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -37,6 +38,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(500);
 /// How long to wait for the old primary to stream once the role moved.
 const STREAM_WAIT: Duration = Duration::from_secs(30);
+/// How long switchover waits for a transition or an operation in flight
+/// to end before it refuses (at most half its timeout).
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// What was read before deciding.
 #[derive(Debug, Clone)]
@@ -491,16 +495,32 @@ pub fn switchover(
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
     let deadline = Deadline::after(timeout);
-    let (src, standbys, maxlag) = read_situation(&deadline)?;
-    let clone = src.cib.require_stack()?.promotable_id().to_string();
-    let situation = Situation {
-        cluster: &src.cluster,
-        clone: Some(&clone),
-        controller_state: src.controller_state.as_deref(),
-        standbys: standbys.as_deref().map_err(String::clone),
-        maxlag,
+    // A transition or an operation under way (a score changed by the last
+    // monitor, a probe) usually ends within seconds: wait for it, a while.
+    let settle = Deadline::after(SETTLE_WAIT.min(timeout / 2));
+    let mut waited = false;
+    let (src, judged) = loop {
+        let (src, standbys, maxlag) = read_situation(&deadline)?;
+        let clone = src.cib.require_stack()?.promotable_id().to_string();
+        let situation = Situation {
+            cluster: &src.cluster,
+            clone: Some(&clone),
+            controller_state: src.controller_state.as_deref(),
+            standbys: standbys.as_deref().map_err(String::clone),
+            maxlag,
+        };
+        let judged = judge(&situation, target);
+        let transient = matches!(
+            judged,
+            Err(Refusal::TransitionInProgress(_) | Refusal::InFlight(_))
+        );
+        if !transient || settle.expired() {
+            break (src, judged);
+        }
+        waited = true;
+        std::thread::sleep(POLL.min(settle.remaining()));
     };
-    let plan = match judge(&situation, target) {
+    let plan = match judged {
         Ok(p) => p,
         Err(r) => {
             let json = serde_json::json!({
@@ -516,7 +536,15 @@ pub fn switchover(
             ));
         }
     };
-    let mut text = format!(
+    let mut text = if waited {
+        format!(
+            "waited {:.1} s for the cluster to finish a transition\n",
+            started.elapsed().as_secs_f64()
+        )
+    } else {
+        String::new()
+    };
+    text += &format!(
         "switchover {} -> {}: checks passed ({} streaming, {} behind{})\n",
         plan.from,
         plan.to,
