@@ -13,6 +13,7 @@ mod cluster_faults;
 mod cluster_fencing;
 mod ctl;
 mod ocf_tools;
+mod operator_world;
 mod package;
 mod pcs_examples;
 mod runbook;
