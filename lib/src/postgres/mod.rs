@@ -7,8 +7,10 @@
 //! `system_user`.
 
 pub mod db;
+pub mod hba;
 pub mod lsn;
 pub mod server;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
