@@ -125,7 +125,9 @@ mod tests {
     use super::*;
 
     fn wanted(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -143,14 +145,21 @@ mod tests {
                     masked: vec![],
                     start_conf: Some(("/etc/postgresql/15/main/start.conf".into(), "auto".into())),
                 },
-                vec!["postgresql.service", "redis-server.service", "start.conf says auto"],
+                vec![
+                    "postgresql.service",
+                    "redis-server.service",
+                    "start.conf says auto",
+                ],
             ),
             // As the README says: disabled, start.conf manual.
             (
                 UnitFiles {
                     wanted: wanted(&[("multi-user.target.wants", "nginx.service")]),
                     masked: vec![],
-                    start_conf: Some(("/etc/postgresql/15/main/start.conf".into(), "manual".into())),
+                    start_conf: Some((
+                        "/etc/postgresql/15/main/start.conf".into(),
+                        "manual".into(),
+                    )),
                 },
                 vec![],
             ),
@@ -188,13 +197,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let wants = dir.join("units/multi-user.target.wants");
         std::fs::create_dir_all(&wants).unwrap();
-        std::os::unix::fs::symlink("/lib/systemd/system/redis-server.service", wants.join("redis-server.service")).unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/systemd/system/redis-server.service",
+            wants.join("redis-server.service"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/dev/null", dir.join("units/postgresql.service")).unwrap();
         std::fs::create_dir_all(dir.join("etc")).unwrap();
         std::fs::write(dir.join("etc/start.conf"), "# comment\n\nauto\n").unwrap();
         let f = observe(&[&dir.join("units"), &dir.join("absent")], &dir.join("etc"));
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(f.wanted, wanted(&[("multi-user.target.wants", "redis-server.service")]));
+        assert_eq!(
+            f.wanted,
+            wanted(&[("multi-user.target.wants", "redis-server.service")])
+        );
         assert_eq!(f.masked, ["postgresql.service"]);
         assert_eq!(f.start_conf.as_ref().map(|s| s.1.as_str()), Some("auto"));
         // postgresql.service masked: start.conf auto starts nothing.

@@ -31,8 +31,8 @@ use crate::config::names;
 use crate::deadline::Deadline;
 
 use super::cib::{self, CibFacts};
-use super::{corosync, preflight};
 use super::table::Table;
+use super::{corosync, preflight};
 use super::{Error, Outcome};
 
 /// How long the agent's validate-all may take.

@@ -137,7 +137,8 @@ pub struct PgFacts {
     pub system_identifier: Option<String>,
 }
 
-const FACTS_SQL_HEAD: &str = "SELECT current_setting('server_version_num'), current_setting('wal_level'), \
+const FACTS_SQL_HEAD: &str =
+    "SELECT current_setting('server_version_num'), current_setting('wal_level'), \
   current_setting('hot_standby'), current_setting('max_wal_senders'), \
   pg_size_bytes(current_setting('wal_keep_size'))::text, current_setting('wal_log_hints'), \
   current_setting('data_checksums'), \
@@ -368,7 +369,9 @@ fn local_facts(cfg: &Config, deadline: &Deadline) -> Result<LocalFacts, String> 
             AND pg_has_role({u}, r.oid, 'MEMBER'))",
         u = quote_literal(&cfg.repl_user)
     );
-    let r = db.row("the local settings", &sql).map_err(|e| e.to_string())?;
+    let r = db
+        .row("the local settings", &sql)
+        .map_err(|e| e.to_string())?;
     let get = |i: usize| r.get(i).cloned().flatten();
     Ok(LocalFacts {
         rules: hba::parse_rows(&rules),
@@ -760,7 +763,8 @@ pub fn verdicts(o: &Observed) -> Vec<Check> {
     }
     v.push(same_everywhere(
         "postgres version",
-        ids.iter().map(|(n, v, _)| (n.as_str(), v.map(|v| v.to_string()))),
+        ids.iter()
+            .map(|(n, v, _)| (n.as_str(), v.map(|v| v.to_string()))),
         "install the same PostgreSQL major version (and bindir) on every node",
     ));
     v.push(same_everywhere(
@@ -806,9 +810,11 @@ pub fn verdicts(o: &Observed) -> Vec<Check> {
         ),
     });
     v.push(match (o.redis_auth, p.redis_password) {
-        (RedisAuth::PasswordRequired, true) => {
-            check("redis requirepass", Status::Ok, "set, and redis_password is set")
-        }
+        (RedisAuth::PasswordRequired, true) => check(
+            "redis requirepass",
+            Status::Ok,
+            "set, and redis_password is set",
+        ),
         (RedisAuth::PasswordRequired, false) => check(
             "redis requirepass",
             Status::Error,
@@ -904,11 +910,22 @@ fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str) -> Che
             )),
         }
     }
-    let who = format!("{this_node}'s pg_hba.conf for {user} from {} ({addr})", peer.name);
+    let who = format!(
+        "{this_node}'s pg_hba.conf for {user} from {} ({addr})",
+        peer.name
+    );
     if !problems.is_empty() {
-        check(name, Status::Error, format!("{who}: {}", problems.join("; ")))
+        check(
+            name,
+            Status::Error,
+            format!("{who}: {}", problems.join("; ")),
+        )
     } else if !undecided.is_empty() {
-        check(name, Status::Warning, format!("{who}: {}", undecided.join("; ")))
+        check(
+            name,
+            Status::Warning,
+            format!("{who}: {}", undecided.join("; ")),
+        )
     } else {
         check(name, Status::Ok, format!("{who}: {}", fine.join("; ")))
     }

@@ -213,7 +213,14 @@ pub fn evaluate(rules: &[HbaRule], req: &HbaRequest<'_>) -> HbaVerdict {
 mod tests {
     use super::*;
 
-    fn rule(line: u32, t: &str, db: &str, user: &str, addr: Option<(&str, &str)>, m: &str) -> HbaRule {
+    fn rule(
+        line: u32,
+        t: &str,
+        db: &str,
+        user: &str,
+        addr: Option<(&str, &str)>,
+        m: &str,
+    ) -> HbaRule {
         HbaRule {
             line,
             conn_type: t.into(),
@@ -232,12 +239,47 @@ mod tests {
         vec![
             rule(90, "local", "all", "postgres", None, "peer"),
             rule(95, "local", "all", "all", None, "peer"),
-            rule(97, "host", "all", "all", Some(("127.0.0.1", "255.255.255.255")), "scram-sha-256"),
-            rule(99, "host", "all", "all", Some(("::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), "scram-sha-256"),
+            rule(
+                97,
+                "host",
+                "all",
+                "all",
+                Some(("127.0.0.1", "255.255.255.255")),
+                "scram-sha-256",
+            ),
+            rule(
+                99,
+                "host",
+                "all",
+                "all",
+                Some(("::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+                "scram-sha-256",
+            ),
             rule(102, "local", "replication", "all", None, "peer"),
-            rule(103, "host", "replication", "all", Some(("127.0.0.1", "255.255.255.255")), "scram-sha-256"),
-            rule(110, "host", "all", "all", Some(("10.200.200.0", "255.255.255.0")), "scram-sha-256"),
-            rule(111, "host", "replication", "replicator", Some(("10.200.200.0", "255.255.255.0")), "scram-sha-256"),
+            rule(
+                103,
+                "host",
+                "replication",
+                "all",
+                Some(("127.0.0.1", "255.255.255.255")),
+                "scram-sha-256",
+            ),
+            rule(
+                110,
+                "host",
+                "all",
+                "all",
+                Some(("10.200.200.0", "255.255.255.0")),
+                "scram-sha-256",
+            ),
+            rule(
+                111,
+                "host",
+                "replication",
+                "replicator",
+                Some(("10.200.200.0", "255.255.255.0")),
+                "scram-sha-256",
+            ),
         ]
     }
 
@@ -256,41 +298,128 @@ mod tests {
         let none: Vec<String> = vec![];
         let table: Vec<(Vec<HbaRule>, DbRequest, &str, HbaVerdict)> = vec![
             // The cluster lines admit a peer for both.
-            (debian_plus_cluster(), DbRequest::Named("postgres"), "10.200.200.12",
-             HbaVerdict::Admitted { line: 110, method: "scram-sha-256".into() }),
-            (debian_plus_cluster(), DbRequest::Replication, "10.200.200.12",
-             HbaVerdict::Admitted { line: 111, method: "scram-sha-256".into() }),
+            (
+                debian_plus_cluster(),
+                DbRequest::Named("postgres"),
+                "10.200.200.12",
+                HbaVerdict::Admitted {
+                    line: 110,
+                    method: "scram-sha-256".into(),
+                },
+            ),
+            (
+                debian_plus_cluster(),
+                DbRequest::Replication,
+                "10.200.200.12",
+                HbaVerdict::Admitted {
+                    line: 111,
+                    method: "scram-sha-256".into(),
+                },
+            ),
             // Debian's file as shipped: a peer has no entry.
-            (debian_plus_cluster()[..6].to_vec(), DbRequest::Replication, "10.200.200.12", HbaVerdict::NoEntry),
-            (debian_plus_cluster()[..6].to_vec(), DbRequest::Named("postgres"), "10.200.200.12", HbaVerdict::NoEntry),
+            (
+                debian_plus_cluster()[..6].to_vec(),
+                DbRequest::Replication,
+                "10.200.200.12",
+                HbaVerdict::NoEntry,
+            ),
+            (
+                debian_plus_cluster()[..6].to_vec(),
+                DbRequest::Named("postgres"),
+                "10.200.200.12",
+                HbaVerdict::NoEntry,
+            ),
             // `all` does not cover replication: line 110 alone is not enough.
-            (debian_plus_cluster()[..7].to_vec(), DbRequest::Replication, "10.200.200.12", HbaVerdict::NoEntry),
+            (
+                debian_plus_cluster()[..7].to_vec(),
+                DbRequest::Replication,
+                "10.200.200.12",
+                HbaVerdict::NoEntry,
+            ),
             // A reject line before the cluster lines wins.
-            ({
-                let mut v = vec![rule(1, "host", "replication", "replicator", Some(("10.200.200.12", "255.255.255.255")), "reject")];
-                v.extend(debian_plus_cluster());
-                v
-            }, DbRequest::Replication, "10.200.200.12", HbaVerdict::Rejected { line: 1 }),
+            (
+                {
+                    let mut v = vec![rule(
+                        1,
+                        "host",
+                        "replication",
+                        "replicator",
+                        Some(("10.200.200.12", "255.255.255.255")),
+                        "reject",
+                    )];
+                    v.extend(debian_plus_cluster());
+                    v
+                },
+                DbRequest::Replication,
+                "10.200.200.12",
+                HbaVerdict::Rejected { line: 1 },
+            ),
             // ... but not for another peer.
-            ({
-                let mut v = vec![rule(1, "host", "replication", "replicator", Some(("10.200.200.12", "255.255.255.255")), "reject")];
-                v.extend(debian_plus_cluster());
-                v
-            }, DbRequest::Replication, "10.200.200.13",
-             HbaVerdict::Admitted { line: 111, method: "scram-sha-256".into() }),
+            (
+                {
+                    let mut v = vec![rule(
+                        1,
+                        "host",
+                        "replication",
+                        "replicator",
+                        Some(("10.200.200.12", "255.255.255.255")),
+                        "reject",
+                    )];
+                    v.extend(debian_plus_cluster());
+                    v
+                },
+                DbRequest::Replication,
+                "10.200.200.13",
+                HbaVerdict::Admitted {
+                    line: 111,
+                    method: "scram-sha-256".into(),
+                },
+            ),
             // hostssl does not admit a connection without TLS.
-            (vec![rule(5, "hostssl", "replication", "all", Some(("0.0.0.0", "0.0.0.0")), "md5")],
-             DbRequest::Replication, "10.200.200.12", HbaVerdict::NoEntry),
+            (
+                vec![rule(
+                    5,
+                    "hostssl",
+                    "replication",
+                    "all",
+                    Some(("0.0.0.0", "0.0.0.0")),
+                    "md5",
+                )],
+                DbRequest::Replication,
+                "10.200.200.12",
+                HbaVerdict::NoEntry,
+            ),
             // A host name cannot be judged without resolving it.
-            (vec![rule(7, "host", "all", "all", Some(("node2.example", "")), "md5")],
-             DbRequest::Named("postgres"), "10.200.200.12",
-             HbaVerdict::Undecided { line: 7, address: "node2.example".into() }),
+            (
+                vec![rule(
+                    7,
+                    "host",
+                    "all",
+                    "all",
+                    Some(("node2.example", "")),
+                    "md5",
+                )],
+                DbRequest::Named("postgres"),
+                "10.200.200.12",
+                HbaVerdict::Undecided {
+                    line: 7,
+                    address: "node2.example".into(),
+                },
+            ),
             // sameuser: only the database named like the user.
-            (vec![rule(8, "host", "sameuser", "all", Some(("all", "")), "md5")],
-             DbRequest::Named("postgres"), "10.200.200.12", HbaVerdict::NoEntry),
+            (
+                vec![rule(8, "host", "sameuser", "all", Some(("all", "")), "md5")],
+                DbRequest::Named("postgres"),
+                "10.200.200.12",
+                HbaVerdict::NoEntry,
+            ),
             // An IPv6 line does not take an IPv4 client.
-            (vec![rule(9, "host", "all", "all", Some(("::", "::")), "md5")],
-             DbRequest::Named("postgres"), "10.200.200.12", HbaVerdict::NoEntry),
+            (
+                vec![rule(9, "host", "all", "all", Some(("::", "::")), "md5")],
+                DbRequest::Named("postgres"),
+                "10.200.200.12",
+                HbaVerdict::NoEntry,
+            ),
         ];
         for (i, (rules, db, addr, want)) in table.into_iter().enumerate() {
             assert_eq!(evaluate(&rules, &req(db, addr, &none)), want, "case {i}");
@@ -299,7 +428,14 @@ mod tests {
 
     #[test]
     fn group_membership_matches_plus_entries() {
-        let rules = vec![rule(3, "host", "replication", "+replicators", Some(("all", "")), "scram-sha-256")];
+        let rules = vec![rule(
+            3,
+            "host",
+            "replication",
+            "+replicators",
+            Some(("all", "")),
+            "scram-sha-256",
+        )];
         let member = vec!["replicators".to_string()];
         let none: Vec<String> = vec![];
         assert!(matches!(
@@ -315,19 +451,39 @@ mod tests {
     #[test]
     fn lines_with_errors_are_skipped_and_rows_are_parsed() {
         let rows = vec![
-            vec![Some("4".into()), Some("host".into()), Some("all".into()), Some("all".into()),
-                 Some("10.0.0.0".into()), Some("255.0.0.0".into()), Some("reject".into()),
-                 Some("invalid".into())],
-            vec![Some("5".into()), Some("host".into()), Some("replication\u{1f}postgres".into()),
-                 Some("replicator".into()), Some("10.0.0.0".into()), Some("255.0.0.0".into()),
-                 Some("md5".into()), None],
+            vec![
+                Some("4".into()),
+                Some("host".into()),
+                Some("all".into()),
+                Some("all".into()),
+                Some("10.0.0.0".into()),
+                Some("255.0.0.0".into()),
+                Some("reject".into()),
+                Some("invalid".into()),
+            ],
+            vec![
+                Some("5".into()),
+                Some("host".into()),
+                Some("replication\u{1f}postgres".into()),
+                Some("replicator".into()),
+                Some("10.0.0.0".into()),
+                Some("255.0.0.0".into()),
+                Some("md5".into()),
+                None,
+            ],
         ];
         let rules = parse_rows(&rows);
         assert_eq!(rules[1].databases, ["replication", "postgres"]);
         let none: Vec<String> = vec![];
         assert_eq!(
-            evaluate(&rules, &req(DbRequest::Named("postgres"), "10.1.2.3", &none)),
-            HbaVerdict::Admitted { line: 5, method: "md5".into() }
+            evaluate(
+                &rules,
+                &req(DbRequest::Named("postgres"), "10.1.2.3", &none)
+            ),
+            HbaVerdict::Admitted {
+                line: 5,
+                method: "md5".into()
+            }
         );
     }
 }

@@ -47,8 +47,12 @@ impl std::fmt::Display for WireFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WireFailure::NoAnswer(r) => write!(f, "no answer: {r}"),
-            WireFailure::Server { sqlstate, message } => write!(f, "{message} (SQLSTATE {sqlstate})"),
-            WireFailure::NoPassword => f.write_str("the server asks for a password and none is set"),
+            WireFailure::Server { sqlstate, message } => {
+                write!(f, "{message} (SQLSTATE {sqlstate})")
+            }
+            WireFailure::NoPassword => {
+                f.write_str("the server asks for a password and none is set")
+            }
             WireFailure::Protocol(r) => write!(f, "protocol error: {r}"),
         }
     }
@@ -244,12 +248,10 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
             }
             Message::ErrorResponse(e) => return Err(server_error(&e)),
             Message::NoticeResponse(_) => {}
-            _ => {
-                return Err(WireFailure::Protocol(
-                    "authentication method not supported (only password, md5, scram-sha-256, trust)"
-                        .into(),
-                ))
-            }
+            _ => return Err(WireFailure::Protocol(
+                "authentication method not supported (only password, md5, scram-sha-256, trust)"
+                    .into(),
+            )),
         }
     }
     // Parameter statuses until ReadyForQuery.
