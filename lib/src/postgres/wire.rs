@@ -131,6 +131,9 @@ impl Stream {
                     ))
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                // A signal (a child of this process ending) interrupts the
+                // read: read again, within the same deadline.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(WireFailure::NoAnswer(e.to_string())),
             }
         }
@@ -178,6 +181,19 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
             Ok(s) => {
                 sock = Some(s);
                 break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                last = e.to_string();
+                // Try the same address again within the deadline.
+                if let Ok(s) = TcpStream::connect_timeout(
+                    &a,
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ) {
+                    sock = Some(s);
+                    break;
+                }
             }
             Err(e) => last = e.to_string(),
         }
