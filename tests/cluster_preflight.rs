@@ -55,7 +55,7 @@ fn named(doc: &Value, name: &str) -> Option<(String, String)> {
 #[track_caller]
 fn expect_error(c: &NsCluster, node: &str, name: &str, fix: &[&str]) {
     let mut last = Value::Null;
-    let found = poll(&format!("check error {name:?}"), SHOW, || {
+    poll(&format!("check error {name:?}"), SHOW, || {
         let (code, doc) = check(c, node);
         let hit = code == 3
             && named(&doc, name)
@@ -63,7 +63,6 @@ fn expect_error(c: &NsCluster, node: &str, name: &str, fix: &[&str]) {
         last = doc;
         hit.then_some(())
     });
-    let _ = found;
     let (_, detail) = named(&last, name).unwrap();
     eprintln!("{name}: {detail}");
 }

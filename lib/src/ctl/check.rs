@@ -13,6 +13,11 @@
 //! - `validate-all`: the agent's `validate-all` on this node, with the
 //!   configured parameters (`crm_resource --validate`), which also checks
 //!   this host (binaries, users, data directory);
+//! - `fencing device`: a `class="stonith"` primitive that is not disabled;
+//! - the preflight ([`super::preflight`]): PostgreSQL and Redis reachable at
+//!   `primary_host` and on every node, `pg_hba.conf` in both directions, the
+//!   pg_rewind grants, the replication settings, the same cluster
+//!   everywhere, the systemd units;
 //! - `alert <id>: ...`: each `rapidpro-alert` alert: the agent installed on
 //!   this node, its options and recipients, the SMTP server answering, the
 //!   SMS gateway reachable ([`crate::alert::check`]); no alert at all is a

@@ -274,10 +274,8 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
     loop {
         match s.recv()? {
             Message::ReadyForQuery(_) => break,
-            Message::ParameterStatus(p) => {
-                if p.name().map_err(proto)? == "server_version" {
-                    version = p.value().map_err(proto)?.to_string();
-                }
+            Message::ParameterStatus(p) if p.name().map_err(proto)? == "server_version" => {
+                version = p.value().map_err(proto)?.to_string();
             }
             Message::ErrorResponse(e) => return Err(server_error(&e)),
             _ => {}
