@@ -15,6 +15,7 @@ pub mod ocf;
 pub mod postgres;
 pub mod redis;
 pub mod stack;
+pub mod systemd;
 
 #[cfg(test)]
 pub(crate) mod fuzz_tests;

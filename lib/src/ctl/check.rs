@@ -13,6 +13,11 @@
 //! - `validate-all`: the agent's `validate-all` on this node, with the
 //!   configured parameters (`crm_resource --validate`), which also checks
 //!   this host (binaries, users, data directory);
+//! - `fencing device`: a `class="stonith"` primitive that is not disabled;
+//! - the preflight ([`super::preflight`]): PostgreSQL and Redis reachable at
+//!   `primary_host` and on every node, `pg_hba.conf` in both directions, the
+//!   pg_rewind grants, the replication settings, the same cluster
+//!   everywhere, the systemd units;
 //! - `alert <id>: ...`: each `rapidpro-alert` alert: the agent installed on
 //!   this node, its options and recipients, the SMTP server answering, the
 //!   SMS gateway reachable ([`crate::alert::check`]); no alert at all is a
@@ -21,6 +26,7 @@
 //! JSON: `checks[]` {`check`, `status`, `detail`}, `status` (the worst).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -31,6 +37,7 @@ use crate::deadline::Deadline;
 
 use super::cib::{self, CibFacts};
 use super::table::Table;
+use super::{corosync, preflight};
 use super::{Error, Outcome};
 
 /// How long the agent's validate-all may take.
@@ -210,6 +217,28 @@ pub fn cib_checks(f: &CibFacts) -> Vec<Check> {
         )),
         _ => v.push(check("fencing", Status::Ok, "stonith-enabled")),
     }
+    let (stopped, active): (Vec<_>, Vec<_>) = f.stonith.iter().partition(|(_, off)| *off);
+    if !active.is_empty() {
+        let ids: Vec<&str> = active.iter().map(|(id, _)| id.as_str()).collect();
+        v.push(check("fencing device", Status::Ok, ids.join(", ")));
+    } else {
+        let disabled = if stopped.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<&str> = stopped.iter().map(|(id, _)| id.as_str()).collect();
+            format!(" ({} disabled: target-role=Stopped)", ids.join(", "))
+        };
+        v.push(check(
+            "fencing device",
+            Status::Error,
+            format!(
+                "no fencing device is configured{disabled}: a node that stops answering cannot be \
+                 fenced, so no failover happens (or two primaries run); configure one, such as \
+                 `pcs stonith create fence-ipmi fence_ipmilan ...` (see README), or \
+                 `pcs resource enable` the disabled one"
+            ),
+        ));
+    }
     let strategy = f
         .properties
         .get("node-health-strategy")
@@ -266,6 +295,15 @@ pub fn run(deadline: &Deadline) -> Result<Outcome, Error> {
     let f = cib::query(deadline)?;
     let mut v = cib_checks(&f);
     v.extend(validate_check(&f));
+    if let Some(cfg) = f.stack.as_ref().and_then(|s| s.config().ok()) {
+        let o = preflight::observe(
+            &cfg,
+            Path::new(corosync::COROSYNC_CONF),
+            &crate::systemd::default_roots(),
+            deadline,
+        );
+        v.extend(preflight::verdicts(&o));
+    }
     v.extend(super::alerts::checks(&f.xml));
     let (text, worst) = render(&v);
     let json = serde_json::json!({ "status": worst, "checks": v });
@@ -301,6 +339,7 @@ mod tests {
                 "monitors",
                 "primary_host",
                 "fencing",
+                "fencing device",
                 "node-health-strategy"
             ]
         );

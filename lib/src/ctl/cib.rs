@@ -114,6 +114,9 @@ pub struct CibFacts {
     pub stack: Option<StackResource>,
     /// Every IPaddr2 primitive.
     pub vips: Vec<Vip>,
+    /// Every fencing device (`class="stonith"` primitive): its id and
+    /// whether it is disabled (`target-role=Stopped`).
+    pub stonith: Vec<(String, bool)>,
     /// Cluster properties (`crm_config`), such as `node-health-strategy`.
     pub properties: BTreeMap<String, String>,
     /// Transient node attributes by node name.
@@ -187,6 +190,18 @@ pub fn parse(text: &str) -> Result<CibFacts, Error> {
     if let Some(resources) = configuration.and_then(|c| c.child("resources")) {
         facts.stack = find_stack(resources);
         for p in resources.descendants_named("primitive") {
+            if p.attr("class") == Some("stonith") {
+                let mut meta = BTreeMap::new();
+                for set in p.children_named("meta_attributes") {
+                    nvpairs_into(set, &mut meta);
+                }
+                let stopped = meta
+                    .get("target-role")
+                    .is_some_and(|r| r.eq_ignore_ascii_case("stopped"));
+                facts
+                    .stonith
+                    .push((p.attr("id").unwrap_or("").to_string(), stopped));
+            }
             if p.attr("type") == Some(VIP_TYPE) {
                 let params = instance_attributes(p);
                 if let (Some(id), Some(ip)) = (p.attr("id"), params.get("ip")) {

@@ -27,6 +27,7 @@ pub mod corosync;
 pub mod health;
 pub mod pgdump;
 pub mod postgres;
+pub mod preflight;
 pub mod probe;
 pub mod status;
 pub mod switchover;

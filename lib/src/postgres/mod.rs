@@ -7,10 +7,12 @@
 //! `system_user`.
 
 pub mod db;
+pub mod hba;
 pub mod history;
 pub mod lsn;
 pub mod pgpass;
 pub mod server;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;

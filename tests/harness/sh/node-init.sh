@@ -41,6 +41,12 @@ else
 fi
 bind var-lib-redis /var/lib/redis
 bind etc-redis /etc/redis
+# systemd's unit links: the host's own (Debian enables postgresql and
+# redis-server) must not be what a node's `rapidproctl check` reads, and a
+# test that enables a unit in a node must not touch the host.
+if [ -d "$NODE_DIR/etc-systemd-system" ]; then
+    bind etc-systemd-system /etc/systemd/system
+fi
 
 # The stand-in RapidPro app (clusters built with the app tier): its
 # configuration (standin.env, nginx.conf) per node at /etc/rapidpro-standin,

@@ -15,6 +15,7 @@
 //! | `/var/lib/postgresql` | `var-lib-postgresql/` (`15/main` = a copy of the template) |
 //! | `/var/lib/redis` | `var-lib-redis/` |
 //! | `/etc/redis` | `etc-redis/` (`redis.conf`) |
+//! | `/etc/systemd/system` | `etc-systemd-system/` (empty: no unit enabled) |
 //! | `/run`, `/dev/shm` | fresh tmpfs at every boot |
 
 use std::fs::{self, File};
@@ -158,7 +159,13 @@ impl NsNode {
         let name = format!("node{id}");
         let dir = parent.join(&name);
         make_dir(&dir, 0o755);
-        for d in ["etc-corosync", "var-lib-corosync", "var-log", "etc-redis"] {
+        for d in [
+            "etc-corosync",
+            "var-lib-corosync",
+            "var-log",
+            "etc-redis",
+            "etc-systemd-system",
+        ] {
             make_dir(&dir.join(d), 0o755);
         }
         write_file(

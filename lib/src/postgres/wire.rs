@@ -1,0 +1,370 @@
+//! A replication connection (`replication=true`) that runs `IDENTIFY_SYSTEM`,
+//! spoken directly with `postgres-protocol` over a blocking TCP socket.
+//!
+//! Why not tokio-postgres: 0.7 has no replication mode, and the preflight
+//! must know whether `pg_hba.conf` admits `repl_user` for `replication`, which
+//! only a replication connection tells. Why not `psql ... replication=true`:
+//! libpq reports a refused connection as text only, and the preflight tells
+//! "pg_hba rejected" (SQLSTATE 28000) from "wrong password" (28P01) by the
+//! SQLSTATE of the server's ErrorResponse, which this handshake reads as is.
+//! No TLS is offered (like the agent's own connections), so a `hostssl`-only
+//! `pg_hba.conf` is reported as rejecting.
+//!
+//! Every read and write is bounded by the timeout; the password only goes
+//! into the authentication exchange.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::{backend::Message, frontend};
+
+/// Why a connection attempt ended without a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireFailure {
+    /// Nothing accepted the TCP connection, or it broke before the server
+    /// said anything (refused, unreachable, timed out, name unknown).
+    NoAnswer(String),
+    /// The server sent an ErrorResponse: its SQLSTATE and message.
+    Server {
+        /// The SQLSTATE (`28000`, `28P01`, `57P03`...).
+        sqlstate: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server asked for a password and none was configured.
+    NoPassword,
+    /// Something else (an authentication method this client does not speak,
+    /// a malformed message).
+    Protocol(String),
+}
+
+impl std::fmt::Display for WireFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireFailure::NoAnswer(r) => write!(f, "no answer: {r}"),
+            WireFailure::Server { sqlstate, message } => {
+                write!(f, "{message} (SQLSTATE {sqlstate})")
+            }
+            WireFailure::NoPassword => {
+                f.write_str("the server asks for a password and none is set")
+            }
+            WireFailure::Protocol(r) => write!(f, "protocol error: {r}"),
+        }
+    }
+}
+
+/// What `IDENTIFY_SYSTEM` and the startup said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `systemid`: the cluster's system identifier (as text, it is a u64).
+    pub system_identifier: String,
+    /// `timeline`.
+    pub timeline: u32,
+    /// The `server_version` parameter status (`15.10 (Debian 15.10-0+deb12u1)`).
+    pub server_version: String,
+}
+
+/// Where and how to connect.
+pub struct ReplTarget<'a> {
+    /// Host name or address.
+    pub host: &'a str,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: &'a str,
+    /// Password, if any.
+    pub password: Option<&'a str>,
+}
+
+impl std::fmt::Debug for ReplTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+struct Stream {
+    sock: TcpStream,
+    buf: BytesMut,
+    deadline: Instant,
+}
+
+impl Stream {
+    fn left(&self) -> Result<Duration, WireFailure> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(WireFailure::NoAnswer("timed out".into()))
+        } else {
+            Ok(left)
+        }
+    }
+
+    fn send(&mut self, out: &BytesMut) -> Result<(), WireFailure> {
+        let left = self.left()?;
+        self.sock
+            .set_write_timeout(Some(left))
+            .and_then(|()| self.sock.write_all(out))
+            .map_err(|e| WireFailure::NoAnswer(e.to_string()))
+    }
+
+    fn recv(&mut self) -> Result<Message, WireFailure> {
+        loop {
+            match Message::parse(&mut self.buf) {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(WireFailure::Protocol(e.to_string())),
+            }
+            let left = self.left()?;
+            self.sock
+                .set_read_timeout(Some(left))
+                .map_err(|e| WireFailure::NoAnswer(e.to_string()))?;
+            let mut chunk = [0u8; 8192];
+            match self.sock.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(WireFailure::NoAnswer(
+                        "the server closed the connection".into(),
+                    ))
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                // A signal (a child of this process ending) interrupts the
+                // read: read again, within the same deadline.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(WireFailure::NoAnswer(e.to_string())),
+            }
+        }
+    }
+}
+
+fn server_error(body: &postgres_protocol::message::backend::ErrorResponseBody) -> WireFailure {
+    let mut sqlstate = String::new();
+    let mut message = String::new();
+    let mut fields = body.fields();
+    while let Ok(Some(f)) = fields.next() {
+        match f.type_() {
+            b'C' => sqlstate = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            b'M' => message = String::from_utf8_lossy(f.value_bytes()).into_owned(),
+            _ => {}
+        }
+    }
+    WireFailure::Server { sqlstate, message }
+}
+
+fn proto(e: std::io::Error) -> WireFailure {
+    WireFailure::Protocol(e.to_string())
+}
+
+fn unexpected(what: &str) -> WireFailure {
+    WireFailure::Protocol(format!("unexpected message {what}"))
+}
+
+/// Opens a replication connection to `t` and runs `IDENTIFY_SYSTEM`, all
+/// within `timeout`.
+pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity, WireFailure> {
+    let deadline = Instant::now() + timeout;
+    let addrs: Vec<SocketAddr> = (t.host, t.port)
+        .to_socket_addrs()
+        .map_err(|e| WireFailure::NoAnswer(format!("cannot resolve {}: {e}", t.host)))?
+        .collect();
+    let mut last = String::from("no address");
+    let mut sock = None;
+    for a in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&a, left) {
+            Ok(s) => {
+                sock = Some(s);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                last = e.to_string();
+                // Try the same address again within the deadline.
+                if let Ok(s) = TcpStream::connect_timeout(
+                    &a,
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1)),
+                ) {
+                    sock = Some(s);
+                    break;
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    let sock = sock.ok_or(WireFailure::NoAnswer(last))?;
+    let mut s = Stream {
+        sock,
+        buf: BytesMut::new(),
+        deadline,
+    };
+    let mut out = BytesMut::new();
+    frontend::startup_message(
+        [
+            ("user", t.user),
+            ("database", "replication"),
+            ("replication", "true"),
+            ("application_name", "rapidproctl-check"),
+        ],
+        &mut out,
+    )
+    .map_err(proto)?;
+    s.send(&out)?;
+    let mut version = String::new();
+    // Authentication.
+    let mut scram: Option<ScramSha256> = None;
+    loop {
+        out.clear();
+        match s.recv()? {
+            Message::AuthenticationOk => break,
+            Message::AuthenticationCleartextPassword => {
+                let p = t.password.ok_or(WireFailure::NoPassword)?;
+                frontend::password_message(p.as_bytes(), &mut out).map_err(proto)?;
+                s.send(&out)?;
+            }
+            Message::AuthenticationMd5Password(b) => {
+                let p = t.password.ok_or(WireFailure::NoPassword)?;
+                let h = md5_hash(t.user.as_bytes(), p.as_bytes(), b.salt());
+                frontend::password_message(h.as_bytes(), &mut out).map_err(proto)?;
+                s.send(&out)?;
+            }
+            Message::AuthenticationSasl(b) => {
+                let p = t.password.ok_or(WireFailure::NoPassword)?;
+                let mut mechs = b.mechanisms();
+                let mut has = false;
+                while let Some(m) = mechs.next().map_err(proto)? {
+                    has |= m == SCRAM_SHA_256;
+                }
+                if !has {
+                    return Err(WireFailure::Protocol(
+                        "the server offers no SCRAM-SHA-256".into(),
+                    ));
+                }
+                let sc = ScramSha256::new(p.as_bytes(), ChannelBinding::unsupported());
+                frontend::sasl_initial_response(SCRAM_SHA_256, sc.message(), &mut out)
+                    .map_err(proto)?;
+                scram = Some(sc);
+                s.send(&out)?;
+            }
+            Message::AuthenticationSaslContinue(b) => {
+                let sc = scram.as_mut().ok_or_else(|| unexpected("SASL continue"))?;
+                sc.update(b.data()).map_err(proto)?;
+                frontend::sasl_response(sc.message(), &mut out).map_err(proto)?;
+                s.send(&out)?;
+            }
+            Message::AuthenticationSaslFinal(b) => {
+                let sc = scram.as_mut().ok_or_else(|| unexpected("SASL final"))?;
+                sc.finish(b.data()).map_err(proto)?;
+            }
+            Message::ErrorResponse(e) => return Err(server_error(&e)),
+            Message::NoticeResponse(_) => {}
+            _ => return Err(WireFailure::Protocol(
+                "authentication method not supported (only password, md5, scram-sha-256, trust)"
+                    .into(),
+            )),
+        }
+    }
+    // Parameter statuses until ReadyForQuery.
+    loop {
+        match s.recv()? {
+            Message::ReadyForQuery(_) => break,
+            Message::ParameterStatus(p) if p.name().map_err(proto)? == "server_version" => {
+                version = p.value().map_err(proto)?.to_string();
+            }
+            Message::ErrorResponse(e) => return Err(server_error(&e)),
+            _ => {}
+        }
+    }
+    out.clear();
+    frontend::query("IDENTIFY_SYSTEM", &mut out).map_err(proto)?;
+    s.send(&out)?;
+    let mut row: Option<Vec<Option<String>>> = None;
+    loop {
+        match s.recv()? {
+            Message::DataRow(d) => {
+                let buf = d.buffer();
+                let mut cols = Vec::new();
+                let mut ranges = d.ranges();
+                while let Some(r) = ranges.next().map_err(proto)? {
+                    cols.push(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()));
+                }
+                row = Some(cols);
+            }
+            Message::ErrorResponse(e) => return Err(server_error(&e)),
+            Message::ReadyForQuery(_) => break,
+            _ => {}
+        }
+    }
+    out.clear();
+    frontend::terminate(&mut out);
+    let _ = s.send(&out);
+    let row = row.ok_or_else(|| unexpected("(no IDENTIFY_SYSTEM row)"))?;
+    parse_identify(&row, version)
+}
+
+/// Reads an `IDENTIFY_SYSTEM` row: systemid, timeline, xlogpos, dbname.
+pub fn parse_identify(row: &[Option<String>], version: String) -> Result<Identity, WireFailure> {
+    let sysid = row.first().cloned().flatten().unwrap_or_default();
+    let tli = row.get(1).cloned().flatten().unwrap_or_default();
+    match (sysid.parse::<u64>(), tli.parse::<u32>()) {
+        (Ok(_), Ok(timeline)) => Ok(Identity {
+            system_identifier: sysid,
+            timeline,
+            server_version: version,
+        }),
+        _ => Err(WireFailure::Protocol(format!(
+            "unexpected IDENTIFY_SYSTEM row {row:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identify_system_row_gives_the_identifier_and_timeline() {
+        let row = vec![
+            Some("7301234567890123456".to_string()),
+            Some("3".to_string()),
+            Some("0/3000148".to_string()),
+            None,
+        ];
+        let id = parse_identify(&row, "15.10".into()).unwrap();
+        assert_eq!(id.system_identifier, "7301234567890123456");
+        assert_eq!(id.timeline, 3);
+        assert!(parse_identify(&[Some("x".into())], String::new()).is_err());
+    }
+
+    #[test]
+    fn the_target_never_shows_its_password() {
+        let t = ReplTarget {
+            host: "10.0.0.1",
+            port: 5432,
+            user: "replicator",
+            password: Some("hunter2"),
+        };
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn nothing_listening_is_no_answer() {
+        // Port 1 on loopback: refused at once.
+        let t = ReplTarget {
+            host: "127.0.0.1",
+            port: 1,
+            user: "x",
+            password: None,
+        };
+        match identify_system(&t, Duration::from_secs(2)) {
+            Err(WireFailure::NoAnswer(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The preflight of `rapidproctl check` in one live 2-node cluster: it
+//! passes as built, then each condition is broken alone (pg_hba on the peer
+//! and here, the replication password, a pg_rewind grant, WAL retention,
+//! Redis's bind and protected mode, an enabled systemd unit, a disabled
+//! fencing device), `check` exits 3 naming it with its fix, and after the
+//! repair the check is ok again.
+//!
+//! Conditions that need a restart of PostgreSQL (wal_log_hints, hot_standby,
+//! max_wal_senders, wal_level) or a second database cluster (system
+//! identifier, major version) are covered by the verdict tables in
+//! `lib/src/ctl/preflight/tests.rs`; their settings are read by the same
+//! query as wal_keep_size, which is broken here.
+
+use std::time::Duration;
+
+use rapidpro_ha_harness::{poll, NsCluster, REPL_PASSWORD};
+use serde_json::Value;
+
+use super::bin;
+use super::cluster::steady_pair;
+
+/// Longest one `rapidproctl check` may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a change (a reload, a replicated ALTER ROLE) may take to show.
+const SHOW: Duration = Duration::from_secs(20);
+
+/// Runs `rapidproctl --json check` in `node`: (exit code, document).
+fn check(c: &NsCluster, node: &str) -> (i32, Value) {
+    let out = c
+        .node(node)
+        .exec(
+            &[env!("CARGO_BIN_EXE_rapidproctl"), "--json", "check"],
+            CHECK_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", out.failure_message()));
+    (out.code(), doc)
+}
+
+/// The check called `name`: (status, detail).
+fn named(doc: &Value, name: &str) -> Option<(String, String)> {
+    doc["checks"].as_array()?.iter().find_map(|c| {
+        (c["check"] == name).then(|| {
+            (
+                c["status"].as_str().unwrap_or("").to_string(),
+                c["detail"].as_str().unwrap_or("").to_string(),
+            )
+        })
+    })
+}
+
+/// Waits until `check` in `node` exits 3 with `name` an error whose detail
+/// contains every one of `fix`.
+#[track_caller]
+fn expect_error(c: &NsCluster, node: &str, name: &str, fix: &[&str]) {
+    let mut last = Value::Null;
+    poll(&format!("check error {name:?}"), SHOW, || {
+        let (code, doc) = check(c, node);
+        let hit = code == 3
+            && named(&doc, name)
+                .is_some_and(|(s, d)| s == "error" && fix.iter().all(|f| d.contains(f)));
+        last = doc;
+        hit.then_some(())
+    });
+    let (_, detail) = named(&last, name).unwrap();
+    eprintln!("{name}: {detail}");
+}
+
+/// Waits until `check` in `node` exits 0 with `name` ok.
+#[track_caller]
+fn expect_ok(c: &NsCluster, node: &str, name: &str) {
+    let mut last = Value::Null;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll(&format!("check ok again for {name:?}"), SHOW, || {
+            let (code, doc) = check(c, node);
+            let ok = code == 0 && named(&doc, name).is_some_and(|(s, _)| s == "ok");
+            last = doc;
+            ok.then_some(())
+        })
+    }));
+    if r.is_err() {
+        panic!("{name} not ok again:\n{last:#}\n{}", c.diagnostics());
+    }
+}
+
+#[track_caller]
+fn sh(c: &NsCluster, node: &str, script: &str) -> String {
+    c.node(node)
+        .sh(script)
+        .unwrap_or_else(|e| panic!("{node}: {script}: {e}"))
+}
+
+#[track_caller]
+fn psql(c: &NsCluster, node: &str, sql: &str) -> String {
+    c.node(node)
+        .psql(sql)
+        .unwrap_or_else(|e| panic!("{node}: {sql}: {e}"))
+}
+
+const PG_HBA: &str = "/var/lib/postgresql/15/main/pg_hba.conf";
+
+#[test]
+fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
+    let c = NsCluster::builder("preflight")
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .build();
+    let (p, s) = steady_pair(&c);
+    let p_addr = c.node(&p).addr.clone();
+    let s_addr = c.node(&s).addr.clone();
+
+    // As built: every check ok, but Redis without requirepass (a warning)
+    // and no alert configured (a warning of the alerts check).
+    let (code, doc) = check(&c, &p);
+    assert_eq!(code, 0, "{doc:#}\n{}", c.diagnostics());
+    for chk in doc["checks"].as_array().unwrap() {
+        let (name, status) = (
+            chk["check"].as_str().unwrap(),
+            chk["status"].as_str().unwrap(),
+        );
+        match name {
+            "redis requirepass" => assert_eq!(status, "warning", "{chk}"),
+            "alerts" | "node-health-strategy" => {}
+            _ => assert_eq!(status, "ok", "{chk}"),
+        }
+    }
+    for name in [
+        "postgres at primary_host".to_string(),
+        format!("postgres on {p}"),
+        format!("postgres on {s}"),
+        format!("replication to {s}"),
+        format!("pg_hba for {s}"),
+        "pg_rewind grants".into(),
+        "wal_log_hints".into(),
+        "hot_standby".into(),
+        "max_wal_senders".into(),
+        "wal retention".into(),
+        "postgres version".into(),
+        "system identifier".into(),
+        "redis at primary_host".into(),
+        "systemd units".into(),
+        "fencing device".into(),
+    ] {
+        assert!(named(&doc, &name).is_some(), "no check {name}: {doc:#}");
+    }
+
+    // The peer's pg_hba.conf rejects replication from here: the live
+    // replication connection is refused with SQLSTATE 28000.
+    sh(
+        &c,
+        &s,
+        &format!("sed -i '1i host replication replicator {p_addr}/32 reject' {PG_HBA}"),
+    );
+    psql(&c, &s, "SELECT pg_reload_conf()");
+    expect_error(
+        &c,
+        &p,
+        &format!("replication to {s}"),
+        &[
+            "pg_hba.conf",
+            "refuses",
+            &format!("host replication replicator {p_addr}/32"),
+        ],
+    );
+    sh(&c, &s, &format!("sed -i '1d' {PG_HBA}"));
+    psql(&c, &s, "SELECT pg_reload_conf()");
+    expect_ok(&c, &p, &format!("replication to {s}"));
+
+    // This node's pg_hba.conf rejects the peer: found in pg_hba_file_rules.
+    sh(
+        &c,
+        &p,
+        &format!("sed -i '1i host all replicator {s_addr}/32 reject' {PG_HBA}"),
+    );
+    expect_error(
+        &c,
+        &p,
+        &format!("pg_hba for {s}"),
+        &["line 1 rejects", "postgres"],
+    );
+    sh(&c, &p, &format!("sed -i '1d' {PG_HBA}"));
+    expect_ok(&c, &p, &format!("pg_hba for {s}"));
+
+    // A wrong repl_password: SQLSTATE 28P01 at primary_host.
+    psql(
+        &c,
+        &p,
+        "ALTER ROLE replicator PASSWORD 'not-the-configured-one'",
+    );
+    expect_error(
+        &c,
+        &p,
+        "postgres at primary_host",
+        &["rejects the password", "repl_password"],
+    );
+    psql(
+        &c,
+        &p,
+        &format!("ALTER ROLE replicator PASSWORD '{REPL_PASSWORD}'"),
+    );
+    expect_ok(&c, &p, "postgres at primary_host");
+
+    // A pg_rewind grant revoked, with rewind=true.
+    psql(
+        &c,
+        &p,
+        "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) FROM replicator",
+    );
+    expect_error(
+        &c,
+        &p,
+        "pg_rewind grants",
+        &["GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO replicator"],
+    );
+    psql(
+        &c,
+        &p,
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO replicator",
+    );
+    expect_ok(&c, &p, "pg_rewind grants");
+
+    // No WAL retention on the primary.
+    psql(&c, &p, "ALTER SYSTEM SET wal_keep_size = 0");
+    psql(&c, &p, "SELECT pg_reload_conf()");
+    expect_error(
+        &c,
+        &p,
+        "wal retention",
+        &[
+            &format!("{p}: wal_keep_size=0"),
+            "ALTER SYSTEM SET wal_keep_size",
+        ],
+    );
+    psql(&c, &p, "ALTER SYSTEM RESET wal_keep_size");
+    psql(&c, &p, "SELECT pg_reload_conf()");
+    expect_ok(&c, &p, "wal retention");
+
+    // Redis no longer bound to primary_host (Debian's bind, plus the node's
+    // own address).
+    let redis = |args: &[&str]| c.node(&p).redis_cli(args).unwrap_or_else(|e| panic!("{e}"));
+    redis(&["CONFIG", "SET", "bind", &format!("127.0.0.1 {p_addr}")]);
+    expect_error(&c, &p, "redis at primary_host", &["bind", "primary_host"]);
+    redis(&["CONFIG", "SET", "bind", "0.0.0.0"]);
+    expect_ok(&c, &p, "redis at primary_host");
+
+    // Debian's protected mode without a password refuses the replicas.
+    redis(&["CONFIG", "SET", "protected-mode", "yes"]);
+    expect_error(
+        &c,
+        &p,
+        "redis requirepass",
+        &["protected mode", "protected-mode no"],
+    );
+    redis(&["CONFIG", "SET", "protected-mode", "no"]);
+    let (_, doc) = check(&c, &p);
+    assert_eq!(
+        named(&doc, "redis requirepass").map(|r| r.0).as_deref(),
+        Some("warning"),
+        "{doc:#}"
+    );
+    expect_ok(&c, &p, "redis at primary_host");
+
+    // redis-server enabled in systemd (the node's own /etc/systemd/system).
+    let wants = c
+        .node(&p)
+        .host_path("etc-systemd-system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/redis-server.service",
+        wants.join("redis-server.service"),
+    )
+    .unwrap();
+    expect_error(
+        &c,
+        &p,
+        "systemd units",
+        &[
+            "redis-server.service is enabled",
+            "systemctl disable redis-server.service",
+        ],
+    );
+    std::fs::remove_file(wants.join("redis-server.service")).unwrap();
+    expect_ok(&c, &p, "systemd units");
+
+    // The only fencing device disabled.
+    let crm = |args: &[&str]| {
+        let out = c.crm(&p, args);
+        assert!(out.success(), "{}", out.failure_message());
+    };
+    crm(&[
+        "crm_resource",
+        "--resource",
+        "fence-sandbox",
+        "--meta",
+        "--set-parameter",
+        "target-role",
+        "--parameter-value",
+        "Stopped",
+    ]);
+    expect_error(
+        &c,
+        &p,
+        "fencing device",
+        &["no fencing device", "fence-sandbox disabled"],
+    );
+    crm(&[
+        "crm_resource",
+        "--resource",
+        "fence-sandbox",
+        "--meta",
+        "--delete-parameter",
+        "target-role",
+    ]);
+    expect_ok(&c, &p, "fencing device");
+
+    // Everything repaired: the whole check passes again.
+    let (code, doc) = check(&c, &p);
+    assert_eq!(code, 0, "{doc:#}");
+}
