@@ -767,6 +767,34 @@ impl Config {
         lookup_user(SYSTEM_USER, &self.system_user)
     }
 
+    /// The password of `repl_user` towards `host:port`, database `dbname`
+    /// (`replication` for a replication connection): `repl_password`, or else
+    /// the one `system_user`'s `~/.pgpass` gives, as libpq finds it for the
+    /// server's own connections (the WAL receiver, pg_rewind,
+    /// pg_basebackup). The agent and rapidproctl run as root, whose own
+    /// `.pgpass` is not the one that matters. An unusable file (a link, a
+    /// file others may read) is logged and ignored, as libpq ignores it.
+    pub fn repl_password_for(&self, host: &str, port: u16, dbname: &str) -> Option<String> {
+        if let Some(p) = &self.repl_password {
+            return Some(p.clone());
+        }
+        let (uid, _) = self.system_user().ok()?;
+        let home = nix::unistd::User::from_uid(uid).ok()??.dir;
+        let key = crate::postgres::pgpass::Key {
+            host,
+            port,
+            dbname,
+            user: &self.repl_user,
+        };
+        match crate::postgres::pgpass::password_for(&home, uid, &key) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("not using the password file: {e}");
+                None
+            }
+        }
+    }
+
     /// The uid and gid of redis_user.
     pub fn redis_user(&self) -> Result<(Uid, Gid), ConfigError> {
         lookup_user(REDIS_USER, &self.redis_user)

@@ -92,14 +92,20 @@ impl ConnFail {
                 "pg_hba.conf at {target} refuses {user} for {what} from {from} ({m}): add \
                  `host {} {user} {from}/32 scram-sha-256` before any reject line and reload \
                  (SELECT pg_reload_conf())",
-                if what == "replication" { "replication" } else { "postgres" }
+                if what == "replication" {
+                    "replication"
+                } else {
+                    "postgres"
+                }
             ),
             ConnFail::BadPassword(m) => format!(
                 "{target} rejects the password of {user} ({m}): set repl_password to the role's \
                  password, or ALTER ROLE {user} PASSWORD '...' on the primary"
             ),
             ConnFail::NoPassword => format!(
-                "{target} asks {user} for a password and repl_password is not set: set repl_password"
+                "{target} asks {user} for a password, repl_password is not set and system_user's \
+                 ~/.pgpass has no usable line for it: set repl_password, or add \
+                 host:port:*:{user}:password to that file (mode 0600)"
             ),
             ConnFail::NotAccepting(m) => format!(
                 "{target} does not accept connections ({m}): it is starting or stopping, or a \
@@ -351,7 +357,8 @@ fn query_rows(
 }
 
 fn pg_facts(host: &str, port: u16, cfg: &Config) -> Result<PgFacts, ConnFail> {
-    let (rt, client) = pg_connect(host, port, &cfg.repl_user, cfg.repl_password.as_deref())?;
+    let password = cfg.repl_password_for(host, port, "postgres");
+    let (rt, client) = pg_connect(host, port, &cfg.repl_user, password.as_deref())?;
     let rows = query_rows(&rt, &client, &facts_sql()).map_err(ConnFail::Other)?;
     Ok(parse_facts(rows.first().map(Vec::as_slice).unwrap_or(&[])))
 }
@@ -429,12 +436,13 @@ pub fn observe(
                     let pg = s.spawn(move || pg_facts(addr, cfg.pgport, cfg));
                     let repl = (!is_self).then(|| {
                         s.spawn(move || {
+                            let password = cfg.repl_password_for(addr, cfg.pgport, "replication");
                             wire::identify_system(
                                 &ReplTarget {
                                     host: addr,
                                     port: cfg.pgport,
                                     user: &cfg.repl_user,
-                                    password: cfg.repl_password.as_deref(),
+                                    password: password.as_deref(),
                                 },
                                 TIMEOUT * 2,
                             )

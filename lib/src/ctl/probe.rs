@@ -90,11 +90,12 @@ impl Default for Timeouts {
 
 /// Asks the PostgreSQL at `addr` (port `pgport`) as `repl_user`.
 pub fn postgres(addr: &str, cfg: &Config, t: Timeouts) -> PgProbe {
+    let password = cfg.repl_password_for(addr, cfg.pgport, "postgres");
     let target = Target {
         host: Host::Tcp(addr),
         port: cfg.pgport,
         user: &cfg.repl_user,
-        password: cfg.repl_password.as_deref(),
+        password: password.as_deref(),
         dbname: "postgres",
         peer_uid: None,
     };

@@ -164,23 +164,11 @@ impl<'a> Ctx<'a> {
         }
         self.pgpass
             .get_or_init(|| {
-                let home = match nix::unistd::User::from_uid(self.pg.uid) {
-                    Ok(Some(u)) => u.dir,
-                    _ => return None,
-                };
-                let key = crate::postgres::pgpass::Key {
-                    host: &self.cfg.primary_host,
-                    port: self.cfg.primary_port,
-                    dbname: "postgres",
-                    user: &self.cfg.repl_user,
-                };
-                match crate::postgres::pgpass::password_for(&home, self.pg.uid, &key) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        log::warn!("not using the password file: {e}");
-                        None
-                    }
-                }
+                self.cfg.repl_password_for(
+                    &self.cfg.primary_host,
+                    self.cfg.primary_port,
+                    "postgres",
+                )
             })
             .as_deref()
     }
