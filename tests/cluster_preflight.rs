@@ -262,6 +262,45 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
     );
     expect_ok(&c, &p, "redis at primary_host");
 
+    // PostgreSQL not listening on primary_host: listen_addresses without
+    // the VIP. A restart is needed; Pacemaker is kept out of it meanwhile
+    // (maintenance mode), as an administrator would.
+    let maintenance = |on: &str| {
+        let out = c.crm(
+            &p,
+            &[
+                "crm_attribute",
+                "--type",
+                "crm_config",
+                "--name",
+                "maintenance-mode",
+                "--update",
+                on,
+            ],
+        );
+        assert!(out.success(), "{}", out.failure_message());
+    };
+    let restart_pg = || {
+        sh(
+            &c,
+            &p,
+            "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/15/main \
+             -l /var/log/postgresql/postgresql-15-main.log -w -t 60 -m fast restart",
+        )
+    };
+    maintenance("true");
+    psql(
+        &c,
+        &p,
+        &format!("ALTER SYSTEM SET listen_addresses = 'localhost,{p_addr}'"),
+    );
+    restart_pg();
+    expect_error(&c, &p, "postgres at primary_host", &["listen_addresses"]);
+    psql(&c, &p, "ALTER SYSTEM RESET listen_addresses");
+    restart_pg();
+    expect_ok(&c, &p, "postgres at primary_host");
+    maintenance("false");
+
     // redis-server enabled in systemd (the node's own /etc/systemd/system).
     let wants = c
         .node(&p)
