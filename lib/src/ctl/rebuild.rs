@@ -1585,3 +1585,548 @@ fn step_name(k: StepKind) -> &'static str {
         StepKind::Discard => "old data directory deleted",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::parse_crm_mon;
+    use crate::ocf::env::OcfEnv;
+
+    const STEADY: &str = include_str!("../cluster/fixtures/crm_mon-live-steady.xml");
+    const FAILED: &str = include_str!("../cluster/fixtures/crm_mon-live-failed-monitor.xml");
+    const PROMOTING: &str = include_str!("../cluster/fixtures/crm_mon-promoting.xml");
+    const STAMP: &str = "20261126T000020Z";
+    const PASSWORD: &str = "s3cret-'pw\\";
+
+    fn config(password: Option<&str>) -> Config {
+        let mut vars = vec![
+            ("OCF_RESKEY_primary_host".to_string(), "10.0.0.10".to_string()),
+            (
+                "OCF_RESKEY_pgdata".to_string(),
+                "/var/lib/postgresql/15/main".to_string(),
+            ),
+            (
+                "OCF_RESKEY_datadir".to_string(),
+                "/var/lib/postgresql/15/main".to_string(),
+            ),
+        ];
+        if let Some(p) = password {
+            vars.push(("OCF_RESKEY_repl_password".to_string(), p.to_string()));
+        }
+        Config::from_env(&OcfEnv::from_vars(vars)).unwrap()
+    }
+
+    fn params() -> Params {
+        Params::from_config(&config(Some(PASSWORD)))
+    }
+
+    fn data_dir() -> DataDir {
+        DataDir::Directory {
+            tablespaces: vec![],
+            config_files: vec!["postgresql.conf".into(), "pg_hba.conf".into()],
+        }
+    }
+
+    /// The recorded steady pair: node2 promoted, node1 unpromoted; asked on
+    /// node1.
+    fn situation<'a>(
+        st: &'a ClusterStatus,
+        params: &'a Params,
+        data_dir: &'a DataDir,
+        primary: &'a PrimaryAnswer,
+    ) -> Situation<'a> {
+        Situation {
+            cluster: st,
+            clone: Some("stack-clone"),
+            controller_state: Some("S_IDLE"),
+            local_node: "node1",
+            params,
+            data_dir,
+            primary,
+            space: Some(Space {
+                needed: 100 << 20,
+                free: 10 << 30,
+            }),
+            stamp: STAMP,
+        }
+    }
+
+    fn steady() -> ClusterStatus {
+        parse_crm_mon(STEADY).unwrap()
+    }
+
+    #[test]
+    fn a_standby_rebuilt_on_itself_gets_a_plan_with_the_real_paths() {
+        let (st, p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
+        let plan = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap();
+        assert_eq!(plan.node, "node1");
+        assert_eq!(plan.primary, "node2");
+        assert_eq!(plan.clone, "stack-clone");
+        assert_eq!(
+            plan.old_data_dir.as_deref(),
+            Some(Path::new(
+                "/var/lib/postgresql/15/main.rebuild-20261126T000020Z"
+            ))
+        );
+        assert_eq!(plan.config_files_kept, ["postgresql.conf", "pg_hba.conf"]);
+        assert_eq!(
+            plan.basebackup_command(),
+            "/usr/lib/postgresql/15/bin/pg_basebackup -h 10.0.0.10 -p 5432 -U replicator \
+             -D /var/lib/postgresql/15/main -X stream -c fast --no-password"
+        );
+        let kinds: Vec<StepKind> = plan.steps().iter().map(|s| s.step).collect();
+        assert_eq!(
+            kinds,
+            [
+                StepKind::Ban,
+                StepKind::MoveAside,
+                StepKind::BaseBackup,
+                StepKind::Configure,
+                StepKind::GiveBack,
+                StepKind::WaitStreaming
+            ]
+        );
+        let steps = plan.steps();
+        assert_eq!(
+            steps[0].action,
+            "crm_resource --ban --resource stack-clone --node node1, then wait until the \
+             instance on node1 is stopped and no postmaster runs for /var/lib/postgresql/15/main"
+        );
+        assert!(
+            steps[1]
+                .action
+                .contains("main.rebuild-20261126T000020Z (kept)"),
+            "{}",
+            steps[1].action
+        );
+        assert!(
+            steps[3]
+                .action
+                .starts_with("put back this node's postgresql.conf, pg_hba.conf from"),
+            "{}",
+            steps[3].action
+        );
+        // --discard adds the last step, after the wait.
+        let plan = judge(&situation(&st, &p, &d, &w), "node1", true).unwrap();
+        let last = plan.steps().pop().unwrap();
+        assert_eq!(last.step, StepKind::Discard);
+        assert_eq!(
+            last.action,
+            "delete /var/lib/postgresql/15/main.rebuild-20261126T000020Z"
+        );
+    }
+
+    #[test]
+    fn the_plan_never_shows_the_password() {
+        let (st, d, w) = (steady(), data_dir(), PrimaryAnswer::Writable);
+        let p = params();
+        assert!(p.has_password);
+        let plan = judge(&situation(&st, &p, &d, &w), "node1", true).unwrap();
+        let text: String = plan
+            .steps()
+            .iter()
+            .map(|s| s.action.clone())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let json = serde_json::to_string(&plan).unwrap();
+        let debug = format!("{plan:?} {:?}", plan.steps());
+        for shown in [&text, &json, &debug] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert!(text.contains("repl_password, in PGPASSWORD"), "{text}");
+        // Without repl_password, libpq reads .pgpass.
+        let p = Params::from_config(&config(None));
+        let plan = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap();
+        assert!(plan.steps()[2].action.contains("~/.pgpass"));
+    }
+
+    #[test]
+    fn the_primary_is_refused_wherever_it_is_asked() {
+        let (st, p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
+        let mut s = situation(&st, &p, &d, &w);
+        for local in ["node1", "node2"] {
+            s.local_node = local;
+            let r = judge(&s, "node2", false).unwrap_err();
+            assert_eq!(r, Refusal::TargetIsPrimary("node2".into()));
+            assert_eq!(r.code(), "target_is_primary");
+        }
+    }
+
+    #[test]
+    fn another_node_is_refused_with_where_to_run_it() {
+        let (st, p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
+        let mut s = situation(&st, &p, &d, &w);
+        s.local_node = "node2";
+        let r = judge(&s, "node1", false).unwrap_err();
+        assert_eq!(
+            r,
+            Refusal::NotLocal {
+                node: "node1".into(),
+                local: "node2".into()
+            }
+        );
+        assert!(r.to_string().ends_with("run it on node1"), "{r}");
+    }
+
+    #[test]
+    fn an_unknown_node_no_primary_several_or_no_stack_are_refused() {
+        let (p, d, w) = (params(), data_dir(), PrimaryAnswer::Writable);
+        let st = steady();
+        let r = judge(&situation(&st, &p, &d, &w), "node9", false).unwrap_err();
+        assert_eq!(
+            r,
+            Refusal::UnknownNode {
+                node: "node9".into(),
+                known: vec!["node1".into(), "node2".into()]
+            }
+        );
+        let mut none = steady();
+        none.clones[0].instances[1].role = Role::Unpromoted;
+        assert_eq!(
+            judge(&situation(&none, &p, &d, &w), "node1", false).unwrap_err(),
+            Refusal::NoPrimary
+        );
+        let mut st3 = steady();
+        st3.nodes.push(st3.nodes[0].clone());
+        st3.nodes[2].name = NodeName::new("node3").unwrap();
+        let mut third = st3.clones[0].instances[1].clone();
+        third.nodes = vec![NodeName::new("node3").unwrap()];
+        st3.clones[0].instances.push(third);
+        assert_eq!(
+            judge(&situation(&st3, &p, &d, &w), "node1", false).unwrap_err(),
+            Refusal::SeveralPrimaries(vec!["node2".into(), "node3".into()])
+        );
+        let mut s = situation(&st, &p, &d, &w);
+        s.clone = None;
+        assert_eq!(judge(&s, "node1", false).unwrap_err(), Refusal::NoStack);
+        s.clone = Some("other-clone");
+        assert_eq!(judge(&s, "node1", false).unwrap_err(), Refusal::NoStack);
+    }
+
+    #[test]
+    fn a_failed_or_stopped_instance_is_what_rebuild_is_for() {
+        let (p, d, w) = (params(), data_dir(), PrimaryAnswer::Writable);
+        // node1's monitor failed: no reason to refuse.
+        let st = parse_crm_mon(FAILED).unwrap();
+        assert!(!st.failures.is_empty());
+        assert!(judge(&situation(&st, &p, &d, &w), "node1", false).is_ok());
+        // A refused start: the instance is stopped, the fail-count INFINITY.
+        let mut st = steady();
+        st.clones[0].instances[0].role = Role::Stopped;
+        st.clones[0].instances[0].nodes.clear();
+        assert!(judge(&situation(&st, &p, &d, &w), "node1", false).is_ok());
+    }
+
+    #[test]
+    fn a_node_in_standby_mode_or_maintenance_is_refused_with_the_fix() {
+        let (p, d, w) = (params(), data_dir(), PrimaryAnswer::Writable);
+        let mut st = steady();
+        st.nodes[0].standby = true;
+        let r = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap_err();
+        assert_eq!(r.code(), "node_not_available");
+        assert!(r.to_string().contains("pcs node unstandby"), "{r}");
+        let mut st = steady();
+        st.nodes[0].maintenance = true;
+        let r = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap_err();
+        assert!(r.to_string().contains("in maintenance"), "{r}");
+        let mut st = steady();
+        st.maintenance_mode = true;
+        assert_eq!(
+            judge(&situation(&st, &p, &d, &w), "node1", false)
+                .unwrap_err()
+                .code(),
+            "node_not_available"
+        );
+    }
+
+    #[test]
+    fn an_operation_in_flight_or_a_busy_dc_is_refused_as_transient() {
+        let (p, d, w) = (params(), data_dir(), PrimaryAnswer::Writable);
+        let promoting = parse_crm_mon(PROMOTING).unwrap();
+        let mut st = steady();
+        st.pending = promoting.pending.clone();
+        let r = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap_err();
+        assert_eq!(r, Refusal::InFlight(vec!["stack promote on node1".into()]));
+        assert!(r.is_transient());
+        let st = steady();
+        let mut s = situation(&st, &p, &d, &w);
+        s.controller_state = Some("S_TRANSITION_ENGINE");
+        let r = judge(&s, "node1", false).unwrap_err();
+        assert_eq!(
+            r,
+            Refusal::TransitionInProgress("S_TRANSITION_ENGINE".into())
+        );
+        assert!(r.is_transient());
+    }
+
+    #[test]
+    fn a_linked_odd_or_tablespaced_data_directory_is_refused_a_missing_one_is_created() {
+        let (st, p, w) = (steady(), params(), PrimaryAnswer::Writable);
+        let link = DataDir::Symlink("/srv/pg".into());
+        let r = judge(&situation(&st, &p, &link, &w), "node1", false).unwrap_err();
+        assert_eq!(r.code(), "data_dir_symlink");
+        assert!(r.to_string().contains("/srv/pg"), "{r}");
+        let file = DataDir::NotADirectory;
+        assert_eq!(
+            judge(&situation(&st, &p, &file, &w), "node1", false)
+                .unwrap_err()
+                .code(),
+            "data_dir_not_a_directory"
+        );
+        let ts = DataDir::Directory {
+            tablespaces: vec!["16390".into()],
+            config_files: vec![],
+        };
+        assert_eq!(
+            judge(&situation(&st, &p, &ts, &w), "node1", false).unwrap_err(),
+            Refusal::Tablespaces(vec!["16390".into()])
+        );
+        let missing = DataDir::Missing;
+        let plan = judge(&situation(&st, &p, &missing, &w), "node1", true).unwrap();
+        assert_eq!(plan.old_data_dir, None);
+        assert!(plan.config_files_kept.is_empty());
+        assert!(plan.steps()[1].action.contains("does not exist"));
+        assert!(plan.steps().iter().all(|s| s.step != StepKind::Discard));
+    }
+
+    #[test]
+    fn no_writable_primary_at_primary_host_is_refused() {
+        let (st, p, d) = (steady(), params(), data_dir());
+        let down = PrimaryAnswer::Unreachable("connection refused".into());
+        let r = judge(&situation(&st, &p, &d, &down), "node1", false).unwrap_err();
+        assert_eq!(
+            r,
+            Refusal::PrimaryUnreachable {
+                at: "10.0.0.10:5432".into(),
+                reason: "connection refused".into()
+            }
+        );
+        let standby = PrimaryAnswer::Standby;
+        assert_eq!(
+            judge(&situation(&st, &p, &d, &standby), "node1", false).unwrap_err(),
+            Refusal::PrimaryNotWritable("10.0.0.10:5432".into())
+        );
+    }
+
+    #[test]
+    fn too_little_free_space_is_refused_unknown_space_is_not() {
+        let (st, p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
+        let mut s = situation(&st, &p, &d, &w);
+        s.space = Some(Space {
+            needed: 1000 << 20,
+            free: 1050 << 20,
+        });
+        let r = judge(&s, "node1", false).unwrap_err();
+        assert_eq!(r.code(), "no_space");
+        assert!(r.to_string().contains("1000.0 MiB"), "{r}");
+        s.space = Some(Space {
+            needed: 1000 << 20,
+            free: 1200 << 20,
+        });
+        assert!(judge(&s, "node1", false).is_ok());
+        s.space = None;
+        assert!(judge(&s, "node1", false).is_ok());
+    }
+
+    #[test]
+    fn the_old_directory_is_named_with_a_utc_timestamp() {
+        // 2023-11-14 22:13:20 UTC.
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(utc_stamp(t), "20231114T221320Z");
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(
+            old_data_dir_name(Path::new("/var/lib/postgresql/15/main"), "20231114T221320Z"),
+            Path::new("/var/lib/postgresql/15/main.rebuild-20231114T221320Z")
+        );
+    }
+
+    #[test]
+    fn a_failure_says_what_is_left_and_how_to_recover() {
+        let (st, p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
+        let plan = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap();
+        let nothing = Progress::default();
+        assert_eq!(nothing.advice(&plan), "nothing was changed");
+        let copying = Progress {
+            banned: true,
+            moved: true,
+            created: true,
+            ..Progress::default()
+        };
+        let a = copying.advice(&plan);
+        assert!(
+            a.contains("`crm_resource --clear --resource stack-clone --node node1`"),
+            "{a}"
+        );
+        assert!(
+            a.contains(
+                "`rm -rf /var/lib/postgresql/15/main && mv \
+                 /var/lib/postgresql/15/main.rebuild-20261126T000020Z /var/lib/postgresql/15/main`"
+            ),
+            "{a}"
+        );
+        let waiting = Progress {
+            banned: true,
+            moved: true,
+            created: true,
+            copied: true,
+            configured: true,
+            given_back: true,
+        };
+        let a = waiting.advice(&plan);
+        assert!(a.contains("no ban left"), "{a}");
+        assert!(a.contains("the old data is kept at"), "{a}");
+    }
+
+    #[test]
+    fn every_refusal_has_a_distinct_code() {
+        let all = [
+            Refusal::NoStack,
+            Refusal::UnknownNode {
+                node: String::new(),
+                known: vec![],
+            },
+            Refusal::TargetIsPrimary(String::new()),
+            Refusal::NotLocal {
+                node: String::new(),
+                local: String::new(),
+            },
+            Refusal::NoPrimary,
+            Refusal::SeveralPrimaries(vec![]),
+            Refusal::NodeNotAvailable {
+                node: String::new(),
+                state: String::new(),
+                fix: String::new(),
+            },
+            Refusal::InFlight(vec![]),
+            Refusal::TransitionInProgress(String::new()),
+            Refusal::DataDirSymlink {
+                pgdata: PathBuf::new(),
+                target: PathBuf::new(),
+            },
+            Refusal::DataDirNotADirectory(PathBuf::new()),
+            Refusal::Tablespaces(vec![]),
+            Refusal::PrimaryUnreachable {
+                at: String::new(),
+                reason: String::new(),
+            },
+            Refusal::PrimaryNotWritable(String::new()),
+            Refusal::NoSpace {
+                pgdata: PathBuf::new(),
+                needed: 0,
+                free: 0,
+            },
+        ];
+        let mut codes: Vec<&str> = all.iter().map(Refusal::code).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+    }
+
+    /// A scratch directory under the target dir, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!(
+                "rapidpro-rebuild-{name}-{}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A user other than the test's own, when running as root.
+    fn owner() -> (Uid, Gid) {
+        if Uid::effective().is_root() {
+            (Uid::from_raw(65534), Gid::from_raw(65534))
+        } else {
+            (Uid::effective(), Gid::effective())
+        }
+    }
+
+    #[test]
+    fn the_directory_is_moved_aside_recreated_and_configured_without_following_links() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Scratch::new("fs");
+        let pgdata = dir.0.join("main");
+        fs::create_dir(&pgdata).unwrap();
+        fs::write(pgdata.join("postgresql.conf"), "port = 5433\n").unwrap();
+        fs::write(pgdata.join("PG_VERSION"), "15\n").unwrap();
+        // A planted link in place of pg_hba.conf must not be read through.
+        std::os::unix::fs::symlink("/etc/shadow", pgdata.join("pg_hba.conf")).unwrap();
+        assert_eq!(
+            observe_data_dir(&pgdata, &pgdata),
+            DataDir::Directory {
+                tablespaces: vec![],
+                config_files: vec!["postgresql.conf".into()]
+            }
+        );
+        let mut p = params();
+        p.pgdata = pgdata.clone();
+        p.datadir = pgdata.clone();
+        let (st, w) = (steady(), PrimaryAnswer::Writable);
+        let d = observe_data_dir(&pgdata, &pgdata);
+        let mut plan = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap();
+        let (uid, gid) = owner();
+        let place = Place::open(&plan).unwrap();
+        place.move_aside(&plan).unwrap();
+        place.create_new(&plan, uid, gid).unwrap();
+        let old = plan.old_data_dir.clone().unwrap();
+        assert!(old.join("PG_VERSION").is_file());
+        let meta = fs::symlink_metadata(&pgdata).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.mode() & 0o7777, 0o700);
+        assert_eq!((meta.uid(), meta.gid()), (uid.as_raw(), gid.as_raw()));
+        assert_eq!(fs::read_dir(&pgdata).unwrap().count(), 0);
+        // The copy brought the primary's postgresql.conf.
+        fs::write(pgdata.join("postgresql.conf"), "port = 5432\n").unwrap();
+        place.configure(&plan, uid, gid).unwrap();
+        assert_eq!(
+            fs::read_to_string(pgdata.join("postgresql.conf")).unwrap(),
+            "port = 5433\n"
+        );
+        let conf = fs::metadata(pgdata.join("postgresql.conf")).unwrap();
+        assert_eq!((conf.uid(), conf.gid()), (uid.as_raw(), gid.as_raw()));
+        let signal = fs::symlink_metadata(pgdata.join("standby.signal")).unwrap();
+        assert!(signal.is_file());
+        assert_eq!(signal.len(), 0);
+        assert_eq!(signal.uid(), uid.as_raw());
+        // Asked to keep a file that is a link in the old directory: refused.
+        plan.config_files_kept.push("pg_hba.conf".into());
+        let e = place.configure(&plan, uid, gid).unwrap_err();
+        assert!(e.to_string().contains("pg_hba.conf"), "{e}");
+        assert!(!pgdata.join("pg_hba.conf").exists());
+        // A second move never replaces the kept directory.
+        fs::create_dir(&old.join("x")).unwrap();
+        let e = place.move_aside(&plan).unwrap_err();
+        assert!(e.to_string().contains("exists"), "{e}");
+        assert!(old.join("x").is_dir());
+        place.discard(&plan).unwrap();
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn a_link_not_owned_by_root_on_the_way_is_not_followed() {
+        let dir = Scratch::new("links");
+        let real = dir.0.join("real");
+        fs::create_dir(&real).unwrap();
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        if Uid::effective().is_root() {
+            // Root's own link is followed, as an administrator's would be.
+            assert!(open_dir_safely(&link.join(".")).is_ok());
+            std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        }
+        let e = open_dir_safely(&link).unwrap_err();
+        assert!(e.to_string().contains("not followed"), "{e}");
+        assert!(open_dir_safely(&real).is_ok());
+    }
+}
