@@ -1600,7 +1600,10 @@ mod tests {
 
     fn config(password: Option<&str>) -> Config {
         let mut vars = vec![
-            ("OCF_RESKEY_primary_host".to_string(), "10.0.0.10".to_string()),
+            (
+                "OCF_RESKEY_primary_host".to_string(),
+                "10.0.0.10".to_string(),
+            ),
             (
                 "OCF_RESKEY_pgdata".to_string(),
                 "/var/lib/postgresql/15/main".to_string(),
@@ -2027,10 +2030,8 @@ mod tests {
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let p = std::env::temp_dir().join(format!(
-                "rapidpro-rebuild-{name}-{}",
-                std::process::id()
-            ));
+            let p = std::env::temp_dir()
+                .join(format!("rapidpro-rebuild-{name}-{}", std::process::id()));
             let _ = fs::remove_dir_all(&p);
             fs::create_dir_all(&p).unwrap();
             Scratch(p)
@@ -2105,7 +2106,7 @@ mod tests {
         assert!(e.to_string().contains("pg_hba.conf"), "{e}");
         assert!(!pgdata.join("pg_hba.conf").exists());
         // A second move never replaces the kept directory.
-        fs::create_dir(&old.join("x")).unwrap();
+        fs::create_dir(old.join("x")).unwrap();
         let e = place.move_aside(&plan).unwrap_err();
         assert!(e.to_string().contains("exists"), "{e}");
         assert!(old.join("x").is_dir());
