@@ -1357,12 +1357,12 @@ fn base_backup(
 /// `rapidproctl rebuild NODE`.
 pub fn rebuild(node: &str, opts: &Options) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let deadline = Deadline::after(super::DEFAULT_DEADLINE);
     let stamp = utc_stamp(SystemTime::now());
     let settle = Deadline::after(SETTLE_WAIT.min(opts.timeout / 2));
     let mut waited = false;
     let (obs, judged) = loop {
-        let obs = observe(&deadline)?;
+        // Each reading gets its own bound: the settling wait may outlast one.
+        let obs = observe(&Deadline::after(super::DEFAULT_DEADLINE))?;
         let params = Params::from_config(&obs.cfg);
         let situation = Situation {
             cluster: &obs.src.cluster,
