@@ -1529,14 +1529,23 @@ fn act(
             seconds,
         });
     };
+    // Live progress on stderr (stdout gets the report, or the JSON, at the
+    // end): a base backup of a real database takes a while.
+    let begin = |kind: StepKind| {
+        if let Some(s) = steps.iter().find(|s| s.step == kind) {
+            eprintln!("rapidproctl: rebuild: {}", s.action);
+        }
+    };
     let call = Deadline::after(Duration::from_secs(30));
 
+    begin(StepKind::Ban);
     let t = Instant::now();
     admin::ban_node(&plan.clone, node, &call)?;
     progress.banned = true;
     wait_stopped(plan, server, opts.timeout)?;
     record(StepKind::Ban, t, report, text);
 
+    begin(StepKind::MoveAside);
     let t = Instant::now();
     let place = Place::open(plan)?;
     place.move_aside(plan)?;
@@ -1545,16 +1554,19 @@ fn act(
     progress.created = true;
     record(StepKind::MoveAside, t, report, text);
 
+    begin(StepKind::BaseBackup);
     let t = Instant::now();
     base_backup(plan, cfg, uid, gid, opts.backup_timeout)?;
     progress.copied = true;
     record(StepKind::BaseBackup, t, report, text);
 
+    begin(StepKind::Configure);
     let t = Instant::now();
     place.configure(plan, uid, gid)?;
     progress.configured = true;
     record(StepKind::Configure, t, report, text);
 
+    begin(StepKind::GiveBack);
     let t = Instant::now();
     let call = Deadline::after(Duration::from_secs(60));
     admin::clear_node(&plan.clone, node, &call)?;
@@ -1562,11 +1574,13 @@ fn act(
     admin::cleanup_node(&plan.clone, node, &call)?;
     record(StepKind::GiveBack, t, report, text);
 
+    begin(StepKind::WaitStreaming);
     let t = Instant::now();
     let back = wait_streaming(plan, cfg, opts.timeout)?;
     record(StepKind::WaitStreaming, t, report, text);
 
     if plan.discard && plan.old_data_dir.is_some() {
+        begin(StepKind::Discard);
         let t = Instant::now();
         place.discard(plan)?;
         record(StepKind::Discard, t, report, text);
