@@ -235,6 +235,46 @@ fn rebuild_reclones_a_standby_under_writes_and_keeps_its_old_data() {
         "t"
     );
 
+    // Once more with --discard (and --json): the directory it moved aside
+    // is deleted once the new copy streams; the first kept one stays.
+    let out = ctl(&c, &standby, &["--json", "rebuild", &standby, "--discard"]);
+    assert!(
+        out.success(),
+        "{}\n{}",
+        out.failure_message(),
+        c.diagnostics()
+    );
+    assert!(!out.stdout.contains(REPL_PASSWORD), "{}", out.stdout);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["dry_run"], false, "{v:#}");
+    assert_eq!(v["streaming"], true, "{v:#}");
+    assert_eq!(v["role"], "Unpromoted", "{v:#}");
+    assert_eq!(v["redis_link"], "up", "{v:#}");
+    assert_eq!(v["old_data_dir_kept"], false, "{v:#}");
+    let done: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(
+        done,
+        [
+            "ban",
+            "move_aside",
+            "base_backup",
+            "configure",
+            "give_back",
+            "wait_streaming",
+            "discard"
+        ],
+        "{v:#}"
+    );
+    assert_ne!(v["old_data_dir"].as_str(), None, "{v:#}");
+    assert_eq!(kept_dirs(&c, &standby), kept);
+    wait_replicating(c.node(&standby));
+    assert!(!constraints(&c, &primary).contains("cli-ban"));
+
     // No acknowledged write lost, and the rebuilt standby has them all.
     writer.wait_for_acks(20, SETTLE);
     let written = writer.stop();
