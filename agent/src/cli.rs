@@ -35,7 +35,9 @@ pub enum Command {
     },
     /// This node's PostgreSQL replication: role, timeline, LSNs, WAL senders and receiver.
     Postgres,
-    /// Validate the configuration: the stack resource, validate-all here, the alerts and their servers.
+    /// Validate the configuration and preflight a failover: the stack resource, validate-all here,
+    /// fencing, the alerts; PostgreSQL and Redis at primary_host and on every node, pg_hba, the
+    /// pg_rewind grants, WAL settings, versions, systemd units. Each problem is named with its fix.
     Check,
     /// This node's CPU, memory, load, disks, network and SMS gateway port.
     Health(HealthArgs),
