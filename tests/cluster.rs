@@ -236,11 +236,9 @@ pub fn watch(c: &NsCluster) -> Watcher {
         })
         .collect();
     let pid = c.client_netns_pid();
-    if c.has_app() {
-        Watcher::watch_processes(pid, targets, PG_PORT, REDIS_PORT, c.node_inits())
-    } else {
-        Watcher::start(pid, targets, PG_PORT, REDIS_PORT)
-    }
+    let inits = c.has_app().then(|| c.node_inits());
+    let password = c.redis_password().map(str::to_owned);
+    Watcher::start_with(pid, targets, PG_PORT, REDIS_PORT, inits, password)
 }
 
 /// PostgreSQL, Redis and the app's HTTP ports inside the nodes.
