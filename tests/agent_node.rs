@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rapidpro_ha_harness::{offline_cib, poll, Cluster, Node, Pair};
+use rapidpro_ha_harness::{
+    offline_cib, poll, run_command, Cluster, Node, Pair, PG_BINDIR, PG_USER, REPL_PASSWORD,
+    REPL_USER,
+};
 
 use super::{agent, bin, wait_redis_link, wait_streaming};
 
@@ -818,4 +821,53 @@ fn a_hung_redis_fails_the_monitor_before_pacemakers_timeout() {
     primary_and_standby(&pair);
     let pid = pair.nodes[1].redis_pid().expect("node2's redis");
     assert_monitor_fails_in_time_when_frozen(&pair, pid, "timed out");
+}
+
+/// Replaces `node`'s data directory with a `pg_basebackup` of `primary`
+/// (as the `postgres` user, over TCP as the replication role), keeps the
+/// node's own configuration files and adds `standby.signal`: what an
+/// administrator or `rapidproctl rebuild` leaves.
+fn base_backup_into(node: &Node, primary: &Node) {
+    let script = format!(
+        "set -e; keep=$(mktemp -d); d='{d}'; \
+         cp \"$d/postgresql.conf\" \"$d/pg_hba.conf\" \"$d/pg_ident.conf\" \"$keep/\"; \
+         find \"$d\" -mindepth 1 -delete; \
+         PGPASSWORD='{pw}' {bin}/pg_basebackup -h 127.0.0.1 -p {port} -U {user} -D \"$d\" \
+           -X stream -c fast --no-password; \
+         cp \"$keep\"/* \"$d/\"; rm -rf \"$keep\"; : > \"$d/standby.signal\"",
+        d = node.pgdata.display(),
+        pw = REPL_PASSWORD,
+        bin = PG_BINDIR,
+        port = primary.pgport,
+        user = REPL_USER,
+    );
+    let mut cmd = std::process::Command::new("runuser");
+    cmd.args(["-u", PG_USER, "--", "sh", "-c", &script])
+        .current_dir("/");
+    let out = run_command(cmd, Duration::from_secs(120)).unwrap();
+    assert!(out.success(), "{}", out.failure_message());
+}
+
+#[test]
+fn a_standby_made_by_pg_basebackup_starts_and_streams() {
+    // Issue 10, defect 1: the copy's control file says "in production" and
+    // a backup_label is there; start took it for a crashed primary and ran
+    // single-user crash recovery, which PostgreSQL refuses in standby mode.
+    let pair = Pair::new("basebackup");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    n1.psql("insert into sms(body) values ('before the copy')");
+    base_backup_into(n2, n1);
+    assert!(n2.pgdata.join("backup_label").is_file());
+    agent(n2, n1).run("start").assert_code(OCF_SUCCESS);
+    wait_streaming(n2);
+    n1.psql("insert into sms(body) values ('after the copy')");
+    poll("node2 has both rows", Duration::from_secs(30), || {
+        let rows = n2.try_psql("select body from sms order by id").ok()?;
+        (rows.contains("before the copy") && rows.contains("after the copy")).then_some(())
+    });
+    assert!(!n2.pgdata.join("backup_label").exists());
+    wait_redis_link(n2);
+    agent(n2, n1).run("monitor").assert_code(OCF_SUCCESS);
 }

@@ -143,6 +143,7 @@ fn runbook_blocks_and_inline_commands_are_all_found() {
         "rapidproctl alert --test",
         "rapidproctl pgdump",
         "rapidproctl switchover",
+        "rapidproctl rebuild sms1",
         "pcs resource move stack-clone --promoted",
         "pcs node standby",
         "pcs resource ban",
@@ -309,6 +310,24 @@ fn after_block(
     if b.script.contains("pcs node unstandby sms1") {
         assert_eq!(standby_node(c, sms2), None);
         wait_replicating(c.node(sms1));
+    }
+    if b.script.contains("rapidproctl rebuild sms1") {
+        // Rebuilt and given back: Unpromoted, replicating, no ban left,
+        // the old data directory kept beside the new one.
+        assert!(stdout.contains("done: pg_basebackup"), "{stdout}");
+        assert_eq!(wait_one_promoted(c, sms2, Some(sms2)), *sms2);
+        wait_replicating(c.node(sms1));
+        let constraints = c
+            .node(sms2)
+            .run(&["cibadmin", "--query", "--scope", "constraints"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!constraints.contains("cli-ban"), "{constraints}");
+        let kept = std::fs::read_dir(c.node(sms1).host_path("var-lib-postgresql/15"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("main.rebuild-"))
+            .count();
+        assert_eq!(kept, 1);
     }
     if b.script.contains("rapidproctl status") {
         assert!(stdout.contains(sms1) && stdout.contains(sms2), "{stdout}");

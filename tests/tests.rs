@@ -12,6 +12,7 @@ mod cluster_alerts;
 mod cluster_app;
 mod cluster_faults;
 mod cluster_fencing;
+mod cluster_rebuild;
 mod ctl;
 mod ocf_tools;
 mod package;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rapidpro_ha::ctl::{health, pgdump, switchover};
+use rapidpro_ha::ctl::{health, pgdump, rebuild, switchover};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,24 @@ pub enum Command {
         /// Only run the checks.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Re-clone NODE's standby from the primary (pg_basebackup); run it on NODE itself.
+    Rebuild {
+        /// The node to rebuild: this one, never the Promoted one.
+        node: String,
+        /// Delete the old data directory once the new copy streams (default: keep it, renamed
+        /// PGDATA.rebuild-TIMESTAMP).
+        #[arg(long)]
+        discard: bool,
+        /// Only check and print the plan: change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Longest wait for the instance to stop, then to stream again, in seconds.
+        #[arg(long, default_value_t = rebuild::DEFAULT_TIMEOUT.as_secs())]
+        timeout: u64,
+        /// Longest time pg_basebackup may take, in seconds.
+        #[arg(long, default_value_t = rebuild::DEFAULT_BACKUP_TIMEOUT.as_secs())]
+        backup_timeout: u64,
     },
     /// Alerts: send a test email and SMS to every configured recipient.
     Alert {

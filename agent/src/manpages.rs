@@ -57,7 +57,7 @@ pub fn all(date: &str) -> Vec<Page> {
 const RAPIDPROCTL_DESCRIPTION: &str = "\
 rapidproctl answers the on-call admin's questions (which node is primary, where the virtual IP \
 is, whether replication flows) from what Pacemaker, PostgreSQL and Redis say, never from a state \
-file of its own, and runs the planned operations (a dump of the primary, a switchover) with \
+file of its own, and runs the planned operations (a dump of the primary, a switchover, the rebuild of a standby) with \
 safety checks. Run it as root on any cluster node. Every command takes --json for scripts.
 
 Every external program runs with a timeout and every connection has a connect and a query \
@@ -152,7 +152,7 @@ fn exit_status(r: &mut Roff) {
         (ctl::EXIT_USAGE, "A usage error in the command line."),
         (
             ctl::EXIT_NOT_OK,
-            "The answer is \"no\": a switchover refused, a check failed, a red health check.",
+            "The answer is \"no\": a switchover or a rebuild refused, a check failed, a red health check.",
         ),
     ] {
         term(r, &code.to_string(), meaning);

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use rapidpro_ha::ctl::{self, health, pgdump, switchover};
+use rapidpro_ha::ctl::{self, health, pgdump, rebuild, switchover};
 use rapidpro_ha::deadline::Deadline;
 use rapidpro_tools::cli::{Cli, Command, Format};
 
@@ -58,6 +58,21 @@ fn main() {
             timeout,
             dry_run,
         } => switchover::switchover(node.as_deref(), Duration::from_secs(timeout), dry_run),
+        Command::Rebuild {
+            node,
+            discard,
+            dry_run,
+            timeout,
+            backup_timeout,
+        } => rebuild::rebuild(
+            &node,
+            &rebuild::Options {
+                discard,
+                dry_run,
+                timeout: Duration::from_secs(timeout),
+                backup_timeout: Duration::from_secs(backup_timeout),
+            },
+        ),
         Command::Alert { test: _ } => ctl::alerts::test(&deadline),
     };
     std::process::exit(ctl::print(&result, cli.json));

@@ -318,7 +318,7 @@ pub fn rfc5322_date(t: SystemTime) -> String {
 
 /// Year, month (1-12) and day of the `days`th day after 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`, proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

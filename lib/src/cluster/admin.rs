@@ -22,6 +22,8 @@ const ATTRD_UPDATER: &str = "attrd_updater";
 /// `S_IDLE`); `S_TRANSITION_ENGINE` and `S_POLICY_ENGINE` mean a transition
 /// is being computed or carried out.
 pub const CONTROLLER_IDLE: &str = "S_IDLE";
+/// How long `crm_resource --cleanup` may take.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The whole CIB (`cibadmin --query`), honouring `CIB_file`.
 pub fn query_cib(deadline: &Deadline) -> Result<String, ClusterError> {
@@ -104,6 +106,47 @@ fn promoted_constraint(
     let spec = tool(CRM_RESOURCE, None, deadline.cap(CALL_TIMEOUT)).args([
         action,
         "--promoted",
+        "--resource",
+        clone,
+        "--node",
+        node.as_str(),
+    ]);
+    run_tool(&spec).map(drop)
+}
+
+/// Bans every instance of `clone` from `node` (`crm_resource --ban
+/// --resource CLONE --node NODE`): the location constraint
+/// `cli-ban-CLONE-on-NODE`, score -INFINITY. Pacemaker stops the instance
+/// there and nowhere else, unlike standby mode, which stops everything on
+/// the node.
+pub fn ban_node(clone: &str, node: &NodeName, deadline: &Deadline) -> Result<(), ClusterError> {
+    node_action("--ban", clone, node, deadline.cap(CALL_TIMEOUT))
+}
+
+/// Removes the constraints `crm_resource --ban/--move` left for `clone` on
+/// `node` (`crm_resource --clear --resource CLONE --node NODE`).
+pub fn clear_node(clone: &str, node: &NodeName, deadline: &Deadline) -> Result<(), ClusterError> {
+    node_action("--clear", clone, node, deadline.cap(CALL_TIMEOUT))
+}
+
+/// Forgets the operation history and fail-count of `clone` on `node`
+/// (`crm_resource --cleanup --resource CLONE --node NODE`): a start refused
+/// on that node left its fail-count at INFINITY, which keeps the instance
+/// off the node until cleaned up.
+pub fn cleanup_node(clone: &str, node: &NodeName, deadline: &Deadline) -> Result<(), ClusterError> {
+    // The controller re-probes the resource there before answering.
+    node_action("--cleanup", clone, node, deadline.cap(CLEANUP_TIMEOUT))
+}
+
+/// `crm_resource ACTION --resource CLONE --node NODE`.
+fn node_action(
+    action: &str,
+    clone: &str,
+    node: &NodeName,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    let spec = tool(CRM_RESOURCE, None, timeout).args([
+        action,
         "--resource",
         clone,
         "--node",

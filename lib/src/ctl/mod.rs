@@ -14,7 +14,7 @@
 //! | 0 | done; everything checked is fine |
 //! | 1 | an error: a tool or server could not be asked, a wait timed out |
 //! | 2 | a usage error (from the command-line parser) |
-//! | 3 | the answer is "no": switchover refused, a check failed, a health check red |
+//! | 3 | the answer is "no": switchover or rebuild refused, a check failed, a health check red |
 //!
 //! Like the agent, every external program runs through [`crate::cmd`] with
 //! a timeout, and every connection has a connect and a query timeout: a
@@ -28,6 +28,7 @@ pub mod health;
 pub mod pgdump;
 pub mod postgres;
 pub mod probe;
+pub mod rebuild;
 pub mod status;
 pub mod switchover;
 mod table;

@@ -67,6 +67,16 @@ impl Server {
         self.standby_signal().exists()
     }
 
+    /// Whether the data directory is a base backup not yet started
+    /// (`backup_label` present): its control file says `in production`
+    /// because it was copied from a running primary, but it is no crashed
+    /// primary. PostgreSQL 15 writes `backup_label` only into the copy (the
+    /// exclusive backup mode, which left it in the primary's own directory,
+    /// is gone), and removes it once recovery has read it.
+    pub fn is_base_backup(&self) -> bool {
+        self.pgdata.join("backup_label").is_file()
+    }
+
     /// Whether the postmaster runs. No child process.
     pub fn process_state(&self) -> ProcessState {
         let Ok(text) = fs::read_to_string(self.pidfile()) else {

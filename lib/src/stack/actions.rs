@@ -278,7 +278,12 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
     }
     let primary = primary_at(ctx)?;
     let mut control = ctx.pg.controldata(&ctx.deadline)?;
-    if control.state == "in production" {
+    let base_backup = ctx.pg.is_base_backup();
+    if base_backup {
+        // pg_basebackup (by `rapidproctl rebuild` or by hand): a copy of
+        // the primary's history, recovered by the standby's own start.
+        log::info!("the data directory is a base backup not yet started: starting it as a standby");
+    } else if control.state == "in production" {
         // A crashed primary, whoever answers at primary_host: started as a
         // standby it would replay WAL no other node may have, and its
         // control file would go on naming an older checkpoint, hiding that
@@ -290,7 +295,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         ctx.pg.crash_recover(&ctx.deadline)?;
         control = ctx.pg.controldata(&ctx.deadline)?;
     }
-    let was_primary = control.was_primary() || !ctx.pg.is_standby_configured();
+    let was_primary = !base_backup && (control.was_primary() || !ctx.pg.is_standby_configured());
     match &primary {
         PrimaryAt::Writable if was_primary => check_history(ctx, "this old primary")?,
         PrimaryAt::Writable => {
