@@ -8,8 +8,9 @@
 //! `# on both`), from root's home, as an administrator's root shell would.
 //! Then: `sms1` promoted with the VIP, `sms2` streaming (PostgreSQL and
 //! Redis), a writer through the VIP, power-off of the primary, failover,
-//! the old primary booted again and rejoining by itself, and no
-//! acknowledged write lost.
+//! the old primary booted again and rejoining by itself, RUNBOOK's rebuild
+//! of that standby (`rapidproctl rebuild`, run on it), and no acknowledged
+//! write lost.
 //!
 //! What the test changes in the README's text, and why (nothing else):
 //! - the names: `sms1` and `sms2` become the nodes `node1` and `node2`, the
@@ -356,10 +357,34 @@ fn by_the_book_two_fresh_servers_fail_over_and_rejoin() {
         "measured: by the book: {sms1} booted and streaming again in {:.1} s",
         rejoined.as_secs_f64()
     );
-    finish_load(&c, load, "by the book: power-off and rejoin");
 
-    // TODO(h-rebuild): RUNBOOK's rebuild of a node, `rapidproctl rebuild
-    // <standby>`, once that command exists on this branch.
+    // RUNBOOK's rebuild of a node, on the node itself, the writer still
+    // running: the standby (the old primary) is re-cloned from the primary
+    // and streams again, its old data directory kept beside the new one.
+    let out = c
+        .node(sms1)
+        .exec(&["rapidproctl", "rebuild", sms1], BLOCK_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("by the book: rapidproctl rebuild {sms1}:\n{}{}", out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "rapidproctl rebuild {sms1}: {}\n{}",
+        out.failure_message(),
+        c.diagnostics()
+    );
+    let kept = c
+        .node(sms1)
+        .sh("ls -d /var/lib/postgresql/15/main.rebuild-*")
+        .unwrap_or_else(|e| panic!("{sms1}: the old data directory is not kept: {e}"));
+    assert_eq!(kept.lines().count(), 1, "{kept}");
+    assert_eq!(
+        wait_one_promoted(&c, sms2, Some(sms2)),
+        *sms2,
+        "{}",
+        c.diagnostics()
+    );
+    wait_replicating(c.node(sms1));
+    finish_load(&c, load, "by the book: power-off, rejoin and rebuild");
 
     assert_eq!(
         host_fingerprint(),
