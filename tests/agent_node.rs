@@ -12,16 +12,16 @@ use rapidpro_ha_harness::{
 
 use super::{agent, bin, wait_redis_link, wait_streaming};
 
-const OCF_SUCCESS: i32 = 0;
-const OCF_ERR_GENERIC: i32 = 1;
+pub(crate) const OCF_SUCCESS: i32 = 0;
+pub(crate) const OCF_ERR_GENERIC: i32 = 1;
 const OCF_NOT_RUNNING: i32 = 7;
-const OCF_RUNNING_PROMOTED: i32 = 8;
+pub(crate) const OCF_RUNNING_PROMOTED: i32 = 8;
 const OCF_FAILED_PROMOTED: i32 = 9;
 const OCF_DEGRADED: i32 = 190;
 
 /// Starts both nodes unpromoted, promotes node1, and waits until node2
 /// streams from it.
-fn primary_and_standby(pair: &Pair) {
+pub(crate) fn primary_and_standby(pair: &Pair) {
     let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
     agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
     agent(n2, n1).run("start").assert_code(OCF_SUCCESS);
@@ -32,7 +32,7 @@ fn primary_and_standby(pair: &Pair) {
 }
 
 /// The post-promote notification, on every node, as Pacemaker sends it.
-fn post_promote(nodes: &[&Node], promoted: &Node) {
+pub(crate) fn post_promote(nodes: &[&Node], promoted: &Node) {
     for n in nodes {
         agent(n, promoted)
             .notify("post", "promote", &[("promote_uname", &promoted.name)])
@@ -349,7 +349,7 @@ fn digest(dir: &Path) -> BTreeMap<String, u64> {
 
 /// node1 writes WAL node2 never receives, then node2 becomes the primary
 /// on a new timeline: node1's history has diverged.
-fn diverge(pair: &Pair) {
+pub(crate) fn diverge(pair: &Pair) {
     let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
     primary_and_standby(pair);
     n1.psql("insert into sms(body) values ('shared')");

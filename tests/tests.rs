@@ -15,6 +15,7 @@ mod cluster_fencing;
 mod cluster_rebuild;
 mod ctl;
 mod ocf_tools;
+mod operator_world;
 mod package;
 mod pcs_examples;
 mod runbook;

@@ -92,7 +92,10 @@ impl Spec {
         self
     }
 
-    /// Runs the child as this user and group (supplementary groups dropped).
+    /// Runs the child as this user and primary group, with the user's own
+    /// supplementary groups (initgroups semantics, as `runuser` gives): root's
+    /// are dropped, but Debian's PostgreSQL reads its TLS key through the
+    /// `ssl-cert` group of which `postgres` is a member.
     pub fn user(mut self, uid: Uid, gid: Gid) -> Self {
         self.user = Some((uid, gid));
         self
@@ -257,6 +260,15 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some((uid, _)) = spec.user {
+        // As runuser does: the user's own HOME, where libpq looks for
+        // `.pgpass` (it reads $HOME first), never the caller's.
+        if let Ok(Some(u)) = nix::unistd::User::from_uid(uid) {
+            cmd.env("HOME", &u.dir)
+                .env("USER", &u.name)
+                .env("LOGNAME", &u.name);
+        }
+    }
     for k in &spec.env_remove {
         cmd.env_remove(k);
     }
@@ -264,9 +276,7 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         cmd.env(k, v);
     }
     if let Some((uid, gid)) = spec.user {
-        // std calls setgroups(0) before setuid when dropping root, so the
-        // child keeps none of root's supplementary groups.
-        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        switch_user(&mut cmd, uid, gid);
     }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
@@ -340,6 +350,51 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The supplementary groups a login of `uid` gets (`getgrouplist`, read
+/// from the group database before the fork: it is not async-signal-safe),
+/// always including `gid`. An unknown uid gets `gid` alone.
+pub fn groups_of(uid: Uid, gid: Gid) -> Vec<Gid> {
+    let name = match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => return vec![gid],
+    };
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return vec![gid];
+    };
+    let mut groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_default();
+    if !groups.contains(&gid) {
+        groups.insert(0, gid);
+    }
+    groups
+}
+
+/// Makes `cmd` run as `uid`/`gid` with the user's own supplementary groups.
+/// std's `uid()` would call `setgroups(0)`, leaving the child with its
+/// primary group only; std offers no stable way to set the list, so the
+/// switch is done here, in the child after the fork, in the order the
+/// kernel requires (groups and gid while still root, then uid).
+fn switch_user(cmd: &mut Command, uid: Uid, gid: Gid) {
+    if !Uid::effective().is_root() {
+        // Not root: no switch is possible; std reports the failure if the
+        // ids differ from ours.
+        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        return;
+    }
+    let groups = groups_of(uid, gid);
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes the setgroups, setgid and setuid system calls on data prepared
+    // before the fork: no allocation, no lock, nothing that is not
+    // async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            Ok(())
+        });
+    }
 }
 
 /// An empty buffer from a reader means its pipe closed.
@@ -487,5 +542,38 @@ mod tests {
             .env("RAPIDPRO_TEST", "v"))
         .unwrap();
         assert_eq!(out.stdout, "v");
+    }
+
+    /// Debian's PostgreSQL reads its TLS key through the `ssl-cert` group:
+    /// a child switched to a user has that user's groups, as after a login
+    /// (`id -G USER` reads them from the group database).
+    #[test]
+    fn a_child_run_as_a_user_has_that_users_supplementary_groups() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: needs root to switch users");
+            return;
+        }
+        let Ok(Some(pg)) = nix::unistd::User::from_name("postgres") else {
+            eprintln!("skipped: no postgres user");
+            return;
+        };
+        let sorted = |s: &str| {
+            let mut v: Vec<u32> = s.split_whitespace().map(|g| g.parse().unwrap()).collect();
+            v.sort_unstable();
+            v
+        };
+        let want = sorted(
+            &run(&Spec::new("id").args(["-G", "postgres"]))
+                .unwrap()
+                .stdout,
+        );
+        assert!(
+            want.len() > 1,
+            "postgres has no supplementary group here (Debian puts it in ssl-cert): {want:?}"
+        );
+        let out = run(&Spec::new("id").arg("-G").user(pg.uid, pg.gid)).unwrap();
+        assert_eq!(sorted(&out.stdout), want);
+        let uid = run(&Spec::new("id").arg("-u").user(pg.uid, pg.gid)).unwrap();
+        assert_eq!(uid.stdout.trim(), pg.uid.to_string());
     }
 }

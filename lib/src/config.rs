@@ -181,7 +181,9 @@ pub const PARAMETERS: &[ParamSpec] = &[
         longdesc: "Database role with the REPLICATION attribute that standbys connect as (primary_conninfo). \
                    The agent also uses it to ask primary_host whether it is writable, so pg_hba.conf must \
                    allow it to connect to the postgres database. With rewind=true it also needs EXECUTE on \
-                   pg_ls_dir, pg_stat_file and pg_read_binary_file, as pg_rewind requires.",
+                   pg_ls_dir, pg_stat_file and pg_read_binary_file, as pg_rewind requires; with \
+                   rewind=false an old primary's history is checked over a replication connection \
+                   (TIMELINE_HISTORY), which needs no grant beyond REPLICATION.",
     },
     ParamSpec {
         name: REPL_PASSWORD,
@@ -192,7 +194,9 @@ pub const PARAMETERS: &[ParamSpec] = &[
         shortdesc: "Password of the replication role",
         longdesc: "Password of repl_user. Written into primary_conninfo (postgresql.auto.conf, readable only by \
                    system_user) and passed to pg_rewind through its environment, never on a command line. \
-                   Leave it unset to rely on a .pgpass file of system_user.",
+                   Leave it unset to rely on the .pgpass file in system_user's home directory (mode 0600, \
+                   owned by system_user; a link is not followed), which the agent's own connections to \
+                   primary_host read too.",
     },
     ParamSpec {
         name: MAXLAG,
@@ -227,7 +231,8 @@ pub const PARAMETERS: &[ParamSpec] = &[
         shortdesc: "Rewind a diverged old primary with pg_rewind",
         longdesc: "When an old primary's timeline has diverged from the current primary's, start runs pg_rewind \
                    and then follows the primary. When false, start fails with an exit reason asking for a \
-                   rebuild, and the data is left untouched. pg_rewind needs wal_log_hints=on or data checksums.",
+                   rebuild (rapidproctl rebuild), and the data is left untouched. pg_rewind needs wal_log_hints=on or \
+                   data checksums.",
     },
     ParamSpec {
         name: REDIS_SERVER,

@@ -7,7 +7,9 @@
 //! `system_user`.
 
 pub mod db;
+pub mod history;
 pub mod lsn;
+pub mod pgpass;
 pub mod server;
 
 use std::path::PathBuf;

@@ -61,6 +61,14 @@ impl Server {
         self.pgdata.join("standby.signal")
     }
 
+    /// Whether a `backup_label` exists: the data directory is a base backup
+    /// (`pg_basebackup`) that has not yet finished its first recovery.
+    /// PostgreSQL 15 writes no `backup_label` into a running primary's data
+    /// directory (exclusive backups are gone), so only a copy has one.
+    pub fn has_backup_label(&self) -> bool {
+        fs::symlink_metadata(self.pgdata.join("backup_label")).is_ok()
+    }
+
     /// Whether `standby.signal` exists: the server runs, or would start, as a
     /// standby.
     pub fn is_standby_configured(&self) -> bool {
@@ -300,6 +308,47 @@ impl Server {
         Ok(parse_rewind(&format!("{}\n{}", out.stderr, out.stdout)))
     }
 
+    /// The timeline history file of `timeline` on the server described by
+    /// `source_conninfo`, over a replication connection (`TIMELINE_HISTORY`,
+    /// which needs only the REPLICATION attribute), as `system_user` with
+    /// psql. The password, if any, goes in PGPASSWORD only; without it libpq
+    /// reads `system_user`'s `.pgpass`.
+    pub fn timeline_history(
+        &self,
+        source_conninfo: &str,
+        password: Option<&str>,
+        timeline: u32,
+        deadline: &Deadline,
+    ) -> Result<String, PgError> {
+        let mut spec = Spec::new(self.bindir.join("psql"))
+            .arg("-XAtq")
+            .arg("-v")
+            .arg("ON_ERROR_STOP=1")
+            .arg("-v")
+            .arg("VERBOSITY=verbose")
+            .arg("-d")
+            .arg(format!("{source_conninfo} replication=true"))
+            .arg("-c")
+            .arg(format!("TIMELINE_HISTORY {timeline}"))
+            .user(self.uid, self.gid)
+            .current_dir("/")
+            .env("LC_ALL", "C")
+            .timeout(deadline.cap(Duration::from_secs(30)));
+        if let Some(p) = password {
+            spec = spec.env("PGPASSWORD", p);
+        }
+        let out = cmd::run(&spec)?;
+        // One row: the file's name, `|`, its content (several lines).
+        let (name, content) = out
+            .stdout
+            .split_once('|')
+            .ok_or_else(|| PgError::parse("TIMELINE_HISTORY answer", &out.stdout))?;
+        if !name.ends_with(".history") {
+            return Err(PgError::parse("TIMELINE_HISTORY answer", &out.stdout));
+        }
+        Ok(content.to_string())
+    }
+
     /// The node's own configuration files inside the data directory.
     fn read_config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         [
@@ -379,6 +428,8 @@ pub struct ControlData {
     pub checkpoint: super::Lsn,
     /// "Min recovery ending loc's timeline" (0 when none is set).
     pub min_recovery_timeline: u32,
+    /// "Minimum recovery ending location" (0/0 when none is set).
+    pub min_recovery: super::Lsn,
     /// Database system identifier.
     pub system_identifier: String,
 }
@@ -389,10 +440,52 @@ impl ControlData {
         matches!(self.state.as_str(), "shut down" | "in production")
     }
 
+    /// Where this stopped data directory's WAL ends, for the history check.
+    pub fn local_end(&self) -> super::history::LocalEnd {
+        super::history::LocalEnd {
+            timeline: self.newest_timeline(),
+            checkpoint: self.checkpoint,
+            min_recovery: self.min_recovery,
+        }
+    }
+
     /// The newest timeline this data directory has WAL of, as far as the
     /// control file says.
     pub fn newest_timeline(&self) -> u32 {
         self.timeline.max(self.min_recovery_timeline)
+    }
+}
+
+/// What a stopped data directory was last, from what it says before it
+/// starts: its control file, `backup_label` and `standby.signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOrigin {
+    /// A base backup not yet started. Its control file says `in production`
+    /// (the state of the primary when the copy began), but it is no crashed
+    /// primary: its recovery starts from the `backup_label`, in standby mode,
+    /// and single-user crash recovery would refuse to run with
+    /// `standby.signal` (`pg_basebackup -R`).
+    BaseBackup,
+    /// A primary that crashed or lost power (`in production`).
+    CrashedPrimary,
+    /// A primary that was stopped cleanly, or data with no `standby.signal`.
+    Primary,
+    /// A standby.
+    Standby,
+}
+
+impl DataOrigin {
+    /// Classifies a stopped data directory (pure).
+    pub fn of(control: &ControlData, backup_label: bool, standby_signal: bool) -> DataOrigin {
+        if backup_label {
+            DataOrigin::BaseBackup
+        } else if control.state == "in production" {
+            DataOrigin::CrashedPrimary
+        } else if control.was_primary() || !standby_signal {
+            DataOrigin::Primary
+        } else {
+            DataOrigin::Standby
+        }
     }
 }
 
@@ -419,6 +512,9 @@ pub fn parse_controldata(text: &str) -> Result<ControlData, PgError> {
         min_recovery_timeline: get("Min recovery ending loc's timeline")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        min_recovery: get("Minimum recovery ending location")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default(),
         system_identifier: get("Database system identifier").unwrap_or_default(),
     })
 }
@@ -438,9 +534,17 @@ pub fn set_auto_conf(old: &str, settings: &[(&str, &str)]) -> String {
         out.push_str("# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n");
     }
     for (n, v) in settings {
-        out.push_str(&format!("{n} = '{}'\n", v.replace('\'', "''")));
+        out.push_str(&format!("{n} = {}\n", guc_string(v)));
     }
     out
+}
+
+/// Quotes a string for a configuration file, as ALTER SYSTEM does: in
+/// single quotes, with `'` doubled and `\` doubled (PostgreSQL's
+/// configuration parser reads `\` as an escape; a single one would be
+/// dropped, and `\'` would end the string early).
+pub fn guc_string(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// Quotes a conninfo value: single quotes, with `\` and `'` escaped.
@@ -540,6 +644,57 @@ Min recovery ending loc's timeline:   2
         assert_eq!(new.matches("primary_conninfo").count(), 1);
         assert!(new.contains("work_mem = '8MB'"));
         assert!(new.contains("primary_conninfo = 'host=b password=''x'''"));
+    }
+
+    /// PostgreSQL's configuration parser reads `''` as `'` and `\\` as `\`;
+    /// a password with both must reach libpq unchanged.
+    #[test]
+    fn auto_conf_values_keep_quotes_and_backslashes() {
+        let conninfo = conninfo_value(r"a'b\c");
+        assert_eq!(conninfo, r"'a\'b\\c'");
+        let new = set_auto_conf("", &[("primary_conninfo", &format!("password={conninfo}"))]);
+        assert!(
+            new.contains(r"primary_conninfo = 'password=''a\\''b\\\\c'''"),
+            "{new}"
+        );
+        assert_eq!(guc_string("plain"), "'plain'");
+    }
+
+    fn control(state: &str) -> ControlData {
+        ControlData {
+            state: state.into(),
+            timeline: 1,
+            checkpoint: "0/3000060".parse().unwrap(),
+            min_recovery_timeline: 0,
+            min_recovery: Default::default(),
+            system_identifier: "1".into(),
+        }
+    }
+
+    /// The decision table of what a stopped data directory was.
+    #[test]
+    fn a_base_backup_is_not_a_crashed_primary() {
+        use DataOrigin::*;
+        let table = [
+            // state, backup_label, standby.signal -> origin
+            ("in production", true, true, BaseBackup),
+            ("in production", true, false, BaseBackup),
+            ("in archive recovery", true, true, BaseBackup),
+            ("in production", false, true, CrashedPrimary),
+            ("in production", false, false, CrashedPrimary),
+            ("shut down", false, true, Primary),
+            ("shut down", false, false, Primary),
+            ("shut down in recovery", false, false, Primary),
+            ("shut down in recovery", false, true, Standby),
+            ("in archive recovery", false, true, Standby),
+        ];
+        for (state, label, signal, want) in table {
+            assert_eq!(
+                DataOrigin::of(&control(state), label, signal),
+                want,
+                "{state}, backup_label {label}, standby.signal {signal}"
+            );
+        }
     }
 
     #[test]

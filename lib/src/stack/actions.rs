@@ -21,7 +21,8 @@ use crate::ocf::env::OcfEnv;
 use crate::ocf::notify::{NotifyKind, NotifyOp};
 use crate::ocf::OcfRc;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
-use crate::postgres::server::{conninfo_value, wait_until, ProcessState};
+use crate::postgres::history::{self, Follow};
+use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
 use crate::postgres::{PgError, Position};
 use crate::redis::{self, Endpoint, LinkStatus, Role};
 
@@ -132,7 +133,7 @@ fn primary_target<'c>(ctx: &'c Ctx<'_>) -> Target<'c> {
         host: Host::Tcp(&ctx.cfg.primary_host),
         port: ctx.cfg.primary_port,
         user: &ctx.cfg.repl_user,
-        password: ctx.cfg.repl_password.as_deref(),
+        password: ctx.primary_password(),
         dbname: "postgres",
         peer_uid: None,
     }
@@ -278,12 +279,12 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
     }
     let primary = primary_at(ctx)?;
     let mut control = ctx.pg.controldata(&ctx.deadline)?;
-    let base_backup = ctx.pg.is_base_backup();
-    if base_backup {
-        // pg_basebackup (by `rapidproctl rebuild` or by hand): a copy of
-        // the primary's history, recovered by the standby's own start.
-        log::info!("the data directory is a base backup not yet started: starting it as a standby");
-    } else if control.state == "in production" {
+    let origin = DataOrigin::of(
+        &control,
+        ctx.pg.has_backup_label(),
+        ctx.pg.is_standby_configured(),
+    );
+    if origin == DataOrigin::CrashedPrimary {
         // A crashed primary, whoever answers at primary_host: started as a
         // standby it would replay WAL no other node may have, and its
         // control file would go on naming an older checkpoint, hiding that
@@ -295,9 +296,17 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         ctx.pg.crash_recover(&ctx.deadline)?;
         control = ctx.pg.controldata(&ctx.deadline)?;
     }
-    let was_primary = !base_backup && (control.was_primary() || !ctx.pg.is_standby_configured());
     match &primary {
-        PrimaryAt::Writable if was_primary => check_history(ctx, "this old primary")?,
+        PrimaryAt::Writable if origin == DataOrigin::BaseBackup => log::info!(
+            "a base backup (backup_label present): starting it as a standby of {}, \
+             PostgreSQL recovers it from its backup_label",
+            primary_desc(ctx)
+        ),
+        PrimaryAt::Writable
+            if matches!(origin, DataOrigin::Primary | DataOrigin::CrashedPrimary) =>
+        {
+            check_history(ctx, "this old primary", &control)?
+        }
         PrimaryAt::Writable => {
             // A standby whose last timeline is older than the primary's
             // (a failover happened while it was down, or it was a primary
@@ -312,7 +321,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
                         "this standby's data is on timeline {local_tl}, the primary's on \
                          {primary_tl}: checking that its history can follow"
                     );
-                    check_history(ctx, "this standby")?
+                    check_history(ctx, "this standby", &control)?
                 } else {
                     // pg_rewind reads only cleanly stopped data, and crash
                     // recovery outside standby mode would add WAL past the
@@ -369,7 +378,15 @@ fn primary_timeline(ctx: &Ctx<'_>) -> Option<u32> {
 /// past the point where the primary's timeline forked. pg_rewind decides
 /// (dry run); rewinds if allowed; otherwise refuses, data untouched.
 /// `who` names this node in the exit reason.
-fn check_history(ctx: &Ctx<'_>, who: &str) -> Result<(), Error> {
+///
+/// With `rewind=false` the check needs no pg_rewind (and none of the grants
+/// pg_rewind needs): the primary's timeline history comes over a replication
+/// connection and is compared with this node's control file
+/// ([`crate::postgres::history`]).
+fn check_history(ctx: &Ctx<'_>, who: &str, control: &ControlData) -> Result<(), Error> {
+    if !ctx.cfg.rewind {
+        return check_history_without_rewind(ctx, who, control);
+    }
     let password = ctx.cfg.repl_password.as_deref();
     let report = ctx
         .pg
@@ -403,6 +420,67 @@ fn check_history(ctx: &Ctx<'_>, who: &str) -> Result<(), Error> {
         .map_err(|e| Error::Failed(format!("pg_rewind failed: {e}")))?;
     log::info!("pg_rewind done");
     Ok(())
+}
+
+/// The history check of `rewind=false`: refuses (data untouched) a node
+/// whose WAL goes past the fork of the primary's timeline.
+fn check_history_without_rewind(
+    ctx: &Ctx<'_>,
+    who: &str,
+    control: &ControlData,
+) -> Result<(), Error> {
+    let cannot = |why: String| {
+        Error::Failed(format!(
+            "cannot check {who}'s history against {}: {why}",
+            primary_desc(ctx)
+        ))
+    };
+    let primary_tl = primary_timeline(ctx)
+        .ok_or_else(|| cannot("the primary's timeline could not be read".into()))?;
+    let local = control.local_end();
+    let entries = if primary_tl <= 1 || primary_tl == local.timeline {
+        Vec::new()
+    } else {
+        let text = ctx
+            .pg
+            .timeline_history(
+                &source_conninfo(ctx),
+                ctx.cfg.repl_password.as_deref(),
+                primary_tl,
+                &ctx.deadline,
+            )
+            .map_err(|e| cannot(format!("TIMELINE_HISTORY {primary_tl}: {e}")))?;
+        history::parse(&text).ok_or_else(|| {
+            cannot(format!(
+                "the history file of timeline {primary_tl} is not of the expected form"
+            ))
+        })?
+    };
+    let verdict = history::follows(&local, primary_tl, &entries);
+    log::info!(
+        "history check of {who} (timeline {}, checkpoint {}, min recovery {}) against {} \
+         (timeline {primary_tl}): {verdict:?}",
+        local.timeline,
+        local.checkpoint,
+        local.min_recovery,
+        primary_desc(ctx)
+    );
+    match verdict {
+        Follow::SameTimeline | Follow::Follows { .. } => {
+            log::info!("{who} can follow the primary's timeline: no rewind required");
+            Ok(())
+        }
+        Follow::Diverged { timeline, fork } => Err(Error::Diverged(format!(
+            "data diverged from primary at WAL location {fork} on timeline {timeline}: \
+             rebuild this node (rapidproctl rebuild) or set rewind=true (data left untouched)"
+        ))),
+        Follow::NotInHistory => Err(Error::Diverged(format!(
+            "data diverged from primary: this node's timeline {} is not in the history of \
+             the primary's timeline {primary_tl}: rebuild this node (rapidproctl rebuild) or \
+             set rewind=true (data left untouched)",
+            local.timeline
+        ))),
+    }
 }
 
 /// Makes a running standby follow primary_host (conninfo reloaded when it
@@ -962,7 +1040,99 @@ fn monitor_primary(
             "sync_replication=strict and no standby streams: commits wait",
         ));
     }
+    if let Some(reason) = unreachable_at_primary_host(ctx, streaming, info)? {
+        return Ok(Outcome::because(OcfRc::DegradedPromoted, reason));
+    }
     Ok(Outcome::code(OcfRc::RunningPromoted))
+}
+
+/// Whether this primary's PostgreSQL and Redis answer at primary_host, where
+/// the standbys and replicas connect: a Redis bound to 127.0.0.1 (Debian's
+/// default) or a `listen_addresses` without primary_host leaves every
+/// follower retrying forever, and a failover then loses what only the
+/// primary had (celery's queue of outgoing SMS). Asked only while some
+/// member does not follow ([`decide::self_checks_needed`]). A failure that
+/// outlasts two monitor intervals (the VIP starts after the promotion, and
+/// followers take a moment to connect) is the degraded reason, with the fix.
+fn unreachable_at_primary_host(
+    ctx: &Ctx<'_>,
+    streaming: usize,
+    info: &redis::ReplicationInfo,
+) -> Result<Option<String>, Error> {
+    let others = ctx
+        .env
+        .meta(crate::ocf::env::meta::CLONE_MAX)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2)
+        .saturating_sub(1);
+    let (ask_pg, ask_redis) =
+        decide::self_checks_needed(others, streaming, info.connected_slaves as usize);
+    let mut problems = Vec::new();
+    if ask_pg {
+        let what = match primary_at(ctx)? {
+            PrimaryAt::Writable => None,
+            PrimaryAt::Standby => Some("a standby answers there, not this primary".to_string()),
+            PrimaryAt::NoAnswer(r) | PrimaryAt::Unknown(r) => Some(r),
+        };
+        if let Some(r) = what {
+            problems.push(format!(
+                "PostgreSQL does not answer at primary_host {} as {} ({r}): standbys cannot \
+                 connect; put primary_host in listen_addresses (or '*') and admit {} from the \
+                 peers in pg_hba.conf",
+                primary_desc(ctx),
+                ctx.cfg.repl_user,
+                ctx.cfg.repl_user
+            ));
+        }
+    }
+    if ask_redis {
+        if let Err(r) = redis_master_at_primary_host(ctx) {
+            problems.push(format!(
+                "Redis does not answer as master at primary_host {}:{} ({r}): replicas cannot \
+                 follow and its data would be lost at a failover; bind Redis to primary_host \
+                 too (e.g. bind * -::*) with requirepass set to redis_password",
+                ctx.cfg.primary_host, ctx.cfg.redis_primary_port
+            ));
+        }
+    }
+    let mut state = load_state(ctx);
+    if problems.is_empty() {
+        if state.unreachable_since.take().is_some() {
+            save_state(ctx, &state);
+        }
+        return Ok(None);
+    }
+    let reason = problems.join("; ");
+    let now = unix_now();
+    let since = *state.unreachable_since.get_or_insert(now);
+    save_state(ctx, &state);
+    let lasted = now.saturating_sub(since);
+    let grace = 2 * ctx.env.interval().as_secs();
+    if ctx.env.is_probe() || lasted < grace {
+        log::info!("{reason} (for {lasted} s)");
+        return Ok(None);
+    }
+    Ok(Some(format!("{reason} (for {lasted} s)")))
+}
+
+/// Asks primary_host's Redis whether it is a master; the reason if not.
+fn redis_master_at_primary_host(ctx: &Ctx<'_>) -> Result<(), String> {
+    let ep = Endpoint::Tcp {
+        host: ctx.cfg.primary_host.clone(),
+        port: ctx.cfg.redis_primary_port,
+    };
+    let info = redis::connect(
+        &ep,
+        ctx.cfg.redis_password.as_deref(),
+        ctx.deadline.cap(ctx.cfg.connect_timeout),
+    )
+    .and_then(|mut c| c.info_replication())
+    .map_err(|e| e.to_string())?;
+    if info.role == Role::Master {
+        Ok(())
+    } else {
+        Err("a replica answers there, not this master".into())
+    }
 }
 
 fn monitor_standby(

@@ -75,6 +75,19 @@ pub fn streaming_standbys<'a>(rows: &'a [StandbyRow], own_name: &str) -> Vec<&'a
         .collect()
 }
 
+/// Which of the primary's servers must be asked at primary_host, where the
+/// standbys and replicas connect: `(postgres, redis)`. Only one with fewer
+/// followers than the clone's other instances: a follower connected through
+/// primary_host already proves the address works, so the steady state costs
+/// nothing. `other_members` is `clone-max` - 1.
+pub fn self_checks_needed(
+    other_members: usize,
+    pg_streaming: usize,
+    redis_replicas: usize,
+) -> (bool, bool) {
+    (pg_streaming < other_members, redis_replicas < other_members)
+}
+
 /// The `synchronous_standby_names` the primary should run with, given the
 /// mode and how many standbys stream.
 pub fn sync_standby_names(mode: SyncMode, streaming: usize) -> &'static str {
@@ -214,5 +227,28 @@ mod tests {
             ("node3".to_string(), "1#0/9000000".parse().unwrap()),
         ];
         assert!(better_peer(own, &peers).is_none());
+    }
+
+    /// The primary asks itself at primary_host only for a server some
+    /// member does not follow.
+    #[test]
+    fn the_primary_asks_itself_at_primary_host_only_when_a_follower_is_missing() {
+        let table = [
+            // other members, streaming standbys, Redis replicas -> (pg, redis)
+            (1, 1, 1, (false, false)),
+            (1, 0, 1, (true, false)),
+            (1, 1, 0, (false, true)),
+            (1, 0, 0, (true, true)),
+            (2, 1, 2, (true, false)),
+            (2, 2, 2, (false, false)),
+            (0, 0, 0, (false, false)),
+        ];
+        for (others, pg, redis, want) in table {
+            assert_eq!(
+                self_checks_needed(others, pg, redis),
+                want,
+                "{others} others, {pg} streaming, {redis} replicas"
+            );
+        }
     }
 }

@@ -105,6 +105,10 @@ pub struct Ctx<'a> {
     pub redis: ServerSpec,
     /// The state file.
     pub state_path: PathBuf,
+    /// The password `system_user`'s `~/.pgpass` gives for `repl_user` at
+    /// primary_host, read once when first needed (see
+    /// [`Ctx::primary_password`]).
+    pgpass: std::cell::OnceCell<Option<String>>,
 }
 
 /// Default timeout when Pacemaker gives none (ocf-tester gives 20 s).
@@ -145,7 +149,40 @@ impl<'a> Ctx<'a> {
             pg,
             redis,
             state_path,
+            pgpass: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The password of `repl_user` for the `postgres` database at
+    /// primary_host: `repl_password`, or else what `system_user`'s
+    /// `~/.pgpass` says, as libpq finds it for the WAL receiver, pg_rewind
+    /// and pg_basebackup. Without it the agent's own checks of primary_host
+    /// would fail authentication and report "cannot tell".
+    pub fn primary_password(&self) -> Option<&str> {
+        if let Some(p) = self.cfg.repl_password.as_deref() {
+            return Some(p);
+        }
+        self.pgpass
+            .get_or_init(|| {
+                let home = match nix::unistd::User::from_uid(self.pg.uid) {
+                    Ok(Some(u)) => u.dir,
+                    _ => return None,
+                };
+                let key = crate::postgres::pgpass::Key {
+                    host: &self.cfg.primary_host,
+                    port: self.cfg.primary_port,
+                    dbname: "postgres",
+                    user: &self.cfg.repl_user,
+                };
+                match crate::postgres::pgpass::password_for(&home, self.pg.uid, &key) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::warn!("not using the password file: {e}");
+                        None
+                    }
+                }
+            })
+            .as_deref()
     }
 }
 

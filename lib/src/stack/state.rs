@@ -26,6 +26,9 @@ pub struct State {
     /// On a standby: since when (Unix seconds) replication has been broken
     /// while a primary answers.
     pub broken_since: Option<u64>,
+    /// On the primary: since when (Unix seconds) its PostgreSQL or Redis has
+    /// not answered at primary_host, where standbys and replicas connect.
+    pub unreachable_since: Option<u64>,
 }
 
 impl State {
@@ -65,6 +68,7 @@ impl State {
         self.scores.clear();
         self.candidate_checked = false;
         self.broken_since = None;
+        self.unreachable_since = None;
     }
 }
 
