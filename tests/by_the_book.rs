@@ -365,7 +365,10 @@ fn by_the_book_two_fresh_servers_fail_over_and_rejoin() {
         .node(sms1)
         .exec(&["rapidproctl", "rebuild", sms1], BLOCK_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("by the book: rapidproctl rebuild {sms1}:\n{}{}", out.stdout, out.stderr);
+    eprintln!(
+        "by the book: rapidproctl rebuild {sms1}:\n{}{}",
+        out.stdout, out.stderr
+    );
     assert!(
         out.success(),
         "rapidproctl rebuild {sms1}: {}\n{}",

@@ -330,9 +330,8 @@ impl NsNode {
         );
         let etc_redis = dir.join("etc-redis");
         let conf = etc_redis.join("redis.conf");
-        fs::copy(HOST_REDIS_CONF, &conf).unwrap_or_else(|e| {
-            panic!("cannot copy {HOST_REDIS_CONF} to {}: {e}", conf.display())
-        });
+        fs::copy(HOST_REDIS_CONF, &conf)
+            .unwrap_or_else(|e| panic!("cannot copy {HOST_REDIS_CONF} to {}: {e}", conf.display()));
         // The package's owners and modes: /etc/redis redis:redis 2770,
         // redis.conf redis:redis 0640.
         for (p, mode) in [(&etc_redis, 0o2770), (&conf, 0o640)] {
@@ -409,7 +408,10 @@ impl NsNode {
             .env("FENCE_DIR", &files.fence_dir)
             .env("OCF_EXTRA", &files.ocf_extra)
             .env("SBIN_EXTRA", &files.sbin_extra)
-            .env("DOC_EXTRA", files.doc_extra.as_deref().unwrap_or(Path::new("")))
+            .env(
+                "DOC_EXTRA",
+                files.doc_extra.as_deref().unwrap_or(Path::new("")),
+            )
             .env("READY", &ready)
             // PID 1 keeps this working directory: if the test process dies
             // without its teardown, the next one finds the node by it and
