@@ -315,6 +315,15 @@ pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
             "{scenario}: the watcher never saw celery and celerybeat running"
         );
     }
+    if c.redis_password().is_some() {
+        // The Redis checks below mean something only if the watcher's AUTH
+        // worked.
+        assert!(
+            seen.redis_master_rounds > 0,
+            "{scenario}: the watcher never read a Redis master's role (AUTH with the cluster's \
+             Redis password failed?)"
+        );
+    }
     let missing = missing_rows(c.client_netns_pid(), c.vip(), PG_PORT, &w.acked);
     eprintln!(
         "measured: {scenario}: {} writes acknowledged, {} attempts failed, longest write gap {:.2} s; \

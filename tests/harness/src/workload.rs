@@ -262,6 +262,10 @@ pub struct WatcherReport {
     /// Rounds in which exactly one node ran a celery worker and
     /// celerybeat: proof that the process sampling saw the app at all.
     pub celery_rounds: u64,
+    /// Rounds in which exactly one Redis master answered: proof that the
+    /// watcher could read Redis roles at all (with a password, only after
+    /// its `AUTH`).
+    pub redis_master_rounds: u64,
 }
 
 /// Samples every node until stopped.
@@ -401,6 +405,9 @@ impl Watcher {
                         at,
                         what: format!("writable PostgreSQL on {}", writable.join(", ")),
                     });
+                }
+                if masters.len() == 1 {
+                    rep.redis_master_rounds += 1;
                 }
                 if masters.len() > 1 {
                     rep.dual_redis_master.push(Violation {
