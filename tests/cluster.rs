@@ -236,11 +236,9 @@ pub fn watch(c: &NsCluster) -> Watcher {
         })
         .collect();
     let pid = c.client_netns_pid();
-    if c.has_app() {
-        Watcher::watch_processes(pid, targets, PG_PORT, REDIS_PORT, c.node_inits())
-    } else {
-        Watcher::start(pid, targets, PG_PORT, REDIS_PORT)
-    }
+    let inits = c.has_app().then(|| c.node_inits());
+    let password = c.redis_password().map(str::to_owned);
+    Watcher::start_with(pid, targets, PG_PORT, REDIS_PORT, inits, password)
 }
 
 /// PostgreSQL, Redis and the app's HTTP ports inside the nodes.
@@ -315,6 +313,15 @@ pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
         assert!(
             seen.celery_rounds > 0,
             "{scenario}: the watcher never saw celery and celerybeat running"
+        );
+    }
+    if c.redis_password().is_some() {
+        // The Redis checks below mean something only if the watcher's AUTH
+        // worked.
+        assert!(
+            seen.redis_master_rounds > 0,
+            "{scenario}: the watcher never read a Redis master's role (AUTH with the cluster's \
+             Redis password failed?)"
         );
     }
     let missing = missing_rows(c.client_netns_pid(), c.vip(), PG_PORT, &w.acked);

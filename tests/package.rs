@@ -51,7 +51,7 @@ fn command(program: &str, args: &[&str]) -> Command {
 }
 
 /// The package, built by `scripts/build-deb` once per test process.
-fn deb() -> &'static Path {
+pub(crate) fn deb() -> &'static Path {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
         let mut build = Command::new(Path::new(WORKSPACE).join("scripts/build-deb"));

@@ -6,6 +6,7 @@ mod agent_node;
 mod alert;
 mod app_standin;
 mod bad_input;
+mod by_the_book;
 mod cluster;
 mod cluster_alerts;
 mod cluster_app;

@@ -7,8 +7,9 @@
 #
 # Environment: NODE_NAME, NODE_DIR (host path of the node's directories),
 # FENCE_DIR (the test's shared fence directory), OCF_EXTRA (holds
-# rapidpro/stack), SBIN_EXTRA (holds the sandbox fence agent), READY (file to
-# create once done). Every mount below lives in this mount namespace only and
+# rapidpro/stack), SBIN_EXTRA (holds the sandbox fence agent), DOC_EXTRA
+# (optional: holds rapidpro-ha/, the package's docs), READY (file to create
+# once done). Every mount below lives in this mount namespace only and
 # ends with it: the root namespace gets no mount from here.
 set -eu
 
@@ -48,6 +49,20 @@ if [ -d "$NODE_DIR/etc-systemd-system" ]; then
     bind etc-systemd-system /etc/systemd/system
 fi
 
+# Nodes laid out as Debian ships them (NsClusterBuilder::by_the_book): the
+# PostgreSQL configuration of the node's own clusters, and copies of the
+# host's systemd unit links and SysV runlevel links, so that `systemctl
+# disable` (which also runs update-rc.d) changes the node's copies only;
+# root's home, where an administrator's shell starts.
+if [ -d "$NODE_DIR/etc-postgresql" ]; then
+    bind etc-postgresql /etc/postgresql
+    bind etc-systemd-system /etc/systemd/system
+    for rc in 0 1 2 3 4 5 6 S; do
+        bind "etc-rc$rc.d" "/etc/rc$rc.d"
+    done
+    bind root-home /root
+fi
+
 # The stand-in RapidPro app (clusters built with the app tier): its
 # configuration (standin.env, nginx.conf) per node at /etc/rapidpro-standin,
 # its pid files in /run, its logs in the node's /var/log. The mountpoint is an
@@ -68,6 +83,10 @@ mount --bind "$FENCE_DIR" /var/lib/rapidpro-fence
 # directories without touching them (pacemaker-fenced only looks in /usr/sbin).
 mount -t overlay overlay -o "ro,lowerdir=$OCF_EXTRA:/usr/lib/ocf/resource.d" /usr/lib/ocf/resource.d
 mount -t overlay overlay -o "ro,lowerdir=$SBIN_EXTRA:/usr/sbin" /usr/sbin
+# The package's documentation and examples (clusters installed from the .deb).
+if [ -n "${DOC_EXTRA:-}" ]; then
+    mount -t overlay overlay -o "ro,lowerdir=$DOC_EXTRA:/usr/share/doc" /usr/share/doc
+fi
 
 ip link set lo up
 # A node killed while its link is down keeps its network namespace, and so

@@ -262,6 +262,10 @@ pub struct WatcherReport {
     /// Rounds in which exactly one node ran a celery worker and
     /// celerybeat: proof that the process sampling saw the app at all.
     pub celery_rounds: u64,
+    /// Rounds in which exactly one Redis master answered: proof that the
+    /// watcher could read Redis roles at all (with a password, only after
+    /// its `AUTH`).
+    pub redis_master_rounds: u64,
 }
 
 /// Samples every node until stopped.
@@ -303,12 +307,38 @@ impl Watcher {
         Self::start_inner(netns_pid, nodes, pg_port, redis_port, Some(inits))
     }
 
+    /// [`Watcher::start`] or (with `inits`) [`Watcher::watch_processes`],
+    /// authenticating to Redis with `redis_password` (its `requirepass`):
+    /// without it, a Redis with a password answers no role and the watcher
+    /// would never see two masters.
+    pub fn start_with(
+        netns_pid: i32,
+        nodes: Vec<Target>,
+        pg_port: u16,
+        redis_port: u16,
+        inits: Option<NodeInits>,
+        redis_password: Option<String>,
+    ) -> Watcher {
+        Self::start_full(netns_pid, nodes, pg_port, redis_port, inits, redis_password)
+    }
+
     fn start_inner(
         netns_pid: i32,
         nodes: Vec<Target>,
         pg_port: u16,
         redis_port: u16,
         inits: Option<NodeInits>,
+    ) -> Watcher {
+        Self::start_full(netns_pid, nodes, pg_port, redis_port, inits, None)
+    }
+
+    fn start_full(
+        netns_pid: i32,
+        nodes: Vec<Target>,
+        pg_port: u16,
+        redis_port: u16,
+        inits: Option<NodeInits>,
+        redis_password: Option<String>,
     ) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(WatcherReport::default()));
@@ -347,7 +377,9 @@ impl Watcher {
                             _ => clients[i] = None,
                         }
                     }
-                    if redis_role(&n.addr, redis_port).as_deref() == Some("master") {
+                    if redis_role(&n.addr, redis_port, redis_password.as_deref()).as_deref()
+                        == Some("master")
+                    {
                         masters.push(n.name.clone());
                     }
                 }
@@ -373,6 +405,9 @@ impl Watcher {
                         at,
                         what: format!("writable PostgreSQL on {}", writable.join(", ")),
                     });
+                }
+                if masters.len() == 1 {
+                    rep.redis_master_rounds += 1;
                 }
                 if masters.len() > 1 {
                     rep.dual_redis_master.push(Violation {
@@ -464,12 +499,17 @@ fn celery_by_node(inits: &NodeInits) -> CeleryNodes {
     found
 }
 
-/// Redis `role` of `addr:port`, by a raw RESP exchange with short timeouts.
-fn redis_role(addr: &str, port: u16) -> Option<String> {
+/// Redis `role` of `addr:port`, by a raw RESP exchange with short timeouts
+/// (`AUTH` first when `password` is given; its `+OK` precedes the answer).
+fn redis_role(addr: &str, port: u16, password: Option<&str>) -> Option<String> {
     use std::io::{Read, Write};
     let sa: std::net::SocketAddr = format!("{addr}:{port}").parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(300)).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    if let Some(p) = password {
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len());
+        s.write_all(auth.as_bytes()).ok()?;
+    }
     s.write_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
         .ok()?;
     let mut buf = vec![0u8; 4096];

@@ -104,6 +104,8 @@ pub struct NsClusterBuilder {
     crmsh: bool,
     pg_disk_mb: Option<u32>,
     deb: Option<PathBuf>,
+    by_the_book: bool,
+    redis_password: Option<String>,
 }
 
 impl NsClusterBuilder {
@@ -203,6 +205,29 @@ impl NsClusterBuilder {
         self
     }
 
+    /// Lays the nodes out as Debian's packages ship them instead of copying
+    /// the harness's template (default false): no PostgreSQL cluster yet
+    /// (empty `/etc/postgresql` and `/var/lib/postgresql`), Debian's own
+    /// `/etc/redis/redis.conf` (the host's, checked unchanged from the
+    /// package), and per-node copies of `/etc/systemd/system` and the SysV
+    /// `/etc/rc?.d` link directories so that `systemctl disable` in a node
+    /// leaves the host's alone; `/root` is per node too. The test then sets
+    /// PostgreSQL and Redis up itself (the README's "From two fresh
+    /// servers"), and normally also applies the cluster configuration
+    /// itself: combine with `configure(false)`.
+    pub fn by_the_book(mut self, yes: bool) -> Self {
+        self.by_the_book = yes;
+        self
+    }
+
+    /// The Redis password (`requirepass`) of the nodes' Redis, which the
+    /// harness's own Redis clients then use ([`NsNode::redis_cli`], the
+    /// watcher through [`NsCluster::redis_password`]).
+    pub fn redis_password(mut self, password: &str) -> Self {
+        self.redis_password = Some(password.to_owned());
+        self
+    }
+
     /// Configures the cluster with `pcs-examples/rapidpro-cluster.crm.sh`
     /// and crmsh (`crm -f`) instead of the pcs script (default false).
     pub fn crmsh(mut self, yes: bool) -> Self {
@@ -233,11 +258,15 @@ impl NsClusterBuilder {
             (2..=3).contains(&self.nodes),
             "a namespaced cluster has 2 or 3 nodes"
         );
-        let template = template::pgdata();
+        let layout = if self.by_the_book {
+            node::Layout::Debian
+        } else {
+            node::Layout::Template(template::pgdata())
+        };
         let dir = TestDir::new(&self.name);
-        let (agent, package_sbin) = match (&self.deb, &self.agent) {
+        let (agent, package_sbin, doc_extra) = match (&self.deb, &self.agent) {
             (Some(deb), None) => extract_deb(deb, &dir.join("deb-root")),
-            (None, Some(agent)) => (agent.clone(), Vec::new()),
+            (None, Some(agent)) => (agent.clone(), Vec::new(), None),
             (Some(_), Some(_)) => panic!("NsClusterBuilder: agent() and from_deb() exclude each other"),
             (None, None) => panic!(
                 "NsClusterBuilder::agent(<path of rapidpro-agent>) or from_deb(<package>) is required"
@@ -253,6 +282,7 @@ impl NsClusterBuilder {
             fence_dir: dir.join("fence"),
             ocf_extra: dir.join("ocf"),
             sbin_extra: dir.join("sbin"),
+            doc_extra,
         };
         write_file(&files.init_script, NODE_INIT, None, 0o755);
         make_dir(&files.fence_dir, 0o755);
@@ -275,15 +305,17 @@ impl NsClusterBuilder {
         let cib = seed_cib(dir.path());
         let nodes: Vec<NsNode> = (1..=self.nodes)
             .map(|i| {
-                NsNode::create(
+                let mut n = NsNode::create(
                     dir.path(),
                     i,
                     addr(i),
                     &corosync,
                     &cib,
-                    template,
+                    layout,
                     &format!("{subnet}.0/{PREFIX}"),
-                )
+                );
+                n.redis_password = self.redis_password.clone();
+                n
             })
             .collect();
         if let Some(mb) = self.pg_disk_mb {
@@ -426,7 +458,22 @@ impl NsCluster {
             crmsh: false,
             pg_disk_mb: None,
             deb: None,
+            by_the_book: false,
+            redis_password: None,
         }
+    }
+
+    /// The nodes' Redis password, if the cluster was built with one
+    /// ([`NsClusterBuilder::redis_password`]).
+    pub fn redis_password(&self) -> Option<&str> {
+        self.builder.redis_password.as_deref()
+    }
+
+    /// The cluster network, e.g. `10.200.199.0/24`.
+    pub fn subnet(&self) -> String {
+        let first = &self.nodes[0].addr;
+        let prefix = first.rsplit_once('.').map_or(first.as_str(), |(p, _)| p);
+        format!("{prefix}.0/{PREFIX}")
     }
 
     /// Every node.
@@ -994,13 +1041,17 @@ fn preflight() {
     }
 }
 
-/// Where the package puts the agent and the tools (relative to `/`).
+/// Where the package puts the agent, the tools and its documentation
+/// (relative to `/`).
 const DEB_AGENT: &str = "usr/lib/ocf/resource.d/rapidpro/stack";
 const DEB_SBIN: [&str; 2] = ["usr/sbin/rapidproctl", "usr/sbin/rapidpro-alert"];
+const DEB_DOC: &str = "usr/share/doc";
+const DEB_PCS_EXAMPLE: &str = "usr/share/doc/rapidpro-ha/examples/rapidpro-cluster.pcs.sh";
 
-/// Extracts the package `deb` into `root` (`dpkg-deb -x`); returns its agent
-/// and its `/usr/sbin` tools. Panics if one is missing.
-fn extract_deb(deb: &Path, root: &Path) -> (PathBuf, Vec<PathBuf>) {
+/// Extracts the package `deb` into `root` (`dpkg-deb -x`); returns its agent,
+/// its `/usr/sbin` tools and its `/usr/share/doc` (holding `rapidpro-ha/`).
+/// Panics if one is missing.
+fn extract_deb(deb: &Path, root: &Path) -> (PathBuf, Vec<PathBuf>, Option<PathBuf>) {
     make_dir(root, 0o755);
     let mut x = clean_command("/usr/bin/dpkg-deb");
     x.arg("-x").arg(deb).arg(root);
@@ -1015,9 +1066,11 @@ fn extract_deb(deb: &Path, root: &Path) -> (PathBuf, Vec<PathBuf>) {
         );
         path
     };
+    found(DEB_PCS_EXAMPLE);
     (
         found(DEB_AGENT),
         DEB_SBIN.iter().map(|rel| found(rel)).collect(),
+        Some(root.join(DEB_DOC)),
     )
 }
 

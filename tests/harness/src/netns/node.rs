@@ -17,6 +17,18 @@
 //! | `/etc/redis` | `etc-redis/` (`redis.conf`) |
 //! | `/etc/systemd/system` | `etc-systemd-system/` (empty: no unit enabled) |
 //! | `/run`, `/dev/shm` | fresh tmpfs at every boot |
+//!
+//! A node laid out as Debian ships it ([`Layout::Debian`]) starts with no
+//! PostgreSQL cluster at all and Debian's own `redis.conf`, and also has:
+//!
+//! | inside the node | on the host, under the node's directory |
+//! |---|---|
+//! | `/etc/postgresql` | `etc-postgresql/` (empty: `pg_createcluster` fills it) |
+//! | `/var/lib/postgresql` | `var-lib-postgresql/` (empty, owned by postgres) |
+//! | `/etc/redis` | `etc-redis/` (a copy of the host's `/etc/redis/redis.conf`, checked unchanged from the package) |
+//! | `/etc/systemd/system` | `etc-systemd-system/` (a copy of the host's) |
+//! | `/etc/rc0.d` … `/etc/rc6.d`, `/etc/rcS.d` | `etc-rc0.d/` … (copies of the host's: `systemctl disable` runs update-rc.d) |
+//! | `/root` | `root-home/` (empty; where the test's root shell starts) |
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -84,7 +96,39 @@ pub(crate) struct BootFiles {
     pub(crate) fence_dir: PathBuf,
     pub(crate) ocf_extra: PathBuf,
     pub(crate) sbin_extra: PathBuf,
+    /// Holds `rapidpro-ha/`, the package's documentation (clusters
+    /// installed from the package), overlaid on `/usr/share/doc`.
+    pub(crate) doc_extra: Option<PathBuf>,
 }
+
+/// How a node's PostgreSQL and Redis are laid out before the test starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Layout<'a> {
+    /// A copy of the harness's template data directory (configuration
+    /// inside PGDATA, replication role and test tables made), and a Redis
+    /// configuration of the harness's own.
+    Template(&'a Path),
+    /// As Debian's packages ship them: no PostgreSQL cluster (the test
+    /// makes it, as the README says), Debian's unchanged `redis.conf`.
+    Debian,
+}
+
+/// Debian's Redis configuration, and the package whose conffile it is.
+const HOST_REDIS_CONF: &str = "/etc/redis/redis.conf";
+const REDIS_PACKAGE: &str = "redis-server";
+/// Directories of the host copied per node in the Debian layout, with the
+/// name of their copy.
+const COPIED_ETC: [(&str, &str); 9] = [
+    ("/etc/systemd/system", "etc-systemd-system"),
+    ("/etc/rc0.d", "etc-rc0.d"),
+    ("/etc/rc1.d", "etc-rc1.d"),
+    ("/etc/rc2.d", "etc-rc2.d"),
+    ("/etc/rc3.d", "etc-rc3.d"),
+    ("/etc/rc4.d", "etc-rc4.d"),
+    ("/etc/rc5.d", "etc-rc5.d"),
+    ("/etc/rc6.d", "etc-rc6.d"),
+    ("/etc/rcS.d", "etc-rcS.d"),
+];
 
 /// One node of an [`super::NsCluster`].
 #[derive(Debug)]
@@ -98,6 +142,9 @@ pub struct NsNode {
     /// The node's directory on the host.
     pub dir: PathBuf,
     pub(crate) procs: ProcsCell,
+    /// Redis's `requirepass`, for [`NsNode::redis_cli`] (given to redis-cli
+    /// in its environment, `REDISCLI_AUTH`).
+    pub(crate) redis_password: Option<String>,
 }
 
 /// `timeout -k 2 <t> nsenter -t <pid> <flags> -- <args>`, with a clean
@@ -144,16 +191,16 @@ pub(crate) fn spawn_background(mut cmd: Command, log: &Path) -> i32 {
 
 impl NsNode {
     /// Lays out node `id` under `parent`: directories with the owners the
-    /// daemons need, `corosync.conf`, a seed CIB, PostgreSQL (a copy of the
-    /// template, listening on every address of the node's own network
-    /// namespace) and the base Redis configuration.
+    /// daemons need, `corosync.conf`, a seed CIB, and PostgreSQL and Redis
+    /// as `layout` says (the template: a copy listening on every address of
+    /// the node's own network namespace, and the base Redis configuration).
     pub(crate) fn create(
         parent: &Path,
         id: usize,
         addr: String,
         corosync_conf: &str,
         seed_cib: &str,
-        template: &Path,
+        layout: Layout<'_>,
         subnet: &str,
     ) -> NsNode {
         let name = format!("node{id}");
@@ -204,6 +251,24 @@ impl NsNode {
             }
         }
 
+        let redis = dir.join("var-lib-redis");
+        make_dir(&redis, 0o750);
+        chown_to(&redis, REDIS_USER);
+
+        let template = match layout {
+            Layout::Template(template) => template,
+            Layout::Debian => {
+                Self::lay_out_debian(&dir);
+                return NsNode {
+                    name,
+                    id,
+                    addr,
+                    dir,
+                    procs: Arc::new(Mutex::new(None)),
+                    redis_password: None,
+                };
+            }
+        };
         let pg = dir.join("var-lib-postgresql");
         make_dir(&pg.join("15"), 0o755);
         chown_to(&pg, PG_USER);
@@ -229,9 +294,6 @@ impl NsNode {
         chown_to(&pgdata, PG_USER);
         set_mode(&pgdata, 0o700);
 
-        let redis = dir.join("var-lib-redis");
-        make_dir(&redis, 0o750);
-        chown_to(&redis, REDIS_USER);
         write_file(
             &dir.join("etc-redis/redis.conf"),
             "bind 0.0.0.0\nprotected-mode no\ndir /var/lib/redis\nsave \"\"\nappendonly no\n\
@@ -246,7 +308,49 @@ impl NsNode {
             addr,
             dir,
             procs: Arc::new(Mutex::new(None)),
+            redis_password: None,
         }
+    }
+
+    /// The Debian layout of [`Layout::Debian`] (see the module docs): empty
+    /// `/etc/postgresql` and `/var/lib/postgresql` owned by postgres, as the
+    /// postgresql-common package leaves them before `pg_createcluster`;
+    /// Debian's `redis.conf`, copied from the host after checking that it is
+    /// the package's conffile unchanged (its md5 in `dpkg-query`), with the
+    /// package's owner and modes; copies of the host's systemd and SysV
+    /// link directories; an empty home for root.
+    fn lay_out_debian(dir: &Path) {
+        for d in ["etc-postgresql", "var-lib-postgresql"] {
+            let p = dir.join(d);
+            make_dir(&p, 0o755);
+            chown_to(&p, PG_USER);
+        }
+        let shipped = conffile_md5(REDIS_PACKAGE, HOST_REDIS_CONF);
+        let mut md5 = clean_command("/usr/bin/md5sum");
+        md5.arg(HOST_REDIS_CONF);
+        let actual = must(md5, NS_TIMEOUT);
+        assert_eq!(
+            actual.split_whitespace().next(),
+            Some(shipped.as_str()),
+            "the host's {HOST_REDIS_CONF} is not {REDIS_PACKAGE}'s conffile as shipped \
+             (md5 {shipped} in dpkg-query): a by-the-book node needs Debian's unchanged file"
+        );
+        let etc_redis = dir.join("etc-redis");
+        let conf = etc_redis.join("redis.conf");
+        fs::copy(HOST_REDIS_CONF, &conf)
+            .unwrap_or_else(|e| panic!("cannot copy {HOST_REDIS_CONF} to {}: {e}", conf.display()));
+        // The package's owners and modes: /etc/redis redis:redis 2770,
+        // redis.conf redis:redis 0640.
+        for (p, mode) in [(&etc_redis, 0o2770), (&conf, 0o640)] {
+            chown_to(p, REDIS_USER);
+            set_mode(p, mode);
+        }
+        for (from, to) in COPIED_ETC {
+            let mut cp = clean_command("/bin/cp");
+            cp.arg("-a").arg(from).arg(dir.join(to));
+            must(cp, NS_TIMEOUT);
+        }
+        make_dir(&dir.join("root-home"), 0o700);
     }
 
     /// Moves the node's `/var/lib/postgresql` onto an ext4 file system of
@@ -311,6 +415,10 @@ impl NsNode {
             .env("FENCE_DIR", &files.fence_dir)
             .env("OCF_EXTRA", &files.ocf_extra)
             .env("SBIN_EXTRA", &files.sbin_extra)
+            .env(
+                "DOC_EXTRA",
+                files.doc_extra.as_deref().unwrap_or(Path::new("")),
+            )
             .env("READY", &ready)
             // PID 1 keeps this working directory: if the test process dies
             // without its teardown, the next one finds the node by it and
@@ -357,10 +465,22 @@ impl NsNode {
     /// Runs `args` inside the node (all its namespaces) with a deadline.
     /// `Err` if the node is off, the command cannot start or times out.
     pub fn exec(&self, args: &[&str], timeout: Duration) -> Result<CmdOutput, String> {
+        self.exec_env(args, &[], timeout)
+    }
+
+    /// [`NsNode::exec`] with `env` added to the command's environment
+    /// (where a secret goes, never into `args`).
+    pub fn exec_env(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<CmdOutput, String> {
         let pid = self
             .init_pid()
             .ok_or_else(|| format!("{} is powered off", self.name))?;
-        let cmd = in_namespaces(pid, &["-m", "-u", "-i", "-n", "-p"], args, timeout);
+        let mut cmd = in_namespaces(pid, &["-m", "-u", "-i", "-n", "-p"], args, timeout);
+        cmd.envs(env.iter().copied());
         run_command(cmd, timeout + Duration::from_secs(5))
             .map_err(|e| format!("on {}: {e}", self.name))
     }
@@ -487,11 +607,21 @@ impl NsNode {
         .map(|s| s.trim().to_owned())
     }
 
-    /// Runs `redis-cli -e -s <socket> args…` inside the node.
+    /// Runs `redis-cli -e -s <socket> args…` inside the node (with the
+    /// cluster's Redis password in `REDISCLI_AUTH`, if it has one).
     pub fn redis_cli(&self, args: &[&str]) -> Result<String, String> {
         let mut all = vec![REDIS_CLI, "-e", "-s", REDIS_SOCKET];
         all.extend_from_slice(args);
-        self.run(&all).map(|s| s.trim().to_owned())
+        let env: Vec<(&str, &str)> = self
+            .redis_password
+            .as_deref()
+            .map(|p| ("REDISCLI_AUTH", p))
+            .into_iter()
+            .collect();
+        self.exec_env(&all, &env, NS_TIMEOUT)?
+            .into_result()
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("on {}: {e}", self.name))
     }
 
     /// Whether `addr` is configured on the node's `eth0`.
@@ -515,4 +645,17 @@ impl NsNode {
             tail.join("\n")
         )
     }
+}
+
+/// The md5 that `dpkg-query` records for `package`'s conffile `path`.
+fn conffile_md5(package: &str, path: &str) -> String {
+    let mut q = clean_command("/usr/bin/dpkg-query");
+    q.args(["-W", "-f=${Conffiles}", package]);
+    let out = must(q, NS_TIMEOUT);
+    out.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(path)).then(|| w.next().map(str::to_owned))?
+        })
+        .unwrap_or_else(|| panic!("dpkg-query lists no conffile {path} for {package}:\n{out}"))
 }
