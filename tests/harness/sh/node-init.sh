@@ -51,12 +51,12 @@ fi
 
 # Nodes laid out as Debian ships them (NsClusterBuilder::by_the_book): the
 # PostgreSQL configuration of the node's own clusters, and copies of the
-# host's systemd unit links and SysV runlevel links, so that `systemctl
-# disable` (which also runs update-rc.d) changes the node's copies only;
+# host's SysV runlevel links (its systemd unit links are bound above), so
+# that `systemctl disable` (which also runs update-rc.d) changes the node's
+# copies only;
 # root's home, where an administrator's shell starts.
 if [ -d "$NODE_DIR/etc-postgresql" ]; then
     bind etc-postgresql /etc/postgresql
-    bind etc-systemd-system /etc/systemd/system
     for rc in 0 1 2 3 4 5 6 S; do
         bind "etc-rc$rc.d" "/etc/rc$rc.d"
     done

@@ -346,8 +346,12 @@ impl NsNode {
             set_mode(p, mode);
         }
         for (from, to) in COPIED_ETC {
+            // Every node has an (empty) etc-systemd-system already: copy the
+            // contents, not the directory into it.
+            let to = dir.join(to);
+            make_dir(&to, 0o755);
             let mut cp = clean_command("/bin/cp");
-            cp.arg("-a").arg(from).arg(dir.join(to));
+            cp.arg("-a").arg(format!("{from}/.")).arg(&to);
             must(cp, NS_TIMEOUT);
         }
         make_dir(&dir.join("root-home"), 0o700);
