@@ -5,15 +5,16 @@
 //! fencing device), `check` exits 3 naming it with its fix, and after the
 //! repair the check is ok again.
 //!
-//! Conditions that need a restart of PostgreSQL (wal_log_hints, hot_standby,
-//! max_wal_senders, wal_level) or a second database cluster (system
-//! identifier, major version) are covered by the verdict tables in
-//! `lib/src/ctl/preflight/tests.rs`; their settings are read by the same
-//! query as wal_keep_size, which is broken here.
+//! Conditions that need a restart (listen_addresses, max_wal_senders,
+//! hot_standby, wal_log_hints without checksums), another database cluster
+//! (system identifier) or a Redis password Pacemaker's monitor would trip
+//! on are broken while the cluster is in maintenance mode. Only a different
+//! major version (one is installed) and wal_level (a replica needs it) are
+//! left to the verdict tables in `lib/src/ctl/preflight/tests.rs`.
 
 use std::time::Duration;
 
-use rapidpro_ha_harness::{poll, NsCluster, REPL_PASSWORD};
+use rapidpro_ha_harness::{poll, NsCluster, REPL_PASSWORD, REPL_USER};
 use serde_json::Value;
 
 use super::bin;
@@ -99,6 +100,14 @@ fn psql(c: &NsCluster, node: &str, sql: &str) -> String {
 }
 
 const PG_HBA: &str = "/var/lib/postgresql/15/main/pg_hba.conf";
+const PGDATA: &str = "/var/lib/postgresql/15/main";
+const PG_CONF: &str = "/var/lib/postgresql/15/main/postgresql.conf";
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const REDIS_SOCKET: &str = rapidpro_ha_harness::netns::REDIS_SOCKET;
+/// pg_ctl as postgres on the node's cluster, for the steps done while
+/// Pacemaker is in maintenance mode.
+const PG_CTL: &str = "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl \
+     -D /var/lib/postgresql/15/main -l /var/log/postgresql/postgresql-15-main.log -w -t 60 -m fast";
 
 #[test]
 fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
@@ -280,13 +289,8 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
         );
         assert!(out.success(), "{}", out.failure_message());
     };
-    let restart_pg = || {
-        sh(
-            &c,
-            &p,
-            "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /var/lib/postgresql/15/main \
-             -l /var/log/postgresql/postgresql-15-main.log -w -t 60 -m fast restart",
-        )
+    let restart_pg = |node: &str| {
+        sh(&c, node, &format!("{PG_CTL} restart"));
     };
     maintenance("true");
     psql(
@@ -294,11 +298,110 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
         &p,
         &format!("ALTER SYSTEM SET listen_addresses = 'localhost,{p_addr}'"),
     );
-    restart_pg();
+    restart_pg(&p);
     expect_error(&c, &p, "postgres at primary_host", &["listen_addresses"]);
     psql(&c, &p, "ALTER SYSTEM RESET listen_addresses");
-    restart_pg();
+    restart_pg(&p);
     expect_ok(&c, &p, "postgres at primary_host");
+
+    // The settings that need a restart, each alone, still in maintenance
+    // mode: a line appended to the node's postgresql.conf, then removed.
+    let with_setting = |node: &str, line: &str| {
+        sh(&c, node, &format!("echo '{line}' >> {PG_CONF}"));
+        restart_pg(node);
+    };
+    let without_last_setting = |node: &str| {
+        sh(&c, node, &format!("sed -i '$d' {PG_CONF}"));
+        restart_pg(node);
+    };
+    // Fewer WAL senders than nodes on the primary.
+    with_setting(&p, "max_wal_senders = 1");
+    expect_error(
+        &c,
+        &p,
+        "max_wal_senders",
+        &["max_wal_senders=1", "ALTER SYSTEM SET max_wal_senders = 10"],
+    );
+    without_last_setting(&p);
+    expect_ok(&c, &p, "max_wal_senders");
+
+    // A standby with hot_standby=off accepts no connection (57P03).
+    with_setting(&s, "hot_standby = off");
+    expect_error(&c, &p, &format!("postgres on {s}"), &["hot_standby=on"]);
+    without_last_setting(&s);
+    expect_ok(&c, &p, &format!("postgres on {s}"));
+
+    // With rewind=true, a node with neither data checksums nor
+    // wal_log_hints (the template has checksums: they are turned off on the
+    // cleanly stopped standby first).
+    sh(
+        &c,
+        &s,
+        &format!(
+            "{PG_CTL} stop && runuser -u postgres -- {PG_BIN}/pg_checksums --disable -D {PGDATA} \
+           && echo 'wal_log_hints = off' >> {PG_CONF} && {PG_CTL} start"
+        ),
+    );
+    expect_error(
+        &c,
+        &p,
+        "wal_log_hints",
+        &[
+            "wal_log_hints=off and no data checksums",
+            "ALTER SYSTEM SET wal_log_hints = on",
+        ],
+    );
+    without_last_setting(&s);
+    expect_ok(&c, &p, "wal_log_hints");
+
+    // Another database cluster on the standby: a different system
+    // identifier (its own data kept aside meanwhile).
+    sh(
+        &c,
+        &s,
+        &format!(
+            "set -e; {PG_CTL} stop; mv {PGDATA} {PGDATA}.real; \
+             install -d -o postgres -g postgres -m 0700 {PGDATA}; \
+             runuser -u postgres -- {PG_BIN}/initdb -D {PGDATA} -A peer >/dev/null; \
+             cp -p {PGDATA}.real/postgresql.conf {PGDATA}.real/pg_hba.conf {PGDATA}/; \
+             {PG_CTL} start; \
+             runuser -u postgres -- psql -XAtq -h /run/postgresql -d postgres \
+               -c \"CREATE ROLE {REPL_USER} REPLICATION LOGIN PASSWORD '{REPL_PASSWORD}'\" \
+               -c 'GRANT pg_monitor TO {REPL_USER}'"
+        ),
+    );
+    expect_error(
+        &c,
+        &p,
+        "system identifier",
+        &["different database clusters", "rapidproctl rebuild"],
+    );
+    sh(
+        &c,
+        &s,
+        &format!(
+            "set -e; {PG_CTL} stop; rm -rf {PGDATA}; mv {PGDATA}.real {PGDATA}; {PG_CTL} start"
+        ),
+    );
+    expect_ok(&c, &p, "system identifier");
+
+    // Redis requires a password that redis_password does not give.
+    let redis_sh = |cmd: &str| sh(&c, &p, &format!("redis-cli -s {REDIS_SOCKET} {cmd}"));
+    redis_sh("CONFIG SET requirepass not-configured");
+    expect_error(
+        &c,
+        &p,
+        "redis requirepass",
+        &["requires a password but redis_password is not set"],
+    );
+    sh(
+        &c,
+        &p,
+        &format!(
+            "REDISCLI_AUTH=not-configured redis-cli -s {REDIS_SOCKET} CONFIG SET requirepass ''"
+        ),
+    );
+    expect_ok(&c, &p, "redis at primary_host");
     maintenance("false");
 
     // redis-server enabled in systemd (the node's own /etc/systemd/system).
