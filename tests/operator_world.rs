@@ -360,4 +360,26 @@ fn a_primary_whose_servers_do_not_answer_at_primary_host_is_degraded_after_its_g
         // Fixed: running promoted again at once.
         monitor(n1.pgport, n1.redis_port).assert_code(OCF_RUNNING_PROMOTED);
     }
+
+    // A primary_host that is none of this node's addresses (a VIP not
+    // colocated with the Promoted role) is named without connecting there
+    // (192.0.2.1 is TEST-NET-1: no packet is sent).
+    let elsewhere = || {
+        agent(n1, n1)
+            .param("primary_host", "192.0.2.1")
+            .meta("interval", "1000")
+            .meta("clone_max", "2")
+            .run("monitor")
+    };
+    elsewhere().assert_code(OCF_RUNNING_PROMOTED);
+    let started = Instant::now();
+    let out = loop {
+        let out = elsewhere();
+        if out.code != OCF_RUNNING_PROMOTED || started.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    out.assert_code(OCF_DEGRADED_PROMOTED);
+    out.assert_reason_contains("not an address of this node");
 }

@@ -1079,7 +1079,17 @@ fn unreachable_at_primary_host(
     let (ask_pg, ask_redis) =
         decide::self_checks_needed(others, streaming, info.connected_slaves as usize);
     let mut problems = Vec::new();
-    if ask_pg {
+    if (ask_pg || ask_redis) && primary_host_is_local(ctx) == Some(false) {
+        // The VIP is not (yet) here: right after a promotion it starts only
+        // once the promote is done. Connecting would only wait for a
+        // connect timeout; followers cannot reach this primary either way.
+        problems.push(format!(
+            "primary_host {} is not an address of this node: standbys and replicas connecting \
+             there cannot reach this primary; primary_host must be the virtual IP colocated with \
+             the Promoted role",
+            ctx.cfg.primary_host
+        ));
+    } else if ask_pg {
         let what = match primary_at(ctx)? {
             PrimaryAt::Writable => None,
             PrimaryAt::Standby => Some("a standby answers there, not this primary".to_string()),
@@ -1124,6 +1134,26 @@ fn unreachable_at_primary_host(
         return Ok(None);
     }
     Ok(Some(format!("{reason} (for {lasted} s)")))
+}
+
+/// Whether primary_host resolves to an address of this node's interfaces
+/// (`getifaddrs`, no process); `None` when either cannot be read.
+fn primary_host_is_local(ctx: &Ctx<'_>) -> Option<bool> {
+    let wanted: Vec<std::net::IpAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(ctx.cfg.primary_host.as_str(), 0))
+            .ok()?
+            .map(|sa| sa.ip())
+            .collect();
+    let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    Some(decide::is_local(&wanted, &local))
 }
 
 /// Asks primary_host's Redis whether it is a master; the reason if not.

@@ -88,6 +88,12 @@ pub fn self_checks_needed(
     (pg_streaming < other_members, redis_replicas < other_members)
 }
 
+/// Whether any address primary_host resolves to is one of this node's
+/// (pure). Nothing resolved is not local.
+pub fn is_local(primary_host: &[std::net::IpAddr], own: &[std::net::IpAddr]) -> bool {
+    primary_host.iter().any(|a| own.contains(a))
+}
+
 /// The `synchronous_standby_names` the primary should run with, given the
 /// mode and how many standbys stream.
 pub fn sync_standby_names(mode: SyncMode, streaming: usize) -> &'static str {
@@ -250,5 +256,15 @@ mod tests {
                 "{others} others, {pg} streaming, {redis} replicas"
             );
         }
+    }
+
+    #[test]
+    fn primary_host_is_local_only_when_one_of_its_addresses_is_ours() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let own = [ip("127.0.0.1"), ip("10.0.0.11"), ip("::1")];
+        assert!(is_local(&[ip("10.0.0.11")], &own));
+        assert!(is_local(&[ip("10.0.0.100"), ip("::1")], &own));
+        assert!(!is_local(&[ip("10.0.0.100")], &own));
+        assert!(!is_local(&[], &own));
     }
 }
