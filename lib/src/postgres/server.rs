@@ -298,47 +298,6 @@ impl Server {
         Ok(parse_rewind(&format!("{}\n{}", out.stderr, out.stdout)))
     }
 
-    /// The timeline history file of `timeline` on the server described by
-    /// `source_conninfo`, over a replication connection (`TIMELINE_HISTORY`,
-    /// which needs only the REPLICATION attribute), as `system_user` with
-    /// psql. The password, if any, goes in PGPASSWORD only; without it libpq
-    /// reads `system_user`'s `.pgpass`.
-    pub fn timeline_history(
-        &self,
-        source_conninfo: &str,
-        password: Option<&str>,
-        timeline: u32,
-        deadline: &Deadline,
-    ) -> Result<String, PgError> {
-        let mut spec = Spec::new(self.bindir.join("psql"))
-            .arg("-XAtq")
-            .arg("-v")
-            .arg("ON_ERROR_STOP=1")
-            .arg("-v")
-            .arg("VERBOSITY=verbose")
-            .arg("-d")
-            .arg(format!("{source_conninfo} replication=true"))
-            .arg("-c")
-            .arg(format!("TIMELINE_HISTORY {timeline}"))
-            .user(self.uid, self.gid)
-            .current_dir("/")
-            .env("LC_ALL", "C")
-            .timeout(deadline.cap(Duration::from_secs(30)));
-        if let Some(p) = password {
-            spec = spec.env("PGPASSWORD", p);
-        }
-        let out = cmd::run(&spec)?;
-        // One row: the file's name, `|`, its content (several lines).
-        let (name, content) = out
-            .stdout
-            .split_once('|')
-            .ok_or_else(|| PgError::parse("TIMELINE_HISTORY answer", &out.stdout))?;
-        if !name.ends_with(".history") {
-            return Err(PgError::parse("TIMELINE_HISTORY answer", &out.stdout));
-        }
-        Ok(content.to_string())
-    }
-
     /// The node's own configuration files inside the data directory.
     fn read_config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         [

@@ -1,4 +1,6 @@
-//! A replication connection (`replication=true`) that runs `IDENTIFY_SYSTEM`,
+//! A replication connection (`replication=true`) that runs one replication
+//! command: `IDENTIFY_SYSTEM` (rapidproctl's preflight) or `TIMELINE_HISTORY`
+//! (the agent's history check with `rewind=false`),
 //! spoken directly with `postgres-protocol` over a blocking TCP socket.
 //!
 //! Why not tokio-postgres: 0.7 has no replication mode, and the preflight
@@ -165,6 +167,43 @@ fn unexpected(what: &str) -> WireFailure {
 /// Opens a replication connection to `t` and runs `IDENTIFY_SYSTEM`, all
 /// within `timeout`.
 pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity, WireFailure> {
+    let (row, version) = one_row(t, "rapidproctl-check", "IDENTIFY_SYSTEM", timeout)?;
+    let text: Vec<Option<String>> = row
+        .into_iter()
+        .map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .collect();
+    parse_identify(&text, version)
+}
+
+/// Opens a replication connection to `t` and runs `TIMELINE_HISTORY
+/// timeline` (REPLICATION is all it needs, unlike pg_rewind's functions):
+/// the content of that timeline's history file.
+pub fn timeline_history(
+    t: &ReplTarget<'_>,
+    application_name: &str,
+    timeline: u32,
+    timeout: Duration,
+) -> Result<String, WireFailure> {
+    let what = format!("TIMELINE_HISTORY {timeline}");
+    let (row, _) = one_row(t, application_name, &what, timeout)?;
+    match row.get(1) {
+        Some(Some(content)) => Ok(String::from_utf8_lossy(content).into_owned()),
+        _ => Err(unexpected("(no history file content)")),
+    }
+}
+
+/// One row of a replication command's answer: raw column values.
+type Row = Vec<Option<Vec<u8>>>;
+
+/// Opens a replication connection to `t` as `application_name`, runs the
+/// replication command `command` and returns its one row (raw column
+/// values) and the server's version, all within `timeout`.
+fn one_row(
+    t: &ReplTarget<'_>,
+    application_name: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<(Row, String), WireFailure> {
     let deadline = Instant::now() + timeout;
     let addrs: Vec<SocketAddr> = (t.host, t.port)
         .to_socket_addrs()
@@ -210,7 +249,7 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
             ("user", t.user),
             ("database", "replication"),
             ("replication", "true"),
-            ("application_name", "rapidproctl-check"),
+            ("application_name", application_name),
         ],
         &mut out,
     )
@@ -282,9 +321,9 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
         }
     }
     out.clear();
-    frontend::query("IDENTIFY_SYSTEM", &mut out).map_err(proto)?;
+    frontend::query(command, &mut out).map_err(proto)?;
     s.send(&out)?;
-    let mut row: Option<Vec<Option<String>>> = None;
+    let mut row: Option<Row> = None;
     loop {
         match s.recv()? {
             Message::DataRow(d) => {
@@ -292,7 +331,7 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
                 let mut cols = Vec::new();
                 let mut ranges = d.ranges();
                 while let Some(r) = ranges.next().map_err(proto)? {
-                    cols.push(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned()));
+                    cols.push(r.map(|r| buf[r].to_vec()));
                 }
                 row = Some(cols);
             }
@@ -304,8 +343,8 @@ pub fn identify_system(t: &ReplTarget<'_>, timeout: Duration) -> Result<Identity
     out.clear();
     frontend::terminate(&mut out);
     let _ = s.send(&out);
-    let row = row.ok_or_else(|| unexpected("(no IDENTIFY_SYSTEM row)"))?;
-    parse_identify(&row, version)
+    let row = row.ok_or_else(|| unexpected(&format!("(no {command} row)")))?;
+    Ok((row, version))
 }
 
 /// Reads an `IDENTIFY_SYSTEM` row: systemid, timeline, xlogpos, dbname.

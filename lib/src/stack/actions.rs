@@ -23,6 +23,7 @@ use crate::ocf::OcfRc;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
 use crate::postgres::history::{self, Follow};
 use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
+use crate::postgres::wire;
 use crate::postgres::{PgError, Position};
 use crate::redis::{self, Endpoint, LinkStatus, Role};
 
@@ -189,18 +190,7 @@ fn redis_local(ctx: &Ctx<'_>) -> Result<redis::Conn, Error> {
 }
 
 fn redis_primary_answers(ctx: &Ctx<'_>) -> bool {
-    let ep = Endpoint::Tcp {
-        host: ctx.cfg.primary_host.clone(),
-        port: ctx.cfg.redis_primary_port,
-    };
-    redis::connect(
-        &ep,
-        ctx.cfg.redis_password.as_deref(),
-        ctx.deadline.cap(ctx.cfg.connect_timeout),
-    )
-    .and_then(|mut c| c.info_replication())
-    .map(|i| i.role == Role::Master)
-    .unwrap_or(false)
+    redis_master_at_primary_host(ctx).is_ok()
 }
 
 /// Runs a cluster call whose failure must not fail the action (no cluster
@@ -452,15 +442,23 @@ fn check_history_without_rewind(
     let entries = if primary_tl <= 1 || primary_tl == local.timeline {
         Vec::new()
     } else {
-        let text = ctx
-            .pg
-            .timeline_history(
-                &source_conninfo(ctx),
-                ctx.cfg.repl_password.as_deref(),
-                primary_tl,
-                &ctx.deadline,
-            )
-            .map_err(|e| cannot(format!("TIMELINE_HISTORY {primary_tl}: {e}")))?;
+        let password =
+            ctx.cfg
+                .repl_password_for(&ctx.cfg.primary_host, ctx.cfg.primary_port, "replication");
+        let target = wire::ReplTarget {
+            host: &ctx.cfg.primary_host,
+            port: ctx.cfg.primary_port,
+            user: &ctx.cfg.repl_user,
+            password: password.as_deref(),
+        };
+        let text = wire::timeline_history(
+            &target,
+            ctx.node.as_str(),
+            primary_tl,
+            ctx.deadline
+                .cap(ctx.cfg.query_timeout.max(ctx.cfg.connect_timeout) * 2),
+        )
+        .map_err(|e| cannot(format!("TIMELINE_HISTORY {primary_tl}: {e}")))?;
         history::parse(&text).ok_or_else(|| {
             cannot(format!(
                 "the history file of timeline {primary_tl} is not of the expected form"
