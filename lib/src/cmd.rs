@@ -36,7 +36,9 @@ const POLL: Duration = Duration::from_millis(5);
 const MAX_CAPTURE: usize = 1 << 20;
 
 /// A command to run: program, arguments, environment, user and timeout.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows the environment's names only: a value may be a
+/// password (PGPASSWORD).
+#[derive(Clone)]
 pub struct Spec {
     program: OsString,
     args: Vec<OsString>,
@@ -45,6 +47,25 @@ pub struct Spec {
     user: Option<(Uid, Gid)>,
     cwd: Option<PathBuf>,
     timeout: Duration,
+}
+
+impl fmt::Debug for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, _)| format!("{}=<redacted>", k.to_string_lossy()))
+            .collect();
+        f.debug_struct("Spec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &env)
+            .field("env_remove", &self.env_remove)
+            .field("user", &self.user)
+            .field("cwd", &self.cwd)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Spec {
@@ -260,14 +281,15 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some((uid, _)) = spec.user {
+    let account = spec
+        .user
+        .and_then(|(uid, _)| nix::unistd::User::from_uid(uid).ok().flatten());
+    if let Some(u) = &account {
         // As runuser does: the user's own HOME, where libpq looks for
         // `.pgpass` (it reads $HOME first), never the caller's.
-        if let Ok(Some(u)) = nix::unistd::User::from_uid(uid) {
-            cmd.env("HOME", &u.dir)
-                .env("USER", &u.name)
-                .env("LOGNAME", &u.name);
-        }
+        cmd.env("HOME", &u.dir)
+            .env("USER", &u.name)
+            .env("LOGNAME", &u.name);
     }
     for k in &spec.env_remove {
         cmd.env_remove(k);
@@ -276,7 +298,12 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         cmd.env(k, v);
     }
     if let Some((uid, gid)) = spec.user {
-        switch_user(&mut cmd, uid, gid);
+        switch_user(
+            &mut cmd,
+            uid,
+            gid,
+            account.as_ref().map(|u| u.name.as_str()),
+        );
     }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
@@ -352,15 +379,11 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
     })
 }
 
-/// The supplementary groups a login of `uid` gets (`getgrouplist`, read
+/// The supplementary groups a login of `name` gets (`getgrouplist`, read
 /// from the group database before the fork: it is not async-signal-safe),
-/// always including `gid`. An unknown uid gets `gid` alone.
-pub fn groups_of(uid: Uid, gid: Gid) -> Vec<Gid> {
-    let name = match nix::unistd::User::from_uid(uid) {
-        Ok(Some(u)) => u.name,
-        _ => return vec![gid],
-    };
-    let Ok(cname) = std::ffi::CString::new(name) else {
+/// always including `gid`. An unknown user gets `gid` alone.
+fn groups_of(name: Option<&str>, gid: Gid) -> Vec<Gid> {
+    let Some(cname) = name.and_then(|n| std::ffi::CString::new(n).ok()) else {
         return vec![gid];
     };
     let mut groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_default();
@@ -375,14 +398,14 @@ pub fn groups_of(uid: Uid, gid: Gid) -> Vec<Gid> {
 /// primary group only; std offers no stable way to set the list, so the
 /// switch is done here, in the child after the fork, in the order the
 /// kernel requires (groups and gid while still root, then uid).
-fn switch_user(cmd: &mut Command, uid: Uid, gid: Gid) {
+fn switch_user(cmd: &mut Command, uid: Uid, gid: Gid, name: Option<&str>) {
     if !Uid::effective().is_root() {
         // Not root: no switch is possible; std reports the failure if the
         // ids differ from ours.
         cmd.uid(uid.as_raw()).gid(gid.as_raw());
         return;
     }
-    let groups = groups_of(uid, gid);
+    let groups = groups_of(name, gid);
     // SAFETY: the closure runs in the child between fork and exec and only
     // makes the setgroups, setgid and setuid system calls on data prepared
     // before the fork: no allocation, no lock, nothing that is not
@@ -575,5 +598,15 @@ mod tests {
         assert_eq!(sorted(&out.stdout), want);
         let uid = run(&Spec::new("id").arg("-u").user(pg.uid, pg.gid)).unwrap();
         assert_eq!(uid.stdout.trim(), pg.uid.to_string());
+    }
+
+    #[test]
+    fn a_specs_debug_shows_no_environment_value() {
+        let shown = format!(
+            "{:?}",
+            Spec::new("pg_basebackup").env("PGPASSWORD", "hunter2")
+        );
+        assert!(shown.contains("PGPASSWORD=<redacted>"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
