@@ -795,6 +795,19 @@ impl Config {
         }
     }
 
+    /// The PostgreSQL server these parameters describe, run as system_user.
+    pub fn pg_server(&self) -> Result<crate::postgres::server::Server, ConfigError> {
+        let (uid, gid) = self.system_user()?;
+        Ok(crate::postgres::server::Server {
+            pgdata: self.pgdata.clone(),
+            datadir: self.datadir.clone(),
+            bindir: self.bindir.clone(),
+            logfile: self.pg_logfile.clone(),
+            uid,
+            gid,
+        })
+    }
+
     /// The uid and gid of redis_user.
     pub fn redis_user(&self) -> Result<(Uid, Gid), ConfigError> {
         lookup_user(REDIS_USER, &self.redis_user)

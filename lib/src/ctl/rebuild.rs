@@ -1442,15 +1442,7 @@ pub fn rebuild(node: &str, opts: &Options) -> Result<Outcome, Error> {
         return Ok(Outcome::ok(json, text));
     }
 
-    let (uid, gid) = cfg.system_user()?;
-    let server = Server {
-        pgdata: cfg.pgdata.clone(),
-        datadir: cfg.datadir.clone(),
-        bindir: cfg.bindir.clone(),
-        logfile: cfg.pg_logfile.clone(),
-        uid,
-        gid,
-    };
+    let server = cfg.pg_server()?;
     let node_name = NodeName::new(&plan.node)?;
     let mut progress = Progress::default();
     let result = act(
@@ -1458,7 +1450,7 @@ pub fn rebuild(node: &str, opts: &Options) -> Result<Outcome, Error> {
         &cfg,
         &server,
         &node_name,
-        (uid, gid),
+        (server.uid, server.gid),
         opts,
         &steps,
         &mut progress,

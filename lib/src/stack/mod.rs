@@ -119,16 +119,8 @@ impl<'a> Ctx<'a> {
     /// OCF_ERR_CONFIGURED), users looked up (errors are host problems).
     pub fn new(env: &'a OcfEnv, deadline: Deadline) -> Result<Ctx<'a>, Error> {
         let cfg = Config::from_env(env)?;
-        let (uid, gid) = cfg.system_user()?;
+        let pg = cfg.pg_server()?;
         let node = crate::cluster::local_node_name(env.on_node(), &deadline);
-        let pg = Server {
-            pgdata: cfg.pgdata.clone(),
-            datadir: cfg.datadir.clone(),
-            bindir: cfg.bindir.clone(),
-            logfile: cfg.pg_logfile.clone(),
-            uid,
-            gid,
-        };
         let redis = ServerSpec {
             redis_server: cfg.redis_server.clone(),
             config: cfg.redis_config.clone(),
