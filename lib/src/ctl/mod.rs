@@ -109,6 +109,33 @@ impl Error {
     }
 }
 
+/// The operations Pacemaker has in flight: its pending actions, and clone
+/// instances in a transitional role that no pending action names. A
+/// switchover or a rebuild waits for them to end before deciding.
+pub(crate) fn in_flight(st: &crate::cluster::ClusterStatus) -> Vec<String> {
+    let mut out: Vec<String> = st
+        .pending
+        .iter()
+        .map(|p| format!("{} {} on {}", p.resource, p.task, p.node))
+        .collect();
+    for c in &st.clones {
+        for i in c.instances.iter().filter(|i| i.role.is_pending()) {
+            let listed = st
+                .pending
+                .iter()
+                .any(|p| p.resource == i.id && Some(&p.node) == i.node());
+            if !listed {
+                let on = i
+                    .node()
+                    .map(crate::cluster::NodeName::to_string)
+                    .unwrap_or_default();
+                out.push(format!("{} {} on {on}", i.id, i.role));
+            }
+        }
+    }
+    out
+}
+
 /// Whether the answer is good; decides between exit codes 0 and 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

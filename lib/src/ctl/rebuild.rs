@@ -582,29 +582,6 @@ pub fn utc_stamp(t: SystemTime) -> String {
     )
 }
 
-/// Operations in flight anywhere (crm_mon's pending operations, instances
-/// whose role is changing).
-fn in_flight(st: &ClusterStatus) -> Vec<String> {
-    let mut out: Vec<String> = st
-        .pending
-        .iter()
-        .map(|p| format!("{} {} on {}", p.resource, p.task, p.node))
-        .collect();
-    for c in &st.clones {
-        for i in c.instances.iter().filter(|i| i.role.is_pending()) {
-            let listed = st
-                .pending
-                .iter()
-                .any(|p| p.resource == i.id && Some(&p.node) == i.node());
-            if !listed {
-                let on = i.node().map(NodeName::to_string).unwrap_or_default();
-                out.push(format!("{} {} on {on}", i.id, i.role));
-            }
-        }
-    }
-    out
-}
-
 /// Decides whether `node` may be rebuilt here, from what was read. Failed
 /// actions are no reason to refuse: a refused start is why one rebuilds.
 pub fn judge(s: &Situation<'_>, node: &str, discard: bool) -> Result<Plan, Refusal> {
@@ -663,7 +640,7 @@ pub fn judge(s: &Situation<'_>, node: &str, discard: bool) -> Result<Plan, Refus
             fix: fix.to_string(),
         });
     }
-    let pending = in_flight(st);
+    let pending = super::in_flight(st);
     if !pending.is_empty() {
         return Err(Refusal::InFlight(pending));
     }

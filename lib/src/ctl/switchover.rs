@@ -266,23 +266,7 @@ pub fn judge(s: &Situation<'_>, target: Option<&str>) -> Result<Plan, Refusal> {
                 .collect(),
         ));
     }
-    let mut in_flight: Vec<String> = st
-        .pending
-        .iter()
-        .map(|p| format!("{} {} on {}", p.resource, p.task, p.node))
-        .collect();
-    for c in &st.clones {
-        for i in c.instances.iter().filter(|i| i.role.is_pending()) {
-            let listed = st
-                .pending
-                .iter()
-                .any(|p| p.resource == i.id && Some(&p.node) == i.node());
-            if !listed {
-                let on = i.node().map(NodeName::to_string).unwrap_or_default();
-                in_flight.push(format!("{} {} on {on}", i.id, i.role));
-            }
-        }
-    }
+    let in_flight = super::in_flight(st);
     if !in_flight.is_empty() {
         return Err(Refusal::InFlight(in_flight));
     }
