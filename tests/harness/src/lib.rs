@@ -51,6 +51,7 @@ mod reaper;
 mod selftest;
 pub mod sinks;
 mod template;
+pub mod tls;
 pub mod workload;
 
 pub use agent::{Agent, AgentOutput, AGENT_TIMEOUT};
@@ -66,6 +67,7 @@ pub use node::Node;
 pub use poll::poll;
 pub use port::free_port;
 pub use sinks::{HttpRequest, HttpSink, SmtpMessage, SmtpSink};
+pub use tls::{Issued, TestCa};
 
 /// Where PostgreSQL 15's programs live (Debian's `postgresql-15`).
 pub const PG_BINDIR: &str = "/usr/lib/postgresql/15/bin";
