@@ -48,7 +48,8 @@ use std::time::{Duration, Instant};
 pub use crm::{CrmNode, CrmResource, CrmStatus};
 pub use fence::FenceEvent;
 pub use node::{
-    NsNode, PACEMAKER_LOG, PGDATA, PGHOST, PG_LOGFILE, REDIS_CONFIG, REDIS_SOCKET, STATE_DIR,
+    NsNode, PACEMAKER_LOG, PGDATA, PGHOST, PG_CA_FILE, PG_LOGFILE, REDIS_CONFIG, REDIS_SOCKET,
+    REDIS_TLS_CA, REDIS_TLS_CERT, REDIS_TLS_KEY, STATE_DIR, TLS_PARAMS,
 };
 
 use crate::cmd::{clean_command, must, CmdOutput};
@@ -106,6 +107,7 @@ pub struct NsClusterBuilder {
     deb: Option<PathBuf>,
     by_the_book: bool,
     redis_password: Option<String>,
+    tls: bool,
 }
 
 impl NsClusterBuilder {
@@ -228,6 +230,18 @@ impl NsClusterBuilder {
         self
     }
 
+    /// Verified TLS everywhere (default false): a CA made by the test
+    /// ([`crate::TestCa`]) issues each node a certificate for its own
+    /// address, the VIP, `localhost` and `127.0.0.1`; PostgreSQL runs with
+    /// `ssl = on` and a `pg_hba.conf` of `hostssl` lines only (plus `local`),
+    /// and Redis with TLS on its port and for replication. The agent gets
+    /// `sslmode=verify-full`, `sslrootcert` and `redis_tls*` (see
+    /// [`TLS_PARAMS`]). For the Template layout only.
+    pub fn tls(mut self, yes: bool) -> Self {
+        self.tls = yes;
+        self
+    }
+
     /// Configures the cluster with `pcs-examples/rapidpro-cluster.crm.sh`
     /// and crmsh (`crm -f`) instead of the pcs script (default false).
     pub fn crmsh(mut self, yes: bool) -> Self {
@@ -318,6 +332,16 @@ impl NsClusterBuilder {
                 n
             })
             .collect();
+        if self.tls {
+            assert!(
+                !self.by_the_book,
+                "NsClusterBuilder::tls is for the template layout"
+            );
+            let ca = crate::TestCa::new(dir.path(), "cluster");
+            for n in &nodes {
+                n.use_tls(&ca, &vip, &format!("{subnet}.0/{PREFIX}"));
+            }
+        }
         if let Some(mb) = self.pg_disk_mb {
             for n in &nodes {
                 n.move_postgres_to_image(mb);
@@ -460,6 +484,7 @@ impl NsCluster {
             deb: None,
             by_the_book: false,
             redis_password: None,
+            tls: false,
         }
     }
 
@@ -573,6 +598,13 @@ impl NsCluster {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        if self.builder.tls {
+            p.extend(
+                TLS_PARAMS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+        }
         for (k, v) in &self.builder.params {
             p.retain(|(name, _)| name != k);
             p.push((k.clone(), v.clone()));

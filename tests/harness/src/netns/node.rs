@@ -65,6 +65,24 @@ pub const REDIS_CONFIG: &str = "/etc/redis/redis.conf";
 pub const REDIS_SOCKET: &str = "/run/redis/rapidpro-ha.sock";
 /// The agent's state directory inside every node (tmpfs: gone at power-off).
 pub const STATE_DIR: &str = "/run/rapidpro-ha";
+/// The CA certificate inside every node, for PostgreSQL (`sslrootcert`,
+/// readable by the walreceiver).
+pub const PG_CA_FILE: &str = "/var/lib/postgresql/ca.crt";
+/// The node's Redis certificate, key and CA inside every node.
+pub const REDIS_TLS_CERT: &str = "/var/lib/redis/tls/node.crt";
+/// See [`REDIS_TLS_CERT`].
+pub const REDIS_TLS_KEY: &str = "/var/lib/redis/tls/node.key";
+/// See [`REDIS_TLS_CERT`].
+pub const REDIS_TLS_CA: &str = "/var/lib/redis/tls/ca.crt";
+/// The agent parameters of a cluster built with `NsClusterBuilder::tls`.
+pub const TLS_PARAMS: &[(&str, &str)] = &[
+    ("sslmode", "verify-full"),
+    ("sslrootcert", PG_CA_FILE),
+    ("redis_tls", "true"),
+    ("redis_tls_cert", REDIS_TLS_CERT),
+    ("redis_tls_key", REDIS_TLS_KEY),
+    ("redis_tls_ca", REDIS_TLS_CA),
+];
 /// Pacemaker's log inside every node.
 pub const PACEMAKER_LOG: &str = "/var/log/pacemaker/pacemaker.log";
 
@@ -310,6 +328,58 @@ impl NsNode {
             procs: Arc::new(Mutex::new(None)),
             redis_password: None,
         }
+    }
+
+    /// Gives the node a certificate from `ca` for its address, the VIP,
+    /// `localhost` and `127.0.0.1` (any node may hold the VIP), turns on
+    /// PostgreSQL's `ssl` and makes every TCP line of `pg_hba.conf`
+    /// `hostssl` (see [`TLS_PARAMS`] for the agent's side).
+    pub(crate) fn use_tls(&self, ca: &crate::TestCa, vip: &str, subnet: &str) {
+        let issued = ca.issue(&self.name, &[vip, &self.addr, "localhost", "127.0.0.1"]);
+        let pg = self.dir.join("var-lib-postgresql");
+        let pgdata = pg.join("15/main");
+        write_file(
+            &pgdata.join("server.crt"),
+            &issued.cert_pem,
+            Some(PG_USER),
+            0o644,
+        );
+        write_file(
+            &pgdata.join("server.key"),
+            &issued.key_pem,
+            Some(PG_USER),
+            0o600,
+        );
+        write_file(&pg.join("ca.crt"), &ca.ca_pem(), Some(PG_USER), 0o644);
+        append(&pgdata.join("postgresql.conf"), "ssl = on\n");
+        write_file(
+            &pgdata.join("pg_hba.conf"),
+            &format!(
+                "local all all peer\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostssl replication all 127.0.0.1/32 scram-sha-256\n\
+                 hostssl all all {subnet} scram-sha-256\n\
+                 hostssl replication {REPL_USER} {subnet} scram-sha-256\n"
+            ),
+            Some(PG_USER),
+            0o600,
+        );
+        let tls = self.dir.join("var-lib-redis/tls");
+        make_dir(&tls, 0o750);
+        chown_to(&tls, REDIS_USER);
+        write_file(
+            &tls.join("node.crt"),
+            &issued.cert_pem,
+            Some(REDIS_USER),
+            0o644,
+        );
+        write_file(
+            &tls.join("node.key"),
+            &issued.key_pem,
+            Some(REDIS_USER),
+            0o600,
+        );
+        write_file(&tls.join("ca.crt"), &ca.ca_pem(), Some(REDIS_USER), 0o644);
     }
 
     /// The Debian layout of [`Layout::Debian`] (see the module docs): empty
