@@ -115,7 +115,8 @@ pub enum RedisError {
     /// The TLS handshake with a server failed (or never started: a plain
     /// server, unreadable files); nothing, no password, was sent to it.
     #[error(
-        "TLS with redis at {endpoint} failed, nothing was sent: {}",
+        "TLS to redis at {}: {}",
+        TlsHost(endpoint),
         TlsReason(endpoint, failure)
     )]
     Tls {
@@ -279,6 +280,22 @@ pub enum RedisError {
         /// Whether `SIGKILL` was sent too.
         killed: bool,
     },
+}
+
+/// An endpoint as `host:port`, without the ` (TLS)` the message says.
+struct TlsHost<'a>(&'a Endpoint);
+
+impl fmt::Display for TlsHost<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Endpoint::Tls { host, port, .. } => Endpoint::Tcp {
+                host: host.clone(),
+                port: *port,
+            }
+            .fmt(f),
+            other => other.fmt(f),
+        }
+    }
 }
 
 /// Displays a [`TlsFailure`] with the host, port and CA of its endpoint.

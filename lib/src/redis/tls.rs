@@ -375,7 +375,8 @@ impl TlsFailure {
     }
 }
 
-/// The reason and its fix, for an operator. `host` and `port` are where the
+/// The reason and its fix, for an operator, the cause first: Pacemaker
+/// keeps 128 characters of an exit reason. `host` and `port` are where the
 /// agent connected; `ca` is `redis_tls_ca`.
 pub(super) fn describe(
     f: &mut fmt::Formatter<'_>,
@@ -401,44 +402,40 @@ pub(super) fn describe(
             reason,
         } => write!(
             f,
-            "cannot use {param} {}: {reason}; redis_tls_cert, redis_tls_key and redis_tls_ca \
-             must be PEM files: this node's certificate, its private key, and the CA",
+            "{param} {} unusable: {reason}; redis_tls_cert, redis_tls_key and redis_tls_ca \
+             must be PEM: this node's certificate, its key, and the CA",
             path.display()
         ),
         TlsFailure::UnknownCa => write!(
             f,
-            "the certificate of the server at {host}:{port} is not signed by the CA in \
-             redis_tls_ca ({ca}); set redis_tls_ca on every node to the CA that issued the \
-             redis_tls_cert of the node answering there"
+            "certificate not signed by redis_tls_ca {ca}: set redis_tls_ca on every node to \
+             the CA that signed the nodes' redis_tls_cert"
         ),
         TlsFailure::WrongName => write!(
             f,
-            "the certificate of the server at {host}:{port} does not name {host}, the host \
-             connected to (primary_host, or a node's address for rapidproctl); issue every \
-             node's redis_tls_cert with primary_host and the node's own address as subject \
-             alternative names"
+            "certificate does not name {host} (primary_host, or the node's address): reissue \
+             that node's redis_tls_cert with {host} as a subject alternative name"
         ),
         TlsFailure::Expired => write!(
             f,
-            "the certificate of the server at {host}:{port} has expired or is not yet valid; \
-             renew redis_tls_cert on that node (and check the clocks)"
+            "certificate expired or not yet valid: renew that node's redis_tls_cert (and \
+             check the clocks)"
         ),
         TlsFailure::ClientCertRefused(alert) => write!(
             f,
-            "the server at {host}:{port} refused this node's client certificate \
-             (redis_tls_cert; TLS alert {alert}); with tls-auth-clients yes it must be signed \
-             by the server's tls-ca-cert-file: use the same redis_tls_ca on every node"
+            "server refused this node's redis_tls_cert (TLS alert {alert}): with \
+             tls-auth-clients yes it must be signed by the server's CA; use one redis_tls_ca \
+             on every node"
         ),
         TlsFailure::NotTls(detail) => write!(
             f,
-            "no TLS server answers at {host}:{port} ({detail}): a plain Redis listens there? \
-             with redis_tls=true, redis_port and redis_primary_port are TLS ports: set \
-             redis_tls=true on every node and restart the resource"
+            "no TLS answer ({detail}): a plain Redis on port {port}? with redis_tls=true, \
+             redis_port and redis_primary_port are TLS ports: set redis_tls=true on every node"
         ),
         TlsFailure::Other(reason) => write!(
             f,
-            "TLS handshake with {host}:{port} failed ({reason}); check redis_tls_cert, \
-             redis_tls_key and redis_tls_ca ({ca})"
+            "handshake failed ({reason}); check redis_tls_cert, redis_tls_key and \
+             redis_tls_ca ({ca})"
         ),
     }
 }

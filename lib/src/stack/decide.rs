@@ -150,9 +150,7 @@ pub fn replica_link_problem(
         (false, RedisAtPrimary::Master) => Some(format!(
             "Redis replica link down while its master answers at {primary}"
         )),
-        (false, RedisAtPrimary::TlsRefused(reason)) => Some(format!(
-            "Redis replica link down, and TLS to {primary} fails: {reason}"
-        )),
+        (false, RedisAtPrimary::TlsRefused(reason)) => Some(format!("Redis link down: {reason}")),
         (false, RedisAtPrimary::Replica | RedisAtPrimary::NoAnswer(_)) => None,
     }
 }
