@@ -18,6 +18,7 @@ use super::agent_node::{post_promote, OCF_RUNNING_PROMOTED, OCF_SUCCESS};
 use super::{agent, wait_streaming};
 
 const OCF_DEGRADED: i32 = 190;
+const OCF_ERR_PERM: i32 = 4;
 /// requirepass of every Redis here, so that AUTH and masterauth are sent.
 const REDIS_PASSWORD: &str = "redis-tls-secret";
 
@@ -312,6 +313,23 @@ fn with_redis_tls_the_agent_sends_a_tls_hello_to_primary_host_never_auth() {
             .param(param::REDIS_PRIMARY_PORT, recorder.port.to_string())
             .run(action)
     };
+    // A key the redis user cannot read is found before redis-server fails.
+    let mut c = std::process::Command::new("chown");
+    c.arg("root:root").arg(&t1.node.key_file);
+    rapidpro_ha_harness::run_command(c, Duration::from_secs(10))
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let out = run("validate-all");
+    out.assert_code(OCF_ERR_PERM);
+    out.assert_reason_contains("redis_tls_key");
+    let mut c = std::process::Command::new("chown");
+    c.arg("redis:redis").arg(&t1.node.key_file);
+    rapidpro_ha_harness::run_command(c, Duration::from_secs(10))
+        .unwrap()
+        .into_result()
+        .unwrap();
+    run("validate-all").assert_code(OCF_SUCCESS);
     run("start").assert_code(OCF_SUCCESS);
     rapidpro_ha_harness::poll(
         "redis-server connecting to the recorder",
