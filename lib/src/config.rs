@@ -680,8 +680,11 @@ impl Config {
                 ca: file(REDIS_TLS_CA)?,
             })
         } else {
+            // Given but unused: still a path, so that a typo is found now
+            // rather than when redis_tls is turned on.
             for name in [REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA] {
                 if env.param(name).is_some() {
+                    path(env, name)?;
                     log::warn!("{name} is set but redis_tls is false: Redis runs without TLS");
                 }
             }
@@ -1080,6 +1083,8 @@ mod tests {
             ("sync_replication", "maybe"),
             ("rewind", "perhaps"),
             ("redis_tls", "perhaps"),
+            ("redis_tls_cert", "node.crt"),
+            ("redis_tls_ca", "ca.crt"),
             ("connect_timeout", "0"),
             ("connect_timeout", "1h"),
             ("query_timeout", "99999"),

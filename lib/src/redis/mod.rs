@@ -61,8 +61,9 @@ pub enum Endpoint {
         host: String,
         /// TLS port (`tls-port`).
         port: u16,
-        /// The node's CA, certificate and key.
-        files: TlsFiles,
+        /// The node's CA, certificate and key (boxed: every error
+        /// carries an endpoint, and errors are kept small).
+        files: Box<TlsFiles>,
     },
 }
 
@@ -75,7 +76,7 @@ impl Endpoint {
             Some(files) => Endpoint::Tls {
                 host: host.to_string(),
                 port,
-                files: files.clone(),
+                files: Box::new(files.clone()),
             },
             None => Endpoint::Tcp {
                 host: host.to_string(),
