@@ -365,6 +365,20 @@ fn with_redis_tls_the_agent_sends_a_tls_hello_to_primary_host_never_auth() {
         err.to_string().contains("set redis_tls=true on every node"),
         "{err}"
     );
+    // A server that accepts and never answers the handshake costs the
+    // connect timeout, not a hang.
+    let silent = TcpListener::bind((LOOPBACK, 0)).unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let started = std::time::Instant::now();
+    let err = lib_connect(LOOPBACK, silent_port, &t1).unwrap_err();
+    assert!(matches!(err, RedisError::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held.join());
     let all = recorder.connections();
     for bytes in &all {
         let text = String::from_utf8_lossy(bytes);
