@@ -71,6 +71,10 @@ pub mod names {
     pub const REDIS_SOCKET: &str = "redis_socket";
     pub const REDIS_PASSWORD: &str = "redis_password";
     pub const REDIS_USER: &str = "redis_user";
+    pub const REDIS_TLS: &str = "redis_tls";
+    pub const REDIS_TLS_CERT: &str = "redis_tls_cert";
+    pub const REDIS_TLS_KEY: &str = "redis_tls_key";
+    pub const REDIS_TLS_CA: &str = "redis_tls_ca";
     pub const STATE_DIR: &str = "state_dir";
     pub const CONNECT_TIMEOUT: &str = "connect_timeout";
     pub const QUERY_TIMEOUT: &str = "query_timeout";
@@ -301,6 +305,42 @@ pub const PARAMETERS: &[ParamSpec] = &[
         longdesc: "The system user redis-server runs as.",
     },
     ParamSpec {
+        name: REDIS_TLS,
+        kind: ParamType::Boolean,
+        default: Some("false"),
+        required: false,
+        private: false,
+        shortdesc: "Redis over TLS only",
+        longdesc: "When true, redis_port is a TLS port and no plain TCP port is open (port 0, tls-port);                    replicas follow their master over TLS (tls-replication yes), and the agent and                    rapidproctl connect over TLS, checking the server's certificate against redis_tls_ca                    and the host they connect to (primary_host), before sending the password. The unix                    socket stays plain (local only). Each node presents redis_tls_cert as its client                    certificate too, so Redis' default tls-auth-clients yes (mutual TLS) works; set                    tls-auth-clients optional or no in redis_config if the application connects without                    a client certificate. Every node must have the same setting, and the application                    must connect with TLS. Requires redis_tls_cert, redis_tls_key and redis_tls_ca.",
+    },
+    ParamSpec {
+        name: REDIS_TLS_CERT,
+        kind: ParamType::String,
+        default: None,
+        required: false,
+        private: false,
+        shortdesc: "This node's Redis TLS certificate (PEM)",
+        longdesc: "Absolute path of this node's certificate, PEM (tls-cert-file, also presented as the                    client certificate of replication and of the agent). Its subject alternative names must                    hold primary_host (the virtual IP) and the node's own address. Readable by redis_user.",
+    },
+    ParamSpec {
+        name: REDIS_TLS_KEY,
+        kind: ParamType::String,
+        default: None,
+        required: false,
+        private: false,
+        shortdesc: "This node's Redis TLS private key (PEM)",
+        longdesc: "Absolute path of the private key of redis_tls_cert, PEM (tls-key-file). Readable by                    redis_user; keep it unreadable by others (mode 0600 or 0640).",
+    },
+    ParamSpec {
+        name: REDIS_TLS_CA,
+        kind: ParamType::String,
+        default: None,
+        required: false,
+        private: false,
+        shortdesc: "CA of the nodes' Redis TLS certificates (PEM)",
+        longdesc: "Absolute path of the CA certificate(s), PEM, that signed every node's redis_tls_cert                    (tls-ca-cert-file). The agent and the replicas trust only this CA, not the system store.                    Readable by redis_user.",
+    },
+    ParamSpec {
         name: STATE_DIR,
         kind: ParamType::String,
         default: Some("/run/rapidpro-ha"),
@@ -444,6 +484,9 @@ pub struct Config {
     pub redis_password: Option<String>,
     /// System user of Redis.
     pub redis_user: String,
+    /// Redis over TLS (`redis_tls`): the node's CA, certificate and key;
+    /// `None` for plain TCP.
+    pub redis_tls: Option<crate::redis::TlsFiles>,
     /// Runtime state directory.
     pub state_dir: PathBuf,
     /// Connection timeout.
@@ -620,6 +663,33 @@ impl Config {
                 "expected a path of at most 100 bytes (unix socket limit)",
             ));
         }
+        let redis_tls = if boolean(env, REDIS_TLS)? {
+            let file = |name| {
+                if env.param(name).is_none() {
+                    return Err(ConfigError::configured(
+                        name,
+                        "",
+                        "required when redis_tls=true: expected the absolute path of a PEM file",
+                    ));
+                }
+                path(env, name)
+            };
+            Some(crate::redis::TlsFiles {
+                cert: file(REDIS_TLS_CERT)?,
+                key: file(REDIS_TLS_KEY)?,
+                ca: file(REDIS_TLS_CA)?,
+            })
+        } else {
+            // Given but unused: still a path, so that a typo is found now
+            // rather than when redis_tls is turned on.
+            for name in [REDIS_TLS_CERT, REDIS_TLS_KEY, REDIS_TLS_CA] {
+                if env.param(name).is_some() {
+                    path(env, name)?;
+                    log::warn!("{name} is set but redis_tls is false: Redis runs without TLS");
+                }
+            }
+            None
+        };
         let cfg = Config {
             pgdata: path(env, PGDATA)?,
             datadir: match env.param(DATADIR) {
@@ -662,6 +732,7 @@ impl Config {
             redis_socket,
             redis_password: secret(env, REDIS_PASSWORD)?,
             redis_user: word(env, REDIS_USER, "expected a system user name")?,
+            redis_tls,
             state_dir: path(env, STATE_DIR)?,
             connect_timeout: duration(env, CONNECT_TIMEOUT)?,
             query_timeout: duration(env, QUERY_TIMEOUT)?,
@@ -759,7 +830,69 @@ impl Config {
                 OcfRc::ErrInstalled,
             ));
         }
+        self.check_redis_tls_files()?;
         Ok(())
+    }
+
+    /// With redis_tls, each file exists and redis_user can read it (from
+    /// the permission bits of the file and of every directory above it,
+    /// with the user's groups, as redis-server gets them; ACLs are not
+    /// read). redis-server would otherwise exit at start with a message
+    /// only in its own log.
+    fn check_redis_tls_files(&self) -> Result<(), ConfigError> {
+        let Some(tls) = &self.redis_tls else {
+            return Ok(());
+        };
+        let (uid, gid) = self.redis_user()?;
+        let groups = nix::unistd::getgrouplist(
+            &std::ffi::CString::new(self.redis_user.as_str()).unwrap_or_default(),
+            gid,
+        )
+        .unwrap_or_else(|_| vec![gid]);
+        for (param, file) in [
+            (REDIS_TLS_CERT, &tls.cert),
+            (REDIS_TLS_KEY, &tls.key),
+            (REDIS_TLS_CA, &tls.ca),
+        ] {
+            match std::fs::metadata(file) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => {
+                    return Err(ConfigError::host(
+                        param,
+                        file,
+                        "not a regular file; expected a PEM file",
+                        OcfRc::ErrInstalled,
+                    ))
+                }
+                Err(e) => {
+                    return Err(ConfigError::host(
+                        param,
+                        file,
+                        format!("cannot use the file: {e}; expected a PEM file"),
+                        OcfRc::ErrInstalled,
+                    ))
+                }
+            }
+            if let Some(problem) = unreadable_by(file, uid, &groups) {
+                return Err(ConfigError::host(
+                    param,
+                    file,
+                    format!(
+                        "{problem}, so redis_user {} cannot read it and redis-server would not \
+                         start; give {} read access (e.g. chgrp {} and chmod g+r, or add {} to \
+                         the file's group)",
+                        self.redis_user, self.redis_user, self.redis_user, self.redis_user
+                    ),
+                    OcfRc::ErrPerm,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the agent reaches a Redis over TCP: TLS with redis_tls.
+    pub fn redis_endpoint(&self, host: &str, port: u16) -> crate::redis::Endpoint {
+        crate::redis::Endpoint::tcp(host, port, self.redis_tls.as_ref())
     }
 
     /// The uid and gid of system_user.
@@ -829,6 +962,48 @@ fn lookup_user(param: &'static str, name: &str) -> Result<(Uid, Gid), ConfigErro
             problem: "no such system user on this host".to_string(),
             rc: OcfRc::ErrArgs,
         }),
+    }
+}
+
+/// Why a user with `uid` and `groups` cannot read `file`, from the mode
+/// bits of the file and the search bits of its directories; `None` when it
+/// can. Root reads everything.
+fn unreadable_by(file: &Path, uid: Uid, groups: &[Gid]) -> Option<String> {
+    if uid.is_root() {
+        return None;
+    }
+    let allowed = |m: &std::fs::Metadata, bits: u32| {
+        let class = if m.uid() == uid.as_raw() {
+            (m.mode() >> 6) & 0o7
+        } else if groups.iter().any(|g| g.as_raw() == m.gid()) {
+            (m.mode() >> 3) & 0o7
+        } else {
+            m.mode() & 0o7
+        };
+        class & bits == bits
+    };
+    let describe = |p: &Path, m: &std::fs::Metadata| {
+        format!(
+            "{} has mode {:04o}, owner uid {} gid {}",
+            p.display(),
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid()
+        )
+    };
+    for dir in file.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(dir) {
+            if !allowed(&m, 0o1) {
+                return Some(format!("directory {}", describe(dir, &m)));
+            }
+        }
+    }
+    match std::fs::metadata(file) {
+        Ok(m) if !allowed(&m, 0o4) => Some(describe(file, &m)),
+        _ => None,
     }
 }
 
@@ -907,6 +1082,9 @@ mod tests {
             ("maxlag", "lots"),
             ("sync_replication", "maybe"),
             ("rewind", "perhaps"),
+            ("redis_tls", "perhaps"),
+            ("redis_tls_cert", "node.crt"),
+            ("redis_tls_ca", "ca.crt"),
             ("connect_timeout", "0"),
             ("connect_timeout", "1h"),
             ("query_timeout", "99999"),
@@ -970,6 +1148,92 @@ mod tests {
     fn secrets_are_not_echoed_in_errors() {
         let e = Config::from_env(&env(&[("repl_password", "hunter2\n")])).unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn redis_tls_requires_its_three_files_each_named_when_missing() {
+        let all = [
+            ("redis_tls", "true"),
+            ("redis_tls_cert", "/etc/redis/tls/node.crt"),
+            ("redis_tls_key", "/etc/redis/tls/node.key"),
+            ("redis_tls_ca", "/etc/redis/tls/ca.crt"),
+        ];
+        let c = Config::from_env(&env(&all)).unwrap();
+        assert_eq!(
+            c.redis_tls,
+            Some(crate::redis::TlsFiles {
+                ca: "/etc/redis/tls/ca.crt".into(),
+                cert: "/etc/redis/tls/node.crt".into(),
+                key: "/etc/redis/tls/node.key".into(),
+            })
+        );
+        assert_eq!(
+            c.redis_endpoint("10.0.0.10", 6380).to_string(),
+            "10.0.0.10:6380 (TLS)"
+        );
+        for missing in ["redis_tls_cert", "redis_tls_key", "redis_tls_ca"] {
+            let some: Vec<_> = all.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let e = Config::from_env(&env(&some)).unwrap_err();
+            assert_eq!((e.param, e.rc), (missing, OcfRc::ErrConfigured), "{e}");
+            assert!(
+                e.to_string().contains("required when redis_tls=true"),
+                "{e}"
+            );
+        }
+        let relative: Vec<_> = all
+            .iter()
+            .map(|&(k, v)| {
+                if k == "redis_tls_ca" {
+                    (k, "ca.crt")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert_eq!(
+            Config::from_env(&env(&relative)).unwrap_err().param,
+            "redis_tls_ca"
+        );
+    }
+
+    #[test]
+    fn without_redis_tls_the_files_are_ignored_and_tcp_stays_plain() {
+        let c = Config::from_env(&env(&[("redis_tls_ca", "/etc/redis/tls/ca.crt")])).unwrap();
+        assert_eq!(c.redis_tls, None);
+        assert_eq!(
+            c.redis_endpoint("10.0.0.10", 6379).to_string(),
+            "10.0.0.10:6379"
+        );
+    }
+
+    #[test]
+    fn a_tls_file_the_redis_user_cannot_read_is_explained() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rapidpro-ha-tls-perm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let key = dir.join("node.key");
+        std::fs::write(&key, "x").unwrap();
+        let me = Uid::current();
+        let other = Uid::from_raw(me.as_raw() + 54321);
+        let owner_gid = Gid::from_raw(std::fs::metadata(&key).unwrap().gid());
+        let stranger = [Gid::from_raw(owner_gid.as_raw() + 54321)];
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let why = unreadable_by(&key, other, &stranger).expect("0600 of another owner");
+        assert!(why.contains("mode 0600"), "{why}");
+        // Group read for a member of the file's group is enough.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(unreadable_by(&key, other, &[owner_gid]), None);
+        assert!(unreadable_by(&key, other, &stranger).is_some());
+        // A directory without search permission hides a readable file.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(unreadable_by(&key, other, &stranger), None);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let why = unreadable_by(&key, other, &stranger).expect("closed directory");
+        assert!(why.starts_with("directory"), "{why}");
+        assert_eq!(unreadable_by(&key, Uid::from_raw(0), &stranger), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

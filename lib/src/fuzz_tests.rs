@@ -254,6 +254,12 @@ mod ocf_env {
             "rewind" => prop::sample::select(vec!["true", "false", "yes", "no", "1", "0", "ON"])
                 .prop_map(str::to_string)
                 .boxed(),
+            // true needs the three files, each given or not at random here:
+            // redis_tls_requires_its_three_files_each_named_when_missing
+            // covers it.
+            "redis_tls" => prop::sample::select(vec!["false", "no", "0", "off"])
+                .prop_map(str::to_string)
+                .boxed(),
             "sync_replication" => prop::sample::select(vec!["off", "on", "strict"])
                 .prop_map(str::to_string)
                 .boxed(),

@@ -25,7 +25,7 @@ use crate::deadline::Deadline;
 use crate::postgres::db::quote_literal;
 use crate::postgres::hba::{self, DbRequest, HbaRequest, HbaRule, HbaVerdict};
 use crate::postgres::wire::{self, Identity, ReplTarget, WireFailure};
-use crate::redis::{self as rds, Endpoint, RedisError, Role};
+use crate::redis::{self as rds, RedisError, Role};
 use crate::systemd::{self, UnitFiles};
 
 use super::check::{Check, Status};
@@ -392,10 +392,7 @@ fn local_facts(cfg: &Config, deadline: &Deadline) -> Result<LocalFacts, String> 
 }
 
 fn redis_at(cfg: &Config) -> (RedisAt, RedisAuth) {
-    let ep = Endpoint::Tcp {
-        host: cfg.primary_host.clone(),
-        port: cfg.redis_primary_port,
-    };
+    let ep = cfg.redis_endpoint(&cfg.primary_host, cfg.redis_primary_port);
     let at = match rds::connect(&ep, cfg.redis_password.as_deref(), TIMEOUT)
         .and_then(|mut c| c.info_replication())
     {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
-use crate::redis::{self, Endpoint, LinkStatus, ReplicationInfo};
+use crate::redis::{self, LinkStatus, ReplicationInfo};
 
 /// What a node's PostgreSQL said.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -139,10 +139,7 @@ pub fn postgres(addr: &str, cfg: &Config, t: Timeouts) -> PgProbe {
 
 /// Asks the Redis at `addr` (port `redis_port`) for `INFO replication`.
 pub fn redis(addr: &str, cfg: &Config, t: Timeouts) -> RedisProbe {
-    let ep = Endpoint::Tcp {
-        host: addr.to_string(),
-        port: cfg.redis_port,
-    };
+    let ep = cfg.redis_endpoint(addr, cfg.redis_port);
     let result = redis::connect(&ep, cfg.redis_password.as_deref(), t.connect).and_then(|mut c| {
         c.set_timeout(t.query)?;
         c.info_replication()

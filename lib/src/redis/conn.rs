@@ -9,7 +9,11 @@
 //!   password in `ConnectionInfo`), so nothing is read before the read and
 //!   write timeouts are set; `AUTH` is sent by us afterwards;
 //! - after a timeout or an I/O error the reply stream is out of step, so the
-//!   connection refuses further commands ([`RedisError::Broken`]).
+//!   connection refuses further commands ([`RedisError::Broken`]);
+//! - over TLS ([`Endpoint::Tls`]) the handshake is completed on the helper
+//!   thread too, within the connect timeout, and the server verified before
+//!   any command, `AUTH` included, is sent; a failure is
+//!   [`RedisError::Tls`], with the reason and the parameter to fix.
 
 use std::fmt;
 use std::net::ToSocketAddrs;
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 use ::redis::{ConnectionAddr, ConnectionInfo, FromRedisValue, RedisConnectionInfo};
 
 use super::info::{parse_info_replication, ReplicationInfo};
+use super::tls::{OpenError, TlsConnection};
 use super::{Endpoint, RedisError};
 
 /// What Redis 7 answers to `AUTH` when no password is set: the agent's
@@ -28,7 +33,7 @@ const NO_PASSWORD_CONFIGURED: &str = "without any password configured";
 
 /// A connection to one Redis server, with read and write timeouts set.
 pub struct Conn {
-    inner: ::redis::Connection,
+    inner: Inner,
     endpoint: Endpoint,
     timeout: Duration,
     broken: bool,
@@ -42,6 +47,13 @@ impl fmt::Debug for Conn {
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
+}
+
+/// The session under a [`Conn`]: the crate's own for a unix socket and
+/// plain TCP, ours for TLS.
+enum Inner {
+    Plain(::redis::Connection),
+    Tls(Box<TlsConnection>),
 }
 
 /// Connects to `ep` within `timeout`, sends `AUTH` when a password is
@@ -75,16 +87,34 @@ pub fn connect(
 
 /// Opens the socket on a helper thread and waits for it at most `timeout`.
 /// A thread stuck in the kernel is left behind; it ends with the process.
-fn open(ep: &Endpoint, timeout: Duration) -> Result<::redis::Connection, RedisError> {
+fn open(ep: &Endpoint, timeout: Duration) -> Result<Inner, RedisError> {
     if timeout.is_zero() {
         return Err(timed_out(ep, "connect", timeout));
     }
+    let tls_err = |failure| RedisError::Tls {
+        endpoint: ep.clone(),
+        failure,
+    };
+    // Read before the thread: a missing file is not worth a connection.
+    let config = match ep {
+        Endpoint::Tls { files, .. } => Some(files.client_config().map_err(tls_err)?),
+        _ => None,
+    };
     let (tx, rx) = mpsc::channel();
     let target = ep.clone();
     thread::Builder::new()
         .name("redis-connect".into())
         .spawn(move || {
-            let _ = tx.send(open_blocking(&target, timeout));
+            let opened = match (&target, config) {
+                (Endpoint::Tls { host, port, .. }, Some(config)) => {
+                    TlsConnection::open(host, *port, config, timeout)
+                        .map(|c| Inner::Tls(Box::new(c)))
+                }
+                _ => open_blocking(&target, timeout)
+                    .map(Inner::Plain)
+                    .map_err(OpenError::Redis),
+            };
+            let _ = tx.send(opened);
         })
         .map_err(|e| RedisError::Connect {
             endpoint: ep.clone(),
@@ -92,11 +122,20 @@ fn open(ep: &Endpoint, timeout: Duration) -> Result<::redis::Connection, RedisEr
         })?;
     match rx.recv_timeout(timeout) {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) if source.is_timeout() => Err(timed_out(ep, "connect", timeout)),
-        Ok(Err(source)) => Err(RedisError::Connect {
+        Ok(Err(OpenError::Tls(failure))) => Err(tls_err(failure)),
+        Ok(Err(OpenError::Io(e)))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Err(timed_out(ep, "connect", timeout))
+        }
+        Ok(Err(OpenError::Io(e))) => Err(RedisError::Connect {
             endpoint: ep.clone(),
-            source,
+            source: e.into(),
         }),
+        Ok(Err(OpenError::Redis(source))) => Err(classify_open(ep, timeout, source)),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out(ep, "connect", timeout)),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(RedisError::Connect {
             endpoint: ep.clone(),
@@ -106,6 +145,17 @@ fn open(ep: &Endpoint, timeout: Duration) -> Result<::redis::Connection, RedisEr
             )
                 .into(),
         }),
+    }
+}
+
+fn classify_open(ep: &Endpoint, timeout: Duration, source: ::redis::RedisError) -> RedisError {
+    if source.is_timeout() {
+        timed_out(ep, "connect", timeout)
+    } else {
+        RedisError::Connect {
+            endpoint: ep.clone(),
+            source,
+        }
     }
 }
 
@@ -143,6 +193,12 @@ fn open_blocking(ep: &Endpoint, timeout: Duration) -> ::redis::RedisResult<::red
                     .into()
             }))
         }
+        // Opened by `TlsConnection::open`; never reaches here.
+        Endpoint::Tls { .. } => Err((
+            ::redis::ErrorKind::InvalidClientConfig,
+            "a TLS endpoint is opened by TlsConnection",
+        )
+            .into()),
     }
 }
 
@@ -171,10 +227,12 @@ impl Conn {
             // std refuses a zero socket timeout; it would mean "no time left".
             return Err(timed_out(&self.endpoint, operation, t));
         }
-        let set = self
-            .inner
-            .set_read_timeout(Some(t))
-            .and_then(|()| self.inner.set_write_timeout(Some(t)));
+        let set = match &self.inner {
+            Inner::Plain(c) => c
+                .set_read_timeout(Some(t))
+                .and_then(|()| c.set_write_timeout(Some(t))),
+            Inner::Tls(c) => c.set_timeouts(t).map_err(::redis::RedisError::from),
+        };
         match set {
             Ok(()) => {
                 self.timeout = t;
@@ -269,8 +327,24 @@ impl Conn {
                 endpoint: self.endpoint.clone(),
             });
         }
-        let result = cmd.query(&mut self.inner);
+        let (result, tls_failure) = match &mut self.inner {
+            Inner::Plain(c) => (cmd.query(c), None),
+            Inner::Tls(c) => {
+                let r = cmd.query(c.as_mut());
+                let failure = if r.is_err() { c.take_failure() } else { None };
+                (r, failure)
+            }
+        };
         result.map_err(|source| {
+            // TLS 1.3 servers judge the client's certificate after the
+            // client's handshake is done: a refusal shows on the first read.
+            if let Some(failure) = tls_failure {
+                self.broken = true;
+                return RedisError::Tls {
+                    endpoint: self.endpoint.clone(),
+                    failure,
+                };
+            }
             if source.is_timeout() {
                 self.broken = true;
                 return timed_out(&self.endpoint, name, self.timeout);

@@ -108,6 +108,7 @@ impl TestServer {
             run_dir: dir.join("run"),
             instance: "redis-test".into(),
             replicaof,
+            tls: None,
         };
         TestServer {
             dir,

@@ -21,6 +21,7 @@
 mod conn;
 mod info;
 mod server;
+mod tls;
 
 #[cfg(test)]
 mod live_tests;
@@ -37,6 +38,7 @@ use crate::cmd::CommandError;
 pub use conn::{connect, Conn};
 pub use info::{parse_info_replication, LinkStatus, ReplicaEntry, ReplicationInfo, Role};
 pub use server::{process_state, start, stop, ProcessState, ServerSpec};
+pub use tls::{TlsFailure, TlsFiles};
 
 /// Where a Redis server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,16 +53,51 @@ pub enum Endpoint {
         /// TCP port.
         port: u16,
     },
+    /// A TCP address whose server speaks only TLS (`redis_tls`): the
+    /// server's certificate is checked against `files.ca` and `host`
+    /// before anything is sent, and the node's certificate is presented.
+    Tls {
+        /// Host name or IP address; also the name the certificate must hold.
+        host: String,
+        /// TLS port (`tls-port`).
+        port: u16,
+        /// The node's CA, certificate and key (boxed: every error
+        /// carries an endpoint, and errors are kept small).
+        files: Box<TlsFiles>,
+    },
+}
+
+impl Endpoint {
+    /// `host:port` over TLS when `tls` is given, in plain TCP otherwise:
+    /// how every TCP connection of the agent and rapidproctl is made, so
+    /// none forgets `redis_tls`.
+    pub fn tcp(host: &str, port: u16, tls: Option<&TlsFiles>) -> Endpoint {
+        match tls {
+            Some(files) => Endpoint::Tls {
+                host: host.to_string(),
+                port,
+                files: Box::new(files.clone()),
+            },
+            None => Endpoint::Tcp {
+                host: host.to_string(),
+                port,
+            },
+        }
+    }
 }
 
 impl fmt::Display for Endpoint {
     /// `unix:/path/to/redis.sock`, `host:port`, or `[v6addr]:port` for an
-    /// IPv6 literal.
+    /// IPv6 literal; ` (TLS)` after a TLS endpoint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
             Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Endpoint::Tls { host, port, .. } if host.contains(':') => {
+                write!(f, "[{host}]:{port} (TLS)")
+            }
+            Endpoint::Tls { host, port, .. } => write!(f, "{host}:{port} (TLS)"),
         }
     }
 }
@@ -75,6 +112,19 @@ pub enum RedisError {
         endpoint: Endpoint,
         /// The client library's reason (refused, no such socket, ...).
         source: ::redis::RedisError,
+    },
+    /// The TLS handshake with a server failed (or never started: a plain
+    /// server, unreadable files); nothing, no password, was sent to it.
+    #[error(
+        "TLS to redis at {}: {}",
+        TlsHost(endpoint),
+        TlsReason(endpoint, failure)
+    )]
+    Tls {
+        /// The server (always [`Endpoint::Tls`]).
+        endpoint: Endpoint,
+        /// Why.
+        failure: TlsFailure,
     },
     /// The server rejected the password given to the agent.
     #[error("redis at {endpoint} rejected the agent's password (AUTH): {reason}")]
@@ -233,7 +283,40 @@ pub enum RedisError {
     },
 }
 
+/// An endpoint as `host:port`, without the ` (TLS)` the message says.
+struct TlsHost<'a>(&'a Endpoint);
+
+impl fmt::Display for TlsHost<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Endpoint::Tls { host, port, .. } => Endpoint::Tcp {
+                host: host.clone(),
+                port: *port,
+            }
+            .fmt(f),
+            other => other.fmt(f),
+        }
+    }
+}
+
+/// Displays a [`TlsFailure`] with the host, port and CA of its endpoint.
+struct TlsReason<'a>(&'a Endpoint, &'a TlsFailure);
+
+impl fmt::Display for TlsReason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Endpoint::Tls { host, port, files } => tls::describe(f, host, *port, &files.ca, self.1),
+            other => write!(f, "{other}: {:?}", self.1),
+        }
+    }
+}
+
 impl RedisError {
+    /// Whether this is a failed TLS handshake (as opposed to no answer).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, RedisError::Tls { .. })
+    }
+
     fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         RedisError::Io {
             action,
@@ -263,6 +346,16 @@ mod tests {
             port: 6380,
         };
         assert_eq!(v6.to_string(), "[fe80::1]:6380");
+        let files = TlsFiles {
+            ca: "/etc/redis/tls/ca.crt".into(),
+            cert: "/etc/redis/tls/node.crt".into(),
+            key: "/etc/redis/tls/node.key".into(),
+        };
+        assert_eq!(
+            Endpoint::tcp("10.0.0.2", 6379, Some(&files)).to_string(),
+            "10.0.0.2:6379 (TLS)"
+        );
+        assert_eq!(Endpoint::tcp("10.0.0.2", 6379, None), tcp);
     }
 
     #[test]

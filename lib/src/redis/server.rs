@@ -84,6 +84,9 @@ pub struct ServerSpec {
     pub instance: String,
     /// Start as a replica of this master (always set when the agent starts it).
     pub replicaof: Option<(String, u16)>,
+    /// `redis_tls`: `port` is then a TLS port, no plain TCP port is open,
+    /// and replication runs over TLS.
+    pub tls: Option<super::TlsFiles>,
 }
 
 impl fmt::Debug for ServerSpec {
@@ -98,6 +101,7 @@ impl fmt::Debug for ServerSpec {
             .field("run_dir", &self.run_dir)
             .field("instance", &self.instance)
             .field("replicaof", &self.replicaof)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -544,7 +548,23 @@ fn render_config(spec: &ServerSpec) -> Vec<u8> {
         b"Settings belong in the included file; the lines after it are the agent's.",
     );
     line("include", &path(&spec.config));
-    line("port", spec.port.to_string().as_bytes());
+    match &spec.tls {
+        None => line("port", spec.port.to_string().as_bytes()),
+        Some(tls) => {
+            // TLS only on TCP: no plain port a password could cross in
+            // clear. The unix socket (local, mode 700) stays plain.
+            line("port", b"0");
+            line("tls-port", spec.port.to_string().as_bytes());
+            line("tls-cert-file", &path(&tls.cert));
+            line("tls-key-file", &path(&tls.key));
+            line("tls-ca-cert-file", &path(&tls.ca));
+            // A replica connects to its master over TLS, presenting
+            // tls-cert-file as its client certificate, so Redis' default
+            // tls-auth-clients yes (left to redis_config) works between
+            // nodes. Redis checks the master's chain, not its name.
+            line("tls-replication", b"yes");
+        }
+    }
     line("unixsocket", &path(&spec.socket));
     line("unixsocketperm", SOCKET_PERM.as_bytes());
     line("pidfile", &path(&spec.pidfile()));
@@ -655,7 +675,43 @@ mod tests {
             run_dir: "/run/rapidpro".into(),
             instance: "rapidpro-stack".into(),
             replicaof: Some(("10.0.0.1".into(), 6379)),
+            tls: None,
         }
+    }
+
+    #[test]
+    fn with_tls_the_tcp_port_speaks_only_tls_and_replication_uses_it() {
+        let s = ServerSpec {
+            tls: Some(super::super::TlsFiles {
+                ca: "/etc/redis/tls/ca.crt".into(),
+                cert: "/etc/redis/tls/node a.crt".into(),
+                key: "/etc/redis/tls/node.key".into(),
+            }),
+            ..spec()
+        };
+        let text = String::from_utf8(render_config(&s)).unwrap();
+        let directives: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            directives,
+            [
+                r#"include "/etc/redis/redis.conf""#,
+                "port 0",
+                "tls-port 6379",
+                r#"tls-cert-file "/etc/redis/tls/node a.crt""#,
+                r#"tls-key-file "/etc/redis/tls/node.key""#,
+                r#"tls-ca-cert-file "/etc/redis/tls/ca.crt""#,
+                "tls-replication yes",
+                r#"unixsocket "/run/rapidpro/redis.sock""#,
+                "unixsocketperm 700",
+                r#"pidfile "/run/rapidpro/rapidpro-stack.pid""#,
+                "daemonize yes",
+                "supervised no",
+                r#"replicaof "10.0.0.1" 6379"#,
+                r#"masterauth "s3cret""#,
+            ]
+        );
+        // The agent leaves tls-auth-clients to redis_config (Redis: yes).
+        assert!(!text.contains("tls-auth-clients"), "{text}");
     }
 
     #[test]

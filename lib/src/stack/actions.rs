@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::decide::{self, CANDIDATE_SCORE, PROMOTED_SCORE};
+use super::decide::{self, RedisAtPrimary, CANDIDATE_SCORE, PROMOTED_SCORE};
 use super::state::State;
 use super::{Ctx, Error, Outcome};
 use crate::cluster::{self, ClusterError, NodeName};
@@ -25,7 +25,7 @@ use crate::postgres::history::{self, Follow};
 use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
 use crate::postgres::wire;
 use crate::postgres::{PgError, Position};
-use crate::redis::{self, Endpoint, LinkStatus, Role};
+use crate::redis::{self, LinkStatus, Role};
 
 /// Private attribute carrying a standby's position from pre-promote to
 /// promote.
@@ -187,10 +187,6 @@ fn redis_local(ctx: &Ctx<'_>) -> Result<redis::Conn, Error> {
         ctx.cfg.redis_password.as_deref(),
         ctx.deadline.cap(ctx.cfg.query_timeout),
     )?)
-}
-
-fn redis_primary_answers(ctx: &Ctx<'_>) -> bool {
-    redis_master_at_primary_host(ctx).is_ok()
 }
 
 /// Runs a cluster call whose failure must not fail the action (no cluster
@@ -1156,21 +1152,29 @@ fn primary_host_is_local(ctx: &Ctx<'_>) -> Option<bool> {
 
 /// Asks primary_host's Redis whether it is a master; the reason if not.
 fn redis_master_at_primary_host(ctx: &Ctx<'_>) -> Result<(), String> {
-    let ep = Endpoint::Tcp {
-        host: ctx.cfg.primary_host.clone(),
-        port: ctx.cfg.redis_primary_port,
-    };
+    match redis_at_primary_host(ctx) {
+        RedisAtPrimary::Master => Ok(()),
+        RedisAtPrimary::Replica => Err("a replica answers there, not this master".into()),
+        RedisAtPrimary::TlsRefused(r) | RedisAtPrimary::NoAnswer(r) => Err(r),
+    }
+}
+
+/// What answers as Redis at primary_host (over TLS with redis_tls).
+fn redis_at_primary_host(ctx: &Ctx<'_>) -> RedisAtPrimary {
+    let ep = ctx
+        .cfg
+        .redis_endpoint(&ctx.cfg.primary_host, ctx.cfg.redis_primary_port);
     let info = redis::connect(
         &ep,
         ctx.cfg.redis_password.as_deref(),
         ctx.deadline.cap(ctx.cfg.connect_timeout),
     )
-    .and_then(|mut c| c.info_replication())
-    .map_err(|e| e.to_string())?;
-    if info.role == Role::Master {
-        Ok(())
-    } else {
-        Err("a replica answers there, not this master".into())
+    .and_then(|mut c| c.info_replication());
+    match info {
+        Ok(i) if i.role == Role::Master => RedisAtPrimary::Master,
+        Ok(_) => RedisAtPrimary::Replica,
+        Err(e) if e.is_tls() => RedisAtPrimary::TlsRefused(e.to_string()),
+        Err(e) => RedisAtPrimary::NoAnswer(e.to_string()),
     }
 }
 
@@ -1208,11 +1212,12 @@ fn monitor_standby(
             _ => keep_promotable(ctx),
         }
     }
-    if broken.is_none() && !link_up && redis_primary_answers(ctx) {
-        broken = Some(format!(
-            "Redis replica link down while its master answers at {}:{}",
-            ctx.cfg.primary_host, ctx.cfg.redis_primary_port
-        ));
+    if broken.is_none() && !link_up {
+        broken = decide::replica_link_problem(
+            link_up,
+            &redis_at_primary_host(ctx),
+            &format!("{}:{}", ctx.cfg.primary_host, ctx.cfg.redis_primary_port),
+        );
     }
     let mut state = load_state(ctx);
     let Some(reason) = broken else {

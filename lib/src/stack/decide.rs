@@ -123,9 +123,59 @@ pub fn better_peer(own: Position, peers: &[(String, Position)]) -> Option<&(Stri
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
 }
 
+/// What answers as Redis at primary_host, seen from a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisAtPrimary {
+    /// A master.
+    Master,
+    /// A replica (no master there yet).
+    Replica,
+    /// Something answers but the TLS handshake failed: the reason, which
+    /// names the parameter to fix. A replica with the same redis_tls_ca
+    /// fails the same way, so its link cannot come up by itself.
+    TlsRefused(String),
+    /// Nothing answers (no master during a failover), or an error.
+    NoAnswer(String),
+}
+
+/// Why a replica's link being down is a problem worth reporting, or `None`
+/// when no master is there to follow (the link comes up once one is).
+pub fn replica_link_problem(
+    link_up: bool,
+    at_primary: &RedisAtPrimary,
+    primary: &str,
+) -> Option<String> {
+    match (link_up, at_primary) {
+        (true, _) => None,
+        (false, RedisAtPrimary::Master) => Some(format!(
+            "Redis replica link down while its master answers at {primary}"
+        )),
+        (false, RedisAtPrimary::TlsRefused(reason)) => Some(format!("Redis link down: {reason}")),
+        (false, RedisAtPrimary::Replica | RedisAtPrimary::NoAnswer(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_down_replica_link_is_reported_when_a_master_answers_or_tls_is_refused() {
+        let p = "10.0.0.10:6379";
+        let tls = RedisAtPrimary::TlsRefused("not signed by redis_tls_ca".into());
+        assert_eq!(replica_link_problem(true, &RedisAtPrimary::Master, p), None);
+        assert_eq!(replica_link_problem(true, &tls, p), None);
+        let down = replica_link_problem(false, &RedisAtPrimary::Master, p).unwrap();
+        assert!(down.contains("master answers at 10.0.0.10:6379"), "{down}");
+        let refused = replica_link_problem(false, &tls, p).unwrap();
+        assert!(refused.contains("redis_tls_ca"), "{refused}");
+        assert_eq!(
+            replica_link_problem(false, &RedisAtPrimary::Replica, p),
+            None
+        );
+        let none = RedisAtPrimary::NoAnswer("refused".into());
+        assert_eq!(replica_link_problem(false, &none, p), None);
+    }
     use crate::postgres::Lsn;
 
     fn row(name: &str, state: &str, replay: u64, current: u64) -> StandbyRow {

@@ -131,6 +131,7 @@ impl<'a> Ctx<'a> {
             run_dir: cfg.state_dir.join("redis"),
             instance: env.resource().to_string(),
             replicaof: Some((cfg.primary_host.clone(), cfg.redis_primary_port)),
+            tls: cfg.redis_tls.clone(),
         };
         let state_path = state::State::path(&cfg.state_dir, env.resource());
         Ok(Ctx {

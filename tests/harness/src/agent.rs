@@ -80,6 +80,14 @@ impl Agent {
         self.env(format!("{}{name}", ocf::RESKEY_PREFIX), value)
     }
 
+    /// Turns Redis TLS on with `tls`'s files (see [`crate::RedisTls`]).
+    pub fn redis_tls(mut self, tls: &crate::RedisTls) -> Agent {
+        for (k, v) in tls.params() {
+            self = self.param(k, v);
+        }
+        self
+    }
+
     /// Removes the parameter `OCF_RESKEY_<name>`, as if it were not
     /// configured.
     pub fn unset_param(self, name: &str) -> Agent {

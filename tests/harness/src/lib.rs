@@ -67,7 +67,7 @@ pub use node::Node;
 pub use poll::poll;
 pub use port::free_port;
 pub use sinks::{HttpRequest, HttpSink, SmtpMessage, SmtpSink};
-pub use tls::{Issued, TestCa};
+pub use tls::{Issued, RedisTls, TestCa};
 
 /// Where PostgreSQL 15's programs live (Debian's `postgresql-15`).
 pub const PG_BINDIR: &str = "/usr/lib/postgresql/15/bin";

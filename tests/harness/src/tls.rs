@@ -118,6 +118,50 @@ impl TestCa {
     }
 }
 
+/// A node's Redis TLS files, as the agent takes them: its certificate and
+/// key (owned by the redis user, who must read them) and the CA file.
+/// Reusable by any test that runs the agent with `redis_tls=true`, the
+/// namespaced cluster's included.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    /// `redis_tls_ca`.
+    pub ca_file: PathBuf,
+    /// `redis_tls_cert` and `redis_tls_key`.
+    pub node: Issued,
+}
+
+impl RedisTls {
+    /// The agent parameters that turn Redis TLS on with these files.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        use rapidpro_ha::config::names::{REDIS_TLS, REDIS_TLS_CA, REDIS_TLS_CERT, REDIS_TLS_KEY};
+        let s = |p: &Path| p.display().to_string();
+        vec![
+            (REDIS_TLS, "true".to_string()),
+            (REDIS_TLS_CERT, s(&self.node.cert_file)),
+            (REDIS_TLS_KEY, s(&self.node.key_file)),
+            (REDIS_TLS_CA, s(&self.ca_file)),
+        ]
+    }
+}
+
+impl TestCa {
+    /// Issues `<file_stem>.crt`/`.key` for a node's Redis, naming `names`
+    /// (primary_host, the node's own address), and gives both files to the
+    /// redis user, as `redis-server` reads them after dropping root.
+    pub fn redis_tls(&self, file_stem: &str, names: &[&str]) -> RedisTls {
+        let node = self.issue(file_stem, names);
+        let user = nix::unistd::User::from_name(crate::REDIS_USER)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no system user {}", crate::REDIS_USER));
+        node.chown(user.uid, user.gid);
+        RedisTls {
+            ca_file: self.ca_file(),
+            node,
+        }
+    }
+}
+
 fn write(path: &Path, text: &str, mode: u32) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
