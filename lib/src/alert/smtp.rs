@@ -213,8 +213,37 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
 /// Checks the server without sending: connects, says EHLO, does STARTTLS or
 /// implicit TLS with the certificate verified, authenticates when
 /// configured, says NOOP and QUIT. Returns what was checked.
+///
+/// The session runs on its own thread and is given up at the deadline:
+/// the relay ends the connection then, but lettre may still be parsing
+/// what it had received (up to its 100 kB of reply lines, which its parser
+/// rereads for every line).
 pub fn probe(server: &SmtpServer, step: Duration, deadline: &Deadline) -> Result<String, Error> {
     let total = deadline.remaining();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s, d) = (server.clone(), *deadline);
+    let spawned = std::thread::Builder::new()
+        .name("smtp-probe".into())
+        .spawn(move || {
+            let _ = tx.send(probe_session(&s, step, &d, total));
+        });
+    if let Err(e) = spawned {
+        return Err(server.fail(format!("no thread for the session: {e}")));
+    }
+    rx.recv_timeout(deadline.remaining()).unwrap_or_else(|_| {
+        Err(server.fail(format!(
+            "no complete answer before the {} deadline; the session was ended",
+            net::secs(total)
+        )))
+    })
+}
+
+fn probe_session(
+    server: &SmtpServer,
+    step: Duration,
+    deadline: &Deadline,
+    total: Duration,
+) -> Result<String, Error> {
     let (transport, relay) = server.transport("localhost", step, deadline)?;
     match transport.test_connection() {
         Ok(true) => {
