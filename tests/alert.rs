@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use rapidpro_ha::alert::{self, AlertConfig};
 use rapidpro_ha_harness::{
-    free_port, poll, run_command, CmdOutput, HttpSink, SmtpMisbehaviour, SmtpSink,
-    SmtpSinkOptions, SmtpTlsMode, TestCa, TestDir, LOOPBACK,
+    free_port, poll, run_command, CmdOutput, HttpSink, SmtpMisbehaviour, SmtpSink, SmtpSinkOptions,
+    SmtpTlsMode, TestCa, TestDir, LOOPBACK,
 };
 
 const ALERT_BIN: &str = env!("CARGO_BIN_EXE_rapidpro-alert");
@@ -546,8 +546,14 @@ fn an_email_over_starttls_with_auth_arrives() {
     );
     // STARTTLS came before AUTH.
     let lines = smtp.lines();
-    let starttls = lines.iter().position(|l| l == "STARTTLS").expect("STARTTLS");
-    let auth = lines.iter().position(|l| l.starts_with("AUTH")).expect("AUTH");
+    let starttls = lines
+        .iter()
+        .position(|l| l == "STARTTLS")
+        .expect("STARTTLS");
+    let auth = lines
+        .iter()
+        .position(|l| l.starts_with("AUTH"))
+        .expect("AUTH");
     assert!(starttls < auth, "{lines:?}");
     assert_no_secret(&out.stderr);
 }
@@ -669,13 +675,22 @@ fn auth_is_never_sent_without_tls() {
     );
     assert_code(&out2, 2);
     assert!(
-        out2.stderr.contains("smtp_tls: is none but smtp_password is set"),
+        out2.stderr
+            .contains("smtp_tls: is none but smtp_password is set"),
         "{}",
         out2.stderr
     );
     let lines = smtp.lines();
-    assert!(!lines.iter().any(|l| l.to_ascii_uppercase().starts_with("AUTH")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains(SMTP_PASSWORD)), "{lines:?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.to_ascii_uppercase().starts_with("AUTH")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(SMTP_PASSWORD)),
+        "{lines:?}"
+    );
     assert!(smtp.messages().is_empty());
     assert_no_secret(&out.stderr);
     assert_no_secret(&out2.stderr);
@@ -737,7 +752,10 @@ fn the_kannel_plain_form_arrives_and_its_credentials_never_show() {
     assert_no_secret(&out.stderr);
 
     // A template with a mistake is refused without echoing its query.
-    let bad = format!("{}/cgi-bin/sendsms?user=ha&pass={KANNEL_PASS}&to={{to}}", http.url());
+    let bad = format!(
+        "{}/cgi-bin/sendsms?user=ha&pass={KANNEL_PASS}&to={{to}}",
+        http.url()
+    );
     let out = run_alert(&promote_env(), PHONE, &[("sms_url", &bad)]);
     assert_code(&out, 2);
     assert!(out.stderr.contains("{text} is missing"), "{}", out.stderr);
@@ -873,11 +891,17 @@ fn a_server_streaming_220_lines_is_cut_with_bounded_memory_within_the_deadline()
     let server = flood.addr();
     let (code, stderr, peak_mib, took) = run_alert_measured(
         "oncall@example.org",
-        &[("smtp_server", &server), ("send_timeout", "3"), ("deadline", "3")],
+        &[
+            ("smtp_server", &server),
+            ("send_timeout", "3"),
+            ("deadline", "3"),
+        ],
     );
     assert!(took < Duration::from_secs(5), "took {took:?}\n{stderr}");
     assert_eq!(code, Some(1), "{stderr}");
-    assert!(peak_mib < 100, "peak RSS {peak_mib} MiB\n{stderr}");
+    // 7 MiB measured here; the old client reached 61 MiB in these 3 s (debug
+    // build; 1.5 GiB in 4.5 s for `rapidproctl check`, release).
+    assert!(peak_mib < 50, "peak RSS {peak_mib} MiB\n{stderr}");
     eprintln!("peak RSS of rapidpro-alert against a 220- stream: {peak_mib} MiB");
     assert!(
         stderr.contains("email to oncall@example.org not sent"),
@@ -902,8 +926,15 @@ fn a_server_streaming_220_lines_is_cut_with_bounded_memory_within_the_deadline()
     let checks = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the check did not end within 10 s");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
-    let smtp = checks.iter().find(|c| c.check.contains("SMTP server")).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let smtp = checks
+        .iter()
+        .find(|c| c.check.contains("SMTP server"))
+        .unwrap();
     assert!(
         smtp.detail.contains("deadline")
             || smtp.detail.contains("kB")
@@ -930,10 +961,22 @@ fn a_server_sending_one_byte_a_second_is_abandoned_at_the_deadline() {
         ],
     );
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "took {took:?}\n{}", out.stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}\n{}",
+        out.stderr
+    );
     assert_code(&out, 1);
-    assert!(out.stderr.contains("email to oncall@example.org not sent"), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("SMS to {PHONE} not sent")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("email to oncall@example.org not sent"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("SMS to {PHONE} not sent")),
+        "{}",
+        out.stderr
+    );
 
     // The check's probe, in this process, ends at its send_timeout too.
     let xml = format!(
@@ -953,7 +996,14 @@ fn a_server_sending_one_byte_a_second_is_abandoned_at_the_deadline() {
     let checks = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the check did not end within 10 s");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
-    let smtp = checks.iter().find(|c| c.check.contains("SMTP server")).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let smtp = checks
+        .iter()
+        .find(|c| c.check.contains("SMTP server"))
+        .unwrap();
     assert!(smtp.detail.contains("deadline"), "{smtp:?}");
 }

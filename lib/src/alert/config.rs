@@ -215,7 +215,10 @@ impl Options {
             Some(v) => keep(
                 &mut errors,
                 SmtpTls::parse(&v).ok_or_else(|| {
-                    option(SMTP_TLS, format!("expected none, starttls or tls, got {v:?}"))
+                    option(
+                        SMTP_TLS,
+                        format!("expected none, starttls or tls, got {v:?}"),
+                    )
                 }),
             ),
             None if smtp_password.is_some() => Some(SmtpTls::StartTls),
@@ -223,7 +226,11 @@ impl Options {
         };
         if smtp_user.is_some() != smtp_password.is_some() {
             errors.push(option(
-                if smtp_user.is_some() { SMTP_PASSWORD } else { SMTP_USER },
+                if smtp_user.is_some() {
+                    SMTP_PASSWORD
+                } else {
+                    SMTP_USER
+                },
                 "not set: SMTP AUTH needs both smtp_user and smtp_password".into(),
             ));
         }
@@ -329,13 +336,22 @@ impl Options {
 
 /// Why `sms_header_<name>: value` cannot be sent, or `None`.
 fn header_problem(name: &str, value: &str) -> Option<String> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Some("expected sms_header_<Name> with letters, digits and _ (as -)".into());
     }
     let lower = name.replace('_', "-").to_ascii_lowercase();
-    if ["host", "content-length", "content-type", "transfer-encoding", "connection"]
-        .contains(&lower.as_str())
+    if [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+    ]
+    .contains(&lower.as_str())
     {
         return Some(format!("{lower} is set by the agent itself"));
     }
@@ -704,37 +720,64 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(e.starts_with("smtp_tls: is none but smtp_password is set"), "{e}");
+        assert!(
+            e.starts_with("smtp_tls: is none but smtp_password is set"),
+            "{e}"
+        );
         assert!(!e.contains("pw-s3cret"), "{e}");
-        let e = opts(&[("smtp_password", "pw-s3cret")]).unwrap_err().to_string();
+        let e = opts(&[("smtp_password", "pw-s3cret")])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("smtp_user: not set"), "{e}");
         assert!(!e.contains("pw-s3cret"), "{e}");
-        let e = opts(&[("smtp_ca_file", "/etc/ca.crt")]).unwrap_err().to_string();
-        assert!(e.starts_with("smtp_ca_file: is set but smtp_tls is none"), "{e}");
+        let e = opts(&[("smtp_ca_file", "/etc/ca.crt")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("smtp_ca_file: is set but smtp_tls is none"),
+            "{e}"
+        );
     }
 
     #[test]
     fn sms_credentials_are_basic_or_bearer_over_https_only() {
         let https = "https://gw.example.org/send?to={to}&text={text}";
-        let o = opts(&[("sms_url", https), ("sms_user", "ha"), ("sms_password", "pw")]).unwrap();
+        let o = opts(&[
+            ("sms_url", https),
+            ("sms_user", "ha"),
+            ("sms_password", "pw"),
+        ])
+        .unwrap();
         assert!(matches!(&o.sms_auth, SmsAuth::Basic { user, .. } if user == "ha"));
         let o = opts(&[("sms_url", https), ("sms_token", "tok")]).unwrap();
         assert_eq!(o.sms_auth, SmsAuth::Bearer(Secret::new("tok")));
         let o = opts(&[("sms_url", https), ("sms_header_X_Api_Key", "k-s3cret")]).unwrap();
-        assert_eq!(o.sms_headers, [("X-Api-Key".to_string(), Secret::new("k-s3cret"))]);
+        assert_eq!(
+            o.sms_headers,
+            [("X-Api-Key".to_string(), Secret::new("k-s3cret"))]
+        );
         assert!(!format!("{o:?}").contains("k-s3cret"));
         for (pairs, want) in [
             (
                 vec![("sms_url", https), ("sms_user", "ha"), ("sms_token", "t")],
                 "sms_token: set with sms_user/sms_password",
             ),
-            (vec![("sms_url", https), ("sms_user", "ha")], "sms_password: not set"),
             (
-                vec![("sms_url", "http://gw/?to={to}&text={text}"), ("sms_token", "t-s3cret")],
+                vec![("sms_url", https), ("sms_user", "ha")],
+                "sms_password: not set",
+            ),
+            (
+                vec![
+                    ("sms_url", "http://gw/?to={to}&text={text}"),
+                    ("sms_token", "t-s3cret"),
+                ],
                 "sms_url: is http:// but",
             ),
             (
-                vec![("sms_url", "http://gw/?to={to}&text={text}"), ("sms_ca_file", "/ca.crt")],
+                vec![
+                    ("sms_url", "http://gw/?to={to}&text={text}"),
+                    ("sms_ca_file", "/ca.crt"),
+                ],
                 "sms_ca_file: is set but sms_url is http://",
             ),
             (

@@ -182,7 +182,9 @@ fn copy(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, s: &Shared, d:
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => return kill(&from, &to),
         }

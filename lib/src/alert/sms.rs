@@ -305,7 +305,11 @@ impl Request<'_> {
         let mut s: Vec<String> = Vec::new();
         if let Some((_, q)) = sent.split_once('?') {
             s.push(q.to_string());
-            s.extend(q.split('&').filter_map(|kv| kv.split_once('=')).map(|(_, v)| v.to_string()));
+            s.extend(
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(_, v)| v.to_string()),
+            );
         }
         match self.auth {
             SmsAuth::None => {}
@@ -345,8 +349,7 @@ impl Request<'_> {
 
     fn send(&self, to: &str, text: &str, timeout: Duration) -> Result<(), Error> {
         let url = self.url;
-        if url.scheme == Scheme::Http && (*self.auth != SmsAuth::None || !self.headers.is_empty())
-        {
+        if url.scheme == Scheme::Http && (*self.auth != SmsAuth::None || !self.headers.is_empty()) {
             return Err(url.fail(
                 "sms_user/sms_password, sms_token and sms_header_* are sent over https only: \
                  change sms_url to https://"
@@ -369,7 +372,10 @@ impl Request<'_> {
             SmsAuth::None => {}
             SmsAuth::Basic { user, password } => headers.push((
                 "Authorization".into(),
-                format!("Basic {}", base64_encode(format!("{user}:{}", password.expose()).as_bytes())),
+                format!(
+                    "Basic {}",
+                    base64_encode(format!("{user}:{}", password.expose()).as_bytes())
+                ),
             )),
             SmsAuth::Bearer(t) => {
                 headers.push(("Authorization".into(), format!("Bearer {}", t.expose())))
@@ -428,7 +434,12 @@ fn describe(e: &ureq::Error, url: &SmsUrl, timeout: Duration) -> String {
         ureq::Error::Io(io) if is_connect_error(io) => {
             format!("cannot connect to {}: {io}", url.address())
         }
-        ureq::Error::Io(io) if matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
             format!("no answer within {}", net::secs(timeout))
         }
         ureq::Error::Io(io) => format!("{io}"),
@@ -465,7 +476,9 @@ pub fn send(o: &Options, to: &str, text: &str, deadline: &Deadline) -> Result<()
     };
     let t = deadline.cap(o.send_timeout);
     if t.is_zero() {
-        return Err(req.url.fail("the deadline passed before the request".into()));
+        return Err(req
+            .url
+            .fail("the deadline passed before the request".into()));
     }
     req.send(to, text, t)
 }
@@ -531,10 +544,16 @@ mod tests {
     #[test]
     fn bad_templates_are_refused_naming_sms_url_and_never_showing_credentials() {
         for (bad, why) in [
-            ("ftp://gw/send?pass=s3cret&to={to}&text={text}", "expected http[s]://"),
+            (
+                "ftp://gw/send?pass=s3cret&to={to}&text={text}",
+                "expected http[s]://",
+            ),
             ("http://gw/send?pass=s3cret&text={text}", "{to} is missing"),
             ("http://gw/send?pass=s3cret&to={to}", "{text} is missing"),
-            ("http://u:s3cret@gw/?to={to}&text={text}", "sms_user and sms_password"),
+            (
+                "http://u:s3cret@gw/?to={to}&text={text}",
+                "sms_user and sms_password",
+            ),
             ("https://u:s3cret@gw/?to={to}&text={text}", "user:password@"),
             ("http://gw:x/?pass=s3cret&to={to}&text={text}", "bad host"),
             ("http:///?pass=s3cret&to={to}&text={text}", "bad host"),
@@ -550,7 +569,10 @@ mod tests {
     #[test]
     fn a_url_is_shown_without_userinfo_query_or_fragment() {
         assert_eq!(shown(KANNEL), "http://127.0.0.1:13013/cgi-bin/sendsms");
-        assert_eq!(shown("https://u:p@gw:8443/a/b?k=v#f"), "https://gw:8443/a/b");
+        assert_eq!(
+            shown("https://u:p@gw:8443/a/b?k=v#f"),
+            "https://gw:8443/a/b"
+        );
         assert_eq!(shown("u:p@gw/x?y"), "gw/x");
     }
 

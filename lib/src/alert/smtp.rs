@@ -127,8 +127,8 @@ impl SmtpServer {
     /// certificate, under the configured trust.
     fn tls_parameters(&self) -> Result<TlsParameters, Error> {
         let roots = self.trust.roots().map_err(|e| self.fail(e))?;
-        let mut b = TlsParameters::builder(self.host.clone())
-            .certificate_store(CertificateStore::None);
+        let mut b =
+            TlsParameters::builder(self.host.clone()).certificate_store(CertificateStore::None);
         for der in roots {
             let c = Certificate::from_der(der.to_vec())
                 .map_err(|e| self.fail(format!("{}: {e}", self.trust.describe())))?;
@@ -166,7 +166,10 @@ impl SmtpServer {
             .tls(tls);
         if let Some((user, password)) = &self.auth {
             b = b
-                .credentials(Credentials::new(user.clone(), password.expose().to_string()))
+                .credentials(Credentials::new(
+                    user.clone(),
+                    password.expose().to_string(),
+                ))
                 .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
         Ok((b.build(), relay))
@@ -353,7 +356,6 @@ fn message_id(from: &str, helo: &str) -> String {
     )
 }
 
-
 /// Year, month (1-12) and day of the `days`th day after 1970-01-01 (Howard
 /// Hinnant's `civil_from_days`, proleptic Gregorian calendar).
 pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -367,7 +369,6 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -392,7 +393,13 @@ mod tests {
     #[test]
     fn a_mail_has_its_headers() {
         let m = msg("rapidpro-ha: node sms1 lost", "line 1\n.line 2\n");
-        let e = build("ha@example.org", "oncall@example.org", &m, "1.2@example.org").unwrap();
+        let e = build(
+            "ha@example.org",
+            "oncall@example.org",
+            &m,
+            "1.2@example.org",
+        )
+        .unwrap();
         let data = String::from_utf8(e.formatted()).unwrap();
         for h in [
             "From: ha@example.org\r\n",
@@ -437,7 +444,9 @@ mod tests {
         let server = format!("127.0.0.1:{port}");
         let s = SmtpServer::from_options(&options(&[("smtp_server", &server)])).unwrap();
         let d = Deadline::after(Duration::from_secs(5));
-        let text = probe(&s, Duration::from_secs(2), &d).unwrap_err().to_string();
+        let text = probe(&s, Duration::from_secs(2), &d)
+            .unwrap_err()
+            .to_string();
         assert!(
             text.starts_with(&format!("SMTP server {server}: cannot connect")),
             "{text}"
@@ -451,7 +460,9 @@ mod tests {
         let mut s = SmtpServer::from_options(&options(&[("smtp_server", "127.0.0.1:1")])).unwrap();
         s.auth = Some(("ha".into(), Secret::new("pw")));
         let d = Deadline::after(Duration::from_secs(5));
-        let e = probe(&s, Duration::from_secs(2), &d).unwrap_err().to_string();
+        let e = probe(&s, Duration::from_secs(2), &d)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("set smtp_tls=starttls"), "{e}");
     }
 

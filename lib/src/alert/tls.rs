@@ -125,7 +125,10 @@ mod tests {
         let e = Trust::CaFile("/nonexistent/ca.crt".into())
             .roots()
             .unwrap_err();
-        assert!(e.starts_with("cannot read CA file /nonexistent/ca.crt"), "{e}");
+        assert!(
+            e.starts_with("cannot read CA file /nonexistent/ca.crt"),
+            "{e}"
+        );
         let dir = std::env::temp_dir().join(format!("alert-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("empty.crt");

@@ -550,7 +550,10 @@ impl HttpSink {
     /// `http://ip:port`, or `https://` behind TLS.
     pub fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://{}", host_port(&self.server.ip, self.server.port))
+        format!(
+            "{scheme}://{}",
+            host_port(&self.server.ip, self.server.port)
+        )
     }
 
     /// Every request received so far, in arrival order.
@@ -781,7 +784,10 @@ impl Session {
     /// Reads one line, recording it.
     fn line(conn: &mut Conn, lines: &Mutex<Vec<String>>) -> Option<String> {
         let l = conn.read_line()?;
-        lines.lock().unwrap_or_else(|e| e.into_inner()).push(l.clone());
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(l.clone());
         Some(l)
     }
 
@@ -885,7 +891,9 @@ impl Session {
                         "250 2.1.5 recipient ok\r\n".into()
                     }
                 }
-                "DATA" if from.is_none() || to.is_empty() => "503 5.5.1 MAIL and RCPT first\r\n".into(),
+                "DATA" if from.is_none() || to.is_empty() => {
+                    "503 5.5.1 MAIL and RCPT first\r\n".into()
+                }
                 "DATA" => {
                     if !conn.write("354 end data with <CR><LF>.<CR><LF>\r\n") {
                         return;
