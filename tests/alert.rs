@@ -885,6 +885,34 @@ fn run_alert_measured(
     (status.code(), reader.join().unwrap(), peak / 1024, took)
 }
 
+/// `rapidproctl check`'s finding for the SMTP server at `server`, with
+/// `send_timeout=2`, run in this process: it must come within 4 s.
+fn smtp_check_within_its_timeout(server: &str) -> rapidpro_ha::ctl::check::Check {
+    let xml = format!(
+        r#"<alerts><alert id="a" path="/usr/sbin/rapidpro-alert">
+    <instance_attributes id="ia">
+      <nvpair id="ia-1" name="smtp_server" value="{server}"/>
+      <nvpair id="ia-2" name="send_timeout" value="2"/>
+    </instance_attributes>
+    <recipient id="r1" value="oncall@example.org"/>
+  </alert></alerts>"#
+    );
+    let started = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(rapidpro_ha::ctl::alerts::checks(&xml));
+    });
+    let checks = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the check did not end within 10 s");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    checks
+        .into_iter()
+        .find(|c| c.check.contains("SMTP server"))
+        .expect("an SMTP server check")
+}
+
 #[test]
 fn a_server_streaming_220_lines_is_cut_with_bounded_memory_within_the_deadline() {
     let flood = SmtpSink::start_misbehaving(None, LOOPBACK, SmtpMisbehaviour::Stream220);
@@ -909,32 +937,7 @@ fn a_server_streaming_220_lines_is_cut_with_bounded_memory_within_the_deadline()
     );
 
     // rapidproctl check's SMTP probe, in this process: it ends too.
-    let xml = format!(
-        r#"<alerts><alert id="a" path="/usr/sbin/rapidpro-alert">
-    <instance_attributes id="ia">
-      <nvpair id="ia-1" name="smtp_server" value="{server}"/>
-      <nvpair id="ia-2" name="send_timeout" value="2"/>
-    </instance_attributes>
-    <recipient id="r1" value="oncall@example.org"/>
-  </alert></alerts>"#
-    );
-    let started = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(rapidpro_ha::ctl::alerts::checks(&xml));
-    });
-    let checks = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the check did not end within 10 s");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    let smtp = checks
-        .iter()
-        .find(|c| c.check.contains("SMTP server"))
-        .unwrap();
+    let smtp = smtp_check_within_its_timeout(&server);
     assert!(
         smtp.detail.contains("deadline")
             || smtp.detail.contains("kB")
@@ -979,31 +982,6 @@ fn a_server_sending_one_byte_a_second_is_abandoned_at_the_deadline() {
     );
 
     // The check's probe, in this process, ends at its send_timeout too.
-    let xml = format!(
-        r#"<alerts><alert id="a" path="/usr/sbin/rapidpro-alert">
-    <instance_attributes id="ia">
-      <nvpair id="ia-1" name="smtp_server" value="{server}"/>
-      <nvpair id="ia-2" name="send_timeout" value="2"/>
-    </instance_attributes>
-    <recipient id="r1" value="oncall@example.org"/>
-  </alert></alerts>"#
-    );
-    let started = Instant::now();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(rapidpro_ha::ctl::alerts::checks(&xml));
-    });
-    let checks = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the check did not end within 10 s");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    let smtp = checks
-        .iter()
-        .find(|c| c.check.contains("SMTP server"))
-        .unwrap();
+    let smtp = smtp_check_within_its_timeout(&server);
     assert!(smtp.detail.contains("deadline"), "{smtp:?}");
 }
