@@ -7,6 +7,7 @@
 //! comma-separated list of email addresses and phone numbers.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use quick_xml::events::{BytesStart, Event as XmlEvent};
@@ -478,8 +479,34 @@ pub fn parse_recipients(value: &str) -> (Vec<Recipient>, Vec<Error>) {
     (ok, bad)
 }
 
-/// A `<recipient>` of an alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether the value of option `name` is a secret, never to be shown.
+pub fn is_secret(name: &str) -> bool {
+    [SMTP_PASSWORD, SMS_PASSWORD, SMS_TOKEN].contains(&name) || name.starts_with(HEADER_PREFIX)
+}
+
+/// Options as `Debug` shows them: secrets as `<redacted>`, `sms_url`
+/// without its query or user:password@.
+struct ShownOptions<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for ShownOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret(k) {
+                    "<redacted>".to_string()
+                } else if k == SMS_URL {
+                    super::sms::shown(v)
+                } else {
+                    v.clone()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// A `<recipient>` of an alert. `Debug` redacts the secret options.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RecipientConfig {
     /// Its id.
     pub id: String,
@@ -489,8 +516,19 @@ pub struct RecipientConfig {
     pub options: BTreeMap<String, String>,
 }
 
-/// A `rapidpro-alert` alert as configured in the CIB.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl fmt::Debug for RecipientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecipientConfig")
+            .field("id", &self.id)
+            .field("value", &self.value)
+            .field("options", &ShownOptions(&self.options))
+            .finish()
+    }
+}
+
+/// A `rapidpro-alert` alert as configured in the CIB. `Debug` redacts the
+/// secret options.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AlertConfig {
     /// The alert's id.
     pub id: String,
@@ -502,6 +540,18 @@ pub struct AlertConfig {
     pub meta: BTreeMap<String, String>,
     /// Its recipients.
     pub recipients: Vec<RecipientConfig>,
+}
+
+impl fmt::Debug for AlertConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlertConfig")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("options", &ShownOptions(&self.options))
+            .field("meta", &self.meta)
+            .field("recipients", &self.recipients)
+            .finish()
+    }
 }
 
 impl AlertConfig {
@@ -919,6 +969,27 @@ mod tests {
             e.to_string().starts_with("the CIB's alerts section: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_alerts_debug_never_shows_a_secret() {
+        let xml = r#"<alerts><alert id="a" path="/usr/sbin/rapidpro-alert">
+          <instance_attributes id="ia">
+            <nvpair id="1" name="smtp_password" value="pw-s3cret"/>
+            <nvpair id="2" name="sms_url" value="https://u:ui-s3cret@gw/x?pass=q-s3cret&amp;to={to}&amp;text={text}"/>
+            <nvpair id="3" name="sms_token" value="t-s3cret"/>
+            <nvpair id="4" name="sms_header_X_Key" value="h-s3cret"/>
+            <nvpair id="5" name="smtp_user" value="ha"/>
+          </instance_attributes>
+          <recipient id="r" value="+255700000001">
+            <instance_attributes id="ra"><nvpair id="6" name="sms_password" value="r-s3cret"/></instance_attributes>
+          </recipient>
+        </alert></alerts>"#;
+        let a = &AlertConfig::from_cib(xml).unwrap()[0];
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("\"smtp_user\": \"ha\""), "{shown}");
+        assert!(shown.contains("https://gw/x"), "{shown}");
     }
 
     #[test]
