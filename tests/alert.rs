@@ -504,6 +504,35 @@ impl Pki {
     }
 }
 
+/// A CIB `<alerts>` section with one alert of `options` and one recipient.
+fn alert_xml(options: &[(&str, &str)], recipient: &str) -> String {
+    let esc = |v: &str| v.replace('&', "&amp;").replace('"', "&quot;");
+    let nvpairs: String = options
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| format!(r#"<nvpair id="ia-{i}" name="{k}" value="{}"/>"#, esc(v)))
+        .collect();
+    format!(
+        r#"<alerts><alert id="rapidpro-alert" path="/usr/sbin/rapidpro-alert">
+    <instance_attributes id="ia">{nvpairs}</instance_attributes>
+    <recipient id="r1" value="{}"/>
+  </alert></alerts>"#,
+        esc(recipient)
+    )
+}
+
+/// `rapidproctl check`'s finding whose name contains `name`.
+fn finding(
+    checks: &[rapidpro_ha::ctl::check::Check],
+    name: &str,
+) -> rapidpro_ha::ctl::check::Check {
+    checks
+        .iter()
+        .find(|c| c.check.contains(name))
+        .unwrap_or_else(|| panic!("no {name} check in {checks:#?}"))
+        .clone()
+}
+
 #[track_caller]
 fn assert_no_secret(text: &str) {
     for secret in [SMTP_PASSWORD, GW_PASSWORD, GW_TOKEN, KANNEL_PASS] {
@@ -511,14 +540,14 @@ fn assert_no_secret(text: &str) {
     }
 }
 
-#[test]
-fn an_email_over_starttls_with_auth_arrives() {
-    let pki = Pki::new("alert_starttls");
+/// One email sent by the agent to a sink behind `tls` that demands AUTH,
+/// with `smtp_tls` and the test CA: the sink and the run.
+fn email_over_tls(pki: &Pki, tls: SmtpTlsMode, smtp_tls: &str) -> (SmtpSink, CmdOutput) {
     let smtp = SmtpSink::start_with(
         None,
         LOOPBACK,
         SmtpSinkOptions {
-            tls: SmtpTlsMode::StartTls(pki.server_cert()),
+            tls,
             auth: Some(("ha".into(), SMTP_PASSWORD.into())),
         },
     );
@@ -528,7 +557,7 @@ fn an_email_over_starttls_with_auth_arrives() {
         "oncall@example.org",
         &[
             ("smtp_server", &server),
-            ("smtp_tls", "starttls"),
+            ("smtp_tls", smtp_tls),
             ("smtp_user", "ha"),
             ("smtp_password", SMTP_PASSWORD),
             ("smtp_ca_file", &ca),
@@ -544,47 +573,29 @@ fn an_email_over_starttls_with_auth_arrives() {
         mails[0].header("subject").as_deref(),
         Some("rapidpro-ha: stack promoted on sms2 (ok)")
     );
+    assert_no_secret(&out.stderr);
+    (smtp, out)
+}
+
+#[test]
+fn an_email_over_starttls_with_auth_arrives() {
+    let pki = Pki::new("alert_starttls");
+    let (smtp, _) = email_over_tls(&pki, SmtpTlsMode::StartTls(pki.server_cert()), "starttls");
     // STARTTLS came before AUTH.
     let lines = smtp.lines();
-    let starttls = lines
-        .iter()
-        .position(|l| l == "STARTTLS")
-        .expect("STARTTLS");
-    let auth = lines
-        .iter()
-        .position(|l| l.starts_with("AUTH"))
-        .expect("AUTH");
-    assert!(starttls < auth, "{lines:?}");
-    assert_no_secret(&out.stderr);
+    let starttls = lines.iter().position(|l| l == "STARTTLS");
+    let auth = lines.iter().position(|l| l.starts_with("AUTH"));
+    assert!(
+        matches!((starttls, auth), (Some(s), Some(a)) if s < a),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn an_email_over_implicit_tls_arrives() {
     let pki = Pki::new("alert_implicit_tls");
-    let smtp = SmtpSink::start_with(
-        None,
-        LOOPBACK,
-        SmtpSinkOptions {
-            tls: SmtpTlsMode::Implicit(pki.server_cert()),
-            auth: Some(("ha".into(), SMTP_PASSWORD.into())),
-        },
-    );
-    let (server, ca) = (smtp.addr(), pki.ca_file());
-    let out = run_alert(
-        &promote_env(),
-        "oncall@example.org",
-        &[
-            ("smtp_server", &server),
-            ("smtp_tls", "tls"),
-            ("smtp_user", "ha"),
-            ("smtp_password", SMTP_PASSWORD),
-            ("smtp_ca_file", &ca),
-        ],
-    );
-    assert_code(&out, 0);
-    let mails = smtp.messages();
-    assert_eq!(mails.len(), 1, "{}", out.stderr);
-    assert!(mails[0].tls && mails[0].user.as_deref() == Some("ha"));
+    let (smtp, _) = email_over_tls(&pki, SmtpTlsMode::Implicit(pki.server_cert()), "tls");
+    assert!(!smtp.lines().iter().any(|l| l == "STARTTLS"));
 }
 
 #[test]
@@ -629,13 +640,36 @@ fn a_server_certificate_from_another_ca_is_refused_with_a_reason() {
         .find(|l| l.contains(&format!("SMS to {PHONE} not sent")))
         .unwrap_or_else(|| panic!("{}", out.stderr));
     assert!(sms.contains("certificate"), "{sms}");
+    // rapidproctl check refuses both too, without sending.
+    let xml = alert_xml(
+        &[
+            ("smtp_server", &server),
+            ("smtp_user", "ha"),
+            ("smtp_password", SMTP_PASSWORD),
+            ("smtp_ca_file", &ca),
+            ("sms_url", &url),
+            ("sms_token", GW_TOKEN),
+            ("sms_ca_file", &ca),
+        ],
+        &format!("oncall@example.org,{PHONE}"),
+    );
+    let checks = rapidpro_ha::ctl::alerts::checks(&xml);
+    for name in ["SMTP server", "SMS gateway"] {
+        let c = finding(&checks, name);
+        assert!(
+            c.status != rapidpro_ha::ctl::check::Status::Ok && c.detail.contains("certificate"),
+            "{c:?}"
+        );
+    }
     // Neither the password nor the token went anywhere.
     assert!(
         !smtp.lines().iter().any(|l| l.starts_with("AUTH")),
         "{:?}",
         smtp.lines()
     );
+    assert!(smtp.messages().is_empty() && http.requests().is_empty());
     assert_no_secret(&out.stderr);
+    assert_no_secret(&serde_json::to_string(&checks).unwrap());
 }
 
 #[test]
@@ -733,6 +767,16 @@ fn sms_over_https_with_basic_bearer_and_header_auth_arrives() {
         assert_eq!(r.param("to").as_deref(), Some(PHONE));
         assert_no_secret(&out.stderr);
     }
+    // rapidproctl check verifies the gateway's certificate, sending nothing.
+    let before = http.requests().len();
+    let checks = rapidpro_ha::ctl::alerts::checks(&alert_xml(&base, PHONE));
+    let c = finding(&checks, "SMS gateway");
+    assert!(
+        c.status == rapidpro_ha::ctl::check::Status::Ok
+            && c.detail.contains("accepts TLS with a certificate verified"),
+        "{c:?}"
+    );
+    assert_eq!(http.requests().len(), before, "the check sent nothing");
 }
 
 #[test]
@@ -786,29 +830,23 @@ fn check_and_its_json_never_show_a_secret() {
         },
     );
     let ca = pki.ca_file();
-    let esc = |v: &str| v.replace('&', "&amp;");
     let good_url = format!(
         "http://{LOOPBACK}:{}/cgi-bin/sendsms?user=ha&pass={KANNEL_PASS}&to={{to}}&text={{text}}",
         free_port()
     );
     let bad_url = format!("http://{LOOPBACK}:1/x?pass={KANNEL_PASS}&to={{to}}");
+    let server = smtp.addr();
     for url in [good_url, bad_url] {
-        let xml = format!(
-            r#"<cib><configuration><alerts>
-  <alert id="rapidpro-alert" path="/usr/sbin/rapidpro-alert">
-    <instance_attributes id="ia">
-      <nvpair id="ia-1" name="smtp_server" value="{}"/>
-      <nvpair id="ia-2" name="smtp_user" value="ha"/>
-      <nvpair id="ia-3" name="smtp_password" value="{SMTP_PASSWORD}"/>
-      <nvpair id="ia-4" name="smtp_ca_file" value="{ca}"/>
-      <nvpair id="ia-5" name="sms_url" value="{}"/>
-      <nvpair id="ia-6" name="send_timeout" value="3"/>
-    </instance_attributes>
-    <recipient id="r1" value="oncall@example.org,{PHONE}"/>
-  </alert>
-</alerts></configuration></cib>"#,
-            smtp.addr(),
-            esc(&url)
+        let xml = alert_xml(
+            &[
+                ("smtp_server", &server),
+                ("smtp_user", "ha"),
+                ("smtp_password", SMTP_PASSWORD),
+                ("smtp_ca_file", &ca),
+                ("sms_url", &url),
+                ("send_timeout", "3"),
+            ],
+            &format!("oncall@example.org,{PHONE}"),
         );
         let checks = rapidpro_ha::ctl::alerts::checks(&xml);
         let json = serde_json::to_string(&checks).unwrap();
@@ -818,10 +856,7 @@ fn check_and_its_json_never_show_a_secret() {
         if let Ok(o) = alert.checked_options() {
             assert_no_secret(&format!("{o:?}"));
             // The SMTP check did STARTTLS and AUTH.
-            let smtp_check = checks
-                .iter()
-                .find(|c| c.check.contains("SMTP server"))
-                .unwrap();
+            let smtp_check = finding(&checks, "SMTP server");
             assert!(
                 smtp_check.detail.contains("STARTTLS") && smtp_check.detail.contains("AUTH as ha"),
                 "{smtp_check:?}"

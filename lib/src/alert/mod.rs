@@ -598,19 +598,10 @@ pub fn check(alert: &AlertConfig) -> Vec<Check> {
         ));
     }
     for (gateway, o) in &gateways {
-        let Some(url) = &o.sms_url else { continue };
         let d = Deadline::after(o.send_timeout);
         checks.push(Check::new(
             format!("SMS gateway {gateway}"),
-            sms::probe(url, o.send_timeout, &d)
-                .map(|()| {
-                    format!(
-                        "{} accepts connections (TLS and credentials are tried by sending: \
-                         rapidproctl alert test)",
-                        url.address()
-                    )
-                })
-                .map_err(|e| e.to_string()),
+            sms::probe(o, &d).map_err(|e| e.to_string()),
         ));
     }
     checks

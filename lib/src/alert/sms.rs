@@ -483,12 +483,83 @@ pub fn send(o: &Options, to: &str, text: &str, deadline: &Deadline) -> Result<()
     req.send(to, text, t)
 }
 
-/// Checks that the gateway accepts a TCP connection (no request: a GET to
-/// the gateway would send an SMS).
-pub fn probe(url: &SmsUrl, step: Duration, deadline: &Deadline) -> Result<(), Error> {
-    net::connect(&url.host, url.port, step, deadline)
-        .map(drop)
-        .map_err(|e| url.fail(format!("cannot connect to {}: {e}", url.address())))
+/// Checks the gateway without sending: it accepts a TCP connection and,
+/// for https, completes a TLS handshake with a certificate verified for its
+/// name. No request: a GET to the gateway would send an SMS. Returns what
+/// was checked. The handshake runs on its own thread, given up at the
+/// deadline.
+pub fn probe(o: &Options, deadline: &Deadline) -> Result<String, Error> {
+    let Some(url) = o.sms_url.clone() else {
+        return Err(Error::Option {
+            option: SMS_URL,
+            problem: "not set".into(),
+        });
+    };
+    let trust = Trust::from_option(o.sms_ca_file.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (u, d, step) = (url.clone(), *deadline, o.send_timeout);
+    let spawned = std::thread::Builder::new()
+        .name("sms-probe".into())
+        .spawn(move || {
+            let _ = tx.send(probe_connection(&u, &trust, step, &d));
+        });
+    if let Err(e) = spawned {
+        return Err(url.fail(format!("no thread for the check: {e}")));
+    }
+    rx.recv_timeout(deadline.remaining()).unwrap_or_else(|_| {
+        Err(url.fail(format!(
+            "no TLS handshake within {}",
+            net::secs(o.send_timeout)
+        )))
+    })
+}
+
+fn probe_connection(
+    url: &SmsUrl,
+    trust: &Trust,
+    step: Duration,
+    deadline: &Deadline,
+) -> Result<String, Error> {
+    let mut tcp = net::connect(&url.host, url.port, step, deadline)
+        .map_err(|e| url.fail(format!("cannot connect to {}: {e}", url.address())))?;
+    if url.scheme == Scheme::Http {
+        return Ok(format!("{} accepts connections", url.address()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(trust.roots().map_err(|e| url.fail(e))?);
+    if added == 0 {
+        return Err(url.fail(format!("no usable CA certificate in {}", trust.describe())));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(trust::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| url.fail(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| url.fail(format!("{:?} is not a TLS server name: {e}", url.host)))?;
+    let mut tls = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| url.fail(format!("TLS setup: {e}")))?;
+    while tls.is_handshaking() {
+        let t = deadline.remaining();
+        if t.is_zero() {
+            return Err(url.fail(format!("no TLS handshake within {}", net::secs(step))));
+        }
+        let _ = tcp.set_read_timeout(Some(t));
+        let _ = tcp.set_write_timeout(Some(t));
+        match tls.complete_io(&mut tcp) {
+            Ok((0, 0)) if tls.is_handshaking() && tls.wants_read() => {
+                return Err(url.fail("closed the connection during the TLS handshake".into()))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(url.fail(format!("TLS handshake: {e}"))),
+        }
+    }
+    Ok(format!(
+        "{} accepts TLS with a certificate verified by {} (credentials are tried only by \
+         sending: rapidproctl alert --test)",
+        url.address(),
+        trust.describe()
+    ))
 }
 
 #[cfg(test)]
