@@ -1016,6 +1016,26 @@ fn a_server_sending_one_byte_a_second_is_abandoned_at_the_deadline() {
         out.stderr
     );
 
+    // The gateway client's own total timeout ends the request, well before
+    // the deadline (per-read timeouts alone would wait for 17 bytes: 17 s).
+    let started = Instant::now();
+    let out = run_alert(
+        &promote_env(),
+        PHONE,
+        &[("sms_url", &url), ("send_timeout", "2"), ("deadline", "8")],
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("(sms_url): no answer within 2 s"),
+        "{}",
+        out.stderr
+    );
+
     // The check's probe, in this process, ends at its send_timeout too.
     let smtp = smtp_check_within_its_timeout(&server);
     assert!(smtp.detail.contains("deadline"), "{smtp:?}");
