@@ -200,7 +200,7 @@ if [ "$APP" = yes ]; then
 fi
 
 # The alert agent's options (lib/src/alert/), each a name=value word.
-alert_option_names="smtp_server mail_from sms_url sms_method send_timeout deadline"
+alert_option_names="smtp_server smtp_tls smtp_user smtp_ca_file mail_from sms_url sms_method sms_user sms_ca_file send_timeout deadline"
 alert_attributes=
 for option in $ALERT_OPTIONS; do
     case $option in

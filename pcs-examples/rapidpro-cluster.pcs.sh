@@ -91,8 +91,10 @@
 #                       "oncall@example.org,+255700000001 +255700000002";
 #                       empty (default): no alert is configured
 #   ALERT_OPTIONS       space-separated name=value options of the alert agent:
-#                       smtp_server mail_from sms_url sms_method send_timeout
-#                       deadline (values cannot contain blanks), e.g.
+#                       smtp_server smtp_tls smtp_user smtp_ca_file mail_from
+#                       sms_url sms_method sms_user sms_ca_file send_timeout
+#                       deadline (values cannot contain blanks; no secrets
+#                       here: they would be on pcs's command line), e.g.
 #                       "smtp_server=mail:25 sms_url=http://gw:90/send?to={to}&text={text}"
 #   ALERT_PATH          the alert agent (/usr/sbin/rapidpro-alert)
 set -eu
@@ -218,7 +220,7 @@ if [ "$APP" = yes ]; then
 fi
 
 # The alert agent's options (lib/src/alert/), each a name=value word.
-alert_option_names="smtp_server mail_from sms_url sms_method send_timeout deadline"
+alert_option_names="smtp_server smtp_tls smtp_user smtp_ca_file mail_from sms_url sms_method sms_user sms_ca_file send_timeout deadline"
 for option in $ALERT_OPTIONS; do
     case $option in
         [A-Za-z_]*=*) ;;

@@ -257,11 +257,33 @@ pub fn rapidpro_alert(date: &str) -> Page {
          may override; Pacemaker exports each as an environment variable of the same name. \
          Empty values count as unset.",
     )]);
-    let options: [(&str, String); 6] = [
+    let options: [(&str, String); 14] = [
         (
             alert_config::SMTP_SERVER,
-            "host:port of the SMTP relay (port 25 when omitted); needed for email \
-             recipients. Plain SMTP: use a local MTA for TLS or authentication."
+            "host:port of the SMTP relay (port 25 when omitted, 465 with smtp_tls=tls); \
+             needed for email recipients."
+                .to_owned(),
+        ),
+        (
+            alert_config::SMTP_TLS,
+            "none (plain SMTP, for a local MTA), starttls (STARTTLS required, then the \
+             certificate verified) or tls (implicit TLS, SMTPS). Default: starttls when \
+             smtp_password is set, else none; none with a password is refused, so AUTH never \
+             crosses the network in clear text."
+                .to_owned(),
+        ),
+        (
+            alert_config::SMTP_USER,
+            "The user for SMTP AUTH (PLAIN, else LOGIN), with smtp_password.".to_owned(),
+        ),
+        (
+            alert_config::SMTP_PASSWORD,
+            "The password for SMTP AUTH; never logged or shown by rapidproctl.".to_owned(),
+        ),
+        (
+            alert_config::SMTP_CA_FILE,
+            "Absolute path of a PEM file of the CAs that verify the SMTP server, instead of \
+             the system store (/etc/ssl/certs); for a relay under a private CA."
                 .to_owned(),
         ),
         (
@@ -272,9 +294,11 @@ pub fn rapidpro_alert(date: &str) -> Page {
         (
             sms::SMS_URL,
             format!(
-                "The SMS gateway's URL template, plain HTTP, needed for phone recipients. {} \
-                 and {} are replaced by the percent-encoded phone number and text, e.g. \
-                 http://10.172.20.1:90/send?to={}&text={}.",
+                "The SMS gateway's URL template, http:// or https://, needed for phone \
+                 recipients. {} and {} are replaced by the percent-encoded phone number and \
+                 text, e.g. https://sms.example.org/send?to={}&text={}. Kannel's plain form \
+                 with credentials in the query still works; messages show the gateway as \
+                 scheme://host:port/path only.",
                 sms::TO,
                 sms::TEXT,
                 sms::TO,
@@ -285,6 +309,30 @@ pub fn rapidpro_alert(date: &str) -> Page {
             alert_config::SMS_METHOD,
             "GET (the default): request the URL as is; POST: send the part after ? as a \
              form to the path."
+                .to_owned(),
+        ),
+        (
+            alert_config::SMS_USER,
+            "The user of the gateway's HTTP basic authentication, with sms_password (https \
+             only)."
+                .to_owned(),
+        ),
+        (
+            alert_config::SMS_PASSWORD,
+            "Its password; never logged or shown.".to_owned(),
+        ),
+        (
+            alert_config::SMS_TOKEN,
+            "A bearer token for the gateway (Authorization: Bearer; https only), instead of \
+             sms_user and sms_password. Any other header is sms_header_<Name> (an _ in the \
+             name becomes -: sms_header_X_Api_Key sends X-Api-Key), https only, its value \
+             never shown."
+                .to_owned(),
+        ),
+        (
+            alert_config::SMS_CA_FILE,
+            "Absolute path of a PEM file of the CAs that verify the gateway, instead of the \
+             system store."
                 .to_owned(),
         ),
         (

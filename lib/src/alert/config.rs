@@ -7,13 +7,17 @@
 //! comma-separated list of email addresses and phone numbers.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::Reader;
 
-use super::sms::{Method, SmsUrl, SMS_URL};
-use super::smtp;
+use std::path::PathBuf;
+
+use super::sms::{Method, Scheme, SmsAuth, SmsUrl, HEADER_PREFIX, SMS_URL};
+use super::smtp::SmtpTls;
+use super::tls::Secret;
 use super::{net, Error};
 
 /// `host:port` of the SMTP relay.
@@ -26,15 +30,45 @@ pub const SMS_METHOD: &str = "sms_method";
 pub const SEND_TIMEOUT: &str = "send_timeout";
 /// Seconds allowed for the whole invocation.
 pub const DEADLINE: &str = "deadline";
-/// Every option this agent reads.
-pub const OPTION_NAMES: [&str; 6] = [
+/// `none`, `starttls` or `tls`.
+pub const SMTP_TLS: &str = "smtp_tls";
+/// The user of SMTP AUTH.
+pub const SMTP_USER: &str = "smtp_user";
+/// The password of SMTP AUTH (a secret).
+pub const SMTP_PASSWORD: &str = "smtp_password";
+/// A PEM file of the CAs that verify the SMTP server, instead of the
+/// system store.
+pub const SMTP_CA_FILE: &str = "smtp_ca_file";
+/// The user of the gateway's HTTP basic authentication.
+pub const SMS_USER: &str = "sms_user";
+/// The password of the gateway's HTTP basic authentication (a secret).
+pub const SMS_PASSWORD: &str = "sms_password";
+/// A bearer token for the gateway (a secret).
+pub const SMS_TOKEN: &str = "sms_token";
+/// A PEM file of the CAs that verify the gateway, instead of the system
+/// store.
+pub const SMS_CA_FILE: &str = "sms_ca_file";
+/// Every option this agent reads, besides the `sms_header_*` family.
+pub const OPTION_NAMES: [&str; 14] = [
     SMTP_SERVER,
+    SMTP_TLS,
+    SMTP_USER,
+    SMTP_PASSWORD,
+    SMTP_CA_FILE,
     MAIL_FROM,
     SMS_URL,
     SMS_METHOD,
+    SMS_USER,
+    SMS_PASSWORD,
+    SMS_TOKEN,
+    SMS_CA_FILE,
     SEND_TIMEOUT,
     DEADLINE,
 ];
+/// Whether `name` is an option this agent reads.
+pub fn is_option(name: &str) -> bool {
+    OPTION_NAMES.contains(&name) || name.starts_with(HEADER_PREFIX)
+}
 /// Default `send_timeout`.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `deadline`: below Pacemaker's default alert timeout.
@@ -63,15 +97,30 @@ pub struct Options {
     pub send_timeout: Duration,
     /// Time allowed for the whole invocation.
     pub deadline: Duration,
+    /// How the SMTP connection is protected: `starttls` by default when
+    /// a password is set, else `none`.
+    pub smtp_tls: SmtpTls,
+    /// The user of SMTP AUTH.
+    pub smtp_user: Option<String>,
+    /// Its password.
+    pub smtp_password: Option<Secret>,
+    /// The CAs for the SMTP server, instead of the system store.
+    pub smtp_ca_file: Option<PathBuf>,
+    /// How the gateway request authenticates.
+    pub sms_auth: SmsAuth,
+    /// Extra request headers (`sms_header_*`), values secret.
+    pub sms_headers: Vec<(String, Secret)>,
+    /// The CAs for the gateway, instead of the system store.
+    pub sms_ca_file: Option<PathBuf>,
 }
 
 impl Options {
-    /// Reads the options through `get` (an environment or an option map;
+    /// Reads the options from `map` (an environment or an option map;
     /// empty values count as unset). Reports every bad option, not just the
-    /// first.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Options, Error> {
+    /// first. No error names a secret's value.
+    pub fn from_map(map: &BTreeMap<String, String>) -> Result<Options, Error> {
         let get = |k: &str| {
-            get(k)
+            map.get(k)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
@@ -80,7 +129,7 @@ impl Options {
         let smtp_server = get(SMTP_SERVER).and_then(|v| {
             keep(
                 &mut errors,
-                net::split_host_port(&v, Some(smtp::DEFAULT_PORT))
+                net::split_host_port(&v, Some(1))
                     .map(|_| v.clone())
                     .map_err(|why| Error::Option {
                         option: SMTP_SERVER,
@@ -142,6 +191,123 @@ impl Options {
             &mut errors,
         );
         let deadline = seconds(DEADLINE, DEFAULT_DEADLINE, MAX_DEADLINE, &mut errors);
+        let option = |option: &'static str, problem: String| Error::Option { option, problem };
+        let ca_file = |name: &'static str, errors: &mut Vec<Error>| {
+            get(name).and_then(|v| {
+                let p = PathBuf::from(&v);
+                keep(
+                    errors,
+                    if p.is_absolute() {
+                        Ok(p)
+                    } else {
+                        Err(option(
+                            name,
+                            format!("expected an absolute path to a PEM file, got {v:?}"),
+                        ))
+                    },
+                )
+            })
+        };
+
+        // SMTP: AUTH only over TLS.
+        let smtp_user = get(SMTP_USER);
+        let smtp_password = get(SMTP_PASSWORD).map(Secret::new);
+        let smtp_tls = match get(SMTP_TLS) {
+            Some(v) => keep(
+                &mut errors,
+                SmtpTls::parse(&v).ok_or_else(|| {
+                    option(
+                        SMTP_TLS,
+                        format!("expected none, starttls or tls, got {v:?}"),
+                    )
+                }),
+            ),
+            None if smtp_password.is_some() => Some(SmtpTls::StartTls),
+            None => Some(SmtpTls::None),
+        };
+        if smtp_user.is_some() != smtp_password.is_some() {
+            errors.push(option(
+                if smtp_user.is_some() {
+                    SMTP_PASSWORD
+                } else {
+                    SMTP_USER
+                },
+                "not set: SMTP AUTH needs both smtp_user and smtp_password".into(),
+            ));
+        }
+        if smtp_password.is_some() && smtp_tls == Some(SmtpTls::None) {
+            errors.push(option(
+                SMTP_TLS,
+                "is none but smtp_password is set: the password would cross the network in                  clear text; set smtp_tls=starttls (port 25 or 587) or smtp_tls=tls (port 465)"
+                    .into(),
+            ));
+        }
+        let smtp_ca_file = ca_file(SMTP_CA_FILE, &mut errors);
+        if smtp_ca_file.is_some() && smtp_tls == Some(SmtpTls::None) {
+            errors.push(option(
+                SMTP_CA_FILE,
+                "is set but smtp_tls is none: set smtp_tls=starttls or tls, or remove it".into(),
+            ));
+        }
+
+        // SMS: credentials from options only over https.
+        let sms_auth = match (get(SMS_USER), get(SMS_PASSWORD), get(SMS_TOKEN)) {
+            (None, None, None) => SmsAuth::None,
+            (Some(user), Some(password), None) => SmsAuth::Basic {
+                user,
+                password: Secret::new(password),
+            },
+            (None, None, Some(t)) => SmsAuth::Bearer(Secret::new(t)),
+            (_, _, Some(_)) => {
+                errors.push(option(
+                    SMS_TOKEN,
+                    "set with sms_user/sms_password: choose basic (sms_user and sms_password)                      or bearer (sms_token) authentication"
+                        .into(),
+                ));
+                SmsAuth::None
+            }
+            (u, _, None) => {
+                errors.push(option(
+                    if u.is_some() { SMS_PASSWORD } else { SMS_USER },
+                    "not set: HTTP basic authentication needs both sms_user and sms_password"
+                        .into(),
+                ));
+                SmsAuth::None
+            }
+        };
+        let mut sms_headers = Vec::new();
+        for (k, v) in map.range(HEADER_PREFIX.to_string()..) {
+            let Some(name) = k.strip_prefix(HEADER_PREFIX) else {
+                break;
+            };
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            match header_problem(name, v) {
+                None => sms_headers.push((name.replace('_', "-"), Secret::new(v))),
+                Some(why) => errors.push(Error::Option {
+                    option: "sms_header_*",
+                    problem: format!("{k}: {why}"),
+                }),
+            }
+        }
+        let sms_ca_file = ca_file(SMS_CA_FILE, &mut errors);
+        if sms_url.as_ref().is_some_and(|u| u.scheme() == Scheme::Http) {
+            if sms_auth != SmsAuth::None || !sms_headers.is_empty() {
+                errors.push(option(
+                    SMS_URL,
+                    "is http:// but sms_user/sms_password, sms_token or sms_header_* is set:                      they would cross the network in clear text; use an https:// URL"
+                        .into(),
+                ));
+            }
+            if sms_ca_file.is_some() {
+                errors.push(option(
+                    SMS_CA_FILE,
+                    "is set but sms_url is http://: use an https:// URL, or remove it".into(),
+                ));
+            }
+        }
         match errors.len() {
             0 => Ok(Options {
                 smtp_server,
@@ -150,6 +316,13 @@ impl Options {
                 sms_method,
                 send_timeout,
                 deadline,
+                smtp_tls: smtp_tls.unwrap_or_default(),
+                smtp_user,
+                smtp_password,
+                smtp_ca_file,
+                sms_auth,
+                sms_headers,
+                sms_ca_file,
             }),
             1 => Err(errors.remove(0)),
             _ => Err(Error::Several(errors)),
@@ -158,8 +331,35 @@ impl Options {
 
     /// Reads the options from an environment.
     pub fn from_env(env: &BTreeMap<String, String>) -> Result<Options, Error> {
-        Options::from_lookup(|k| env.get(k).cloned())
+        Options::from_map(env)
     }
+}
+
+/// Why `sms_header_<name>: value` cannot be sent, or `None`.
+fn header_problem(name: &str, value: &str) -> Option<String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Some("expected sms_header_<Name> with letters, digits and _ (as -)".into());
+    }
+    let lower = name.replace('_', "-").to_ascii_lowercase();
+    if [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+    ]
+    .contains(&lower.as_str())
+    {
+        return Some(format!("{lower} is set by the agent itself"));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Some("the value has control characters".into());
+    }
+    None
 }
 
 /// The value of `r`, or `None` with its error added to `errors`.
@@ -279,8 +479,34 @@ pub fn parse_recipients(value: &str) -> (Vec<Recipient>, Vec<Error>) {
     (ok, bad)
 }
 
-/// A `<recipient>` of an alert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Whether the value of option `name` is a secret, never to be shown.
+pub fn is_secret(name: &str) -> bool {
+    [SMTP_PASSWORD, SMS_PASSWORD, SMS_TOKEN].contains(&name) || name.starts_with(HEADER_PREFIX)
+}
+
+/// Options as `Debug` shows them: secrets as `<redacted>`, `sms_url`
+/// without its query or user:password@.
+struct ShownOptions<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for ShownOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret(k) {
+                    "<redacted>".to_string()
+                } else if k == SMS_URL {
+                    super::sms::shown(v)
+                } else {
+                    v.clone()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// A `<recipient>` of an alert. `Debug` redacts the secret options.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RecipientConfig {
     /// Its id.
     pub id: String,
@@ -290,8 +516,19 @@ pub struct RecipientConfig {
     pub options: BTreeMap<String, String>,
 }
 
-/// A `rapidpro-alert` alert as configured in the CIB.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl fmt::Debug for RecipientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecipientConfig")
+            .field("id", &self.id)
+            .field("value", &self.value)
+            .field("options", &ShownOptions(&self.options))
+            .finish()
+    }
+}
+
+/// A `rapidpro-alert` alert as configured in the CIB. `Debug` redacts the
+/// secret options.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AlertConfig {
     /// The alert's id.
     pub id: String,
@@ -303,6 +540,18 @@ pub struct AlertConfig {
     pub meta: BTreeMap<String, String>,
     /// Its recipients.
     pub recipients: Vec<RecipientConfig>,
+}
+
+impl fmt::Debug for AlertConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlertConfig")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("options", &ShownOptions(&self.options))
+            .field("meta", &self.meta)
+            .field("recipients", &self.recipients)
+            .finish()
+    }
 }
 
 impl AlertConfig {
@@ -324,7 +573,7 @@ impl AlertConfig {
 
     /// The alert's own options, checked.
     pub fn checked_options(&self) -> Result<Options, Error> {
-        Options::from_lookup(|k| self.options.get(k).cloned())
+        Options::from_map(&self.options)
     }
 
     /// Pacemaker's `timeout` for the agent, [`DEFAULT_ALERT_TIMEOUT`] when
@@ -494,11 +743,104 @@ mod tests {
             ("sms_method", "PUT", "sms_method: expected GET or POST, got \"PUT\""),
             ("smtp_server", "mail:abc", "smtp_server: expected host:port such as 127.0.0.1:25, got \"mail:abc\""),
             ("mail_from", "nobody", "mail_from: expected an email address"),
-            ("sms_url", "https://gw/?to={to}&text={text}", "sms_url: https is not supported"),
+            ("sms_url", "ftp://gw/?to={to}&text={text}", "sms_url: expected http[s]://"),
+            ("smtp_tls", "ssl", "smtp_tls: expected none, starttls or tls, got \"ssl\""),
+            ("smtp_ca_file", "ca.crt", "smtp_ca_file: expected an absolute path"),
         ] {
             let e = opts(&[(name, value)]).unwrap_err().to_string();
             assert!(e.starts_with(want), "{name}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn smtp_auth_defaults_to_starttls_and_is_refused_without_tls() {
+        let o = opts(&[
+            ("smtp_server", "mail.example.org:587"),
+            ("smtp_user", "ha"),
+            ("smtp_password", "pw-s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(o.smtp_tls, SmtpTls::StartTls);
+        assert_eq!(opts(&[]).unwrap().smtp_tls, SmtpTls::None);
+        let e = opts(&[
+            ("smtp_server", "mail.example.org:25"),
+            ("smtp_tls", "none"),
+            ("smtp_user", "ha"),
+            ("smtp_password", "pw-s3cret"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("smtp_tls: is none but smtp_password is set"),
+            "{e}"
+        );
+        assert!(!e.contains("pw-s3cret"), "{e}");
+        let e = opts(&[("smtp_password", "pw-s3cret")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("smtp_user: not set"), "{e}");
+        assert!(!e.contains("pw-s3cret"), "{e}");
+        let e = opts(&[("smtp_ca_file", "/etc/ca.crt")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("smtp_ca_file: is set but smtp_tls is none"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sms_credentials_are_basic_or_bearer_over_https_only() {
+        let https = "https://gw.example.org/send?to={to}&text={text}";
+        let o = opts(&[
+            ("sms_url", https),
+            ("sms_user", "ha"),
+            ("sms_password", "pw"),
+        ])
+        .unwrap();
+        assert!(matches!(&o.sms_auth, SmsAuth::Basic { user, .. } if user == "ha"));
+        let o = opts(&[("sms_url", https), ("sms_token", "tok")]).unwrap();
+        assert_eq!(o.sms_auth, SmsAuth::Bearer(Secret::new("tok")));
+        let o = opts(&[("sms_url", https), ("sms_header_X_Api_Key", "k-s3cret")]).unwrap();
+        assert_eq!(
+            o.sms_headers,
+            [("X-Api-Key".to_string(), Secret::new("k-s3cret"))]
+        );
+        assert!(!format!("{o:?}").contains("k-s3cret"));
+        for (pairs, want) in [
+            (
+                vec![("sms_url", https), ("sms_user", "ha"), ("sms_token", "t")],
+                "sms_token: set with sms_user/sms_password",
+            ),
+            (
+                vec![("sms_url", https), ("sms_user", "ha")],
+                "sms_password: not set",
+            ),
+            (
+                vec![
+                    ("sms_url", "http://gw/?to={to}&text={text}"),
+                    ("sms_token", "t-s3cret"),
+                ],
+                "sms_url: is http:// but",
+            ),
+            (
+                vec![
+                    ("sms_url", "http://gw/?to={to}&text={text}"),
+                    ("sms_ca_file", "/ca.crt"),
+                ],
+                "sms_ca_file: is set but sms_url is http://",
+            ),
+            (
+                vec![("sms_url", https), ("sms_header_Host", "x")],
+                "sms_header_*: sms_header_Host: host is set by the agent",
+            ),
+        ] {
+            let e = opts(&pairs).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{pairs:?}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        assert!(is_option("sms_header_X_Api_Key") && is_option("smtp_tls"));
+        assert!(!is_option("smtp_pasword"));
     }
 
     #[test]
@@ -627,6 +969,27 @@ mod tests {
             e.to_string().starts_with("the CIB's alerts section: "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_alerts_debug_never_shows_a_secret() {
+        let xml = r#"<alerts><alert id="a" path="/usr/sbin/rapidpro-alert">
+          <instance_attributes id="ia">
+            <nvpair id="1" name="smtp_password" value="pw-s3cret"/>
+            <nvpair id="2" name="sms_url" value="https://u:ui-s3cret@gw/x?pass=q-s3cret&amp;to={to}&amp;text={text}"/>
+            <nvpair id="3" name="sms_token" value="t-s3cret"/>
+            <nvpair id="4" name="sms_header_X_Key" value="h-s3cret"/>
+            <nvpair id="5" name="smtp_user" value="ha"/>
+          </instance_attributes>
+          <recipient id="r" value="+255700000001">
+            <instance_attributes id="ra"><nvpair id="6" name="sms_password" value="r-s3cret"/></instance_attributes>
+          </recipient>
+        </alert></alerts>"#;
+        let a = &AlertConfig::from_cib(xml).unwrap()[0];
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("\"smtp_user\": \"ha\""), "{shown}");
+        assert!(shown.contains("https://gw/x"), "{shown}");
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! 1. reads the options and the event ([`config`], [`event`]);
 //! 2. decides whether to send, and for node and fencing events, which node
 //!    sends ([`policy`], pure; the membership comes from `crm_node -l`);
-//! 3. sends one email per address ([`smtp`]) and one SMS per phone number
-//!    ([`sms`]), all at once on threads, each network step bounded by
+//! 3. sends one email per address ([`smtp`], lettre, STARTTLS or implicit
+//!    TLS and AUTH) and one SMS per phone number ([`sms`], ureq, HTTP or
+//!    HTTPS), all at once on threads, each network step bounded by
 //!    `send_timeout` and the whole run by `deadline`, so a hung gateway
-//!    cannot hold the agent until Pacemaker kills it;
+//!    cannot hold the agent until Pacemaker kills it; no secret option
+//!    (passwords, token, headers, the sms_url query) reaches a message;
 //! 4. logs each delivery and each failure with its reason (syslog and
 //!    stderr, tag `rapidpro-alert`) and exits non-zero if anything failed,
 //!    which Pacemaker logs too.
@@ -24,8 +26,10 @@ pub mod event;
 pub mod message;
 mod net;
 pub mod policy;
+mod relay;
 pub mod sms;
 pub mod smtp;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -178,12 +182,12 @@ impl Job {
         let o = &self.options;
         match &self.to {
             Recipient::Email(to) => {
-                let server = o.smtp_server.as_deref().ok_or_else(|| Error::Option {
+                let server = smtp::SmtpServer::from_options(o).ok_or_else(|| Error::Option {
                     option: config::SMTP_SERVER,
                     problem: format!("not set, and recipient {to} is an email address"),
                 })?;
                 smtp::send(
-                    server,
+                    &server,
                     &self.helo,
                     &o.mail_from,
                     to,
@@ -192,20 +196,7 @@ impl Job {
                     deadline,
                 )
             }
-            Recipient::Phone(to) => {
-                let url = o.sms_url.as_ref().ok_or_else(|| Error::Option {
-                    option: sms::SMS_URL,
-                    problem: format!("not set, and recipient {to} is a phone number"),
-                })?;
-                sms::send(
-                    url,
-                    o.sms_method,
-                    to,
-                    &self.message.sms,
-                    o.send_timeout,
-                    deadline,
-                )
-            }
+            Recipient::Phone(to) => sms::send(o, to, &self.message.sms, deadline),
         }
     }
 }
@@ -422,7 +413,7 @@ pub fn send_test(alert: &AlertConfig) -> TestReport {
     }
     for r in &alert.recipients {
         let merged = alert.options_for(r);
-        let options = match Options::from_lookup(|k| merged.get(k).cloned()) {
+        let options = match Options::from_map(&merged) {
             Ok(o) => Arc::new(o),
             Err(e) => {
                 if seen.insert(e.to_string()) {
@@ -476,8 +467,11 @@ impl fmt::Display for Check {
 
 /// Checks `alert` from this node without sending anything: the agent is
 /// installed, the options and recipients read, the deadline is below
-/// Pacemaker's timeout, the SMTP server answers 220 and the SMS gateway
-/// accepts a connection.
+/// Pacemaker's timeout, the SMTP server answers 220 and EHLO (with
+/// STARTTLS or TLS and its certificate verified, and AUTH, as configured),
+/// and the SMS gateway accepts a connection (and a verified TLS handshake
+/// for https). Each probe ends at `send_timeout`, however the server
+/// behaves; no detail shows a secret.
 pub fn check(alert: &AlertConfig) -> Vec<Check> {
     let mut checks = Vec::new();
     checks.push(Check::new(
@@ -499,13 +493,13 @@ pub fn check(alert: &AlertConfig) -> Vec<Check> {
     );
     let unknown: Vec<&str> = names
         .into_iter()
-        .filter(|n| !config::OPTION_NAMES.contains(n))
+        .filter(|n| !config::is_option(n))
         .collect();
     if !unknown.is_empty() {
         checks.push(Check::new(
             "option names",
             Err(format!(
-                "unknown option {} (known: {})",
+                "unknown option {} (known: {}, sms_header_<Name>)",
                 unknown.join(", "),
                 config::OPTION_NAMES.join(", ")
             )),
@@ -551,7 +545,7 @@ pub fn check(alert: &AlertConfig) -> Vec<Check> {
     let mut gateways: BTreeMap<String, Options> = BTreeMap::new();
     for r in &alert.recipients {
         let merged = alert.options_for(r);
-        let ropts = Options::from_lookup(|k| merged.get(k).cloned());
+        let ropts = Options::from_map(&merged);
         let (ok, bad) = parse_recipients(&r.value);
         let mut problems: Vec<String> = bad.iter().map(ToString::to_string).collect();
         let emails = ok
@@ -597,33 +591,54 @@ pub fn check(alert: &AlertConfig) -> Vec<Check> {
         ));
     }
     for (server, o) in &smtp_servers {
+        let Some(s) = smtp::SmtpServer::from_options(o) else {
+            continue;
+        };
         let d = Deadline::after(o.send_timeout);
         checks.push(Check::new(
             format!("SMTP server {server}"),
-            smtp::probe(server, o.send_timeout, &d)
-                .map(|greeting| format!("answers 220 {greeting}"))
-                .map_err(|e| e.to_string()),
+            smtp::probe(&s, o.send_timeout, &d).map_err(|e| e.to_string()),
         ));
     }
     for (gateway, o) in &gateways {
-        let Some(url) = &o.sms_url else { continue };
         let d = Deadline::after(o.send_timeout);
         checks.push(Check::new(
             format!("SMS gateway {gateway}"),
-            sms::probe(url, o.send_timeout, &d)
-                .map(|()| format!("{} accepts connections", url.address()))
-                .map_err(|e| e.to_string()),
+            sms::probe(o, &d).map_err(|e| e.to_string()),
         ));
     }
     checks
 }
 
 fn describe_options(o: &Options) -> String {
-    let smtp = o.smtp_server.as_deref().unwrap_or("(none)");
+    let smtp = match &o.smtp_server {
+        None => "(none)".to_string(),
+        Some(s) => {
+            let auth = o
+                .smtp_user
+                .as_deref()
+                .map(|u| format!(", AUTH as {u}"))
+                .unwrap_or_default();
+            format!("{s} (smtp_tls {}{auth})", o.smtp_tls.as_str())
+        }
+    };
     let sms = o
         .sms_url
         .as_ref()
-        .map(|u| format!("{} {}", o.sms_method.as_str(), u.gateway()))
+        .map(|u| {
+            let auth = match &o.sms_auth {
+                sms::SmsAuth::None => String::new(),
+                sms::SmsAuth::Basic { user, .. } => format!(", basic auth as {user}"),
+                sms::SmsAuth::Bearer(_) => ", bearer token".into(),
+            };
+            let headers: Vec<&str> = o.sms_headers.iter().map(|(k, _)| k.as_str()).collect();
+            let headers = if headers.is_empty() {
+                String::new()
+            } else {
+                format!(", headers {}", headers.join(", "))
+            };
+            format!("{} {}{auth}{headers}", o.sms_method.as_str(), u.gateway())
+        })
         .unwrap_or_else(|| "(none)".into());
     format!(
         "smtp_server {smtp}, mail_from {}, sms {sms}, send_timeout {}, deadline {}",

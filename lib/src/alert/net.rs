@@ -1,8 +1,7 @@
-//! TCP with a timeout on every step, for the SMTP and HTTP clients.
+//! Addresses and connecting, for the SMTP relay and the gateway probe.
 //!
-//! Each connect, write and read gets `send_timeout`, or what is left of the
-//! deadline if that is shorter, so a server that accepts and then says
-//! nothing (a hung gateway) costs at most one step.
+//! Each connect gets `send_timeout`, or what is left of the deadline if
+//! that is shorter.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -82,20 +81,6 @@ pub(crate) fn connect(
         }
     }
     Err(last)
-}
-
-/// Sets both socket timeouts for the next step.
-pub(crate) fn arm(stream: &TcpStream, t: Duration) -> io::Result<()> {
-    stream.set_read_timeout(Some(t))?;
-    stream.set_write_timeout(Some(t))
-}
-
-/// Whether an I/O error is a socket timeout.
-pub(crate) fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// Seconds, as written in messages: `2 s`, `0.5 s`.

@@ -1,148 +1,281 @@
-//! A minimal SMTP client: one message to one recipient over plain TCP.
+//! Email through lettre: one message to one recipient per connection.
 //!
-//! It speaks RFC 5321's core (`EHLO`, falling back to `HELO`; `MAIL FROM`;
-//! `RCPT TO`; `DATA` with dot-stuffing; `QUIT`), checks every reply code, and
-//! gives each step `send_timeout` (capped by the deadline). There is no TLS
-//! and no authentication: to reach a relay that needs them, point
-//! `smtp_server` at a local MTA (postfix, exim, nullmailer on
-//! `127.0.0.1:25`) that relays with TLS and credentials, which also queues
-//! the mail while the relay is unreachable.
+//! `smtp_tls` chooses the transport: `none` (plain SMTP, the old behaviour,
+//! for a local MTA on 127.0.0.1:25), `starttls` (the STARTTLS extension is
+//! required, then the certificate is verified) or `tls` (implicit TLS, port
+//! 465 by default). With `smtp_user` and `smtp_password` the agent
+//! authenticates (AUTH PLAIN, else LOGIN), and only ever over a verified TLS
+//! connection: the options refuse a password with `smtp_tls=none`, and
+//! [`send`] and [`probe`] refuse it again, because lettre itself would send
+//! AUTH in clear text on a plain connection.
+//!
+//! lettre connects through a [`Relay`] that bounds the bytes read from the
+//! server and ends the session at the deadline (see `relay.rs` for why).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{SmtpTransport, Transport};
+
+use super::config::Options;
 use super::message::Message;
 use super::net;
+use super::relay::{Cut, Relay, MAX_FROM_SERVER};
+use super::tls::{Secret, Trust};
 use super::Error;
 use crate::deadline::Deadline;
 
-/// The port used when `smtp_server` names no port.
+/// The port used when `smtp_server` names no port (`smtp_tls` none or
+/// starttls).
 pub const DEFAULT_PORT: u16 = 25;
-/// Longest reply line read.
-const MAX_LINE: u64 = 4096;
-/// Longest line written in a body (RFC 5321 allows 998 plus CRLF).
-const MAX_BODY_LINE: usize = 900;
+/// The port used when `smtp_server` names no port and `smtp_tls=tls`.
+pub const IMPLICIT_TLS_PORT: u16 = 465;
 
-/// An open SMTP session.
-struct Session {
-    server: String,
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
-    step: Duration,
-    deadline: Deadline,
+/// How the SMTP connection is protected (`smtp_tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmtpTls {
+    /// Plain SMTP: only for a relay on this host or a trusted network, and
+    /// never with a password.
+    #[default]
+    None,
+    /// STARTTLS, required: a server that does not offer it is refused.
+    StartTls,
+    /// Implicit TLS from the first byte (SMTPS, port 465).
+    Tls,
 }
 
-impl Session {
-    fn connect(server: &str, step: Duration, deadline: &Deadline) -> Result<Session, Error> {
-        let fail = |problem: String| Error::Smtp {
-            server: server.to_string(),
-            problem,
+impl SmtpTls {
+    /// Reads `none`, `starttls` or `tls` (any case).
+    pub fn parse(s: &str) -> Option<SmtpTls> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(SmtpTls::None),
+            "starttls" => Some(SmtpTls::StartTls),
+            "tls" => Some(SmtpTls::Tls),
+            _ => None,
+        }
+    }
+
+    /// As written in the option.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::None => "none",
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Tls => "tls",
+        }
+    }
+
+    /// The port when `smtp_server` names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Tls => IMPLICIT_TLS_PORT,
+            _ => DEFAULT_PORT,
+        }
+    }
+}
+
+/// The SMTP options of one send, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpServer {
+    /// `host:port` as configured (for messages).
+    pub server: String,
+    host: String,
+    port: u16,
+    /// How the connection is protected.
+    pub tls: SmtpTls,
+    /// `smtp_user` and `smtp_password`.
+    pub auth: Option<(String, Secret)>,
+    /// What verifies the server's certificate.
+    pub trust: Trust,
+}
+
+impl SmtpServer {
+    /// From the options; `None` without `smtp_server`.
+    pub fn from_options(o: &Options) -> Option<SmtpServer> {
+        let server = o.smtp_server.clone()?;
+        let (host, port) = net::split_host_port(&server, Some(o.smtp_tls.default_port())).ok()?;
+        let auth = match (&o.smtp_user, &o.smtp_password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ => None,
         };
-        let (host, port) = net::split_host_port(server, Some(DEFAULT_PORT)).map_err(&fail)?;
-        let stream = net::connect(&host, port, step, deadline)
-            .map_err(|e| fail(format!("cannot connect: {e}")))?;
-        let reader = stream
-            .try_clone()
-            .map_err(|e| fail(format!("socket: {e}")))?;
-        Ok(Session {
-            server: server.to_string(),
-            writer: stream,
-            reader: BufReader::new(reader),
-            step,
-            deadline: *deadline,
+        Some(SmtpServer {
+            server,
+            host,
+            port,
+            tls: o.smtp_tls,
+            auth,
+            trust: Trust::from_option(o.smtp_ca_file.clone()),
         })
     }
 
     fn fail(&self, problem: String) -> Error {
+        let problem = match &self.auth {
+            Some((_, p)) if !p.expose().is_empty() => problem.replace(p.expose(), "<redacted>"),
+            _ => problem,
+        };
         Error::Smtp {
             server: self.server.clone(),
             problem,
         }
     }
 
-    /// Arms the socket for one step.
-    fn arm(&self, what: &str) -> Result<Duration, Error> {
-        let t = net::step(self.step, &self.deadline)
-            .ok_or_else(|| self.fail(format!("the deadline passed before {what}")))?;
-        net::arm(&self.writer, t).map_err(|e| self.fail(format!("socket: {e}")))?;
-        Ok(t)
-    }
-
-    fn io_error(&self, what: &str, t: Duration, e: std::io::Error) -> Error {
-        if net::is_timeout(&e) {
-            self.fail(format!("no answer to {what} within {}", net::secs(t)))
-        } else {
-            self.fail(format!("{what}: {e}"))
+    /// The TLS parameters: the server's name checked against its
+    /// certificate, under the configured trust.
+    fn tls_parameters(&self) -> Result<TlsParameters, Error> {
+        let roots = self.trust.roots().map_err(|e| self.fail(e))?;
+        let mut b =
+            TlsParameters::builder(self.host.clone()).certificate_store(CertificateStore::None);
+        for der in roots {
+            let c = Certificate::from_der(der.to_vec())
+                .map_err(|e| self.fail(format!("{}: {e}", self.trust.describe())))?;
+            b = b.add_root_certificate(c);
         }
+        b.build_rustls()
+            .map_err(|e| self.fail(format!("TLS setup: {e}")))
     }
 
-    /// Reads one reply (all its lines): its code and its text.
-    fn reply(&mut self, what: &str) -> Result<(u16, String), Error> {
-        let t = self.arm(what)?;
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = (&mut self.reader)
-                .take(MAX_LINE)
-                .read_line(&mut line)
-                .map_err(|e| self.io_error(what, t, e))?;
-            if n == 0 {
-                return Err(self.fail(format!("closed the connection after {what}")));
-            }
-            let line = line.trim_end();
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| self.fail(format!("answered {what} with {line:?}")))?;
-            if !text.is_empty() {
-                text.push_str(" / ");
-            }
-            text.push_str(line.get(4..).unwrap_or("").trim());
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text));
-            }
+    /// Opens the relay and builds the transport through it.
+    fn transport(
+        &self,
+        helo: &str,
+        step: Duration,
+        deadline: &Deadline,
+    ) -> Result<(SmtpTransport, Relay), Error> {
+        if self.auth.is_some() && self.tls == SmtpTls::None {
+            return Err(self.fail(
+                "smtp_password is set but smtp_tls is none: the password would cross the \
+                 network in clear text; set smtp_tls=starttls or smtp_tls=tls"
+                    .into(),
+            ));
         }
+        let tls = match self.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::StartTls => Tls::Required(self.tls_parameters()?),
+            SmtpTls::Tls => Tls::Wrapper(self.tls_parameters()?),
+        };
+        let relay = Relay::open(&self.host, self.port, step, deadline)
+            .map_err(|e| self.fail(format!("cannot connect: {e}")))?;
+        let mut b = SmtpTransport::builder_dangerous("127.0.0.1")
+            .port(relay.port())
+            .hello_name(ClientId::Domain(helo.to_string()))
+            .timeout(Some(deadline.cap(step).max(Duration::from_millis(1))))
+            .tls(tls);
+        if let Some((user, password)) = &self.auth {
+            b = b
+                .credentials(Credentials::new(
+                    user.clone(),
+                    password.expose().to_string(),
+                ))
+                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+        }
+        Ok((b.build(), relay))
     }
 
-    /// Sends `line` (without CRLF) and expects one of `ok`.
-    fn command(&mut self, line: &str, ok: &[u16]) -> Result<String, Error> {
-        let what = line.split(':').next().unwrap_or(line).to_string();
-        self.write(&format!("{line}\r\n"), &what)?;
-        self.expect(&what, ok)
-    }
-
-    fn write(&mut self, data: &str, what: &str) -> Result<(), Error> {
-        let t = self.arm(what)?;
-        self.writer
-            .write_all(data.as_bytes())
-            .map_err(|e| self.io_error(what, t, e))
-    }
-
-    fn expect(&mut self, what: &str, ok: &[u16]) -> Result<String, Error> {
-        let (code, text) = self.reply(what)?;
-        if ok.contains(&code) {
-            Ok(text)
-        } else {
-            Err(self.fail(format!("answered {what} with {code} {text}")))
+    /// Why a session failed: the relay's cut if it cut it, else lettre's
+    /// error.
+    fn session_error(
+        &self,
+        relay: &Relay,
+        e: &lettre::transport::smtp::Error,
+        deadline: Duration,
+    ) -> Error {
+        match relay.cut() {
+            Some(Cut::Deadline) => self.fail(format!(
+                "no complete answer before the {} deadline; the session was ended",
+                net::secs(deadline)
+            )),
+            Some(Cut::TooMuch) => self.fail(format!(
+                "sent more than {} kB without finishing; the session was ended",
+                MAX_FROM_SERVER / 1024
+            )),
+            None if e.is_timeout() => self.fail(format!("no answer in time: {e}")),
+            None => self.fail(describe(e)),
         }
     }
 }
 
-/// Checks that the server at `server` answers with a 220 greeting; returns
-/// the greeting. Says `QUIT` politely.
-pub fn probe(server: &str, step: Duration, deadline: &Deadline) -> Result<String, Error> {
-    let mut s = Session::connect(server, step, deadline)?;
-    let greeting = s.expect("the greeting", &[220])?;
-    let _ = s.command("QUIT", &[221]);
-    Ok(greeting)
+/// lettre's error with its causes (the TLS reason is in the source chain).
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
 }
 
-/// Sends `msg` from `from` to `to` through `server`, introducing this host as
-/// `helo`.
+/// Checks the server without sending: connects, says EHLO, does STARTTLS or
+/// implicit TLS with the certificate verified, authenticates when
+/// configured, says NOOP and QUIT. Returns what was checked.
+///
+/// The session runs on its own thread and is given up at the deadline:
+/// the relay ends the connection then, but lettre may still be parsing
+/// what it had received (up to its 100 kB of reply lines, which its parser
+/// rereads for every line).
+pub fn probe(server: &SmtpServer, step: Duration, deadline: &Deadline) -> Result<String, Error> {
+    let total = deadline.remaining();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s, d) = (server.clone(), *deadline);
+    let spawned = std::thread::Builder::new()
+        .name("smtp-probe".into())
+        .spawn(move || {
+            let _ = tx.send(probe_session(&s, step, &d, total));
+        });
+    if let Err(e) = spawned {
+        return Err(server.fail(format!("no thread for the session: {e}")));
+    }
+    rx.recv_timeout(deadline.remaining()).unwrap_or_else(|_| {
+        Err(server.fail(format!(
+            "no complete answer before the {} deadline; the session was ended",
+            net::secs(total)
+        )))
+    })
+}
+
+fn probe_session(
+    server: &SmtpServer,
+    step: Duration,
+    deadline: &Deadline,
+    total: Duration,
+) -> Result<String, Error> {
+    let (transport, relay) = server.transport("localhost", step, deadline)?;
+    match transport.test_connection() {
+        Ok(true) => {
+            let mut done = vec!["answers 220 and EHLO".to_string()];
+            match server.tls {
+                SmtpTls::None => done.push("no TLS (smtp_tls=none)".into()),
+                SmtpTls::StartTls => done.push(format!(
+                    "STARTTLS with a certificate verified by {}",
+                    server.trust.describe()
+                )),
+                SmtpTls::Tls => done.push(format!(
+                    "implicit TLS with a certificate verified by {}",
+                    server.trust.describe()
+                )),
+            }
+            if let Some((user, _)) = &server.auth {
+                done.push(format!("AUTH as {user} accepted"));
+            }
+            Ok(done.join(", "))
+        }
+        Ok(false) => Err(server.fail("did not answer NOOP".into())),
+        Err(e) => Err(server.session_error(&relay, &e, total)),
+    }
+}
+
+/// Sends `msg` from `from` to `to` through `server`, introducing this host
+/// as `helo`.
 pub fn send(
-    server: &str,
+    server: &SmtpServer,
     helo: &str,
     from: &str,
     to: &str,
@@ -150,92 +283,57 @@ pub fn send(
     step: Duration,
     deadline: &Deadline,
 ) -> Result<(), Error> {
-    let mut s = Session::connect(server, step, deadline)?;
-    s.expect("the greeting", &[220])?;
-    let ehlo = match s.command(&format!("EHLO {helo}"), &[250]) {
-        Ok(text) => text,
-        // An old server: RFC 5321 4.1.4 lets the client fall back to HELO.
-        Err(_) => s.command(&format!("HELO {helo}"), &[250])?,
-    };
-    let eight_bit = !msg.body.is_ascii();
-    let body_param = if eight_bit && ehlo.to_ascii_uppercase().contains("8BITMIME") {
-        " BODY=8BITMIME"
-    } else {
-        ""
-    };
-    s.command(&format!("MAIL FROM:<{from}>{body_param}"), &[250])?;
-    s.command(&format!("RCPT TO:<{to}>"), &[250, 251])?;
-    s.command("DATA", &[354])?;
-    let data = format_mail(from, to, msg, SystemTime::now(), &message_id(from, helo));
-    s.write(&dot_stuff(&data), "the message")?;
-    s.write(".\r\n", "the end of the message")?;
-    s.expect("the end of the message", &[250])?;
-    // The message is accepted; a failed QUIT changes nothing.
-    let _ = s.command("QUIT", &[221]);
-    Ok(())
+    let total = deadline.remaining();
+    let email = build(from, to, msg, &message_id(from, helo)).map_err(|e| server.fail(e))?;
+    let (transport, relay) = server.transport(helo, step, deadline)?;
+    transport
+        .send(&email)
+        .map(drop)
+        .map_err(|e| server.session_error(&relay, &e, total))
 }
 
-/// The message as sent after `DATA` (before dot-stuffing): headers, an empty
-/// line and the body, lines ending in CRLF.
-pub fn format_mail(from: &str, to: &str, msg: &Message, date: SystemTime, id: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect()
-    };
-    let encoding = if msg.body.is_ascii() { "7bit" } else { "8bit" };
-    let mut out = String::new();
-    for (name, value) in [
-        ("Date", rfc5322_date(date)),
-        ("From", clean(from)),
-        ("To", clean(to)),
-        ("Subject", encode_header(&clean(&msg.subject))),
-        ("Message-ID", format!("<{id}>")),
-        ("MIME-Version", "1.0".into()),
-        ("Content-Type", "text/plain; charset=utf-8".into()),
-        ("Content-Transfer-Encoding", encoding.into()),
-        // RFC 3834: no vacation replies to a machine.
-        ("Auto-Submitted", "auto-generated".into()),
-    ] {
-        out.push_str(&format!("{name}: {value}\r\n"));
+/// `Auto-Submitted: auto-generated` (RFC 3834): no vacation replies to a
+/// machine.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
     }
-    out.push_str("\r\n");
-    for line in msg.body.lines() {
-        for piece in split_long(line, MAX_BODY_LINE) {
-            out.push_str(piece);
-            out.push_str("\r\n");
-        }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
     }
-    out
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".into())
+    }
 }
 
-/// `line` in pieces of at most `max` bytes, cut on character boundaries.
-fn split_long(line: &str, max: usize) -> Vec<&str> {
-    let mut pieces = Vec::new();
-    let mut rest = line;
-    while rest.len() > max {
-        let mut cut = max;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        pieces.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    pieces.push(rest);
-    pieces
-}
-
-/// RFC 5321 4.5.2: a line starting with `.` gets another one, so that only
-/// the terminating `.` line ends the data.
-pub fn dot_stuff(data: &str) -> String {
-    let mut out = String::with_capacity(data.len() + 16);
-    for line in data.split_inclusive('\n') {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    out
+/// The message: lettre writes the Date, encodes a non-ASCII subject and
+/// chooses the body's transfer encoding; the line length limits and the
+/// dot-stuffing are its too.
+pub fn build(from: &str, to: &str, msg: &Message, id: &str) -> Result<lettre::Message, String> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| format!("mail_from {from:?}: {e}"))?;
+    let to: Mailbox = to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?;
+    let subject: String = msg
+        .subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .message_id(Some(format!("<{id}>")))
+        .date_now()
+        .header(ContentType::TEXT_PLAIN)
+        .header(AutoSubmitted)
+        .body(msg.body.clone())
+        .map_err(|e| format!("the message: {e}"))
 }
 
 /// A unique Message-ID (without brackets), in the sender's domain.
@@ -255,64 +353,6 @@ fn message_id(from: &str, helo: &str) -> String {
         now.subsec_nanos(),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A header value as is when ASCII, else RFC 2047 encoded words (UTF-8,
-/// base64), folded so no encoded word exceeds 75 characters.
-pub fn encode_header(value: &str) -> String {
-    if value.is_ascii() {
-        return value.to_string();
-    }
-    // 45 bytes of UTF-8 make 60 base64 characters: 72 with the wrapping.
-    split_long(value, 45)
-        .into_iter()
-        .map(|chunk| format!("=?UTF-8?B?{}?=", base64(chunk.as_bytes())))
-        .collect::<Vec<_>>()
-        .join("\r\n ")
-}
-
-/// Standard base64 with padding (RFC 4648 section 4).
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// An RFC 5322 date in UTC: `Tue, 14 Nov 2023 22:13:20 +0000`.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {d:02} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
     )
 }
 
@@ -343,74 +383,39 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_written_as_rfc5322_in_utc() {
-        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(rfc5322_date(at(0)), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc5322_date(at(1_700_000_000)),
-            "Tue, 14 Nov 2023 22:13:20 +0000"
-        );
-        // A leap day.
-        assert_eq!(
-            rfc5322_date(at(1_709_208_000)),
-            "Thu, 29 Feb 2024 12:00:00 +0000"
-        );
+    fn days_are_turned_into_civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        // 2024-02-29, a leap day.
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o, "{i:?}");
-        }
-    }
-
-    #[test]
-    fn non_ascii_subjects_are_encoded_words() {
-        assert_eq!(encode_header("plain"), "plain");
-        assert_eq!(encode_header("café"), "=?UTF-8?B?Y2Fmw6k=?=");
-        let long = encode_header(&"é".repeat(60));
-        for word in long.split("\r\n ") {
-            assert!(word.len() <= 75, "{word}");
-        }
-    }
-
-    #[test]
-    fn lines_starting_with_a_dot_are_doubled() {
-        assert_eq!(dot_stuff("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n");
-        assert_eq!(dot_stuff(".\r\n"), "..\r\n");
-    }
-
-    #[test]
-    fn a_mail_has_its_headers_and_crlf_lines() {
+    fn a_mail_has_its_headers() {
         let m = msg("rapidpro-ha: node sms1 lost", "line 1\n.line 2\n");
-        let data = format_mail(
+        let e = build(
             "ha@example.org",
             "oncall@example.org",
             &m,
-            UNIX_EPOCH,
             "1.2@example.org",
-        );
-        assert!(data.starts_with("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"));
+        )
+        .unwrap();
+        let data = String::from_utf8(e.formatted()).unwrap();
         for h in [
             "From: ha@example.org\r\n",
             "To: oncall@example.org\r\n",
             "Subject: rapidpro-ha: node sms1 lost\r\n",
             "Message-ID: <1.2@example.org>\r\n",
-            "Content-Transfer-Encoding: 7bit\r\n",
+            "Auto-Submitted: auto-generated\r\n",
+            "Date: ",
         ] {
             assert!(data.contains(h), "{h:?} in {data}");
         }
-        assert!(data.ends_with("\r\n\r\nline 1\r\n.line 2\r\n"), "{data}");
-        let long = format_mail("a@b", "c@d", &msg("s", &"x".repeat(2000)), UNIX_EPOCH, "i");
+        assert!(data.contains("line 1\r\n.line 2\r\n"), "{data}");
+        let long = build("a@b.c", "c@d.e", &msg("café", &"x".repeat(2000)), "i@b.c").unwrap();
+        let long = String::from_utf8(long.formatted()).unwrap();
         assert!(long.split("\r\n").all(|l| l.len() <= 998));
+        assert!(long.contains("Subject: =?utf-8?"), "{long}");
     }
 
     #[test]
@@ -422,6 +427,14 @@ mod tests {
         assert!(message_id("nobody", "sms1").ends_with("@sms1"));
     }
 
+    fn options(pairs: &[(&str, &str)]) -> Options {
+        let m: std::collections::BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Options::from_env(&m).unwrap()
+    }
+
     #[test]
     fn a_closed_port_fails_naming_the_server() {
         let port = {
@@ -429,12 +442,39 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let server = format!("127.0.0.1:{port}");
+        let s = SmtpServer::from_options(&options(&[("smtp_server", &server)])).unwrap();
         let d = Deadline::after(Duration::from_secs(5));
-        let err = probe(&server, Duration::from_secs(2), &d).unwrap_err();
-        let text = err.to_string();
+        let text = probe(&s, Duration::from_secs(2), &d)
+            .unwrap_err()
+            .to_string();
         assert!(
             text.starts_with(&format!("SMTP server {server}: cannot connect")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_password_is_never_offered_without_tls() {
+        // Options refuse it; a server built by hand is refused again before
+        // any connection is made (lettre would AUTH in clear text).
+        let mut s = SmtpServer::from_options(&options(&[("smtp_server", "127.0.0.1:1")])).unwrap();
+        s.auth = Some(("ha".into(), Secret::new("pw")));
+        let d = Deadline::after(Duration::from_secs(5));
+        let e = probe(&s, Duration::from_secs(2), &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("set smtp_tls=starttls"), "{e}");
+    }
+
+    #[test]
+    fn the_port_follows_smtp_tls() {
+        let s = SmtpServer::from_options(&options(&[
+            ("smtp_server", "mail.example.org"),
+            ("smtp_tls", "tls"),
+        ]))
+        .unwrap();
+        assert_eq!(s.port, IMPLICIT_TLS_PORT);
+        let s = SmtpServer::from_options(&options(&[("smtp_server", "mail.example.org")])).unwrap();
+        assert_eq!(s.port, DEFAULT_PORT);
     }
 }

@@ -1,7 +1,8 @@
 //! The `rapidpro-alert` alerts configured in the CIB, as `rapidproctl`
 //! checks and tests them: `check` lists [`crate::alert::check`]'s findings
-//! (agent installed here, options, recipients, SMTP answering 220, SMS
-//! gateway reachable); `alert --test` sends one test email and one test SMS
+//! (agent installed here, options, recipients, SMTP answering 220 with its
+//! TLS and AUTH checked, SMS gateway reachable and its certificate
+//! verified); `alert --test` sends one test email and one test SMS
 //! to every address and number ([`crate::alert::send_test`]), the
 //! replacement of `rapidpro-test-sms` and `rapidpro-alert`.
 //!

@@ -66,7 +66,9 @@ pub use netns::{
 pub use node::Node;
 pub use poll::poll;
 pub use port::free_port;
-pub use sinks::{HttpRequest, HttpSink, SmtpMessage, SmtpSink};
+pub use sinks::{
+    HttpRequest, HttpSink, SmtpMessage, SmtpMisbehaviour, SmtpSink, SmtpSinkOptions, SmtpTlsMode,
+};
 pub use tls::{Issued, RedisTls, TestCa};
 
 /// Where PostgreSQL 15's programs live (Debian's `postgresql-15`).

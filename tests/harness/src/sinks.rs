@@ -9,6 +9,15 @@
 //! `Content-Length` body (answered with `Connection: close`), and the SMTP
 //! commands of RFC 5321 section 4.5.1's minimum (`EHLO`/`HELO`, `MAIL`,
 //! `RCPT`, `DATA`, `RSET`, `NOOP`, `QUIT`).
+//!
+//! Both can also stand behind TLS with a certificate of a [`TestCa`]
+//! (rustls, server side): the HTTP sink as HTTPS, the SMTP sink with
+//! STARTTLS or implicit TLS, and with AUTH PLAIN and LOGIN checking a
+//! password (see [`SmtpSinkOptions`]). And both have misbehaving variants
+//! for the bounds of the clients: an SMTP server that streams `220-` lines
+//! forever, and servers that answer one byte per second.
+//!
+//! [`TestCa`]: crate::TestCa
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -18,7 +27,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use base64::Engine as _;
 use nix::sched::{setns, CloneFlags};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use crate::tls::Issued;
 
 /// How often blocked threads look at the stop flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -85,7 +100,7 @@ impl Server {
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(TICK));
                         let conn = Conn {
-                            stream,
+                            stream: Stream::Plain(stream),
                             buf: Vec::new(),
                             stop: s.clone(),
                         };
@@ -126,15 +141,110 @@ impl Drop for Server {
     }
 }
 
+/// A server-side TLS configuration (ring provider) for `issued`.
+pub fn server_config(issued: &Issued) -> Arc<ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("the issued certificate is PEM");
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("the issued key");
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("a server certificate");
+    Arc::new(config)
+}
+
+/// A connection, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Gone,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+            Stream::Gone => Ok(0),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+            Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+            Stream::Gone => Ok(()),
+        }
+    }
+}
+
+fn is_wait(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// One accepted connection: a stream read with a short timeout so that the
 /// stop flag is seen, and what has been read but not yet consumed.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     stop: Arc<AtomicBool>,
 }
 
 impl Conn {
+    /// Starts TLS as the server and completes the handshake; `false` if it
+    /// failed (a client that refused the certificate) or the sink stopped.
+    fn start_tls(&mut self, config: &Arc<ServerConfig>) -> bool {
+        self.buf.clear();
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return false;
+        };
+        let Ok(conn) = ServerConnection::new(config.clone()) else {
+            return false;
+        };
+        let mut tls = StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            if self.stopped() {
+                return false;
+            }
+            match tls.conn.complete_io(&mut tls.sock) {
+                Ok((0, 0)) if tls.conn.is_handshaking() => {
+                    // EOF from the client during the handshake.
+                    if tls.conn.wants_read() {
+                        return false;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if is_wait(&e) => {}
+                Err(_) => return false,
+            }
+        }
+        self.stream = Stream::Tls(Box::new(tls));
+        true
+    }
+
+    /// Whether the connection is TLS.
+    fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -152,13 +262,7 @@ impl Conn {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return true;
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if is_wait(&e) => {}
                 Err(_) => return false,
             }
         }
@@ -201,8 +305,31 @@ impl Conn {
         Some(String::from_utf8_lossy(&line).into_owned())
     }
 
+    /// Writes all of `text` (retrying while the socket times out, until the
+    /// sink stops).
     fn write(&mut self, text: &str) -> bool {
-        self.stream.write_all(text.as_bytes()).is_ok()
+        self.write_bytes(text.as_bytes())
+    }
+
+    fn write_bytes(&mut self, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            if self.stopped() {
+                return false;
+            }
+            match self.stream.write(data) {
+                Ok(0) => return false,
+                Ok(n) => data = &data[n..],
+                Err(e) if is_wait(&e) => {}
+                Err(_) => return false,
+            }
+        }
+        loop {
+            match self.stream.flush() {
+                Ok(()) => return true,
+                Err(e) if is_wait(&e) && !self.stopped() => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Keeps the connection open, saying nothing, until the sink stops or
@@ -324,11 +451,23 @@ fn read_request(conn: &mut Conn) -> Option<HttpRequest> {
     })
 }
 
+/// How an [`HttpSink`] answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HttpMode {
+    /// 200 `ok`.
+    Answer,
+    /// Never.
+    Hang,
+    /// A 200 answer, one byte per second.
+    Drip,
+}
+
 /// An HTTP server that records every request; answers 200 `ok`, or never
 /// answers at all (see [`HttpSink::start_hanging`]).
 pub struct HttpSink {
     requests: Arc<Mutex<Vec<HttpRequest>>>,
     server: Server,
+    https: bool,
 }
 
 impl HttpSink {
@@ -336,33 +475,71 @@ impl HttpSink {
     /// process's network namespace (setns in the listener thread, as
     /// `workload.rs` does). Every request is answered 200 `ok`.
     pub fn start(netns_pid: Option<i32>, bind_ip: &str) -> HttpSink {
-        HttpSink::with(netns_pid, bind_ip, false)
+        HttpSink::with(netns_pid, bind_ip, HttpMode::Answer, None)
     }
 
     /// Accepts connections and reads requests but never answers (a hung
     /// gateway). The requests are still recorded.
     pub fn start_hanging(netns_pid: Option<i32>, bind_ip: &str) -> HttpSink {
-        HttpSink::with(netns_pid, bind_ip, true)
+        HttpSink::with(netns_pid, bind_ip, HttpMode::Hang, None)
     }
 
-    fn with(netns_pid: Option<i32>, bind_ip: &str, hang: bool) -> HttpSink {
+    /// Answers 200, one byte per second (a gateway that would hold a client
+    /// with per-read timeouts forever).
+    pub fn start_dripping(netns_pid: Option<i32>, bind_ip: &str) -> HttpSink {
+        HttpSink::with(netns_pid, bind_ip, HttpMode::Drip, None)
+    }
+
+    /// HTTPS with `cert` (issued for `bind_ip`); answers 200 `ok`.
+    pub fn start_https(netns_pid: Option<i32>, bind_ip: &str, cert: &Issued) -> HttpSink {
+        HttpSink::with(
+            netns_pid,
+            bind_ip,
+            HttpMode::Answer,
+            Some(server_config(cert)),
+        )
+    }
+
+    fn with(
+        netns_pid: Option<i32>,
+        bind_ip: &str,
+        mode: HttpMode,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> HttpSink {
         let requests: Arc<Mutex<Vec<HttpRequest>>> = Arc::default();
         let r = requests.clone();
+        let https = tls.is_some();
         let server = Server::start("HTTP", netns_pid, bind_ip, move |mut conn| {
+            if let Some(config) = &tls {
+                if !conn.start_tls(config) {
+                    return;
+                }
+            }
             let Some(req) = read_request(&mut conn) else {
                 return;
             };
             r.lock().unwrap_or_else(|e| e.into_inner()).push(req);
-            if hang {
-                conn.hang();
-            } else {
-                conn.write(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
-                     Connection: close\r\n\r\nok",
-                );
+            let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
+                          Connection: close\r\n\r\nok";
+            match mode {
+                HttpMode::Hang => conn.hang(),
+                HttpMode::Answer => {
+                    conn.write(answer);
+                }
+                HttpMode::Drip => {
+                    for b in answer.as_bytes() {
+                        if !conn.write_bytes(&[*b]) || !sleep_unless_stopped(&conn, DRIP) {
+                            return;
+                        }
+                    }
+                }
             }
         });
-        HttpSink { requests, server }
+        HttpSink {
+            requests,
+            server,
+            https,
+        }
     }
 
     /// The port listened on.
@@ -370,9 +547,13 @@ impl HttpSink {
         self.server.port
     }
 
-    /// `http://ip:port`.
+    /// `http://ip:port`, or `https://` behind TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", host_port(&self.server.ip, self.server.port))
+        let scheme = if self.https { "https" } else { "http" };
+        format!(
+            "{scheme}://{}",
+            host_port(&self.server.ip, self.server.port)
+        )
     }
 
     /// Every request received so far, in arrival order.
@@ -382,6 +563,23 @@ impl HttpSink {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// The pace of the dripping servers.
+const DRIP: Duration = Duration::from_secs(1);
+
+/// Sleeps `d` in ticks; `false` if the sink stopped meanwhile.
+fn sleep_unless_stopped(conn: &Conn, d: Duration) -> bool {
+    let mut left = d;
+    while !left.is_zero() {
+        if conn.stopped() {
+            return false;
+        }
+        let t = left.min(TICK);
+        thread::sleep(t);
+        left -= t;
+    }
+    true
 }
 
 /// `ip:port`, with brackets around an IPv6 address.
@@ -403,6 +601,10 @@ pub struct SmtpMessage {
     /// The message (headers and body) with dot-stuffing undone and lines
     /// ending in `\r\n`, without the final `.` line.
     pub data: String,
+    /// Whether it arrived over TLS.
+    pub tls: bool,
+    /// The user that authenticated, if any.
+    pub user: Option<String>,
 }
 
 impl SmtpMessage {
@@ -428,9 +630,42 @@ impl SmtpMessage {
     }
 }
 
+/// How an [`SmtpSink`] protects its sessions.
+#[derive(Clone, Default)]
+pub enum SmtpTlsMode {
+    /// Plain SMTP.
+    #[default]
+    None,
+    /// Offers STARTTLS with this certificate.
+    StartTls(Issued),
+    /// TLS from the first byte (SMTPS) with this certificate.
+    Implicit(Issued),
+}
+
+/// What an [`SmtpSink`] offers and demands.
+#[derive(Clone, Default)]
+pub struct SmtpSinkOptions {
+    /// Plain, STARTTLS or implicit TLS.
+    pub tls: SmtpTlsMode,
+    /// With `Some((user, password))`, advertises AUTH PLAIN LOGIN (also on
+    /// a plain connection, as a careless server does), checks the
+    /// password and refuses MAIL before a successful AUTH.
+    pub auth: Option<(String, String)>,
+}
+
+/// How a misbehaving [`SmtpSink`] misbehaves.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SmtpMisbehaviour {
+    /// Streams `220-` continuation lines forever, as fast as it can.
+    Stream220,
+    /// Sends its greeting one byte per second.
+    Drip,
+}
+
 /// An SMTP server that accepts every message and records it.
 pub struct SmtpSink {
     messages: Arc<Mutex<Vec<SmtpMessage>>>,
+    lines: Arc<Mutex<Vec<String>>>,
     server: Server,
 }
 
@@ -438,12 +673,51 @@ impl SmtpSink {
     /// Listens on `bind_ip:<free port>`; with `Some(pid)`, inside that
     /// process's network namespace.
     pub fn start(netns_pid: Option<i32>, bind_ip: &str) -> SmtpSink {
+        SmtpSink::start_with(netns_pid, bind_ip, SmtpSinkOptions::default())
+    }
+
+    /// As [`SmtpSink::start`], with TLS and AUTH as `options` say.
+    pub fn start_with(netns_pid: Option<i32>, bind_ip: &str, options: SmtpSinkOptions) -> SmtpSink {
         let messages: Arc<Mutex<Vec<SmtpMessage>>> = Arc::default();
-        let m = messages.clone();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (m, l) = (messages.clone(), lines.clone());
+        let session = Arc::new(Session::new(options));
         let server = Server::start("SMTP", netns_pid, bind_ip, move |mut conn| {
-            smtp_session(&mut conn, &m)
+            session.run(&mut conn, &m, &l)
         });
-        SmtpSink { messages, server }
+        SmtpSink {
+            messages,
+            lines,
+            server,
+        }
+    }
+
+    /// A server that misbehaves as `how` says (and records nothing).
+    pub fn start_misbehaving(
+        netns_pid: Option<i32>,
+        bind_ip: &str,
+        how: SmtpMisbehaviour,
+    ) -> SmtpSink {
+        let server = Server::start("SMTP", netns_pid, bind_ip, move |mut conn| match how {
+            SmtpMisbehaviour::Stream220 => {
+                let chunk = "220-flood flood flood flood flood flood flood flood flood flood\r\n"
+                    .repeat(256);
+                while conn.write(&chunk) {}
+            }
+            SmtpMisbehaviour::Drip => {
+                for b in b"220 slow ESMTP\r\n" {
+                    if !conn.write_bytes(&[*b]) || !sleep_unless_stopped(&conn, DRIP) {
+                        return;
+                    }
+                }
+                conn.hang();
+            }
+        });
+        SmtpSink {
+            messages: Arc::default(),
+            lines: Arc::default(),
+            server,
+        }
     }
 
     /// The port listened on.
@@ -463,6 +737,12 @@ impl SmtpSink {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// Every command line received outside DATA, AUTH exchanges included,
+    /// in order, as received (after TLS decryption).
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The address inside `FROM:<a@b> SIZE=10`, without brackets.
@@ -474,72 +754,190 @@ fn smtp_path(arg: &str) -> String {
     }
 }
 
-fn smtp_session(conn: &mut Conn, messages: &Mutex<Vec<SmtpMessage>>) {
-    if !conn.write("220 rapidpro-ha-sink ESMTP ready\r\n") {
-        return;
+/// One SMTP sink's behaviour.
+struct Session {
+    tls: SmtpTlsMode,
+    config: Option<Arc<ServerConfig>>,
+    auth: Option<(String, String)>,
+}
+
+fn b64(s: &str) -> Option<String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+impl Session {
+    fn new(o: SmtpSinkOptions) -> Session {
+        let config = match &o.tls {
+            SmtpTlsMode::None => None,
+            SmtpTlsMode::StartTls(c) | SmtpTlsMode::Implicit(c) => Some(server_config(c)),
+        };
+        Session {
+            tls: o.tls,
+            config,
+            auth: o.auth,
+        }
     }
-    let mut from: Option<String> = None;
-    let mut to: Vec<String> = Vec::new();
-    while let Some(line) = conn.read_line() {
-        let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-        let verb = verb.to_ascii_uppercase();
-        let upper = arg.to_ascii_uppercase();
-        let reply: String = match verb.as_str() {
-            "EHLO" => "250-rapidpro-ha-sink\r\n250-8BITMIME\r\n250 SIZE 4194304\r\n".into(),
-            "HELO" => "250 rapidpro-ha-sink\r\n".into(),
-            "MAIL" if upper.starts_with("FROM:") => {
-                from = Some(smtp_path(&arg[5..]));
-                to.clear();
-                "250 2.1.0 sender ok\r\n".into()
-            }
-            "RCPT" if upper.starts_with("TO:") => {
-                if from.is_none() {
-                    "503 5.5.1 MAIL first\r\n".into()
+
+    /// Reads one line, recording it.
+    fn line(conn: &mut Conn, lines: &Mutex<Vec<String>>) -> Option<String> {
+        let l = conn.read_line()?;
+        lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(l.clone());
+        Some(l)
+    }
+
+    /// AUTH PLAIN or LOGIN: whether `user`/`password` matched.
+    fn authenticate(&self, conn: &mut Conn, arg: &str, lines: &Mutex<Vec<String>>) -> Option<bool> {
+        let (mech, initial) = arg.split_once(' ').unwrap_or((arg, ""));
+        let (user, password) = match mech.to_ascii_uppercase().as_str() {
+            "PLAIN" => {
+                let data = if initial.is_empty() {
+                    conn.write("334 \r\n").then_some(())?;
+                    Session::line(conn, lines)?
                 } else {
-                    to.push(smtp_path(&arg[3..]));
-                    "250 2.1.5 recipient ok\r\n".into()
-                }
-            }
-            "DATA" if from.is_none() || to.is_empty() => "503 5.5.1 MAIL and RCPT first\r\n".into(),
-            "DATA" => {
-                if !conn.write("354 end data with <CR><LF>.<CR><LF>\r\n") {
-                    return;
-                }
-                let mut data = String::new();
-                loop {
-                    let Some(l) = conn.read_line() else { return };
-                    if l == "." {
-                        break;
-                    }
-                    // RFC 5321 4.5.2: a leading dot was doubled by the client.
-                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
-                    data.push_str("\r\n");
-                    if data.len() > MAX_BODY {
-                        return;
-                    }
-                }
-                let msg = SmtpMessage {
-                    from: from.take().unwrap_or_default(),
-                    to: std::mem::take(&mut to),
-                    data,
+                    initial.to_string()
                 };
-                messages.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
-                "250 2.0.0 queued\r\n".into()
+                let decoded = b64(&data).unwrap_or_default();
+                let mut parts = decoded.split('\0');
+                let _authzid = parts.next();
+                (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                )
             }
-            "RSET" => {
-                from = None;
-                to.clear();
-                "250 2.0.0 ok\r\n".into()
+            "LOGIN" => {
+                conn.write("334 VXNlcm5hbWU6\r\n").then_some(())?;
+                let u = b64(&Session::line(conn, lines)?).unwrap_or_default();
+                conn.write("334 UGFzc3dvcmQ6\r\n").then_some(())?;
+                let p = b64(&Session::line(conn, lines)?).unwrap_or_default();
+                (u, p)
             }
-            "NOOP" => "250 2.0.0 ok\r\n".into(),
-            "QUIT" => {
-                conn.write("221 2.0.0 bye\r\n");
+            _ => return Some(false),
+        };
+        Some(
+            self.auth
+                .as_ref()
+                .is_some_and(|(u, p)| *u == user && *p == password),
+        )
+    }
+
+    fn run(&self, conn: &mut Conn, messages: &Mutex<Vec<SmtpMessage>>, lines: &Mutex<Vec<String>>) {
+        if let (SmtpTlsMode::Implicit(_), Some(config)) = (&self.tls, &self.config) {
+            if !conn.start_tls(config) {
                 return;
             }
-            _ => "500 5.5.2 command not recognized\r\n".into(),
-        };
-        if !conn.write(&reply) {
+        }
+        if !conn.write("220 rapidpro-ha-sink ESMTP ready\r\n") {
             return;
+        }
+        let mut from: Option<String> = None;
+        let mut to: Vec<String> = Vec::new();
+        let mut authenticated = false;
+        while let Some(line) = Session::line(conn, lines) {
+            let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            let verb = verb.to_ascii_uppercase();
+            let upper = arg.to_ascii_uppercase();
+            let reply: String = match verb.as_str() {
+                "EHLO" => {
+                    let mut r = "250-rapidpro-ha-sink\r\n250-8BITMIME\r\n".to_string();
+                    if matches!(self.tls, SmtpTlsMode::StartTls(_)) && !conn.is_tls() {
+                        r.push_str("250-STARTTLS\r\n");
+                    }
+                    if self.auth.is_some() {
+                        r.push_str("250-AUTH PLAIN LOGIN\r\n");
+                    }
+                    r.push_str("250 SIZE 4194304\r\n");
+                    r
+                }
+                "STARTTLS" if matches!(self.tls, SmtpTlsMode::StartTls(_)) && !conn.is_tls() => {
+                    if !conn.write("220 2.0.0 ready to start TLS\r\n") {
+                        return;
+                    }
+                    let Some(config) = &self.config else { return };
+                    if !conn.start_tls(config) {
+                        return;
+                    }
+                    from = None;
+                    to.clear();
+                    continue;
+                }
+                "AUTH" if self.auth.is_some() => match self.authenticate(conn, arg, lines) {
+                    None => return,
+                    Some(true) => {
+                        authenticated = true;
+                        "235 2.7.0 authentication successful\r\n".into()
+                    }
+                    Some(false) => "535 5.7.8 authentication credentials invalid\r\n".into(),
+                },
+                "MAIL" if self.auth.is_some() && !authenticated => {
+                    "530 5.7.0 authentication required\r\n".into()
+                }
+                "HELO" => "250 rapidpro-ha-sink\r\n".into(),
+                "MAIL" if upper.starts_with("FROM:") => {
+                    from = Some(smtp_path(&arg[5..]));
+                    to.clear();
+                    "250 2.1.0 sender ok\r\n".into()
+                }
+                "RCPT" if upper.starts_with("TO:") => {
+                    if from.is_none() {
+                        "503 5.5.1 MAIL first\r\n".into()
+                    } else {
+                        to.push(smtp_path(&arg[3..]));
+                        "250 2.1.5 recipient ok\r\n".into()
+                    }
+                }
+                "DATA" if from.is_none() || to.is_empty() => {
+                    "503 5.5.1 MAIL and RCPT first\r\n".into()
+                }
+                "DATA" => {
+                    if !conn.write("354 end data with <CR><LF>.<CR><LF>\r\n") {
+                        return;
+                    }
+                    let mut data = String::new();
+                    loop {
+                        let Some(l) = conn.read_line() else { return };
+                        if l == "." {
+                            break;
+                        }
+                        // RFC 5321 4.5.2: a leading dot was doubled by the client.
+                        data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                        data.push_str("\r\n");
+                        if data.len() > MAX_BODY {
+                            return;
+                        }
+                    }
+                    let msg = SmtpMessage {
+                        from: from.take().unwrap_or_default(),
+                        to: std::mem::take(&mut to),
+                        data,
+                        tls: conn.is_tls(),
+                        user: authenticated
+                            .then(|| self.auth.as_ref().map(|(u, _)| u.clone()))
+                            .flatten(),
+                    };
+                    messages.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+                    "250 2.0.0 queued\r\n".into()
+                }
+                "RSET" => {
+                    from = None;
+                    to.clear();
+                    "250 2.0.0 ok\r\n".into()
+                }
+                "NOOP" => "250 2.0.0 ok\r\n".into(),
+                "QUIT" => {
+                    conn.write("221 2.0.0 bye\r\n");
+                    return;
+                }
+                _ => "500 5.5.2 command not recognized\r\n".into(),
+            };
+            if !conn.write(&reply) {
+                return;
+            }
         }
     }
 }
