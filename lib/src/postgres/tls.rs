@@ -282,7 +282,20 @@ impl TlsFailure {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            Some(r @ rustls::Error::InvalidCertificate(_)) => TlsFailure::Untrusted(r.to_string()),
+            Some(rustls::Error::InvalidCertificate(c)) => TlsFailure::Untrusted(match c {
+                CertificateError::UnknownIssuer => "signed by a CA not in sslrootcert".into(),
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
+                    "does not name the host connected to".into()
+                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "expired".into()
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "not valid yet".into()
+                }
+                other => format!("invalid: {other:?}"),
+            }),
             Some(r) => TlsFailure::Handshake(r.to_string()),
             None => TlsFailure::Handshake(e.to_string()),
         }
@@ -303,23 +316,26 @@ pub struct TlsError {
 
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The essentials first: exit reasons are cut at 128 characters.
+        // What failed and where first: exit reasons are cut at 128
+        // characters. Then the parameters, and the fix.
         let (t, s) = (&self.target, self.tls.describe());
         match &self.failure {
             TlsFailure::RootCert(why) => write!(
                 f,
-                "TLS to {t} not attempted: sslrootcert unusable ({s}): {why}: set sslrootcert to a \
-                 PEM file with the CA certificate that signed the PostgreSQL servers' certificates"
+                "TLS to {t} not attempted: sslrootcert unusable: {why} ({s}). Fix: set \
+                 sslrootcert to a PEM file with the CA certificate that signed the PostgreSQL \
+                 servers' certificates"
             ),
             TlsFailure::NotSupported => write!(
                 f,
-                "PostgreSQL at {t} (primary_host) does not support SSL but {s} requires it: set \
-                 ssl=on with ssl_cert_file and ssl_key_file on every node, or lower sslmode"
+                "TLS refused at primary_host {t}: the server does not support SSL ({s}); no \
+                 password sent. Fix: ssl=on with ssl_cert_file and ssl_key_file on every node, \
+                 or a lower sslmode"
             ),
             TlsFailure::Untrusted(why) => write!(
                 f,
-                "TLS: certificate of {t} (primary_host) rejected under {s}: {why}; no password \
-                 sent: the server certificate must be signed by the CA in sslrootcert{}",
+                "TLS refused at primary_host {t}: certificate {why} ({s}); no password sent. \
+                 Fix: the server certificate must be signed by the CA in sslrootcert{}",
                 if self.tls.effective_mode() == SslMode::VerifyFull {
                     " and name primary_host as a DNS or IP subject alternative name"
                 } else {
@@ -328,8 +344,8 @@ impl fmt::Display for TlsError {
             ),
             TlsFailure::Handshake(why) => write!(
                 f,
-                "TLS handshake with {t} (primary_host) failed under {s}: {why}; no password sent: \
-                 check ssl settings of the server and sslmode/sslrootcert"
+                "TLS handshake failed at primary_host {t}: {why} ({s}); no password sent. Fix: \
+                 check the server's ssl settings against sslmode and sslrootcert"
             ),
         }
     }
@@ -523,7 +539,7 @@ mod tests {
         let e = TlsError {
             target: "10.0.0.100:5432".into(),
             tls: tls(SslMode::VerifyFull, Some("/etc/rapidpro/ca.crt")),
-            failure: TlsFailure::Untrusted("invalid peer certificate: UnknownIssuer".into()),
+            failure: TlsFailure::Untrusted("signed by a CA not in sslrootcert".into()),
         };
         let m = e.to_string();
         for want in [
@@ -531,7 +547,8 @@ mod tests {
             "primary_host",
             "sslmode=verify-full",
             "sslrootcert=/etc/rapidpro/ca.crt",
-            "UnknownIssuer",
+            "signed by a CA not in sslrootcert",
+            "no password sent",
             "subject alternative name",
         ] {
             assert!(m.contains(want), "{want}: {m}");
