@@ -264,6 +264,9 @@ pub struct Params {
     pub rewind: bool,
     /// Whether `redis_password` is set.
     pub redis_password: bool,
+    /// Whether the connections to PostgreSQL use TLS when the server has
+    /// it (`sslmode` other than `disable`): `hostssl` lines admit them.
+    pub pg_tls: bool,
 }
 
 /// Everything observed.
@@ -499,6 +502,7 @@ pub fn observe(
             repl_user: cfg.repl_user.clone(),
             rewind: cfg.rewind,
             redis_password: cfg.redis_password.is_some(),
+            pg_tls: cfg.pg_tls.effective_mode() != crate::postgres::tls::SslMode::Disable,
         },
         this_node,
         this_addr,
@@ -599,7 +603,7 @@ pub fn verdicts(o: &Observed) -> Vec<Check> {
                 ));
             }
             for n in nodes.iter().filter(|n| !n.is_self) {
-                v.push(hba_check(l, n, &p.repl_user, &o.this_node));
+                v.push(hba_check(l, n, &p.repl_user, &o.this_node, p.pg_tls));
             }
         }
         Err(e) => v.push(check(
@@ -891,7 +895,9 @@ pub fn verdicts(o: &Observed) -> Vec<Check> {
     v
 }
 
-fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str) -> Check {
+/// `tls`: whether the peer's agent and WAL receiver ask for TLS (`sslmode`);
+/// they get it where this server has `ssl=on`.
+fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str, tls: bool) -> Check {
     let name = format!("pg_hba for {}", peer.name);
     let Ok(addr) = peer.addr.parse::<IpAddr>() else {
         return check(
@@ -903,9 +909,12 @@ fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str) -> Che
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut undecided = Vec::new();
-    for (db, label, ssl) in [
-        (DbRequest::Replication, "replication", l.ssl),
-        (DbRequest::Named("postgres"), "postgres", false),
+    // Both the WAL receiver (primary_conninfo) and the agent's own
+    // connections use the agent's sslmode.
+    let ssl = tls && l.ssl;
+    for (db, label) in [
+        (DbRequest::Replication, "replication"),
+        (DbRequest::Named("postgres"), "postgres"),
     ] {
         let req = HbaRequest {
             database: db,
