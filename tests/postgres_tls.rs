@@ -263,6 +263,14 @@ fn a_server_without_ssl_is_refused_under_require_and_served_under_prefer() {
     agent(n1, n1).run("start").assert_code(OCF_SUCCESS);
     agent(n1, n1).run("promote").assert_code(OCF_SUCCESS);
 
+    // A root certificate file that is not there: this host is not ready.
+    agent(n2, n1)
+        .param("sslmode", "verify-full")
+        .param("sslrootcert", "/nonexistent/ca.crt")
+        .run("validate-all")
+        .assert_code(5)
+        .assert_reason_contains("parameter sslrootcert=\"/nonexistent/ca.crt\": file missing");
+
     let from = log_len(n1);
     let out = agent(n2, n1).param("sslmode", "require").run("start");
     out.assert_code(OCF_ERR_GENERIC);

@@ -827,6 +827,17 @@ impl Config {
                 OcfRc::ErrInstalled,
             ));
         }
+        if let Some(root) = &self.pg_tls.rootcert {
+            if !root.is_file() {
+                return Err(ConfigError::host(
+                    SSLROOTCERT,
+                    root,
+                    "file missing: put the CA certificate (PEM) that signed the PostgreSQL \
+                     servers' certificates there, readable by system_user",
+                    OcfRc::ErrInstalled,
+                ));
+            }
+        }
         Ok(())
     }
 

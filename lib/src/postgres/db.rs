@@ -5,6 +5,12 @@
 //! connecting process's effective uid (SO_PEERCRED, taken at connect time),
 //! so the effective uid is switched to `system_user` for the connect and
 //! switched back right after: no psql, no `su`, no child process.
+//!
+//! TCP connections (to `primary_host`, to the nodes) use TLS as `sslmode`
+//! and `sslrootcert` say ([`super::tls`]): the SSL request and the
+//! handshake, certificate verified, are done here before tokio-postgres
+//! writes its startup message, so a server that fails verification never
+//! gets as far as asking for a password.
 
 use std::future::Future;
 use std::path::Path;
