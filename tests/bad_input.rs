@@ -118,6 +118,8 @@ fn every_parameter_malformed_or_missing_is_refused_by_name_in_every_action() {
     // Too long for a host name, and for a unix socket.
     cases.push(("primary_host", "h".repeat(100_000)));
     cases.push(("redis_socket", format!("/{}", "s".repeat(120))));
+    // A verifying sslmode without the CA file to verify with.
+    cases.push(("sslmode", "verify-full".into()));
     for (name, value) in &cases {
         let a = n1.agent(bin()).param(name, value.as_str());
         for (action, code) in CONFIGURED_ACTIONS {

@@ -20,6 +20,7 @@ mod ocf_tools;
 mod operator_world;
 mod package;
 mod pcs_examples;
+mod postgres_tls;
 mod redis_tls;
 mod runbook;
 mod soak;

@@ -16,6 +16,7 @@ use nix::unistd::{Gid, Uid, User};
 
 use crate::ocf::env::OcfEnv;
 use crate::ocf::OcfRc;
+use crate::postgres::tls::{PgTls, SslMode};
 
 /// What kind of value a parameter takes, for meta-data and validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,8 @@ pub mod names {
     pub const PRIMARY_PORT: &str = "primary_port";
     pub const REPL_USER: &str = "repl_user";
     pub const REPL_PASSWORD: &str = "repl_password";
+    pub const SSLMODE: &str = "sslmode";
+    pub const SSLROOTCERT: &str = "sslrootcert";
     pub const MAXLAG: &str = "maxlag";
     pub const SYNC_REPLICATION: &str = "sync_replication";
     pub const REWIND: &str = "rewind";
@@ -201,6 +204,39 @@ pub const PARAMETERS: &[ParamSpec] = &[
                    Leave it unset to rely on the .pgpass file in system_user's home directory (mode 0600, \
                    owned by system_user; a link is not followed), which the agent's own connections to \
                    primary_host read too.",
+    },
+    ParamSpec {
+        name: SSLMODE,
+        kind: ParamType::String,
+        default: Some("prefer"),
+        required: false,
+        private: false,
+        shortdesc: "TLS of the connections to PostgreSQL at primary_host",
+        longdesc: "libpq's sslmode for every TCP connection to PostgreSQL: the agent's and rapidproctl's \
+                   own (rustls) and, written into primary_conninfo and the conninfo of pg_rewind and \
+                   pg_basebackup, libpq's. disable: no TLS. prefer (the default, as libpq's, so Debian's \
+                   snakeoil certificate keeps working): TLS when the server offers it, any certificate \
+                   accepted, plain text only when the server has ssl=off. require: TLS, any certificate \
+                   (with sslrootcert set it verifies the chain, as verify-ca, as libpq does). verify-ca: \
+                   the certificate must be signed by the CA in sslrootcert. verify-full: verify-ca, and \
+                   primary_host must be a DNS or IP subject alternative name of the certificate. Only \
+                   verify-full protects the replication password: standbys and the agent connect to \
+                   primary_host, the virtual IP, which may have no owner (during a failover) and can then \
+                   be taken by any host of the network; under verify-* a server that fails verification \
+                   is refused before any password is sent. The unix-socket connections never use TLS.",
+    },
+    ParamSpec {
+        name: SSLROOTCERT,
+        kind: ParamType::String,
+        default: None,
+        required: false,
+        private: false,
+        shortdesc: "CA certificate file for sslmode verify-ca and verify-full",
+        longdesc: "Absolute path of a PEM file holding the CA certificate(s) that signed the PostgreSQL \
+                   servers' certificates. Required with sslmode=verify-ca or verify-full; with \
+                   sslmode=require it makes the chain checked (verify-ca), as libpq does; unused with \
+                   prefer. Written into primary_conninfo, so system_user must be able to read it (the WAL \
+                   receiver, pg_rewind and pg_basebackup read it as system_user).",
     },
     ParamSpec {
         name: MAXLAG,
@@ -464,6 +500,8 @@ pub struct Config {
     pub repl_user: String,
     /// Its password.
     pub repl_password: Option<String>,
+    /// TLS of the TCP connections to PostgreSQL (`sslmode`, `sslrootcert`).
+    pub pg_tls: PgTls,
     /// Largest lag of a promotable standby, bytes; 0 = no limit.
     pub maxlag: u64,
     /// Synchronous replication mode.
@@ -602,6 +640,35 @@ fn secret(env: &OcfEnv, name: &'static str) -> Result<Option<String>, ConfigErro
     }
 }
 
+/// `sslmode` and `sslrootcert`, with libpq's rule: verify-ca and
+/// verify-full need a root certificate.
+fn pg_tls(env: &OcfEnv) -> Result<PgTls, ConfigError> {
+    let mode_v = value(env, SSLMODE).unwrap_or("prefer");
+    let mode = SslMode::parse(mode_v.trim()).ok_or_else(|| {
+        ConfigError::configured(
+            SSLMODE,
+            mode_v,
+            "expected disable, prefer, require, verify-ca or verify-full",
+        )
+    })?;
+    let rootcert = match env.param(SSLROOTCERT) {
+        Some(v) if !v.is_empty() => Some(path(env, SSLROOTCERT)?),
+        _ => None,
+    };
+    if mode.verifies() && rootcert.is_none() {
+        return Err(ConfigError::configured(
+            SSLMODE,
+            mode_v,
+            format!(
+                "sslmode={mode} verifies the server certificate and needs sslrootcert: set \
+                 sslrootcert to the absolute path of the CA certificate file (PEM) that signed \
+                 the PostgreSQL servers' certificates"
+            ),
+        ));
+    }
+    Ok(PgTls { mode, rootcert })
+}
+
 impl Config {
     /// Reads and checks the form of every parameter. Errors are
     /// `OCF_ERR_CONFIGURED`: the same parameters are wrong on every node.
@@ -722,6 +789,7 @@ impl Config {
                 "expected a role name (letters, digits, '_', '-', '.')",
             )?,
             repl_password: secret(env, REPL_PASSWORD)?,
+            pg_tls: pg_tls(env)?,
             maxlag,
             sync_replication,
             rewind: boolean(env, REWIND)?,
@@ -829,6 +897,17 @@ impl Config {
                 "file missing",
                 OcfRc::ErrInstalled,
             ));
+        }
+        if let Some(root) = &self.pg_tls.rootcert {
+            if !root.is_file() {
+                return Err(ConfigError::host(
+                    SSLROOTCERT,
+                    root,
+                    "file missing: put the CA certificate (PEM) that signed the PostgreSQL \
+                     servers' certificates there, readable by system_user",
+                    OcfRc::ErrInstalled,
+                ));
+            }
         }
         self.check_redis_tls_files()?;
         Ok(())
@@ -1038,6 +1117,55 @@ mod tests {
         assert_eq!(c.sync_replication, SyncMode::On);
         assert!(!c.rewind);
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn sslmode_defaults_to_prefer_as_libpq() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(
+            c.pg_tls,
+            PgTls {
+                mode: SslMode::Prefer,
+                rootcert: None
+            }
+        );
+    }
+
+    #[test]
+    fn sslmode_takes_libpqs_values_only() {
+        let c = Config::from_env(&env(&[
+            ("sslmode", "verify-full"),
+            ("sslrootcert", "/etc/rapidpro/ca.crt"),
+        ]))
+        .unwrap();
+        assert_eq!(c.pg_tls.mode, SslMode::VerifyFull);
+        assert_eq!(
+            c.pg_tls.rootcert.as_deref(),
+            Some(Path::new("/etc/rapidpro/ca.crt"))
+        );
+        let e = Config::from_env(&env(&[("sslmode", "verify_full")])).unwrap_err();
+        assert_eq!((e.param, e.rc), ("sslmode", OcfRc::ErrConfigured));
+        assert!(e.problem.contains("verify-full"), "{e}");
+    }
+
+    #[test]
+    fn verify_modes_without_sslrootcert_are_refused_naming_both_parameters() {
+        for mode in ["verify-ca", "verify-full"] {
+            let e = Config::from_env(&env(&[("sslmode", mode)])).unwrap_err();
+            assert_eq!(e.rc, OcfRc::ErrConfigured);
+            let m = e.to_string();
+            assert!(m.contains("sslmode") && m.contains("sslrootcert"), "{m}");
+        }
+        let e = Config::from_env(&env(&[("sslmode", "verify-ca"), ("sslrootcert", "ca.crt")]))
+            .unwrap_err();
+        assert_eq!(e.param, "sslrootcert");
+    }
+
+    #[test]
+    fn require_with_sslrootcert_is_verify_ca() {
+        let c =
+            Config::from_env(&env(&[("sslmode", "require"), ("sslrootcert", "/ca.crt")])).unwrap();
+        assert_eq!(c.pg_tls.effective_mode(), SslMode::VerifyCa);
     }
 
     #[test]

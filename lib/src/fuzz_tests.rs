@@ -263,6 +263,10 @@ mod ocf_env {
             "sync_replication" => prop::sample::select(vec!["off", "on", "strict"])
                 .prop_map(str::to_string)
                 .boxed(),
+            // verify-ca and verify-full are valid only with sslrootcert.
+            "sslmode" => prop::sample::select(vec!["disable", "prefer", "require"])
+                .prop_map(str::to_string)
+                .boxed(),
             "connect_timeout" | "query_timeout" => prop_oneof![
                 (1u64..=3600).prop_map(|n| n.to_string()),
                 (1u64..=3600).prop_map(|n| format!("{n}s")),

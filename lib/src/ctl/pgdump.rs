@@ -121,6 +121,14 @@ pub fn command(cfg: &Config, src: &Source, o: &Options, out: &Path) -> Result<Sp
             ]);
         }
         Source::Remote { host, port, user } => {
+            // The agent's sslmode and sslrootcert, for libpq (through its
+            // environment: -d is the database).
+            let tls = &cfg.pg_tls;
+            let mode = tls.effective_mode();
+            spec = spec.env("PGSSLMODE", mode.as_str());
+            if let (true, Some(root)) = (mode.verifies(), &tls.rootcert) {
+                spec = spec.env("PGSSLROOTCERT", root);
+            }
             args.push(program.display().to_string());
             args.extend([
                 "-h".into(),
@@ -334,6 +342,26 @@ mod tests {
         assert!(s.display().ends_with(
             "sh /usr/lib/postgresql/15/bin/pg_dumpall -h 10.0.0.100 -p 5432 -U postgres --no-password"
         ), "{}", s.display());
+    }
+
+    #[test]
+    fn a_remote_dump_gets_the_agents_sslmode_and_sslrootcert() {
+        let src = Source::Remote {
+            host: "10.0.0.100".into(),
+            port: 5432,
+            user: "postgres".into(),
+        };
+        let mut c = cfg();
+        c.pg_tls = crate::postgres::tls::PgTls {
+            mode: crate::postgres::tls::SslMode::VerifyFull,
+            rootcert: Some("/etc/rapidpro/ca.crt".into()),
+        };
+        let s = command(&c, &src, &opts(None, Format::Plain), Path::new("/tmp/x")).unwrap();
+        let debug = format!("{s:?}");
+        assert!(
+            debug.contains("PGSSLMODE") && debug.contains("PGSSLROOTCERT"),
+            "{debug}"
+        );
     }
 
     #[test]

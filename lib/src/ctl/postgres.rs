@@ -23,6 +23,7 @@ use crate::config::{names, Config};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::{Db, Host, LocalStatus, Target};
+use crate::postgres::tls::PgTls;
 use crate::postgres::Lsn;
 
 use super::table::{pairs, Table};
@@ -312,6 +313,7 @@ pub fn connect_local(cfg: &Config, deadline: &Deadline) -> Result<Db, Error> {
         password: None,
         dbname: "postgres",
         peer_uid: Some(uid),
+        tls: &PgTls::DISABLED,
     };
     Ok(Db::connect(
         &target,

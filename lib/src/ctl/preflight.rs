@@ -18,12 +18,14 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::postgres::db::quote_literal;
+use crate::postgres::db::{connect_tcp, TcpFailure};
 use crate::postgres::hba::{self, DbRequest, HbaRequest, HbaRule, HbaVerdict};
+use crate::postgres::tls::{PgTls, TlsError};
 use crate::postgres::wire::{self, Identity, ReplTarget, WireFailure};
 use crate::redis::{self as rds, RedisError, Role};
 use crate::systemd::{self, UnitFiles};
@@ -54,6 +56,8 @@ pub enum ConnFail {
     NoPassword,
     /// 57P03: starting up, shutting down, or `hot_standby=off`.
     NotAccepting(String),
+    /// TLS failed (`sslmode`, `sslrootcert`): no password was sent.
+    Tls(TlsError),
     /// Anything else, with its SQLSTATE if any.
     Other(String),
 }
@@ -71,12 +75,17 @@ impl ConnFail {
         }
     }
 
-    fn from_wire(f: WireFailure) -> ConnFail {
+    fn from_wire(t: &ReplTarget<'_>, f: WireFailure) -> ConnFail {
+        if let Some(e) = t.tls_error(&f) {
+            return ConnFail::Tls(e);
+        }
         match f {
             WireFailure::NoAnswer(m) => ConnFail::NotListening(m),
             WireFailure::Server { sqlstate, message } => Self::classify(Some(&sqlstate), message),
             WireFailure::NoPassword => ConnFail::NoPassword,
             WireFailure::Protocol(m) => ConnFail::Other(m),
+            // Made a ConnFail::Tls above.
+            WireFailure::Tls(f) => ConnFail::Other(f.to_string()),
         }
     }
 
@@ -111,6 +120,7 @@ impl ConnFail {
                 "{target} does not accept connections ({m}): it is starting or stopping, or a \
                  standby with hot_standby=off (set hot_standby=on and restart it)"
             ),
+            ConnFail::Tls(e) => e.to_string(),
             ConnFail::Other(m) => format!("{target}: {m}"),
         }
     }
@@ -254,6 +264,9 @@ pub struct Params {
     pub rewind: bool,
     /// Whether `redis_password` is set.
     pub redis_password: bool,
+    /// Whether the connections to PostgreSQL use TLS when the server has
+    /// it (`sslmode` other than `disable`): `hostssl` lines admit them.
+    pub pg_tls: bool,
 }
 
 /// Everything observed.
@@ -286,6 +299,7 @@ fn pg_connect(
     port: u16,
     user: &str,
     password: Option<&str>,
+    tls: &PgTls,
 ) -> Result<(tokio::runtime::Runtime, tokio_postgres::Client), ConnFail> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -301,23 +315,26 @@ fn pg_connect(
     if let Some(p) = password {
         cfg.password(p);
     }
-    let r = rt.block_on(async { tokio::time::timeout(TIMEOUT, cfg.connect(NoTls)).await });
+    let r = rt.block_on(async {
+        tokio::time::timeout(TIMEOUT, connect_tcp(&mut cfg, host, port, tls)).await
+    });
     match r {
         Err(_) => Err(ConnFail::NotListening(format!(
             "no answer within {} s",
             TIMEOUT.as_secs()
         ))),
-        Ok(Err(e)) => Err(match e.as_db_error() {
+        Ok(Err(TcpFailure::NoAnswer(m))) => Err(ConnFail::NotListening(m)),
+        Ok(Err(TcpFailure::Tls(failure))) => Err(ConnFail::Tls(TlsError {
+            target: format!("{host}:{port}"),
+            tls: tls.clone(),
+            failure,
+        })),
+        Ok(Err(TcpFailure::Pg(e))) => Err(match e.as_db_error() {
             Some(db) => ConnFail::classify(Some(db.code().code()), db.message().to_string()),
             None if password.is_none() && !has_io_source(&e) => ConnFail::NoPassword,
             None => ConnFail::NotListening(e.to_string()),
         }),
-        Ok(Ok((client, conn))) => {
-            rt.spawn(async move {
-                let _ = conn.await;
-            });
-            Ok((rt, client))
-        }
+        Ok(Ok(client)) => Ok((rt, client)),
     }
 }
 
@@ -358,7 +375,7 @@ fn query_rows(
 
 fn pg_facts(host: &str, port: u16, cfg: &Config) -> Result<PgFacts, ConnFail> {
     let password = cfg.repl_password_for(host, port, "postgres");
-    let (rt, client) = pg_connect(host, port, &cfg.repl_user, password.as_deref())?;
+    let (rt, client) = pg_connect(host, port, &cfg.repl_user, password.as_deref(), &cfg.pg_tls)?;
     let rows = query_rows(&rt, &client, &facts_sql()).map_err(ConnFail::Other)?;
     Ok(parse_facts(rows.first().map(Vec::as_slice).unwrap_or(&[])))
 }
@@ -434,16 +451,15 @@ pub fn observe(
                     let repl = (!is_self).then(|| {
                         s.spawn(move || {
                             let password = cfg.repl_password_for(addr, cfg.pgport, "replication");
-                            wire::identify_system(
-                                &ReplTarget {
-                                    host: addr,
-                                    port: cfg.pgport,
-                                    user: &cfg.repl_user,
-                                    password: password.as_deref(),
-                                },
-                                TIMEOUT * 2,
-                            )
-                            .map_err(ConnFail::from_wire)
+                            let target = ReplTarget {
+                                host: addr,
+                                port: cfg.pgport,
+                                user: &cfg.repl_user,
+                                password: password.as_deref(),
+                                tls: &cfg.pg_tls,
+                            };
+                            wire::identify_system(&target, TIMEOUT * 2)
+                                .map_err(|f| ConnFail::from_wire(&target, f))
                         })
                     });
                     (name.clone(), addr.clone(), is_self, pg, repl)
@@ -483,6 +499,7 @@ pub fn observe(
             repl_user: cfg.repl_user.clone(),
             rewind: cfg.rewind,
             redis_password: cfg.redis_password.is_some(),
+            pg_tls: cfg.pg_tls.effective_mode() != crate::postgres::tls::SslMode::Disable,
         },
         this_node,
         this_addr,
@@ -583,7 +600,7 @@ pub fn verdicts(o: &Observed) -> Vec<Check> {
                 ));
             }
             for n in nodes.iter().filter(|n| !n.is_self) {
-                v.push(hba_check(l, n, &p.repl_user, &o.this_node));
+                v.push(hba_check(l, n, &p.repl_user, &o.this_node, p.pg_tls));
             }
         }
         Err(e) => v.push(check(
@@ -875,7 +892,9 @@ pub fn verdicts(o: &Observed) -> Vec<Check> {
     v
 }
 
-fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str) -> Check {
+/// `tls`: whether the peer's agent and WAL receiver ask for TLS (`sslmode`);
+/// they get it where this server has `ssl=on`.
+fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str, tls: bool) -> Check {
     let name = format!("pg_hba for {}", peer.name);
     let Ok(addr) = peer.addr.parse::<IpAddr>() else {
         return check(
@@ -887,9 +906,12 @@ fn hba_check(l: &LocalFacts, peer: &NodeObs, user: &str, this_node: &str) -> Che
     let mut problems = Vec::new();
     let mut fine = Vec::new();
     let mut undecided = Vec::new();
-    for (db, label, ssl) in [
-        (DbRequest::Replication, "replication", l.ssl),
-        (DbRequest::Named("postgres"), "postgres", false),
+    // Both the WAL receiver (primary_conninfo) and the agent's own
+    // connections use the agent's sslmode.
+    let ssl = tls && l.ssl;
+    for (db, label) in [
+        (DbRequest::Replication, "replication"),
+        (DbRequest::Named("postgres"), "postgres"),
     ] {
         let req = HbaRequest {
             database: db,

@@ -98,6 +98,7 @@ pub fn postgres(addr: &str, cfg: &Config, t: Timeouts) -> PgProbe {
         password: password.as_deref(),
         dbname: "postgres",
         peer_uid: None,
+        tls: &cfg.pg_tls,
     };
     let deadline = Deadline::after(t.connect + t.query * 3);
     let db = match Db::reach(&target, t.connect, t.query, &deadline) {
@@ -105,6 +106,12 @@ pub fn postgres(addr: &str, cfg: &Config, t: Timeouts) -> PgProbe {
         Ok(Reach::NoAnswer(r)) | Ok(Reach::Refused(r)) => {
             return PgProbe {
                 error: Some(format!("{}: {r}", target.describe())),
+                ..PgProbe::default()
+            }
+        }
+        Ok(Reach::Tls(e)) => {
+            return PgProbe {
+                error: Some(e.to_string()),
                 ..PgProbe::default()
             }
         }

@@ -50,6 +50,7 @@ use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::postgres::db::{Db, Host, Reach, Target};
 use crate::postgres::server::{ProcessState, Server};
+use crate::postgres::tls::PgTls;
 use crate::redis::{self, Endpoint, LinkStatus};
 
 use super::status::Sources;
@@ -150,6 +151,8 @@ pub struct Params {
     pub repl_user: String,
     /// Whether `repl_password` is set (else `.pgpass`).
     pub has_password: bool,
+    /// `sslmode` and `sslrootcert`.
+    pub pg_tls: PgTls,
 }
 
 impl Params {
@@ -164,6 +167,7 @@ impl Params {
             primary_port: cfg.primary_port,
             repl_user: cfg.repl_user.clone(),
             has_password: cfg.repl_password.is_some(),
+            pg_tls: cfg.pg_tls.clone(),
         }
     }
 }
@@ -430,10 +434,13 @@ pub struct Step {
 impl Plan {
     /// `pg_basebackup`'s arguments: TCP to primary_host as repl_user, WAL
     /// streamed during the copy, an immediate checkpoint on the primary, and
-    /// never a password prompt.
+    /// never a password prompt. `sslmode` and `sslrootcert` go in the
+    /// connection string of `-d` (no password there: PGPASSWORD carries it).
     pub fn basebackup_args(&self) -> Vec<String> {
         let p = &self.params;
         vec![
+            "-d".into(),
+            p.pg_tls.conninfo().trim_start().to_string(),
             "-h".into(),
             p.primary_host.clone(),
             "-p".into(),
@@ -761,6 +768,7 @@ fn observe_primary(cfg: &Config, deadline: &Deadline) -> (PrimaryAnswer, Option<
         password: password.as_deref(),
         dbname: "postgres",
         peer_uid: None,
+        tls: &cfg.pg_tls,
     };
     let reach = Db::reach(
         &target,
@@ -773,6 +781,7 @@ fn observe_primary(cfg: &Config, deadline: &Deadline) -> (PrimaryAnswer, Option<
         Ok(Reach::NoAnswer(r)) | Ok(Reach::Refused(r)) => {
             return (PrimaryAnswer::Unreachable(r), None)
         }
+        Ok(Reach::Tls(e)) => return (PrimaryAnswer::Unreachable(e.to_string()), None),
         Err(e) => return (PrimaryAnswer::Unreachable(e.to_string()), None),
     };
     match db.in_recovery() {
@@ -1643,6 +1652,25 @@ mod tests {
     }
 
     #[test]
+    fn pg_basebackup_gets_sslmode_and_sslrootcert_in_its_connection_string() {
+        let (st, mut p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
+        p.pg_tls = PgTls {
+            mode: crate::postgres::tls::SslMode::VerifyFull,
+            rootcert: Some("/etc/rapidpro/ca.crt".into()),
+        };
+        let plan = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap();
+        let args = plan.basebackup_args();
+        assert_eq!(
+            args[..2],
+            [
+                "-d",
+                "sslmode=verify-full sslrootcert='/etc/rapidpro/ca.crt'"
+            ]
+        );
+        assert!(!args.iter().any(|a| a.contains(PASSWORD)), "{args:?}");
+    }
+
+    #[test]
     fn a_standby_rebuilt_on_itself_gets_a_plan_with_the_real_paths() {
         let (st, p, d, w) = (steady(), params(), data_dir(), PrimaryAnswer::Writable);
         let plan = judge(&situation(&st, &p, &d, &w), "node1", false).unwrap();
@@ -1658,8 +1686,8 @@ mod tests {
         assert_eq!(plan.config_files_kept, ["postgresql.conf", "pg_hba.conf"]);
         assert_eq!(
             plan.basebackup_command(),
-            "/usr/lib/postgresql/15/bin/pg_basebackup -h 10.0.0.10 -p 5432 -U replicator \
-             -D /var/lib/postgresql/15/main -X stream -c fast --no-password"
+            "/usr/lib/postgresql/15/bin/pg_basebackup -d sslmode=prefer -h 10.0.0.10 -p 5432 \
+             -U replicator -D /var/lib/postgresql/15/main -X stream -c fast --no-password"
         );
         let kinds: Vec<StepKind> = plan.steps().iter().map(|s| s.step).collect();
         assert_eq!(

@@ -5,16 +5,24 @@
 //! connecting process's effective uid (SO_PEERCRED, taken at connect time),
 //! so the effective uid is switched to `system_user` for the connect and
 //! switched back right after: no psql, no `su`, no child process.
+//!
+//! TCP connections (to `primary_host`, to the nodes) use TLS as `sslmode`
+//! and `sslrootcert` say ([`super::tls`]): the SSL request and the
+//! handshake, certificate verified, are done here before tokio-postgres
+//! writes its startup message, so a server that fails verification never
+//! gets as far as asking for a password.
 
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
 use nix::unistd::{seteuid, Uid};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::lsn::{timeline_of_walfile, Lsn, Position};
+use super::tls::{negotiate, Negotiation, PgTls, TlsError, TlsFailure};
 use super::PgError;
 use crate::deadline::Deadline;
 
@@ -42,6 +50,8 @@ pub struct Target<'a> {
     pub dbname: &'a str,
     /// Effective uid to connect as (peer authentication), when running as root.
     pub peer_uid: Option<Uid>,
+    /// TLS over TCP (`sslmode`, `sslrootcert`); unused on the unix socket.
+    pub tls: &'a PgTls,
 }
 
 /// The server's address.
@@ -91,6 +101,86 @@ impl Drop for EuidGuard {
     }
 }
 
+/// A byte stream to the server, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Why [`connect_tcp`] gave no session.
+#[derive(Debug)]
+pub(crate) enum TcpFailure {
+    /// No TCP connection, or it broke before the server answered.
+    NoAnswer(String),
+    /// TLS failed: the server got no startup message, no password.
+    Tls(TlsFailure),
+    /// tokio-postgres's error after the stream was open (the server's
+    /// ErrorResponse, with its SQLSTATE, among them).
+    Pg(tokio_postgres::Error),
+}
+
+/// Connects over TCP with the TLS of `settings` ([`open_tcp`]) and starts
+/// the session; the connection is driven by a task of the current
+/// runtime. The caller bounds it with a timeout.
+pub(crate) async fn connect_tcp(
+    cfg: &mut tokio_postgres::Config,
+    host: &str,
+    port: u16,
+    settings: &PgTls,
+) -> Result<Client, TcpFailure> {
+    let tls = settings.client(host).map_err(TcpFailure::Tls)?;
+    // TLS is negotiated here, not by tokio-postgres: it gets a stream whose
+    // certificate is already verified, and sends no SSL request of its own.
+    cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let stream = open_tcp(host, port, settings, tls).await?;
+    let (client, connection) = cfg
+        .connect_raw(stream, NoTls)
+        .await
+        .map_err(TcpFailure::Pg)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Opens the TCP connection and, unless `sslmode=disable`, sends the SSL
+/// request and completes the TLS handshake (certificate verified) before
+/// returning: the startup message, and any password, only ever go over
+/// the returned stream. `prefer` goes on in plain text only when the
+/// server answers 'N'.
+async fn open_tcp(
+    host: &str,
+    port: u16,
+    settings: &PgTls,
+    tls: Option<super::tls::TlsClient>,
+) -> Result<Box<dyn Io>, TcpFailure> {
+    let mut tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| TcpFailure::NoAnswer(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(Box::new(tcp));
+    };
+    let mut request = bytes::BytesMut::new();
+    postgres_protocol::message::frontend::ssl_request(&mut request);
+    tcp.write_all(&request)
+        .await
+        .map_err(|e| TcpFailure::NoAnswer(e.to_string()))?;
+    // Exactly one byte: anything the server (or a man in the middle) sent
+    // after it must go to the TLS handshake, never be read as plain text.
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer)
+        .await
+        .map_err(|e| TcpFailure::NoAnswer(format!("no answer to the SSL request: {e}")))?;
+    match negotiate(settings.effective_mode(), answer[0]) {
+        Negotiation::Plain => Ok(Box::new(tcp)),
+        Negotiation::Fail(f) => Err(TcpFailure::Tls(f)),
+        Negotiation::Tls => tokio_rustls::TlsConnector::from(tls.config)
+            .connect(tls.name, tcp)
+            .await
+            .map(|s| Box::new(s) as Box<dyn Io>)
+            .map_err(|e| TcpFailure::Tls(TlsFailure::of_io(&e))),
+    }
+}
+
 /// How a connection attempt ended, for callers that must tell "nothing
 /// answers there" from "something answered but refused us".
 #[derive(Debug)]
@@ -102,6 +192,9 @@ pub enum Reach {
     /// A server answered but the session was not established (authentication,
     /// "starting up", too many clients...).
     Refused(String),
+    /// TLS failed (unverified certificate, no SSL on the server...): the
+    /// server got no startup message and no password.
+    Tls(TlsError),
 }
 
 impl std::fmt::Debug for Db {
@@ -124,6 +217,7 @@ impl Db {
                 target: t.describe(),
                 reason,
             }),
+            Reach::Tls(e) => Err(PgError::Tls(e)),
         }
     }
 
@@ -156,18 +250,45 @@ impl Db {
         if let Some(p) = t.password {
             cfg.password(p);
         }
-        let result = {
-            let _euid = EuidGuard::switch(t.peer_uid)?;
-            rt.block_on(async { tokio::time::timeout(timeout, cfg.connect(NoTls)).await })
-        };
-        let (client, connection) = match result {
-            Err(_) => {
-                return Ok(Reach::NoAnswer(format!(
-                    "no answer within {:.1} s",
-                    timeout.as_secs_f64()
-                )))
+        let no_answer =
+            || Reach::NoAnswer(format!("no answer within {:.1} s", timeout.as_secs_f64()));
+        // Each branch spawns its connection's driver: their stream types
+        // differ.
+        let result = match t.host {
+            Host::Socket(_) => {
+                let _euid = EuidGuard::switch(t.peer_uid)?;
+                match rt.block_on(async { tokio::time::timeout(timeout, cfg.connect(NoTls)).await })
+                {
+                    Err(_) => return Ok(no_answer()),
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok((client, connection))) => {
+                        rt.spawn(async move {
+                            let _ = connection.await;
+                        });
+                        Ok(client)
+                    }
+                }
             }
-            Ok(Err(e)) => {
+            Host::Tcp(h) => {
+                let tls_error = |failure| TlsError {
+                    target: target.clone(),
+                    tls: t.tls.clone(),
+                    failure,
+                };
+                let connected = rt.block_on(async {
+                    tokio::time::timeout(timeout, connect_tcp(&mut cfg, h, t.port, t.tls)).await
+                });
+                match connected {
+                    Err(_) => return Ok(no_answer()),
+                    Ok(Err(TcpFailure::NoAnswer(r))) => return Ok(Reach::NoAnswer(r)),
+                    Ok(Err(TcpFailure::Tls(f))) => return Ok(Reach::Tls(tls_error(f))),
+                    Ok(Err(TcpFailure::Pg(e))) => Err(e),
+                    Ok(Ok(client)) => Ok(client),
+                }
+            }
+        };
+        let client = match result {
+            Err(e) => {
                 let reason = match t.host {
                     // "No such file or directory" alone does not say which
                     // file: name the socket the agent looked for.
@@ -184,11 +305,8 @@ impl Db {
                     Reach::NoAnswer(reason)
                 });
             }
-            Ok(Ok(pair)) => pair,
+            Ok(client) => client,
         };
-        rt.spawn(async move {
-            let _ = connection.await;
-        });
         Ok(Reach::Connected(Box::new(Db {
             rt,
             client,

@@ -12,6 +12,7 @@ pub mod history;
 pub mod lsn;
 pub mod pgpass;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ pub enum PgError {
         /// The server's or client's reason.
         reason: String,
     },
+    /// TLS to a server failed (`sslmode`, `sslrootcert`): nothing was
+    /// sent to it beyond the SSL request.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// A connection or query outlived its timeout.
     #[error("PostgreSQL at {target}: {what} timed out after {:.1} s", after.as_secs_f64())]
     Timeout {

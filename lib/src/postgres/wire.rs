@@ -9,8 +9,10 @@
 //! libpq reports a refused connection as text only, and the preflight tells
 //! "pg_hba rejected" (SQLSTATE 28000) from "wrong password" (28P01) by the
 //! SQLSTATE of the server's ErrorResponse, which this handshake reads as is.
-//! No TLS is offered (like the agent's own connections), so a `hostssl`-only
-//! `pg_hba.conf` is reported as rejecting.
+//! TLS as the agent's other connections (`sslmode`, `sslrootcert`,
+//! [`super::tls`]): the SSL request, then the rustls handshake, certificate
+//! verified, before the startup message; `prefer` goes on in plain text
+//! only when the server answers 'N'.
 //!
 //! Every read and write is bounded by the timeout; the password only goes
 //! into the authentication exchange.
@@ -24,6 +26,8 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend::Message, frontend};
+
+use super::tls::{negotiate, Negotiation, PgTls, TlsFailure};
 
 /// Why a connection attempt ended without a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,9 @@ pub enum WireFailure {
     /// Something else (an authentication method this client does not speak,
     /// a malformed message).
     Protocol(String),
+    /// TLS failed (certificate not verified, no SSL where it is required):
+    /// the server got no startup message and no password.
+    Tls(TlsFailure),
 }
 
 impl std::fmt::Display for WireFailure {
@@ -56,6 +63,7 @@ impl std::fmt::Display for WireFailure {
                 f.write_str("the server asks for a password and none is set")
             }
             WireFailure::Protocol(r) => write!(f, "protocol error: {r}"),
+            WireFailure::Tls(t) => write!(f, "TLS: {t}"),
         }
     }
 }
@@ -81,6 +89,23 @@ pub struct ReplTarget<'a> {
     pub user: &'a str,
     /// Password, if any.
     pub password: Option<&'a str>,
+    /// `sslmode` and `sslrootcert`.
+    pub tls: &'a PgTls,
+}
+
+impl ReplTarget<'_> {
+    /// The failure as a [`super::tls::TlsError`] when it is one, whose
+    /// message names the parameters and the fix.
+    pub fn tls_error(&self, f: &WireFailure) -> Option<super::tls::TlsError> {
+        match f {
+            WireFailure::Tls(failure) => Some(super::tls::TlsError {
+                target: format!("{}:{}", self.host, self.port),
+                tls: self.tls.clone(),
+                failure: failure.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ReplTarget<'_> {
@@ -90,8 +115,49 @@ impl std::fmt::Debug for ReplTarget<'_> {
     }
 }
 
+/// The socket, plain or under TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    /// The TCP socket, for its timeouts.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
 struct Stream {
-    sock: TcpStream,
+    sock: Conn,
     buf: BytesMut,
     deadline: Instant,
 }
@@ -109,8 +175,10 @@ impl Stream {
     fn send(&mut self, out: &BytesMut) -> Result<(), WireFailure> {
         let left = self.left()?;
         self.sock
+            .tcp()
             .set_write_timeout(Some(left))
             .and_then(|()| self.sock.write_all(out))
+            .and_then(|()| self.sock.flush())
             .map_err(|e| WireFailure::NoAnswer(e.to_string()))
     }
 
@@ -123,6 +191,7 @@ impl Stream {
             }
             let left = self.left()?;
             self.sock
+                .tcp()
                 .set_read_timeout(Some(left))
                 .map_err(|e| WireFailure::NoAnswer(e.to_string()))?;
             let mut chunk = [0u8; 8192];
@@ -239,7 +308,7 @@ fn one_row(
     }
     let sock = sock.ok_or(WireFailure::NoAnswer(last))?;
     let mut s = Stream {
-        sock,
+        sock: secure(sock, t, deadline)?,
         buf: BytesMut::new(),
         deadline,
     };
@@ -347,6 +416,71 @@ fn one_row(
     Ok((row, version))
 }
 
+/// Unless `sslmode=disable`: the SSL request, its one-byte answer, and the
+/// TLS handshake with the certificate verified, all before the startup
+/// message (so before any password), within the deadline.
+fn secure(mut sock: TcpStream, t: &ReplTarget<'_>, deadline: Instant) -> Result<Conn, WireFailure> {
+    let Some(tls) = t.tls.client(t.host).map_err(WireFailure::Tls)? else {
+        return Ok(Conn::Plain(sock));
+    };
+    let left = || {
+        let l = deadline.saturating_duration_since(Instant::now());
+        if l.is_zero() {
+            Err(WireFailure::NoAnswer("timed out".into()))
+        } else {
+            Ok(l)
+        }
+    };
+    let io = |e: std::io::Error| WireFailure::NoAnswer(e.to_string());
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    sock.set_write_timeout(Some(left()?)).map_err(io)?;
+    sock.write_all(&request).map_err(io)?;
+    // Exactly one byte: what follows belongs to the TLS handshake.
+    let mut answer = [0u8; 1];
+    loop {
+        sock.set_read_timeout(Some(left()?)).map_err(io)?;
+        match sock.read(&mut answer) {
+            Ok(0) => {
+                return Err(WireFailure::NoAnswer(
+                    "the server closed the connection after the SSL request".into(),
+                ))
+            }
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    match negotiate(t.tls.effective_mode(), answer[0]) {
+        Negotiation::Plain => Ok(Conn::Plain(sock)),
+        Negotiation::Fail(f) => Err(WireFailure::Tls(f)),
+        Negotiation::Tls => {
+            let mut conn = rustls::ClientConnection::new(tls.config, tls.name)
+                .map_err(|e| WireFailure::Tls(TlsFailure::Handshake(e.to_string())))?;
+            while conn.is_handshaking() {
+                let l = left()?;
+                sock.set_read_timeout(Some(l)).map_err(io)?;
+                sock.set_write_timeout(Some(l)).map_err(io)?;
+                match conn.complete_io(&mut sock) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let f = TlsFailure::of_io(&e);
+                        return Err(match (&f, e.kind()) {
+                            (TlsFailure::Handshake(_), std::io::ErrorKind::WouldBlock)
+                            | (TlsFailure::Handshake(_), std::io::ErrorKind::TimedOut) => {
+                                WireFailure::NoAnswer("timed out during the TLS handshake".into())
+                            }
+                            _ => WireFailure::Tls(f),
+                        });
+                    }
+                }
+            }
+            Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(conn, sock))))
+        }
+    }
+}
+
 /// Reads an `IDENTIFY_SYSTEM` row: systemid, timeline, xlogpos, dbname.
 pub fn parse_identify(row: &[Option<String>], version: String) -> Result<Identity, WireFailure> {
     let sysid = row.first().cloned().flatten().unwrap_or_default();
@@ -388,6 +522,7 @@ mod tests {
             port: 5432,
             user: "replicator",
             password: Some("hunter2"),
+            tls: &PgTls::DISABLED,
         };
         assert!(!format!("{t:?}").contains("hunter2"));
     }
@@ -400,6 +535,7 @@ mod tests {
             port: 1,
             user: "x",
             password: None,
+            tls: &PgTls::DISABLED,
         };
         match identify_system(&t, Duration::from_secs(2)) {
             Err(WireFailure::NoAnswer(_)) => {}

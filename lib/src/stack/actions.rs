@@ -23,6 +23,7 @@ use crate::ocf::OcfRc;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
 use crate::postgres::history::{self, Follow};
 use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
+use crate::postgres::tls::{PgTls, TlsError};
 use crate::postgres::wire;
 use crate::postgres::{PgError, Position};
 use crate::redis::{self, LinkStatus, Role};
@@ -63,6 +64,7 @@ fn local_target<'c>(ctx: &'c Ctx<'_>) -> Target<'c> {
         password: None,
         dbname: "postgres",
         peer_uid: Some(ctx.pg.uid),
+        tls: &PgTls::DISABLED,
     }
 }
 
@@ -90,6 +92,10 @@ enum PrimaryAt {
     NoAnswer(String),
     /// Something that would not say what it is.
     Unknown(String),
+    /// A server that failed TLS (`sslmode`, `sslrootcert`): its certificate
+    /// was not verified, or it offers no SSL where TLS is required. It got
+    /// no password.
+    Untrusted(TlsError),
 }
 
 fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
@@ -136,7 +142,21 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
             PrimaryAt::Standby
         }
         Reach::Refused(r) => PrimaryAt::Unknown(r),
+        Reach::Tls(e) => PrimaryAt::Untrusted(e),
     })
+}
+
+/// What answers at primary_host, unless it failed TLS: a start does not
+/// go on to follow (or to wait for) a server it cannot trust, and says
+/// why in its exit reason.
+fn trusted_primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+    match primary_at(ctx)? {
+        PrimaryAt::Untrusted(e) => {
+            log::error!("{e}");
+            Err(Error::Failed(e.to_string()))
+        }
+        other => Ok(other),
+    }
 }
 
 /// The primary at primary_host, as the replication user sees it.
@@ -148,6 +168,7 @@ fn primary_target<'c>(ctx: &'c Ctx<'_>) -> Target<'c> {
         password: ctx.primary_password(),
         dbname: "postgres",
         peer_uid: None,
+        tls: &ctx.cfg.pg_tls,
     }
 }
 
@@ -156,14 +177,16 @@ fn primary_desc(ctx: &Ctx<'_>) -> String {
 }
 
 /// `primary_conninfo` for this node: application_name is the node name, so
-/// the primary's `pg_stat_replication` says which node each standby is.
+/// the primary's `pg_stat_replication` says which node each standby is;
+/// the WAL receiver (libpq) gets the agent's `sslmode` and `sslrootcert`.
 fn primary_conninfo(ctx: &Ctx<'_>) -> String {
     let mut s = format!(
-        "host={} port={} user={} application_name={}",
+        "host={} port={} user={} application_name={}{}",
         conninfo_value(&ctx.cfg.primary_host),
         ctx.cfg.primary_port,
         conninfo_value(&ctx.cfg.repl_user),
         conninfo_value(ctx.node.as_str()),
+        ctx.cfg.pg_tls.conninfo(),
     );
     if let Some(p) = &ctx.cfg.repl_password {
         s.push_str(&format!(" password={}", conninfo_value(p)));
@@ -171,13 +194,16 @@ fn primary_conninfo(ctx: &Ctx<'_>) -> String {
     s
 }
 
+/// pg_rewind's `--source-server`, with the agent's `sslmode` and
+/// `sslrootcert` (no password: it goes through the environment).
 fn source_conninfo(ctx: &Ctx<'_>) -> String {
     format!(
-        "host={} port={} user={} dbname=postgres connect_timeout={}",
+        "host={} port={} user={} dbname=postgres connect_timeout={}{}",
         conninfo_value(&ctx.cfg.primary_host),
         ctx.cfg.primary_port,
         conninfo_value(&ctx.cfg.repl_user),
-        ctx.cfg.connect_timeout.as_secs().max(1)
+        ctx.cfg.connect_timeout.as_secs().max(1),
+        ctx.cfg.pg_tls.conninfo(),
     )
 }
 
@@ -266,7 +292,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
                 ));
             }
             follow_primary(ctx, &db)?;
-            return primary_at(ctx);
+            return trusted_primary_at(ctx);
         }
         ProcessState::Crashed(pid) => {
             log::warn!("postmaster {pid} is gone; cleaning up before starting as a standby");
@@ -274,7 +300,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         }
         ProcessState::Stopped => {}
     }
-    let primary = primary_at(ctx)?;
+    let primary = trusted_primary_at(ctx)?;
     let mut control = ctx.pg.controldata(&ctx.deadline)?;
     let origin = DataOrigin::of(
         &control,
@@ -346,6 +372,8 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
             "cannot tell what answers at {} ({r}); starting as a standby",
             primary_desc(ctx)
         ),
+        // Returned as an error by trusted_primary_at.
+        PrimaryAt::Untrusted(e) => return Err(Error::Failed(e.to_string())),
     }
     ctx.pg.configure_standby(&primary_conninfo(ctx))?;
     ctx.pg.start(&ctx.deadline)?;
@@ -446,6 +474,7 @@ fn check_history_without_rewind(
             port: ctx.cfg.primary_port,
             user: &ctx.cfg.repl_user,
             password: password.as_deref(),
+            tls: &ctx.cfg.pg_tls,
         };
         let text = wire::timeline_history(
             &target,
@@ -454,7 +483,11 @@ fn check_history_without_rewind(
             ctx.deadline
                 .cap(ctx.cfg.query_timeout.max(ctx.cfg.connect_timeout) * 2),
         )
-        .map_err(|e| cannot(format!("TIMELINE_HISTORY {primary_tl}: {e}")))?;
+        .map_err(|e| match target.tls_error(&e) {
+            // The TLS message first: it names the parameters and the fix.
+            Some(tls) => Error::Failed(tls.to_string()),
+            None => cannot(format!("TIMELINE_HISTORY {primary_tl}: {e}")),
+        })?;
         history::parse(&text).ok_or_else(|| {
             cannot(format!(
                 "the history file of timeline {primary_tl} is not of the expected form"
@@ -690,6 +723,11 @@ fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(
             return Err(Error::PromotionRefused(format!(
                 "cannot tell whether {} is a primary: {r}",
                 primary_desc(ctx)
+            )))
+        }
+        PrimaryAt::Untrusted(e) => {
+            return Err(Error::PromotionRefused(format!(
+                "cannot tell whether primary_host is a primary: {e}"
             )))
         }
         PrimaryAt::Standby | PrimaryAt::NoAnswer(_) => {}
@@ -1088,6 +1126,11 @@ fn unreachable_at_primary_host(
             PrimaryAt::Writable => None,
             PrimaryAt::Standby => Some("a standby answers there, not this primary".to_string()),
             PrimaryAt::NoAnswer(r) | PrimaryAt::Unknown(r) => Some(r),
+            PrimaryAt::Untrusted(e) => {
+                // Its own fix (the certificate), not listen_addresses.
+                problems.push(format!("standbys cannot connect: {e}"));
+                None
+            }
         };
         if let Some(r) = what {
             problems.push(format!(
@@ -1209,6 +1252,7 @@ fn monitor_standby(
                     primary_desc(ctx)
                 ))
             }
+            PrimaryAt::Untrusted(e) => broken = Some(format!("standby not streaming: {e}")),
             _ => keep_promotable(ctx),
         }
     }

@@ -125,6 +125,25 @@ impl Node {
         }
     }
 
+    /// Makes this node's PostgreSQL (not running yet, or restarted after)
+    /// speak TLS with `issued` (a certificate of a [`crate::TestCa`], given
+    /// to the postgres user here), log connections, and admit TCP clients
+    /// only over TLS (`hostssl` lines for 127.0.0.1, scram-sha-256).
+    pub fn serve_tls_only(&self, issued: &crate::Issued) {
+        let pg = crate::cmd::lookup_user(PG_USER);
+        issued.chown(pg.uid, pg.gid);
+        append(
+            &self.pgdata.join("postgresql.conf"),
+            &crate::tls::pg_ssl_settings(issued),
+        );
+        write_file(
+            &self.pgdata.join("pg_hba.conf"),
+            &crate::tls::pg_hba_hostssl_only(&format!("{LOOPBACK}/32")),
+            Some(PG_USER),
+            0o600,
+        );
+    }
+
     /// The `pg_ctl -l` log file: `<dir>/postgresql.log`.
     pub fn pg_logfile(&self) -> PathBuf {
         self.dir.join("postgresql.log")

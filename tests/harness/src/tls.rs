@@ -162,6 +162,30 @@ impl TestCa {
     }
 }
 
+/// The `postgresql.conf` lines that make a server speak TLS with `issued`
+/// (whose files the server's user must own: [`Issued::chown`]), and log
+/// every connection and authentication, so a test can tell whether a
+/// client ever got as far as authenticating.
+pub fn pg_ssl_settings(issued: &Issued) -> String {
+    format!(
+        "\n# TLS (rapidpro-ha test harness)\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n\
+         log_connections = on\n",
+        issued.cert_file.display(),
+        issued.key_file.display()
+    )
+}
+
+/// A `pg_hba.conf` that admits TCP clients from `cidr` only over TLS
+/// (`hostssl`, scram-sha-256) and local clients by peer: a client without
+/// TLS is refused with "no pg_hba.conf entry ... no encryption".
+pub fn pg_hba_hostssl_only(cidr: &str) -> String {
+    format!(
+        "local all all peer\n\
+         hostssl all all {cidr} scram-sha-256\n\
+         hostssl replication all {cidr} scram-sha-256\n"
+    )
+}
+
 fn write(path: &Path, text: &str, mode: u32) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(mode))

@@ -81,6 +81,7 @@ fn healthy() -> Observed {
             repl_user: "replicator".into(),
             rewind: true,
             redis_password: true,
+            pg_tls: true,
         },
         this_node: "node1".into(),
         this_addr: Some("10.200.200.11".into()),
@@ -164,6 +165,24 @@ fn each_broken_condition_fails_its_own_check_with_the_fix() {
             "postgres at primary_host",
             Status::Error,
             "listen_addresses",
+        ),
+        (
+            "primary_host's certificate fails verify-full",
+            |o| {
+                o.primary_pg = Err(ConnFail::Tls(crate::postgres::tls::TlsError {
+                    target: "10.200.200.100:5432".into(),
+                    tls: crate::postgres::tls::PgTls {
+                        mode: crate::postgres::tls::SslMode::VerifyFull,
+                        rootcert: Some("/etc/rapidpro/ca.crt".into()),
+                    },
+                    failure: crate::postgres::tls::TlsFailure::Untrusted(
+                        "signed by a CA not in sslrootcert".into(),
+                    ),
+                }))
+            },
+            "postgres at primary_host",
+            Status::Error,
+            "(sslmode=verify-full sslrootcert=/etc/rapidpro/ca.crt); no password sent",
         ),
         (
             "peer refuses replication by pg_hba",
@@ -384,6 +403,36 @@ fn each_broken_condition_fails_its_own_check_with_the_fix() {
             assert_eq!(other.status, Status::Ok, "{case}: {other:?}");
         }
     }
+}
+
+/// `rules()` with `hostssl` instead of `host`: what a TLS-only setup has.
+fn hostssl_only(o: &mut Observed) {
+    let l = o.local.as_mut().unwrap();
+    for r in &mut l.rules {
+        if r.conn_type == "host" {
+            r.conn_type = "hostssl".into();
+        }
+    }
+}
+
+#[test]
+fn hostssl_lines_admit_the_peers_when_sslmode_asks_for_tls_and_the_server_has_it() {
+    let mut o = healthy();
+    o.local.as_mut().unwrap().ssl = true;
+    hostssl_only(&mut o);
+    let v = verdicts(&o);
+    let c = get(&v, "pg_hba for node2");
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    // sslmode=disable: hostssl lines admit neither connection.
+    o.params.pg_tls = false;
+    let v = verdicts(&o);
+    let c = get(&v, "pg_hba for node2");
+    assert_eq!(c.status, Status::Error, "{c:?}");
+    // ssl=off on the server: no TLS, whatever sslmode says.
+    let mut o = healthy();
+    hostssl_only(&mut o);
+    let v = verdicts(&o);
+    assert_eq!(get(&v, "pg_hba for node2").status, Status::Error);
 }
 
 #[test]
