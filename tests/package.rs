@@ -436,3 +436,28 @@ fn a_cluster_installed_from_the_package_promotes_and_rapidproctl_answers() {
     assert!(text.success(), "{}", text.failure_message());
     assert!(text.stdout.contains(&primary), "{}", text.stdout);
 }
+
+/// The shipped crates (the library and the binaries) forbid `unsafe` in
+/// every crate root; the one block they need lives in `privdrop/`, which
+/// denies it everywhere but in that block.
+#[test]
+fn the_shipped_crates_forbid_unsafe_code_and_privdrop_holds_the_one_block() {
+    let ws = Path::new(WORKSPACE);
+    let mut roots = vec![ws.join("lib/src/lib.rs"), ws.join("agent/src/lib.rs")];
+    for e in std::fs::read_dir(ws.join("agent/src/bin")).unwrap() {
+        roots.push(e.unwrap().path());
+    }
+    for root in &roots {
+        let text = std::fs::read_to_string(root).unwrap();
+        assert!(
+            text.lines().any(|l| l.trim() == "#![forbid(unsafe_code)]"),
+            "{} does not forbid unsafe code",
+            root.display()
+        );
+    }
+    let privdrop = std::fs::read_to_string(ws.join("privdrop/src/lib.rs")).unwrap();
+    assert!(privdrop.contains("#![deny(unsafe_code)]"));
+    assert_eq!(privdrop.matches("#[allow(unsafe_code)]").count(), 1);
+    assert_eq!(privdrop.matches("unsafe {").count(), 1);
+    assert_eq!(privdrop.matches("// SAFETY:").count(), 1);
+}
