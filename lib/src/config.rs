@@ -457,24 +457,30 @@ fn value<'a>(env: &'a OcfEnv, name: &'static str) -> Option<&'a str> {
         .or_else(|| spec(name).and_then(|s| s.default))
 }
 
+/// The form every path parameter must have, as error messages state it.
+const PATH_FORM: &str = "expected an absolute path made only of letters, digits and / . _ - + @ \
+     (no space, quote, backslash or shell character), such as /var/lib/postgresql/15/main";
+
+/// Whether `v` is an absolute path of the safe character set.
+///
+/// Paths reach command lines that a shell parses (pg_ctl runs the server
+/// through `/bin/sh -c` with `-D` and `-l` in double quotes, where `"`, `$`,
+/// `` ` `` and `\` keep their meaning), configuration files (redis.conf,
+/// `postgresql.auto.conf`) and conninfo strings, each with its own quoting.
+/// Rather than trust each quoting, a path may only hold characters that
+/// mean nothing to any of them.
+pub fn is_safe_path(v: &str) -> bool {
+    v.starts_with('/')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@'))
+}
+
 fn path(env: &OcfEnv, name: &'static str) -> Result<PathBuf, ConfigError> {
     let v = value(env, name).unwrap_or_default();
-    let p = Path::new(v);
-    if !p.is_absolute() {
-        return Err(ConfigError::configured(
-            name,
-            v,
-            "expected an absolute path, such as /var/lib/postgresql/15/main",
-        ));
+    if !is_safe_path(v) {
+        return Err(ConfigError::configured(name, v, PATH_FORM));
     }
-    if v.chars().any(|c| c.is_control()) {
-        return Err(ConfigError::configured(
-            name,
-            v,
-            "expected a path without control characters",
-        ));
-    }
-    Ok(p.to_path_buf())
+    Ok(PathBuf::from(v))
 }
 
 fn port(env: &OcfEnv, name: &'static str, default: Option<u16>) -> Result<u16, ConfigError> {
@@ -947,6 +953,56 @@ mod tests {
             assert!(err.to_string().contains("UTF-8"), "{err}");
             assert_eq!(err.to_string().contains("secret"), shown, "{err}");
         }
+    }
+
+    /// A `"` in pgdata or pg_logfile reached the command line that pg_ctl
+    /// hands to `/bin/sh -c`; every path parameter now refuses anything
+    /// beyond letters, digits and `/ . _ - + @`.
+    #[test]
+    fn a_path_with_a_quote_or_shell_character_is_refused_naming_the_form() {
+        let params = [
+            "pgdata",
+            "datadir",
+            "bindir",
+            "pghost",
+            "pg_logfile",
+            "redis_server",
+            "redis_config",
+            "redis_socket",
+            "state_dir",
+        ];
+        let bad = [
+            "/var/lib/pg\"\" -c \"x",
+            "/tmp/log\"; touch /tmp/pwned; \"",
+            "/tmp/$(id)",
+            "/tmp/`id`",
+            "/tmp/a b",
+            "/tmp/a'b",
+            "/tmp/a\\b",
+            "/tmp/a;b",
+            "/tmp/a\nb",
+            "/tmp/a:b",
+            "/tmp/\u{e9}",
+        ];
+        for name in params {
+            for v in bad {
+                let e = Config::from_env(&env(&[(name, v)]))
+                    .expect_err(&format!("{name}={v:?} should be refused"));
+                assert_eq!((e.param, e.rc), (name, OcfRc::ErrConfigured), "{e}");
+                let msg = e.to_string();
+                assert!(msg.starts_with(&format!("parameter {name}=")), "{msg}");
+                assert!(
+                    msg.contains("absolute path made only of letters, digits and / . _ - + @"),
+                    "{msg}"
+                );
+            }
+        }
+        let c = Config::from_env(&env(&[
+            ("pgdata", "/srv/pg-15/main_1.d"),
+            ("pg_logfile", "/var/log/postgresql/pg+rapidpro@node1.log"),
+        ]))
+        .unwrap();
+        assert_eq!(c.pgdata, Path::new("/srv/pg-15/main_1.d"));
     }
 
     #[test]
