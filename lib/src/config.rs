@@ -399,8 +399,9 @@ impl ConfigError {
     }
 }
 
-/// The agent's validated parameters.
-#[derive(Debug, Clone)]
+/// The agent's validated parameters. Its `Debug` shows `<redacted>` for the
+/// passwords.
+#[derive(Clone)]
 pub struct Config {
     /// PGDATA.
     pub pgdata: PathBuf,
@@ -450,6 +451,86 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Query timeout.
     pub query_timeout: Duration,
+}
+
+/// Shown instead of a secret's value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether the parameter `name` holds a secret whose value no `Debug`
+/// output, log line or message may show: the parameters the table marks
+/// private, and, for a parameter unknown here (a typo, a newer CIB), any
+/// name that says password, secret or token.
+pub fn is_secret_param(name: &str) -> bool {
+    if spec(name).is_some_and(|p| p.private) {
+        return true;
+    }
+    let n = name.to_ascii_lowercase();
+    ["pass", "pasw", "pwd", "secret", "token", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| REDACTED)
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a field added to Config does not
+        // compile until it is shown here (or redacted) on purpose.
+        let Config {
+            pgdata,
+            datadir,
+            bindir,
+            pgport,
+            pghost,
+            system_user,
+            pg_logfile,
+            primary_host,
+            primary_port,
+            repl_user,
+            repl_password,
+            maxlag,
+            sync_replication,
+            rewind,
+            redis_server,
+            redis_config,
+            redis_port,
+            redis_primary_port,
+            redis_socket,
+            redis_password,
+            redis_user,
+            state_dir,
+            connect_timeout,
+            query_timeout,
+        } = self;
+        f.debug_struct("Config")
+            .field("pgdata", pgdata)
+            .field("datadir", datadir)
+            .field("bindir", bindir)
+            .field("pgport", pgport)
+            .field("pghost", pghost)
+            .field("system_user", system_user)
+            .field("pg_logfile", pg_logfile)
+            .field("primary_host", primary_host)
+            .field("primary_port", primary_port)
+            .field("repl_user", repl_user)
+            .field("repl_password", &redacted(repl_password))
+            .field("maxlag", maxlag)
+            .field("sync_replication", sync_replication)
+            .field("rewind", rewind)
+            .field("redis_server", redis_server)
+            .field("redis_config", redis_config)
+            .field("redis_port", redis_port)
+            .field("redis_primary_port", redis_primary_port)
+            .field("redis_socket", redis_socket)
+            .field("redis_password", &redacted(redis_password))
+            .field("redis_user", redis_user)
+            .field("state_dir", state_dir)
+            .field("connect_timeout", connect_timeout)
+            .field("query_timeout", query_timeout)
+            .finish()
+    }
 }
 
 fn value<'a>(env: &'a OcfEnv, name: &'static str) -> Option<&'a str> {
@@ -1003,6 +1084,46 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.pgdata, Path::new("/srv/pg-15/main_1.d"));
+    }
+
+    #[test]
+    fn a_configs_debug_shows_no_password() {
+        let c = Config::from_env(&env(&[
+            ("repl_password", "hunter2-repl"),
+            ("redis_password", "hunter2-redis"),
+        ]))
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("repl_password: Some(\"<redacted>\")"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis_password: Some(\"<redacted>\")"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("pgdata: \"/var/lib/postgresql/15/main\""),
+            "{shown}"
+        );
+        let none = format!("{:?}", Config::from_env(&env(&[])).unwrap());
+        assert!(none.contains("repl_password: None"), "{none}");
+    }
+
+    #[test]
+    fn secret_parameters_are_the_private_ones_and_any_password_like_name() {
+        for name in [
+            "repl_password",
+            "redis_password",
+            "repl_pasword",
+            "api_token",
+        ] {
+            assert!(is_secret_param(name), "{name}");
+        }
+        for name in ["pgdata", "repl_user", "primary_host", "state_dir"] {
+            assert!(!is_secret_param(name), "{name}");
+        }
     }
 
     #[test]
