@@ -120,6 +120,9 @@ fn every_parameter_malformed_or_missing_is_refused_by_name_in_every_action() {
     cases.push(("redis_socket", format!("/{}", "s".repeat(120))));
     // A verifying sslmode without the CA file to verify with.
     cases.push(("sslmode", "verify-full".into()));
+    // Absolute, but with a character a shell or a config file reads.
+    cases.push(("pgdata", format!("{}\"x", n1.pgdata.display())));
+    cases.push(("pg_logfile", "/var/log/postgresql/a b.log".into()));
     for (name, value) in &cases {
         let a = n1.agent(bin()).param(name, value.as_str());
         for (action, code) in CONFIGURED_ACTIONS {
@@ -153,6 +156,40 @@ fn every_parameter_malformed_or_missing_is_refused_by_name_in_every_action() {
                 .assert_code(*code)
                 .assert_reason_contains("parameter primary_host=\"\": required");
         }
+    }
+    assert!(n1.postmaster_pid().is_none() && n1.redis_pid().is_none());
+}
+
+/// pg_ctl starts the server through `/bin/sh -c` with `-l "LOGFILE"` in
+/// double quotes: before paths were restricted, a `pg_logfile` holding
+/// `$(...)` ran that command as `postgres` on start (here it creates a
+/// file in the user's home). Now it, and a `"` in `pgdata`, are refused
+/// before anything runs, naming the parameter and the allowed form.
+#[test]
+fn a_path_parameter_with_shell_characters_is_refused_before_anything_runs() {
+    let pair = Pair::new("shell_paths");
+    let n1 = &pair.nodes[0];
+    let marker = format!("rapidpro-ha-pwned-{}", std::process::id());
+    let victim = Path::new("/var/lib/postgresql").join(&marker);
+    let _ = std::fs::remove_file(&victim);
+    let logfile = format!("{}/pg$(cd;touch {marker}).log", n1.dir.display());
+    let pgdata = format!("{}\"", n1.pgdata.display());
+    for (name, value) in [
+        ("pg_logfile", logfile.as_str()),
+        ("pgdata", pgdata.as_str()),
+    ] {
+        let out = n1.agent(bin()).param(name, value).run("start");
+        let exists = victim.exists();
+        let _ = std::fs::remove_file(&victim);
+        assert!(!exists, "{name}={value:?} ran a shell command\n{out}");
+        out.assert_code(OCF_ERR_CONFIGURED)
+            .assert_reason_contains(&format!("parameter {name}="));
+        assert!(
+            out.stderr
+                .contains("absolute path made only of letters, digits and / . _ - + @"),
+            "{name}: the error does not state the allowed form\n{out}"
+        );
+        assert_no_panic(&out);
     }
     assert!(n1.postmaster_pid().is_none() && n1.redis_pid().is_none());
 }

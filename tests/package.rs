@@ -436,3 +436,71 @@ fn a_cluster_installed_from_the_package_promotes_and_rapidproctl_answers() {
     assert!(text.success(), "{}", text.failure_message());
     assert!(text.stdout.contains(&primary), "{}", text.stdout);
 }
+
+/// The shipped crates (the library and the binaries) forbid `unsafe` in
+/// every crate root; the one block they need lives in `privdrop/`, which
+/// denies it everywhere but in that block.
+#[test]
+fn the_shipped_crates_forbid_unsafe_code_and_privdrop_holds_the_one_block() {
+    let ws = Path::new(WORKSPACE);
+    let mut roots = vec![ws.join("lib/src/lib.rs"), ws.join("agent/src/lib.rs")];
+    for e in std::fs::read_dir(ws.join("agent/src/bin")).unwrap() {
+        roots.push(e.unwrap().path());
+    }
+    for root in &roots {
+        let text = std::fs::read_to_string(root).unwrap();
+        assert!(
+            text.lines().any(|l| l.trim() == "#![forbid(unsafe_code)]"),
+            "{} does not forbid unsafe code",
+            root.display()
+        );
+    }
+    let privdrop = std::fs::read_to_string(ws.join("privdrop/src/lib.rs")).unwrap();
+    assert!(privdrop.contains("#![deny(unsafe_code)]"));
+    assert_eq!(privdrop.matches("#[allow(unsafe_code)]").count(), 1);
+    assert_eq!(privdrop.matches("unsafe {").count(), 1);
+    assert_eq!(privdrop.matches("// SAFETY:").count(), 1);
+}
+
+/// Crates with a security advisory against the versions below these: none
+/// may come back into Cargo.lock, directly or through another crate.
+const ADVISORY_MINIMUMS: &[(&str, (u64, u64, u64), &str)] = &[(
+    "quick-xml",
+    (0, 41, 0),
+    "RUSTSEC-2026-0194 and RUSTSEC-2026-0195",
+)];
+
+#[test]
+fn the_lock_file_has_no_crate_version_with_a_known_advisory() {
+    let lock = std::fs::read_to_string(Path::new(WORKSPACE).join("Cargo.lock")).unwrap();
+    let mut seen = 0;
+    let mut name = "";
+    for line in lock.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = n.trim_matches('"');
+        } else if let Some(v) = line.strip_prefix("version = ") {
+            let Some((_, min, why)) = ADVISORY_MINIMUMS.iter().find(|(n, _, _)| *n == name) else {
+                continue;
+            };
+            seen += 1;
+            let v = v.trim_matches('"');
+            let parts: Vec<u64> = v
+                .split(['.', '-', '+'])
+                .take(3)
+                .map(|p| p.parse().unwrap_or(0))
+                .collect();
+            let got = (parts[0], parts[1], parts[2]);
+            assert!(
+                got >= *min,
+                "Cargo.lock has {name} {v}, below {}.{}.{} ({why})",
+                min.0,
+                min.1,
+                min.2
+            );
+        }
+    }
+    assert!(
+        seen > 0,
+        "no quick-xml in Cargo.lock: the test reads nothing"
+    );
+}

@@ -7,6 +7,7 @@ mod alert;
 mod app_standin;
 mod bad_input;
 mod by_the_book;
+mod child_environment;
 mod cluster;
 mod cluster_alerts;
 mod cluster_app;

@@ -9,12 +9,17 @@
 //! - has stdout and stderr drained on threads while it runs, so a noisy child
 //!   cannot fill a pipe and deadlock (the ripgrep `StderrReader` pattern);
 //! - yields an error that names the command, the status and the trimmed stderr
-//!   (the shape of cargo's `ProcessError`).
+//!   (the shape of cargo's `ProcessError`);
+//! - starts with a cleared environment (see [`child_env`]): the agent's own
+//!   holds every `OCF_RESKEY_*` parameter, passwords included, and a server
+//!   started here would keep whatever it inherited for its whole life,
+//!   readable by a database superuser in `/proc/self/environ`.
 //!
 //! A daemon that inherits our pipes (a server started by a wrapper) would keep
 //! them open forever: once the direct child has exited we wait for the pipes
 //! only a short grace period and then return what was read.
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::Read;
@@ -35,6 +40,38 @@ const POLL: Duration = Duration::from_millis(5);
 /// Captured output kept per stream, so a runaway child cannot exhaust memory.
 const MAX_CAPTURE: usize = 1 << 20;
 
+/// The `PATH` a child gets when the agent itself has none (or an empty one):
+/// the system directories, as Debian's `/etc/login.defs` gives root.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What every child gets from the agent's environment when set there: the
+/// search path, the locale (pg_ctl, initdb and the server read it; messages
+/// and number formats follow it) and the time zone. None of them is a secret.
+const BASE_VARS: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_ADDRESS",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NAME",
+    "LC_NUMERIC",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+    "LC_TIME",
+    "TZ",
+];
+
+/// Never inherited, whatever a call site asks: the agent's parameters,
+/// `repl_password` and `redis_password` among them. A child that needs a
+/// value gets it by name with [`Spec::env`].
+const NEVER_INHERITED: &str = "OCF_RESKEY_";
+
 /// A command to run: program, arguments, environment, user and timeout.
 /// Its `Debug` shows the environment's names only: a value may be a
 /// password (PGPASSWORD).
@@ -43,7 +80,7 @@ pub struct Spec {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
-    env_remove: Vec<OsString>,
+    inherit: Vec<Inherit>,
     user: Option<(Uid, Gid)>,
     cwd: Option<PathBuf>,
     timeout: Duration,
@@ -60,7 +97,7 @@ impl fmt::Debug for Spec {
             .field("program", &self.program)
             .field("args", &self.args)
             .field("env", &env)
-            .field("env_remove", &self.env_remove)
+            .field("inherit", &self.inherit)
             .field("user", &self.user)
             .field("cwd", &self.cwd)
             .field("timeout", &self.timeout)
@@ -75,7 +112,7 @@ impl Spec {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             env: Vec::new(),
-            env_remove: Vec::new(),
+            inherit: Vec::new(),
             user: None,
             cwd: None,
             timeout: Duration::from_secs(10),
@@ -107,9 +144,18 @@ impl Spec {
         self
     }
 
-    /// Removes an environment variable from the child's environment.
-    pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Self {
-        self.env_remove.push(k.as_ref().to_owned());
+    /// Passes the agent's own value of `name`, if it has one, to the child
+    /// (on top of [`BASE_VARS`]). Never an `OCF_RESKEY_*` parameter.
+    pub fn inherit(mut self, name: &str) -> Self {
+        self.inherit.push(Inherit::Name(name.to_owned()));
+        self
+    }
+
+    /// Passes every variable of the agent's environment whose name starts
+    /// with `prefix` (Pacemaker's own `PCMK_`, the operator's libpq `PG`).
+    /// Never an `OCF_RESKEY_*` parameter, whatever the prefix.
+    pub fn inherit_prefixed(mut self, prefix: &str) -> Self {
+        self.inherit.push(Inherit::Prefix(prefix.to_owned()));
         self
     }
 
@@ -284,21 +330,16 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
     let account = spec
         .user
         .and_then(|(uid, _)| nix::unistd::User::from_uid(uid).ok().flatten());
-    if let Some(u) = &account {
-        // As runuser does: the user's own HOME, where libpq looks for
-        // `.pgpass` (it reads $HOME first), never the caller's.
-        cmd.env("HOME", &u.dir)
-            .env("USER", &u.name)
-            .env("LOGNAME", &u.name);
-    }
-    for k in &spec.env_remove {
-        cmd.env_remove(k);
-    }
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
+    cmd.env_clear().envs(child_env(
+        spec,
+        std::env::vars_os(),
+        account.as_ref().map(|u| Account {
+            name: &u.name,
+            home: &u.dir,
+        }),
+    ));
     if let Some((uid, gid)) = spec.user {
-        switch_user(
+        rapidpro_ha_privdrop::switch_user(
             &mut cmd,
             uid,
             gid,
@@ -379,45 +420,77 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
     })
 }
 
-/// The supplementary groups a login of `name` gets (`getgrouplist`, read
-/// from the group database before the fork: it is not async-signal-safe),
-/// always including `gid`. An unknown user gets `gid` alone.
-fn groups_of(name: Option<&str>, gid: Gid) -> Vec<Gid> {
-    let Some(cname) = name.and_then(|n| std::ffi::CString::new(n).ok()) else {
-        return vec![gid];
-    };
-    let mut groups = nix::unistd::getgrouplist(&cname, gid).unwrap_or_default();
-    if !groups.contains(&gid) {
-        groups.insert(0, gid);
-    }
-    groups
+/// A variable, or a family of them, a call site passes from the agent's
+/// environment to its child.
+#[derive(Debug, Clone)]
+enum Inherit {
+    Name(String),
+    Prefix(String),
 }
 
-/// Makes `cmd` run as `uid`/`gid` with the user's own supplementary groups.
-/// std's `uid()` would call `setgroups(0)`, leaving the child with its
-/// primary group only; std offers no stable way to set the list, so the
-/// switch is done here, in the child after the fork, in the order the
-/// kernel requires (groups and gid while still root, then uid).
-fn switch_user(cmd: &mut Command, uid: Uid, gid: Gid, name: Option<&str>) {
-    if !Uid::effective().is_root() {
-        // Not root: no switch is possible; std reports the failure if the
-        // ids differ from ours.
-        cmd.uid(uid.as_raw()).gid(gid.as_raw());
-        return;
+impl Inherit {
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Inherit::Name(n) => n == name,
+            Inherit::Prefix(p) => name.starts_with(p.as_str()),
+        }
     }
-    let groups = groups_of(name, gid);
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // makes the setgroups, setgid and setuid system calls on data prepared
-    // before the fork: no allocation, no lock, nothing that is not
-    // async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setgroups(&groups)?;
-            nix::unistd::setgid(gid)?;
-            nix::unistd::setuid(uid)?;
-            Ok(())
-        });
+}
+
+/// The user a child is switched to, for its login variables.
+#[derive(Debug, Clone, Copy)]
+pub struct Account<'a> {
+    /// The login name (`USER`, `LOGNAME`).
+    pub name: &'a str,
+    /// The home directory (`HOME`).
+    pub home: &'a Path,
+}
+
+/// The whole environment of `spec`'s child, built from nothing (pure: the
+/// agent's environment is `parent`):
+/// 1. `PATH` as the agent got it from Pacemaker (execd gives agents one; an
+///    operator may prepend a directory of tools), or [`DEFAULT_PATH`];
+/// 2. the locale and time zone ([`BASE_VARS`]) when set;
+/// 3. what the call site asked to inherit ([`Spec::inherit`],
+///    [`Spec::inherit_prefixed`]), never an `OCF_RESKEY_*` parameter;
+/// 4. for a child switched to a user, `HOME`, `USER` and `LOGNAME` of that
+///    user, as runuser sets them (libpq looks for `.pgpass` in `$HOME`:
+///    the user's, never root's);
+/// 5. what the call site set with [`Spec::env`], last, so it wins.
+///
+/// Everything else stays behind: the passwords, Pacemaker's operation
+/// variables, and systemd's `NOTIFY_SOCKET`, with which `supervised auto`
+/// would keep redis-server in the foreground.
+pub fn child_env<I>(
+    spec: &Spec,
+    parent: I,
+    account: Option<Account<'_>>,
+) -> BTreeMap<OsString, OsString>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let mut env = BTreeMap::new();
+    for (k, v) in parent {
+        let Some(name) = k.to_str() else { continue };
+        if name.starts_with(NEVER_INHERITED) {
+            continue;
+        }
+        if BASE_VARS.contains(&name) || spec.inherit.iter().any(|i| i.matches(name)) {
+            env.insert(k, v);
+        }
     }
+    if env.get(OsStr::new("PATH")).is_none_or(|p| p.is_empty()) {
+        env.insert("PATH".into(), DEFAULT_PATH.into());
+    }
+    if let Some(a) = account {
+        env.insert("HOME".into(), a.home.as_os_str().to_owned());
+        env.insert("USER".into(), a.name.into());
+        env.insert("LOGNAME".into(), a.name.into());
+    }
+    for (k, v) in &spec.env {
+        env.insert(k.clone(), v.clone());
+    }
+    env
 }
 
 /// An empty buffer from a reader means its pipe closed.
@@ -598,6 +671,130 @@ mod tests {
         assert_eq!(sorted(&out.stdout), want);
         let uid = run(&Spec::new("id").arg("-u").user(pg.uid, pg.gid)).unwrap();
         assert_eq!(uid.stdout.trim(), pg.uid.to_string());
+    }
+
+    /// Variables of the agent's environment a child may get without asking.
+    fn is_locale_or_path(k: &str) -> bool {
+        matches!(k, "PATH" | "LANG" | "LANGUAGE" | "TZ") || k.starts_with("LC_")
+    }
+
+    fn env_of(out: &Output) -> BTreeMap<String, String> {
+        out.stdout
+            .split('\0')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once('=').expect("NAME=value");
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    }
+
+    /// The test process, like the agent, has variables of its own (cargo's
+    /// `CARGO_*` at least): none reaches a child.
+    #[test]
+    fn a_child_gets_only_path_the_locale_and_what_its_call_site_sets() {
+        let ours: BTreeMap<String, String> = std::env::vars().collect();
+        assert!(
+            ours.keys().any(|k| !is_locale_or_path(k)),
+            "this test needs a variable beyond PATH and the locale: {ours:?}"
+        );
+        let out = run(&Spec::new("env").arg("-0").env("RAPIDPRO_TEST", "v")).unwrap();
+        let mut want: BTreeMap<String, String> = ours
+            .into_iter()
+            .filter(|(k, _)| is_locale_or_path(k))
+            .collect();
+        want.entry("PATH".into())
+            .or_insert_with(|| DEFAULT_PATH.into());
+        want.insert("RAPIDPRO_TEST".into(), "v".into());
+        assert_eq!(env_of(&out), want);
+    }
+
+    #[test]
+    fn a_child_run_as_a_user_gets_that_users_home_and_names() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: needs root to switch users");
+            return;
+        }
+        let Ok(Some(pg)) = nix::unistd::User::from_name("postgres") else {
+            eprintln!("skipped: no postgres user");
+            return;
+        };
+        let out = run(&Spec::new("env").arg("-0").user(pg.uid, pg.gid)).unwrap();
+        let got = env_of(&out);
+        let names: Vec<&str> = got
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !is_locale_or_path(k))
+            .collect();
+        assert_eq!(names, ["HOME", "LOGNAME", "USER"], "{got:?}");
+        assert_eq!(got["HOME"], pg.dir.display().to_string());
+        assert_eq!(got["USER"], "postgres");
+    }
+
+    /// The decision itself, on a planted environment: the parameters
+    /// (passwords among them) and anything else the agent got stay behind,
+    /// even when a call site asks for a prefix that would match them.
+    #[test]
+    fn the_child_environment_is_exactly_path_locale_inherited_and_set() {
+        let parent = [
+            ("PATH", "/opt/tools:/usr/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_MESSAGES", "C"),
+            ("OCF_RESKEY_repl_password", "hunter2"),
+            ("OCF_RESKEY_redis_password", "hunter3"),
+            ("OCF_RESKEY_CRM_meta_on_node", "node1"),
+            ("OCF_ROOT", "/usr/lib/ocf"),
+            ("PGPASSWORD", "hunter4"),
+            ("PCMK_logfile", "/var/log/pacemaker.log"),
+            ("SECRET_CANARY", "canary"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let show = |env: BTreeMap<OsString, OsString>| -> Vec<String> {
+            env.iter()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect()
+        };
+        let spec = Spec::new("pg_ctl").env("PGCONNECT_TIMEOUT", "5");
+        assert_eq!(
+            show(child_env(&spec, parent.clone(), None)),
+            [
+                "LANG=C.UTF-8",
+                "LC_MESSAGES=C",
+                "PATH=/opt/tools:/usr/bin",
+                "PGCONNECT_TIMEOUT=5"
+            ]
+        );
+        let greedy = Spec::new("crm_attribute")
+            .inherit_prefixed("OCF_")
+            .inherit_prefixed("PCMK_")
+            .inherit("OCF_RESKEY_repl_password");
+        assert_eq!(
+            show(child_env(&greedy, parent.clone(), None)),
+            [
+                "LANG=C.UTF-8",
+                "LC_MESSAGES=C",
+                "OCF_ROOT=/usr/lib/ocf",
+                "PATH=/opt/tools:/usr/bin",
+                "PCMK_logfile=/var/log/pacemaker.log"
+            ]
+        );
+        let as_user = Spec::new("pg_rewind").env("PGPASSWORD", "given");
+        let account = Account {
+            name: "postgres",
+            home: Path::new("/var/lib/postgresql"),
+        };
+        assert_eq!(
+            show(child_env(&as_user, [], Some(account))),
+            [
+                "HOME=/var/lib/postgresql",
+                "LOGNAME=postgres",
+                &format!("PATH={DEFAULT_PATH}"),
+                "PGPASSWORD=given",
+                "USER=postgres"
+            ]
+        );
     }
 
     #[test]

@@ -475,8 +475,9 @@ impl ConfigError {
     }
 }
 
-/// The agent's validated parameters.
-#[derive(Debug, Clone)]
+/// The agent's validated parameters. Its `Debug` shows `<redacted>` for the
+/// passwords.
+#[derive(Clone)]
 pub struct Config {
     /// PGDATA.
     pub pgdata: PathBuf,
@@ -533,29 +534,119 @@ pub struct Config {
     pub query_timeout: Duration,
 }
 
+/// Shown instead of a secret's value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether the parameter `name` holds a secret whose value no `Debug`
+/// output, log line or message may show: the parameters the table marks
+/// private, and, for a parameter unknown here (a typo, a newer CIB), any
+/// name that says password, secret or token.
+pub fn is_secret_param(name: &str) -> bool {
+    if spec(name).is_some_and(|p| p.private) {
+        return true;
+    }
+    let n = name.to_ascii_lowercase();
+    ["pass", "pasw", "pwd", "secret", "token", "auth"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| REDACTED)
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a field added to Config does not
+        // compile until it is shown here (or redacted) on purpose.
+        let Config {
+            pgdata,
+            datadir,
+            bindir,
+            pgport,
+            pghost,
+            system_user,
+            pg_logfile,
+            primary_host,
+            primary_port,
+            repl_user,
+            repl_password,
+            maxlag,
+            sync_replication,
+            rewind,
+            redis_server,
+            redis_config,
+            redis_port,
+            redis_primary_port,
+            redis_socket,
+            redis_password,
+            redis_user,
+            state_dir,
+            connect_timeout,
+            query_timeout,
+            pg_tls,
+            redis_tls,
+        } = self;
+        f.debug_struct("Config")
+            .field("pgdata", pgdata)
+            .field("datadir", datadir)
+            .field("bindir", bindir)
+            .field("pgport", pgport)
+            .field("pghost", pghost)
+            .field("system_user", system_user)
+            .field("pg_logfile", pg_logfile)
+            .field("primary_host", primary_host)
+            .field("primary_port", primary_port)
+            .field("repl_user", repl_user)
+            .field("repl_password", &redacted(repl_password))
+            .field("maxlag", maxlag)
+            .field("sync_replication", sync_replication)
+            .field("rewind", rewind)
+            .field("redis_server", redis_server)
+            .field("redis_config", redis_config)
+            .field("redis_port", redis_port)
+            .field("redis_primary_port", redis_primary_port)
+            .field("redis_socket", redis_socket)
+            .field("redis_password", &redacted(redis_password))
+            .field("redis_user", redis_user)
+            .field("state_dir", state_dir)
+            .field("connect_timeout", connect_timeout)
+            .field("query_timeout", query_timeout)
+            .field("pg_tls", pg_tls)
+            .field("redis_tls", redis_tls)
+            .finish()
+    }
+}
+
 fn value<'a>(env: &'a OcfEnv, name: &'static str) -> Option<&'a str> {
     env.param(name)
         .or_else(|| spec(name).and_then(|s| s.default))
 }
 
+/// The form every path parameter must have, as error messages state it.
+const PATH_FORM: &str = "expected an absolute path made only of letters, digits and / . _ - + @ \
+     (no space, quote, backslash or shell character), such as /var/lib/postgresql/15/main";
+
+/// Whether `v` is an absolute path of the safe character set.
+///
+/// Paths reach command lines that a shell parses (pg_ctl runs the server
+/// through `/bin/sh -c` with `-D` and `-l` in double quotes, where `"`, `$`,
+/// `` ` `` and `\` keep their meaning), configuration files (redis.conf,
+/// `postgresql.auto.conf`) and conninfo strings, each with its own quoting.
+/// Rather than trust each quoting, a path may only hold characters that
+/// mean nothing to any of them.
+pub fn is_safe_path(v: &str) -> bool {
+    v.starts_with('/')
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@'))
+}
+
 fn path(env: &OcfEnv, name: &'static str) -> Result<PathBuf, ConfigError> {
     let v = value(env, name).unwrap_or_default();
-    let p = Path::new(v);
-    if !p.is_absolute() {
-        return Err(ConfigError::configured(
-            name,
-            v,
-            "expected an absolute path, such as /var/lib/postgresql/15/main",
-        ));
+    if !is_safe_path(v) {
+        return Err(ConfigError::configured(name, v, PATH_FORM));
     }
-    if v.chars().any(|c| c.is_control()) {
-        return Err(ConfigError::configured(
-            name,
-            v,
-            "expected a path without control characters",
-        ));
-    }
-    Ok(p.to_path_buf())
+    Ok(PathBuf::from(v))
 }
 
 fn port(env: &OcfEnv, name: &'static str, default: Option<u16>) -> Result<u16, ConfigError> {
@@ -1252,6 +1343,96 @@ mod tests {
             assert_eq!((err.param, err.rc), (name, OcfRc::ErrConfigured));
             assert!(err.to_string().contains("UTF-8"), "{err}");
             assert_eq!(err.to_string().contains("secret"), shown, "{err}");
+        }
+    }
+
+    /// A `"` in pgdata or pg_logfile reached the command line that pg_ctl
+    /// hands to `/bin/sh -c`; every path parameter now refuses anything
+    /// beyond letters, digits and `/ . _ - + @`.
+    #[test]
+    fn a_path_with_a_quote_or_shell_character_is_refused_naming_the_form() {
+        let params = [
+            "pgdata",
+            "datadir",
+            "bindir",
+            "pghost",
+            "pg_logfile",
+            "redis_server",
+            "redis_config",
+            "redis_socket",
+            "state_dir",
+        ];
+        let bad = [
+            "/var/lib/pg\"\" -c \"x",
+            "/tmp/log\"; touch /tmp/pwned; \"",
+            "/tmp/$(id)",
+            "/tmp/`id`",
+            "/tmp/a b",
+            "/tmp/a'b",
+            "/tmp/a\\b",
+            "/tmp/a;b",
+            "/tmp/a\nb",
+            "/tmp/a:b",
+            "/tmp/\u{e9}",
+        ];
+        for name in params {
+            for v in bad {
+                let e = Config::from_env(&env(&[(name, v)]))
+                    .expect_err(&format!("{name}={v:?} should be refused"));
+                assert_eq!((e.param, e.rc), (name, OcfRc::ErrConfigured), "{e}");
+                let msg = e.to_string();
+                assert!(msg.starts_with(&format!("parameter {name}=")), "{msg}");
+                assert!(
+                    msg.contains("absolute path made only of letters, digits and / . _ - + @"),
+                    "{msg}"
+                );
+            }
+        }
+        let c = Config::from_env(&env(&[
+            ("pgdata", "/srv/pg-15/main_1.d"),
+            ("pg_logfile", "/var/log/postgresql/pg+rapidpro@node1.log"),
+        ]))
+        .unwrap();
+        assert_eq!(c.pgdata, Path::new("/srv/pg-15/main_1.d"));
+    }
+
+    #[test]
+    fn a_configs_debug_shows_no_password() {
+        let c = Config::from_env(&env(&[
+            ("repl_password", "hunter2-repl"),
+            ("redis_password", "hunter2-redis"),
+        ]))
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("repl_password: Some(\"<redacted>\")"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis_password: Some(\"<redacted>\")"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("pgdata: \"/var/lib/postgresql/15/main\""),
+            "{shown}"
+        );
+        let none = format!("{:?}", Config::from_env(&env(&[])).unwrap());
+        assert!(none.contains("repl_password: None"), "{none}");
+    }
+
+    #[test]
+    fn secret_parameters_are_the_private_ones_and_any_password_like_name() {
+        for name in [
+            "repl_password",
+            "redis_password",
+            "repl_pasword",
+            "api_token",
+        ] {
+            assert!(is_secret_param(name), "{name}");
+        }
+        for name in ["pgdata", "repl_user", "primary_host", "state_dir"] {
+            assert!(!is_secret_param(name), "{name}");
         }
     }
 

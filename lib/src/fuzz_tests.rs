@@ -277,8 +277,8 @@ mod ocf_env {
                 "[a-zA-Z0-9._:%-]{1,40}".boxed()
             }
             "repl_password" | "redis_password" => "[ -~]{1,40}".boxed(),
-            "redis_socket" => "/[a-zA-Z0-9_./-]{0,90}".boxed(),
-            _ => "/[a-zA-Z0-9_ ./-]{0,60}".boxed(),
+            "redis_socket" => "/[a-zA-Z0-9_./+@-]{0,90}".boxed(),
+            _ => "/[a-zA-Z0-9_./+@-]{0,60}".boxed(),
         }
     }
 
@@ -390,7 +390,7 @@ mod ocf_env {
                 Just("relative/path".to_string()),
                 "[a-z]{1,8}",
                 "-[0-9]{1,6}",
-                "[0-9]{21,30}",
+                "[1-9][0-9]{20,29}",
                 r"[a-z]{0,4}[\x00-\x1f][a-z/]{0,4}",
             ],
         ) {
@@ -421,7 +421,7 @@ mod ocf_env {
                                 .chars()
                                 .all(|c| c.is_ascii_alphanumeric() || "._-:%".contains(c))
                         }
-                        _ => junk.starts_with('/') && !junk.contains(char::is_control),
+                        _ => crate::config::is_safe_path(&junk),
                     };
                     prop_assert!(valid, "{}={:?} accepted: {:?}", p.name, junk, cfg);
                 }

@@ -4,6 +4,12 @@
 //! (`ocf`), the agent's parameters (`config`), PostgreSQL (`postgres`), Redis
 //! (`redis`) and the Pacemaker cluster (`cluster`). `stack` ties them into the
 //! agent's actions. Only `cmd` spawns processes, always with a deadline.
+//!
+//! No `unsafe` here: the one block the agent needs (a child's supplementary
+//! groups, set between fork and exec) lives in the `rapidpro-ha-privdrop`
+//! crate, where it can be read on its own.
+
+#![forbid(unsafe_code)]
 
 pub mod alert;
 pub mod cluster;

@@ -1,4 +1,7 @@
 //! `ocf:rapidpro:stack`, installed as /usr/lib/ocf/resource.d/rapidpro/stack.
+
+#![forbid(unsafe_code)]
+
 fn main() {
     // Lossy: an action that is not UTF-8 is an unknown action (3), not a panic.
     let args: Vec<String> = std::env::args_os()

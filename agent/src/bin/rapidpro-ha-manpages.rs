@@ -3,6 +3,8 @@
 //! and prints their paths. Run by `scripts/build-deb`; see
 //! `rapidpro_tools::manpages`.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 fn main() {

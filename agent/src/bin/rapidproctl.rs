@@ -4,6 +4,8 @@
 //! `rapidpro_ha::ctl`, which also documents the JSON fields and exit codes
 //! (0 fine, 1 error, 2 usage, 3 "no": refused, failed check, red health).
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use clap::Parser;

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use quick_xml::events::{BytesStart, Event as XmlEvent};
-use quick_xml::Reader;
+use quick_xml::{Reader, XmlVersion};
 
 use std::path::PathBuf;
 
@@ -594,7 +594,7 @@ fn attrs(e: &BytesStart) -> Result<BTreeMap<String, String>, Error> {
     for a in e.attributes() {
         let a = a.map_err(|err| Error::Cib(format!("bad attribute: {err}")))?;
         let v = a
-            .unescape_value()
+            .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|err| Error::Cib(format!("bad attribute value: {err}")))?;
         out.insert(
             String::from_utf8_lossy(a.key.as_ref()).into_owned(),

@@ -184,27 +184,23 @@ pub fn cib_file_from_env() -> Option<OsString> {
     std::env::var_os(CIB_FILE_ENV).filter(|v| !v.is_empty())
 }
 
-/// Variables Pacemaker sets for an operation that the tools read as their
-/// default target node: with `OCF_RESKEY_CRM_meta_on_node` inherited,
-/// `attrd_updater --query --all` answers for this node alone (Pacemaker
-/// 2.1.5), and promote saw no other standby's position. Every call names
-/// its node explicitly instead.
-const OPERATION_TARGET_ENV: [&str; 3] = [
-    "OCF_RESKEY_CRM_meta_on_node",
-    "OCF_RESKEY_CRM_meta_on_node_uuid",
-    "OCF_RESKEY_CRM_meta_container_attribute_target",
-];
-
-/// A tool call aimed at the live cluster (`cib` is `None`; any inherited
-/// `CIB_file` is removed) or at a CIB file, without the operation's
-/// default-target variables.
+/// A tool call aimed at the live cluster (`cib` is `None`) or at a CIB file.
+///
+/// The child's environment is cleared ([`crate::cmd`]): it gets Pacemaker's
+/// own settings (`PCMK_*`, `HA_*`: logging, IPC buffer size; no secret)
+/// and `CIB_file` only when `cib` names one. In particular it never sees
+/// the operation's default-target variables: with
+/// `OCF_RESKEY_CRM_meta_on_node` inherited, `attrd_updater --query --all`
+/// answers for this node alone (Pacemaker 2.1.5), and promote saw no other
+/// standby's position. Every call names its node explicitly instead.
 pub(crate) fn tool(program: &str, cib: Option<&Path>, timeout: Duration) -> Spec {
-    let spec = OPERATION_TARGET_ENV
-        .iter()
-        .fold(Spec::new(program).timeout(timeout), |s, k| s.env_remove(k));
+    let spec = Spec::new(program)
+        .timeout(timeout)
+        .inherit_prefixed("PCMK_")
+        .inherit_prefixed("HA_");
     match cib {
         Some(file) => spec.env(CIB_FILE_ENV, file),
-        None => spec.env_remove(CIB_FILE_ENV),
+        None => spec,
     }
 }
 
@@ -284,9 +280,13 @@ pub fn local_node_name(on_node: Option<&str>, deadline: &Deadline) -> NodeName {
             Err(e) => log::warn!("ignoring OCF_RESKEY_CRM_meta_on_node: {e}"),
         }
     }
-    let spec = Spec::new(CRM_NODE)
-        .arg("--name")
-        .timeout(deadline.cap(NODE_NAME_TIMEOUT));
+    let cib = cib_file_from_env();
+    let spec = tool(
+        CRM_NODE,
+        cib.as_deref().map(Path::new),
+        deadline.cap(NODE_NAME_TIMEOUT),
+    )
+    .arg("--name");
     match run_tool(&spec) {
         Ok(out) => match out.stdout.lines().next().map(str::trim).map(NodeName::new) {
             Some(Ok(n)) => return n,

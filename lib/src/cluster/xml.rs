@@ -7,8 +7,9 @@
 //! deeper than [`MAX_DEPTH`], so neither parsing nor dropping the tree can
 //! exhaust the stack, whatever arrives on a pipe.
 
-use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
 
 /// Deepest nesting accepted. `crm_mon` output nests about six levels
 /// (`pacemaker-result/resources/clone/group/resource/node`).
@@ -63,8 +64,10 @@ impl Element {
 /// document with no root or with content after it, and on nesting deeper
 /// than [`MAX_DEPTH`].
 pub(crate) fn parse(xml: &str) -> Result<Element, String> {
+    // No trim_text: since quick-xml 0.38 a reference (`&amp;`) is an event
+    // of its own, and trimming each piece of text would eat the spaces
+    // around it. An element's text is trimmed as a whole when it closes.
     let mut reader = Reader::from_str(xml);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
@@ -87,20 +90,29 @@ pub(crate) fn parse(xml: &str) -> Result<Element, String> {
             }
             Event::End(_) => {
                 // quick-xml has already checked that the names match.
-                let e = stack
+                let mut e = stack
                     .pop()
                     .ok_or_else(|| "end tag without a start tag".to_string())?;
+                let trimmed = e.text.trim();
+                if trimmed.len() != e.text.len() {
+                    e.text = trimmed.to_string();
+                }
                 attach(e, &mut stack, &mut root)?;
             }
             Event::Text(t) => {
-                let text = t.unescape().map_err(|e| {
+                let text = t.xml10_content().map_err(|e| {
                     format!("malformed text at byte {}: {e}", reader.buffer_position())
                 })?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(&text),
-                    None if text.trim().is_empty() => {}
-                    None => return Err("text outside the root element".to_string()),
-                }
+                push_text(&mut stack, &text)?;
+            }
+            Event::GeneralRef(r) => {
+                let text = reference(&r).map_err(|e| {
+                    format!(
+                        "malformed reference at byte {}: {e}",
+                        reader.buffer_position()
+                    )
+                })?;
+                push_text(&mut stack, &text)?;
             }
             Event::CData(c) => match stack.last_mut() {
                 Some(top) => top.text.push_str(&String::from_utf8_lossy(&c)),
@@ -117,6 +129,29 @@ pub(crate) fn parse(xml: &str) -> Result<Element, String> {
     root.ok_or_else(|| "no XML element".to_string())
 }
 
+/// Adds text to the open element; only blanks may stand outside the root.
+fn push_text(stack: &mut [Element], text: &str) -> Result<(), String> {
+    match stack.last_mut() {
+        Some(top) => top.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err("text outside the root element".to_string()),
+    }
+    Ok(())
+}
+
+/// The text a reference in content stands for: a character reference
+/// (`&#38;`, `&#x26;`) or one of XML's five predefined entities. Pacemaker
+/// declares no other entity, so any other name is an error.
+fn reference(r: &BytesRef<'_>) -> Result<String, String> {
+    if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+        return Ok(c.to_string());
+    }
+    let name = r.decode().map_err(|e| e.to_string())?;
+    resolve_predefined_entity(&name)
+        .map(str::to_string)
+        .ok_or_else(|| format!("unknown entity &{name};"))
+}
+
 fn element(start: &BytesStart<'_>) -> Result<Element, String> {
     let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
     let mut attrs = Vec::new();
@@ -124,7 +159,7 @@ fn element(start: &BytesStart<'_>) -> Result<Element, String> {
         let a = a.map_err(|e| format!("malformed attribute in <{name}>: {e}"))?;
         let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
         let value = a
-            .unescape_value()
+            .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|e| format!("malformed value of {key} in <{name}>: {e}"))?
             .into_owned();
         attrs.push((key, value));
@@ -163,6 +198,19 @@ mod tests {
             .collect();
         assert_eq!(bs, ["1", "2"]);
         assert_eq!(root.children[2].text, "t&t");
+    }
+
+    /// quick-xml 0.38 made references events of their own: the spaces
+    /// around them and character references survive, and an unknown
+    /// entity is an error, not text.
+    #[test]
+    fn text_keeps_the_spaces_around_references_and_resolves_character_references() {
+        let root =
+            parse("<a>\n  <e> Failed &amp; stopped &#x41;&#66; &lt;x&gt; </e>\n</a>").unwrap();
+        assert_eq!(root.children[0].text, "Failed & stopped AB <x>");
+        assert_eq!(root.text, "");
+        let err = parse("<a>&nbsp;</a>").unwrap_err();
+        assert!(err.contains("unknown entity &nbsp;"), "{err}");
     }
 
     #[test]

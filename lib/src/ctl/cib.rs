@@ -43,8 +43,9 @@ pub struct Op {
     pub timeout: Option<String>,
 }
 
-/// The `ocf:rapidpro:stack` primitive and its clone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The `ocf:rapidpro:stack` primitive and its clone. Its `Debug` shows
+/// `<redacted>` for the secret parameters.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StackResource {
     /// The primitive's id (`stack`).
     pub id: String,
@@ -57,6 +58,30 @@ pub struct StackResource {
     pub clone_meta: BTreeMap<String, String>,
     /// The primitive's operations.
     pub ops: Vec<Op>,
+}
+
+impl std::fmt::Debug for StackResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let shown = if crate::config::is_secret_param(k) {
+                    crate::config::REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("StackResource")
+            .field("id", &self.id)
+            .field("clone_id", &self.clone_id)
+            .field("params", &params)
+            .field("clone_meta", &self.clone_meta)
+            .field("ops", &self.ops)
+            .finish()
+    }
 }
 
 impl StackResource {
@@ -107,8 +132,10 @@ pub struct Vip {
     pub ip: String,
 }
 
-/// What the CIB says, as far as rapidproctl cares.
-#[derive(Debug, Clone, Default)]
+/// What the CIB says, as far as rapidproctl cares. Its `Debug` shows the
+/// size of the whole document only: it holds every parameter of every
+/// resource, passwords included (the stack's, a fencing device's).
+#[derive(Clone, Default)]
 pub struct CibFacts {
     /// The stack resource, if configured.
     pub stack: Option<StackResource>,
@@ -123,6 +150,19 @@ pub struct CibFacts {
     pub transient: BTreeMap<String, BTreeMap<String, String>>,
     /// The whole document (for the alert configuration).
     pub xml: String,
+}
+
+impl std::fmt::Debug for CibFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CibFacts")
+            .field("stack", &self.stack)
+            .field("vips", &self.vips)
+            .field("stonith", &self.stonith)
+            .field("properties", &self.properties)
+            .field("transient", &self.transient)
+            .field("xml", &format_args!("<{} bytes>", self.xml.len()))
+            .finish()
+    }
 }
 
 impl CibFacts {
@@ -309,6 +349,26 @@ mod tests {
     /// pcs-examples/rapidpro-cluster.pcs.sh (sandbox variant), with
     /// `maxlag=65536` and a `#health-disk` attribute set on node1.
     const RECORDED: &str = include_str!("fixtures/cib-live.xml");
+
+    /// The recorded CIB holds repl_password=secret (and the sandbox fencing
+    /// device's password): neither the facts' nor the resource's Debug
+    /// shows it.
+    #[test]
+    fn the_cib_facts_debug_shows_no_secret() {
+        let mut f = parse(RECORDED).unwrap();
+        assert!(f.xml.contains("\"secret\""));
+        let s = f.stack.as_mut().unwrap();
+        s.params.insert("redis_password".into(), "hunter2".into());
+        assert_eq!(s.params["repl_password"], "secret");
+        let shown = format!("{f:?} {f:#?} {:?}", f.stack);
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("\"repl_password\": \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(shown.contains("10.200.200.100"), "{shown}");
+    }
 
     #[test]
     fn the_stack_resource_its_clone_and_its_parameters_are_found() {

@@ -121,6 +121,11 @@ pub fn command(cfg: &Config, src: &Source, o: &Options, out: &Path) -> Result<Sp
             ]);
         }
         Source::Remote { host, port, user } => {
+            // The operator's libpq settings (PGPASSWORD, PGPASSFILE,
+            // PGSSLMODE...) and HOME (root's ~/.pgpass), as for any libpq
+            // client run from their shell: the child environment is
+            // otherwise cleared (cmd.rs).
+            spec = spec.inherit_prefixed("PG").inherit("HOME");
             // The agent's sslmode and sslrootcert, for libpq (through its
             // environment: -d is the database).
             let tls = &cfg.pg_tls;

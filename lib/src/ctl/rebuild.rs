@@ -1321,14 +1321,10 @@ fn base_backup(
         .env("HOME", &home)
         .env("LC_ALL", "C")
         .timeout(timeout);
-    // Whatever libpq variables rapidproctl inherited (PGHOST, PGSSLMODE,
-    // PGPASSFILE, a PGPASSWORD of another role...) would change where and
-    // how pg_basebackup connects.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            spec = spec.env_remove(k);
-        }
-    }
+    // The environment is cleared (cmd.rs): none of the libpq variables
+    // rapidproctl inherited (PGHOST, PGSSLMODE, PGPASSFILE, a PGPASSWORD of
+    // another role...) reaches pg_basebackup to change where and how it
+    // connects; it gets these two alone.
     spec = spec.env("PGCONNECT_TIMEOUT", BACKUP_CONNECT_TIMEOUT_SECS);
     if let Some(p) = &cfg.repl_password {
         spec = spec.env("PGPASSWORD", p);

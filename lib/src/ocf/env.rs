@@ -42,8 +42,9 @@ pub mod meta {
     pub const NOTIFY: &str = "notify";
 }
 
-/// What Pacemaker told this invocation.
-#[derive(Debug, Clone, Default)]
+/// What Pacemaker told this invocation. Its `Debug` shows `<redacted>` for
+/// the value of every secret parameter ([`crate::config::is_secret_param`]).
+#[derive(Clone, Default)]
 pub struct OcfEnv {
     instance: String,
     params: BTreeMap<String, String>,
@@ -53,6 +54,32 @@ pub struct OcfEnv {
     tester_fail_have_binary: bool,
     /// Parameters whose value was not UTF-8 (kept lossily in `params`).
     not_utf8: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for OcfEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let shown = if crate::config::is_secret_param(k) {
+                    crate::config::REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("OcfEnv")
+            .field("instance", &self.instance)
+            .field("params", &params)
+            .field("meta", &self.meta)
+            .field("check_level", &self.check_level)
+            .field("debug", &self.debug)
+            .field("tester_fail_have_binary", &self.tester_fail_have_binary)
+            .field("not_utf8", &self.not_utf8)
+            .finish()
+    }
 }
 
 impl OcfEnv {
@@ -312,5 +339,22 @@ mod tests {
             env(&[("OCF_RESKEY_CRM_meta_master_max", "2")]).promoted_max(),
             2
         );
+    }
+
+    #[test]
+    fn debug_shows_no_secret_parameter() {
+        let e = env(&[
+            ("OCF_RESKEY_repl_password", "hunter2-repl"),
+            ("OCF_RESKEY_redis_password", "hunter2-redis"),
+            ("OCF_RESKEY_some_future_password", "hunter2-future"),
+            ("OCF_RESKEY_pgdata", "/srv/pg"),
+        ]);
+        let shown = format!("{e:?} {e:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("\"repl_password\": \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(shown.contains("\"pgdata\": \"/srv/pg\""), "{shown}");
     }
 }

@@ -35,8 +35,9 @@ pub struct Db {
     deadline: Deadline,
 }
 
-/// Where and how to connect.
-#[derive(Debug, Clone)]
+/// Where and how to connect. Its `Debug` shows `<redacted>` for the
+/// password.
+#[derive(Clone)]
 pub struct Target<'a> {
     /// Unix socket directory, or a host name.
     pub host: Host<'a>,
@@ -52,6 +53,20 @@ pub struct Target<'a> {
     pub peer_uid: Option<Uid>,
     /// TLS over TCP (`sslmode`, `sslrootcert`); unused on the unix socket.
     pub tls: &'a PgTls,
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.map(|_| REDACTED))
+            .field("dbname", &self.dbname)
+            .field("peer_uid", &self.peer_uid)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// The server's address.
@@ -519,8 +534,9 @@ const REPLICATION_SQL: &str = "SELECT application_name, state, sync_state, \
   sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
   pg_current_wal_lsn()::text FROM pg_stat_replication ORDER BY application_name";
 
-/// What the local server says about itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the local server says about itself. Its `Debug` shows
+/// `primary_conninfo` with the password redacted ([`redact_conninfo`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct LocalStatus {
     /// Whether it is a standby.
     pub in_recovery: bool,
@@ -548,6 +564,145 @@ pub struct LocalStatus {
     pub primary_conninfo: String,
     /// `server_version_num`.
     pub version_num: u32,
+}
+
+impl std::fmt::Debug for LocalStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a new field is shown on purpose.
+        let LocalStatus {
+            in_recovery,
+            current_lsn,
+            primary_timeline,
+            receive_lsn,
+            replay_lsn,
+            replay_paused,
+            checkpoint_timeline,
+            min_recovery_timeline,
+            receiver_status,
+            received_timeline,
+            synchronous_standby_names,
+            primary_conninfo,
+            version_num,
+        } = self;
+        f.debug_struct("LocalStatus")
+            .field("in_recovery", in_recovery)
+            .field("current_lsn", current_lsn)
+            .field("primary_timeline", primary_timeline)
+            .field("receive_lsn", receive_lsn)
+            .field("replay_lsn", replay_lsn)
+            .field("replay_paused", replay_paused)
+            .field("checkpoint_timeline", checkpoint_timeline)
+            .field("min_recovery_timeline", min_recovery_timeline)
+            .field("receiver_status", receiver_status)
+            .field("received_timeline", received_timeline)
+            .field("synchronous_standby_names", synchronous_standby_names)
+            .field("primary_conninfo", &redact_conninfo(primary_conninfo))
+            .field("version_num", version_num)
+            .finish()
+    }
+}
+
+/// Shown instead of a password.
+const REDACTED: &str = "<redacted>";
+
+/// `conninfo` with the value of every `password` keyword replaced by
+/// `<redacted>`, for messages and `Debug` output.
+///
+/// Reads libpq's `keyword = value` form (values bare or in single quotes,
+/// `\` escaping) and the URI form (`postgresql://user:PASSWORD@host/db?
+/// password=...`). A string that does not parse is redacted whole: a
+/// secret might hide in what could not be told apart.
+pub fn redact_conninfo(conninfo: &str) -> String {
+    let t = conninfo.trim_start();
+    if t.starts_with("postgresql://") || t.starts_with("postgres://") {
+        return redact_conninfo_uri(t);
+    }
+    redact_conninfo_keywords(conninfo).unwrap_or_else(|| REDACTED.to_string())
+}
+
+fn redact_conninfo_keywords(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut out: Vec<String> = Vec::new();
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        if i >= b.len() {
+            break;
+        }
+        let k0 = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &s[k0..i];
+        skip_ws(&mut i);
+        if key.is_empty() || i >= b.len() || b[i] != b'=' {
+            return None;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let v0 = i;
+        if i < b.len() && b[i] == b'\'' {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return None,
+                    Some(b'\\') => i += 2,
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+        }
+        let value = s.get(v0..i.min(b.len()))?;
+        if key.eq_ignore_ascii_case("password") {
+            out.push(format!("{key}={REDACTED}"));
+        } else {
+            out.push(format!("{key}={value}"));
+        }
+    }
+    Some(out.join(" "))
+}
+
+fn redact_conninfo_uri(s: &str) -> String {
+    let (scheme, rest) = s.split_once("://").unwrap_or(("postgresql", s));
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    // userinfo ends at the last '@' before the path.
+    let authority_end = main.find('/').unwrap_or(main.len());
+    let (authority, path) = main.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = format!("{scheme}://{authority}{path}");
+    if let Some(q) = query {
+        let q: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}={REDACTED}"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&q.join("&"));
+    }
+    out
 }
 
 impl LocalStatus {
@@ -668,6 +823,76 @@ pub fn parse_standby(r: &[Option<String>]) -> Result<StandbyRow, PgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_targets_debug_shows_no_password() {
+        let t = Target {
+            host: Host::Tcp("10.0.0.100"),
+            port: 5432,
+            user: "replicator",
+            password: Some("hunter2"),
+            dbname: "postgres",
+            peer_uid: None,
+            tls: &crate::postgres::tls::PgTls::DISABLED,
+        };
+        let shown = format!("{t:?} {t:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("password: Some(\"<redacted>\")"), "{shown}");
+        assert!(shown.contains("10.0.0.100"), "{shown}");
+    }
+
+    #[test]
+    fn a_local_statuss_debug_shows_primary_conninfo_without_its_password() {
+        let st = LocalStatus {
+            in_recovery: true,
+            current_lsn: None,
+            primary_timeline: None,
+            receive_lsn: None,
+            replay_lsn: None,
+            replay_paused: false,
+            checkpoint_timeline: Some(1),
+            min_recovery_timeline: None,
+            receiver_status: Some("streaming".into()),
+            received_timeline: Some(1),
+            synchronous_standby_names: String::new(),
+            primary_conninfo: "host='10.0.0.100' port=5432 user='replicator' \
+                               password='hun\\'ter2' application_name='node2'"
+                .into(),
+            version_num: 150_000,
+        };
+        let shown = format!("{st:?} {st:#?}");
+        assert!(!shown.contains("hun"), "{shown}");
+        assert!(!shown.contains("ter2"), "{shown}");
+        assert!(shown.contains("application_name='node2'"), "{shown}");
+    }
+
+    #[test]
+    fn conninfo_passwords_are_redacted_in_every_form() {
+        for (given, want) in [
+            (
+                "host=a password=secret1 user=u",
+                "host=a password=<redacted> user=u",
+            ),
+            (
+                "host=a password = 'se cr\\'et1' user=u",
+                "host=a password=<redacted> user=u",
+            ),
+            ("PASSWORD=secret1", "PASSWORD=<redacted>"),
+            ("host=a", "host=a"),
+            (
+                "postgresql://u:secret1@h:5432/db?password=secret1&sslmode=require",
+                "postgresql://u:<redacted>@h:5432/db?password=<redacted>&sslmode=require",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            // Unparsable (an unterminated quote): redacted whole.
+            ("host=a password='secret1", "<redacted>"),
+            ("password", "<redacted>"),
+        ] {
+            let got = redact_conninfo(given);
+            assert_eq!(got, want, "{given}");
+            assert!(!got.contains("secret1"), "{given}");
+        }
+    }
 
     fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
         v.iter().map(|c| c.map(str::to_string)).collect()

@@ -57,9 +57,6 @@ const MAX_SOCKET_PATH: usize = 107;
 const COMM_LEN: usize = 15;
 /// The name a Redis server runs under.
 const REDIS_SERVER: &str = "redis-server";
-/// systemd's readiness socket: with it set, `supervised auto` makes
-/// redis-server stay in the foreground and our launch would time out.
-const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
 /// How the agent runs its node's `redis-server`.
 #[derive(Clone)]
@@ -250,7 +247,6 @@ pub fn start(spec: &ServerSpec, deadline: &Deadline) -> Result<(), RedisError> {
     let launch = Spec::new(&spec.redis_server)
         .arg(spec.generated_config())
         .user(uid, gid)
-        .env_remove(NOTIFY_SOCKET)
         .timeout(deadline.cap(LAUNCH_TIMEOUT));
     log::info!("starting {launch} as user {}", spec.user);
     cmd::run(&launch)?;

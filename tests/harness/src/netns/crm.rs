@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::Reader;
+use quick_xml::{Reader, XmlVersion};
 
 /// A cluster node as crm_mon shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +145,7 @@ fn attrs(e: &BytesStart<'_>) -> BTreeMap<String, String> {
         .map(|a| {
             let k = String::from_utf8_lossy(a.key.as_ref()).into_owned();
             let v = a
-                .unescape_value()
+                .normalized_value(XmlVersion::Implicit1_0)
                 .map(|v| v.into_owned())
                 .unwrap_or_else(|_| String::from_utf8_lossy(&a.value).into_owned());
             (k, v)
