@@ -323,6 +323,12 @@ impl OwnedDir {
     /// is a regular file with one link, owned by the directory's user or
     /// root, of at most [`MAX_READ`] bytes. Never blocks on a FIFO.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.read_with_mode(name)?.map(|(content, _)| content))
+    }
+
+    /// As [`OwnedDir::read`], with the file's permission bits, for a copy
+    /// that keeps them.
+    pub fn read_with_mode(&self, name: &str) -> Result<Option<(Vec<u8>, u32)>, Error> {
         // Look before opening: opening a device can have effects of its own.
         if !self.check(name)? {
             return Ok(None);
@@ -353,7 +359,7 @@ impl OwnedDir {
         if content.len() as u64 > MAX_READ {
             return Err(self.err(name, Reason::TooLarge(content.len() as u64)));
         }
-        Ok(Some(content))
+        Ok(Some((content, meta.mode() & 0o7777)))
     }
 
     /// Replaces `name` atomically with `content`, owned by `uid:gid` with

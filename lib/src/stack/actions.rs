@@ -222,7 +222,7 @@ fn load_state(ctx: &Ctx<'_>) -> State {
 
 fn save_state(ctx: &Ctx<'_>, s: &State) {
     if let Err(e) = s.save(&ctx.state_path) {
-        log::warn!("cannot write {}: {e}", ctx.state_path.display());
+        log::warn!("cannot save the agent's state: {e}");
     }
 }
 
