@@ -19,6 +19,7 @@ mod ocf_tools;
 mod operator_world;
 mod package;
 mod pcs_examples;
+mod planted_links;
 mod runbook;
 mod soak;
 
