@@ -21,6 +21,7 @@ mod ocf_tools;
 mod operator_world;
 mod package;
 mod pcs_examples;
+mod planted_links;
 mod postgres_tls;
 mod redis_tls;
 mod runbook;

@@ -18,6 +18,7 @@ pub mod config;
 pub mod ctl;
 pub mod deadline;
 pub mod ocf;
+pub mod owned_dir;
 pub mod postgres;
 pub mod redis;
 pub mod stack;

@@ -35,10 +35,9 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::unistd::{Gid, Uid, User};
@@ -48,9 +47,11 @@ use crate::cluster::{self, admin, ClusterStatus, NodeName, Role};
 use crate::cmd::{self, Spec};
 use crate::config::Config;
 use crate::deadline::Deadline;
+use crate::owned_dir::{self, at, OwnedDir};
 use crate::postgres::db::{Db, Host, Reach, Target};
 use crate::postgres::server::{ProcessState, Server};
 use crate::postgres::tls::PgTls;
+use crate::postgres::PgError;
 use crate::redis::{self, Endpoint, LinkStatus};
 
 use super::status::Sources;
@@ -845,64 +846,12 @@ fn observe(deadline: &Deadline) -> Result<Observed, Error> {
 // ---------------------------------------------------------------------------
 // Acting on the file system without following links.
 
-/// `/proc/self/fd/N/name`: `name` inside the directory open as `dir`,
-/// whatever happened to the path that led there (the kernel resolves the
-/// fd link to the very directory).
-fn at(dir: &File, name: &str) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name)
-}
-
 /// Opens the directory `path` with no symbolic link followed, except those
-/// owned by root (made by the administrator, such as a mount point moved
-/// elsewhere): the directories below `/var/lib/postgresql` belong to
-/// `system_user`, who could otherwise plant a link that turns root's rename
-/// or mkdir elsewhere.
+/// owned by root: see [`owned_dir::open_dir_nofollow`]. The directories
+/// below `/var/lib/postgresql` belong to `system_user`, who could otherwise
+/// plant a link that turns root's rename or mkdir elsewhere.
 fn open_dir_safely(path: &Path) -> std::io::Result<File> {
-    let open = |p: &Path| {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc_flags::O_DIRECTORY | libc_flags::O_NOFOLLOW)
-            .open(p)
-    };
-    let mut parts: Vec<std::ffi::OsString> = Vec::new();
-    if !path.is_absolute() {
-        return Err(std::io::Error::other("not an absolute path"));
-    }
-    let push_rev = |parts: &mut Vec<std::ffi::OsString>, p: &Path| {
-        for c in p.components().rev() {
-            match c {
-                Component::Normal(n) => parts.push(n.to_owned()),
-                Component::ParentDir => parts.push("..".into()),
-                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-            }
-        }
-    };
-    push_rev(&mut parts, path);
-    let mut dir = open(Path::new("/"))?;
-    let mut links = 0;
-    while let Some(name) = parts.pop() {
-        let name = name.to_string_lossy().into_owned();
-        let p = at(&dir, &name);
-        let meta = fs::symlink_metadata(&p)?;
-        if meta.file_type().is_symlink() {
-            use std::os::unix::fs::MetadataExt;
-            links += 1;
-            if meta.uid() != 0 || links > 40 {
-                return Err(std::io::Error::other(format!(
-                    "{name} is a symbolic link owned by uid {}, not root: not followed",
-                    meta.uid()
-                )));
-            }
-            let target = fs::read_link(&p)?;
-            push_rev(&mut parts, &target);
-            if target.is_absolute() {
-                dir = open(Path::new("/"))?;
-            }
-            continue;
-        }
-        dir = open(&p)?;
-    }
-    Ok(dir)
+    owned_dir::open_dir_nofollow(path)
 }
 
 /// The open flags std does not name.
@@ -1000,49 +949,27 @@ impl Place {
     /// link, owned by system_user.
     fn configure(&self, plan: &Plan, uid: Uid, gid: Gid) -> Result<(), Error> {
         let pgdata = &plan.params.pgdata;
+        let files = |e: owned_dir::Error| Error::from(PgError::from(e));
         let new = self.open_new().map_err(|e| Error::io(pgdata, e))?;
+        let new = OwnedDir::from_open(new, pgdata.clone(), uid);
         if let Some(old) = self.open_old().map_err(|e| Error::io(pgdata, e))? {
+            let old_dir = plan.old_data_dir.clone().unwrap_or_else(|| pgdata.clone());
+            let old = OwnedDir::from_open(old, old_dir, uid);
             for f in &plan.config_files_kept {
-                let src = at(&old, f);
-                let mut content = Vec::new();
-                let mut file = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc_flags::O_NOFOLLOW)
-                    .open(&src)
-                    .map_err(|e| Error::io(old_path(plan, f), e))?;
-                file.read_to_end(&mut content)
-                    .map_err(|e| Error::io(old_path(plan, f), e))?;
-                let mode = file
-                    .metadata()
-                    .map(|m| m.permissions().mode() & 0o7777)
-                    .unwrap_or(0o600);
-                let tmp = format!(".{f}.rapidpro-rebuild");
-                let dest = pgdata.join(f);
-                let mut out = create_owned(&new, &tmp, uid, gid, mode)
-                    .map_err(|e| Error::io(pgdata.join(&tmp), e))?;
-                out.write_all(&content)
-                    .and_then(|()| out.sync_all())
-                    .map_err(|e| Error::io(&dest, e))?;
-                fs::rename(at(&new, &tmp), at(&new, f)).map_err(|e| Error::io(&dest, e))?;
+                let (content, mode) = old.read_with_mode(f).map_err(files)?.ok_or_else(|| {
+                    Error::io(
+                        old_path(plan, f),
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    )
+                })?;
+                new.write(f, &content, uid, gid, mode).map_err(files)?;
             }
         }
-        let signal = pgdata.join("standby.signal");
-        match create_owned(&new, "standby.signal", uid, gid, 0o600) {
-            Ok(f) => f.sync_all().map_err(|e| Error::io(&signal, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let m = fs::symlink_metadata(at(&new, "standby.signal"))
-                    .map_err(|e| Error::io(&signal, e))?;
-                if m.file_type().is_file() {
-                    Ok(())
-                } else {
-                    Err(Error::Failed(format!(
-                        "{} exists and is not a file",
-                        signal.display()
-                    )))
-                }
-            }
-            Err(e) => Err(Error::io(&signal, e)),
+        if !new.check("standby.signal").map_err(files)? {
+            new.write("standby.signal", b"", uid, gid, 0o600)
+                .map_err(files)?;
         }
+        Ok(())
     }
 
     /// Deletes the old directory (std's `remove_dir_all` never follows a
@@ -1060,20 +987,6 @@ fn old_path(plan: &Plan, f: &str) -> PathBuf {
         .as_deref()
         .unwrap_or(&plan.params.pgdata)
         .join(f)
-}
-
-/// Creates `name` in `dir` exclusively, never through a link, owned by
-/// `uid:gid` (chown through the open file) with `mode`.
-fn create_owned(dir: &File, name: &str, uid: Uid, gid: Gid, mode: u32) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc_flags::O_NOFOLLOW)
-        .mode(0o600)
-        .open(at(dir, name))?;
-    std::os::unix::fs::fchown(&f, Some(uid.as_raw()), Some(gid.as_raw()))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
-    Ok(f)
 }
 
 fn file_name(p: &Path) -> Result<String, Error> {
@@ -2135,7 +2048,7 @@ mod tests {
             std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
         }
         let e = open_dir_safely(&link).unwrap_err();
-        assert!(e.to_string().contains("not followed"), "{e}");
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ELOOP), "{e}");
         assert!(open_dir_safely(&real).is_ok());
     }
 }

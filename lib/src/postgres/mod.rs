@@ -76,6 +76,10 @@ pub enum PgError {
         /// The system's reason.
         source: std::io::Error,
     },
+    /// A file of the data directory was refused (a link, a FIFO, a hard
+    /// link, a stranger's file) or could not be used.
+    #[error(transparent)]
+    Files(#[from] crate::owned_dir::Error),
     /// Output of a program or a query had an unexpected form.
     #[error("unexpected {what}: {input:?}")]
     Parse {

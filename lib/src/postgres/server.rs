@@ -5,19 +5,34 @@
 //! without a child process. The role a stopped server would come back in is
 //! read from `standby.signal`: the agent writes it before every start, and
 //! only `pg_promote()` removes it.
+//!
+//! The data directory belongs to `system_user`: every file the agent reads,
+//! writes or removes there goes through [`OwnedDir`], which never follows a
+//! link and creates files exclusively (issue 11).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{chown, Gid, Pid, Uid};
+use nix::unistd::{Gid, Pid, Uid};
 
 use super::PgError;
 use crate::cmd::{self, Spec};
 use crate::deadline::Deadline;
+use crate::owned_dir::OwnedDir;
+
+/// `postmaster.pid`, in the data directory.
+const PIDFILE: &str = "postmaster.pid";
+/// `standby.signal`, in the data directory.
+const STANDBY_SIGNAL: &str = "standby.signal";
+/// `postgresql.auto.conf`, in the data directory.
+const AUTO_CONF: &str = "postgresql.auto.conf";
+/// Mode of the files the agent writes into the data directory.
+const FILE_MODE: u32 = 0o600;
+/// The node's own configuration files that pg_rewind would overwrite with
+/// the primary's, when they are inside the data directory.
+const CONFIG_FILES: [&str; 4] = ["postgresql.conf", AUTO_CONF, "pg_hba.conf", "pg_ident.conf"];
 
 /// Where the server's files and programs are, and who runs them.
 #[derive(Debug, Clone)]
@@ -53,12 +68,18 @@ pub const MANAGED_SETTINGS: &[&str] = &["primary_conninfo", "recovery_target_tim
 impl Server {
     /// `postmaster.pid`.
     pub fn pidfile(&self) -> PathBuf {
-        self.pgdata.join("postmaster.pid")
+        self.pgdata.join(PIDFILE)
     }
 
     /// `standby.signal`.
     pub fn standby_signal(&self) -> PathBuf {
-        self.pgdata.join("standby.signal")
+        self.pgdata.join(STANDBY_SIGNAL)
+    }
+
+    /// The data directory, opened without following links, its files
+    /// expected to belong to system_user (or root).
+    pub fn data_dir(&self) -> Result<OwnedDir, PgError> {
+        Ok(OwnedDir::open(&self.pgdata, self.uid)?)
     }
 
     /// Whether a `backup_label` exists: the data directory is a base backup
@@ -71,14 +92,28 @@ impl Server {
 
     /// Whether `standby.signal` exists: the server runs, or would start, as a
     /// standby.
+    /// The name is looked at, not followed: [`Server::configure_standby`]
+    /// refuses a `standby.signal` that is not a plain file.
     pub fn is_standby_configured(&self) -> bool {
-        self.standby_signal().exists()
+        fs::symlink_metadata(self.standby_signal()).is_ok()
     }
 
     /// Whether the postmaster runs. No child process.
+    ///
+    /// A `postmaster.pid` that is a link, a FIFO or a stranger's file is no
+    /// pidfile PostgreSQL wrote: it counts as a crash's leftover (a running
+    /// postmaster shuts itself down when its lock file is replaced), and
+    /// what it points to is never read.
     pub fn process_state(&self) -> ProcessState {
-        let Ok(text) = fs::read_to_string(self.pidfile()) else {
-            return ProcessState::Stopped;
+        let read = self.data_dir().and_then(|d| Ok(d.read(PIDFILE)?));
+        let text = match read {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => return ProcessState::Stopped,
+            Err(PgError::Files(e)) if e.is_refusal() => {
+                log::warn!("{e}");
+                return ProcessState::Crashed(0);
+            }
+            Err(_) => return ProcessState::Stopped,
         };
         let Some(pid) = text
             .lines()
@@ -187,11 +222,8 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        match fs::remove_file(self.pidfile()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(PgError::io(self.pidfile(), e)),
-        }
+        self.data_dir()?.remove(PIDFILE)?;
+        Ok(())
     }
 
     /// Runs `pg_controldata` and parses it.
@@ -209,12 +241,18 @@ impl Server {
 
     /// Writes `standby.signal` and the managed settings of
     /// `postgresql.auto.conf` (the server must be stopped).
+    /// A link, a hard link or a FIFO planted under either name is refused
+    /// and left alone.
     pub fn configure_standby(&self, primary_conninfo: &str) -> Result<(), PgError> {
-        let auto = self.pgdata.join("postgresql.auto.conf");
-        let old = match fs::read_to_string(&auto) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(PgError::io(&auto, e)),
+        let dir = self.data_dir()?;
+        let old = match dir.read(AUTO_CONF)? {
+            Some(bytes) => String::from_utf8(bytes).map_err(|e| {
+                PgError::io(
+                    dir.path_of(AUTO_CONF),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            })?,
+            None => String::new(),
         };
         let new = set_auto_conf(
             &old,
@@ -224,33 +262,18 @@ impl Server {
             ],
         );
         if new != old {
-            self.write_owned(&auto, new.as_bytes())?;
+            self.write_owned(&dir, AUTO_CONF, new.as_bytes())?;
         }
-        if !self.is_standby_configured() {
-            self.write_owned(&self.standby_signal(), b"")?;
+        if !dir.check(STANDBY_SIGNAL)? {
+            self.write_owned(&dir, STANDBY_SIGNAL, b"")?;
         }
         Ok(())
     }
 
     /// Writes a file of the data directory atomically, owned by system_user,
-    /// mode 0600.
-    fn write_owned(&self, path: &Path, content: &[u8]) -> Result<(), PgError> {
-        let tmp = path.with_extension("rapidpro-ha.tmp");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| PgError::io(&tmp, e))?;
-        f.write_all(content).map_err(|e| PgError::io(&tmp, e))?;
-        f.sync_all().map_err(|e| PgError::io(&tmp, e))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
-            .map_err(|e| PgError::io(&tmp, e))?;
-        if Uid::effective().is_root() {
-            chown(&tmp, Some(self.uid), Some(self.gid)).map_err(|e| PgError::io(&tmp, e.into()))?;
-        }
-        fs::rename(&tmp, path).map_err(|e| PgError::io(path, e))
+    /// mode 0600, never through a link (see [`OwnedDir::write`]).
+    fn write_owned(&self, dir: &OwnedDir, name: &str, content: &[u8]) -> Result<(), PgError> {
+        Ok(dir.write(name, content, self.uid, self.gid, FILE_MODE)?)
     }
 
     /// Runs pg_rewind against the primary described by `source_conninfo`
@@ -284,32 +307,35 @@ impl Server {
         }
         // pg_rewind copies the primary's configuration files over this
         // node's (port, sockets, pg_hba may differ per node): keep ours.
+        // One planted as a link or FIFO stops the rewind before it starts.
         let kept = if dry_run {
-            Vec::new()
+            None
         } else {
-            self.read_config_files()
+            let dir = self.data_dir()?;
+            let files = self.read_config_files(&dir)?;
+            Some((dir, files))
         };
         let result = cmd::run(&spec);
-        for (path, content) in &kept {
-            self.write_owned(path, content)?;
+        if let Some((dir, files)) = &kept {
+            for (name, content) in files {
+                self.write_owned(dir, name, content)?;
+            }
         }
         let out = result?;
         // pg_rewind reports on stderr.
         Ok(parse_rewind(&format!("{}\n{}", out.stderr, out.stdout)))
     }
 
-    /// The node's own configuration files inside the data directory.
-    fn read_config_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
-        [
-            "postgresql.conf",
-            "postgresql.auto.conf",
-            "pg_hba.conf",
-            "pg_ident.conf",
-        ]
-        .iter()
-        .map(|f| self.pgdata.join(f))
-        .filter_map(|p| fs::read(&p).ok().map(|c| (p, c)))
-        .collect()
+    /// The node's own configuration files inside the data directory (the
+    /// missing ones left out).
+    fn read_config_files(&self, dir: &OwnedDir) -> Result<Vec<(&'static str, Vec<u8>)>, PgError> {
+        let mut kept = Vec::new();
+        for name in CONFIG_FILES {
+            if let Some(content) = dir.read(name)? {
+                kept.push((name, content));
+            }
+        }
+        Ok(kept)
     }
 
     /// Finishes the crash recovery of a data directory left by a crashed

@@ -189,6 +189,10 @@ pub enum RedisError {
         /// The system's reason.
         source: io::Error,
     },
+    /// A file of the Redis run directory was refused (a link, a FIFO, a
+    /// hard link, a stranger's file) or could not be used.
+    #[error(transparent)]
+    Files(#[from] crate::owned_dir::Error),
     /// Running `redis-server` failed (not installed, bad config, timeout).
     #[error(transparent)]
     Command(#[from] CommandError),

@@ -12,12 +12,16 @@
 //! The pidfile is the process's identity. A pid is trusted only while
 //! `/proc` shows a live `redis-server` under it, so a stale pidfile whose pid
 //! was reused by another program is never signalled.
+//!
+//! The run directory belongs to the `redis` user: the agent reads, writes
+//! and removes files there only through [`OwnedDir`], which never follows a
+//! link (issue 11).
 
 use std::fmt;
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, DirBuilder};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +34,7 @@ use super::conn::connect;
 use super::{Endpoint, RedisError};
 use crate::cmd::{self, Spec};
 use crate::deadline::Deadline;
+use crate::owned_dir::{self, Kind, OwnedDir};
 
 /// How often start and stop look at the server again.
 const POLL: Duration = Duration::from_millis(25);
@@ -185,11 +190,20 @@ pub enum ProcessState {
 }
 
 /// Reads the pidfile and checks the process through `kill(pid, 0)` and
-/// `/proc`; spawns nothing.
+/// `/proc`; spawns nothing. A pidfile that is a link, a FIFO or a
+/// stranger's file is not one redis-server wrote: a crash's leftover, never
+/// followed.
 pub fn process_state(spec: &ServerSpec) -> ProcessState {
-    let text = match fs::read_to_string(spec.pidfile()) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return ProcessState::NotRunning,
+    let name = format!("{}.pid", spec.instance);
+    let read = run_dir(spec).and_then(|d| Ok(d.read(&name)?));
+    let text = match read {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(None) => return ProcessState::NotRunning,
+        Err(RedisError::Files(e)) if e.is_not_found() => return ProcessState::NotRunning,
+        Err(RedisError::Files(e)) if e.is_refusal() => {
+            log::warn!("{e}");
+            return ProcessState::Crashed(0);
+        }
         Err(_) => return ProcessState::Crashed(0),
     };
     match parse_pid(&text) {
@@ -379,21 +393,39 @@ fn send(spec: &ServerSpec, pid: i32, signal: Signal) -> Result<(), RedisError> {
 /// Removes the pidfile and the unix socket of a dead server (a clean
 /// shutdown removes both itself). Only a socket is removed at the socket path.
 fn remove_leftovers(spec: &ServerSpec) -> Result<(), RedisError> {
-    remove_if_exists(&spec.pidfile())?;
-    if let Ok(meta) = fs::symlink_metadata(&spec.socket) {
-        if meta.file_type().is_socket() {
-            remove_if_exists(&spec.socket)?;
+    match run_dir(spec) {
+        Ok(dir) => {
+            dir.remove(&format!("{}.pid", spec.instance))?;
+        }
+        Err(RedisError::Files(e)) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    let (Some(parent), Some(name)) = (
+        spec.socket.parent(),
+        spec.socket.file_name().and_then(|n| n.to_str()),
+    ) else {
+        return Ok(());
+    };
+    let uid = lookup_user(&spec.user).map_or(Uid::from_raw(0), |(uid, _)| uid);
+    let dir = match OwnedDir::open(parent, uid) {
+        Ok(dir) => dir,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(entry) = dir.entry(name)? {
+        if entry.kind == Kind::Socket {
+            dir.remove(name)?;
         }
     }
     Ok(())
 }
 
-fn remove_if_exists(path: &Path) -> Result<(), RedisError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(RedisError::io("remove", path, e)),
-    }
+/// The run directory, opened without following links; its files belong to
+/// the server's user (or root). Without such a user (a probe on a node
+/// without Redis installed) only root's files are accepted.
+fn run_dir(spec: &ServerSpec) -> Result<OwnedDir, RedisError> {
+    let uid = lookup_user(&spec.user).map_or(Uid::from_raw(0), |(uid, _)| uid);
+    Ok(OwnedDir::open(&spec.run_dir, uid)?)
 }
 
 fn lookup_user(name: &str) -> Result<(Uid, Gid), RedisError> {
@@ -452,11 +484,16 @@ fn ensure_dir(dir: &Path, uid: Uid, gid: Gid) -> Result<(), RedisError> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(RedisError::io("create directory", dir, e)),
     }
+    // Through a descriptor: the parent may belong to another user, who
+    // could swap the new directory for a link before a chown by path.
+    let opened =
+        owned_dir::open_dir_nofollow(dir).map_err(|e| RedisError::io("open directory", dir, e))?;
     // The umask may have cleared bits of DIR_MODE.
-    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+    opened
+        .set_permissions(fs::Permissions::from_mode(DIR_MODE))
         .map_err(|e| RedisError::io("set the mode of", dir, e))?;
-    nix::unistd::chown(dir, Some(uid), Some(gid))
-        .map_err(|e| RedisError::io("change the owner of", dir, io::Error::from(e)))
+    std::os::unix::fs::fchown(&opened, Some(uid.as_raw()), Some(gid.as_raw()))
+        .map_err(|e| RedisError::io("change the owner of", dir, e))
 }
 
 /// Creates the missing ancestors of a directory, top down, 0755.
@@ -493,31 +530,18 @@ fn user_may_create_in(mode: u32, owner: u32, group: u32, uid: u32, gid: u32) -> 
 }
 
 /// Writes the generated config: a new file (never through a link the
-/// server's user may have planted), then renamed over the old one.
+/// server's user may have planted), then renamed over the old one. A link,
+/// FIFO or hard link under the config's name is refused.
 fn write_config(spec: &ServerSpec, uid: Uid, gid: Gid) -> Result<(), RedisError> {
-    let path = spec.generated_config();
-    let tmp = spec.run_dir.join(format!(".{}.conf.tmp", spec.instance));
-    remove_if_exists(&tmp)?;
-    let write = || -> io::Result<()> {
-        // create_new is O_CREAT|O_EXCL, which does not follow a symlink.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(CONFIG_MODE)
-            .open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(CONFIG_MODE))?;
-        std::os::unix::fs::fchown(&file, Some(uid.as_raw()), Some(gid.as_raw()))?;
-        file.write_all(&render_config(spec))?;
-        file.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(RedisError::io("write", &tmp, e));
-    }
-    fs::rename(&tmp, &path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        RedisError::io("rename the generated config to", &path, e)
-    })
+    let dir = OwnedDir::open(&spec.run_dir, uid)?;
+    dir.write(
+        &format!("{}.conf", spec.instance),
+        &render_config(spec),
+        uid,
+        gid,
+        CONFIG_MODE,
+    )?;
+    Ok(())
 }
 
 /// The generated `redis.conf`: the administrator's file, then the agent's

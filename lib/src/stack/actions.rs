@@ -244,7 +244,7 @@ fn load_state(ctx: &Ctx<'_>) -> State {
 
 fn save_state(ctx: &Ctx<'_>, s: &State) {
     if let Err(e) = s.save(&ctx.state_path) {
-        log::warn!("cannot write {}: {e}", ctx.state_path.display());
+        log::warn!("cannot save the agent's state: {e}");
     }
 }
 
@@ -442,7 +442,11 @@ fn check_history(ctx: &Ctx<'_>, who: &str, control: &ControlData) -> Result<(), 
     log::warn!("{who} diverged at {at}; rewinding it with pg_rewind");
     ctx.pg
         .rewind(&source_conninfo(ctx), password, false, &ctx.deadline)
-        .map_err(|e| Error::Failed(format!("pg_rewind failed: {e}")))?;
+        .map_err(|e| match e {
+            // A planted configuration file: its own reason and exit code.
+            PgError::Files(f) if f.is_refusal() => Error::Postgres(PgError::Files(f)),
+            e => Error::Failed(format!("pg_rewind failed: {e}")),
+        })?;
     log::info!("pg_rewind done");
     Ok(())
 }

@@ -56,6 +56,15 @@ pub fn ocf_rc(e: &Error) -> OcfRc {
         | Error::Redis(RedisError::Command(crate::cmd::CommandError::NotFound { .. })) => {
             OcfRc::ErrInstalled
         }
+        // A link, FIFO or stranger's file planted where the agent reads or
+        // writes as root: an attack or a corruption that no retry on this
+        // node fixes. A hard error keeps the resource off this node until
+        // an administrator looked and cleaned up.
+        Error::Postgres(PgError::Files(f)) | Error::Redis(RedisError::Files(f))
+            if f.is_refusal() =>
+        {
+            OcfRc::ErrPerm
+        }
         _ => OcfRc::ErrGeneric,
     }
 }

@@ -6,14 +6,21 @@
 //! calls `crm_attribute` only when one changes. Probes, role changes and
 //! notifications of nodes coming and going forget them, so a score is
 //! re-asserted whenever it could have been lost.
+//!
+//! `state_dir` may be a directory another user can write to: the file is
+//! read and written through [`OwnedDir`], never through a link (issue 11).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::unistd::{Gid, Uid};
 use serde::{Deserialize, Serialize};
+
+use crate::owned_dir::{self, OwnedDir};
+
+/// Mode of the state file.
+const MODE: u32 = 0o644;
 
 /// What the agent remembers between invocations.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,29 +45,37 @@ impl State {
     }
 
     /// Loads the state; a missing or unreadable file is an empty state (it
-    /// only makes the agent set scores again).
+    /// only makes the agent set scores again). A file that is a link, a
+    /// FIFO or another user's is not followed, and said so in the log.
     pub fn load(path: &Path) -> State {
-        fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        let read =
+            split(path).and_then(|(dir, name)| OwnedDir::open(dir, Uid::effective())?.read(name));
+        match read {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Ok(None) => State::default(),
+            Err(e) => {
+                if !e.is_not_found() {
+                    log::warn!("{e}; starting from an empty state");
+                }
+                State::default()
+            }
+        }
     }
 
-    /// Saves the state atomically.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
-        drop(f);
-        fs::rename(&tmp, path)
+    /// Saves the state atomically, owned by the agent's user, mode 0644.
+    pub fn save(&self, path: &Path) -> Result<(), owned_dir::Error> {
+        let (dir, name) = split(path)?;
+        fs::create_dir_all(dir).map_err(|e| owned_dir::Error {
+            path: dir.to_path_buf(),
+            reason: owned_dir::Reason::Io(e),
+        })?;
+        OwnedDir::open(dir, Uid::effective())?.write(
+            name,
+            &serde_json::to_vec(self).unwrap_or_default(),
+            Uid::effective(),
+            Gid::effective(),
+            MODE,
+        )
     }
 
     /// Forgets every remembered score.
@@ -69,6 +84,17 @@ impl State {
         self.candidate_checked = false;
         self.broken_since = None;
         self.unreachable_since = None;
+    }
+}
+
+/// The directory and the file name of the state file.
+fn split(path: &Path) -> Result<(&Path, &str), owned_dir::Error> {
+    match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(owned_dir::Error {
+            path: path.to_path_buf(),
+            reason: owned_dir::Reason::BadName,
+        }),
     }
 }
 
