@@ -14,6 +14,7 @@ mod cluster_faults;
 mod cluster_fencing;
 mod cluster_preflight;
 mod cluster_rebuild;
+mod cluster_secrets;
 mod ctl;
 mod ocf_tools;
 mod operator_world;
