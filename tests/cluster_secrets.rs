@@ -67,10 +67,7 @@ fn cluster_secrets_reach_the_agent_from_lrm_files_and_no_cib_view_shows_them() {
             .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
             .collect();
         assert_eq!(modes, ["700", "600", "600", "600", "600"], "{listing}");
-        assert!(
-            listing.lines().all(|l| l.ends_with(" root")),
-            "{listing}"
-        );
+        assert!(listing.lines().all(|l| l.ends_with(" root")), "{listing}");
     }
 
     // What every view of the CIB holds: the marks, never the values.

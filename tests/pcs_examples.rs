@@ -1694,7 +1694,10 @@ fn example_scripts_keep_passwords_off_command_lines_and_out_of_the_cib() {
     assert_no_secret_in_argv("rapidpro-secret.sh", &trace, "md5sum");
     // cibsecret's layout: the value's line, and its MD5 (of the value
     // without the newline) in .sign, root only.
-    for (param, secret) in [("repl_password", REPL_SECRET), ("redis_password", REDIS_SECRET)] {
+    for (param, secret) in [
+        ("repl_password", REPL_SECRET),
+        ("redis_password", REDIS_SECRET),
+    ] {
         let file = stored.join("secrets/stack").join(param);
         assert_eq!(fs::read_to_string(&file).unwrap(), format!("{secret}\n"));
         let md5 = run(&["md5sum"], &[], Some(secret));
@@ -1709,7 +1712,12 @@ fn example_scripts_keep_passwords_off_command_lines_and_out_of_the_cib() {
         }
     }
     let stat = run(
-        &["stat", "-c", "%a", stored.join("secrets/stack").to_str().unwrap()],
+        &[
+            "stat",
+            "-c",
+            "%a",
+            stored.join("secrets/stack").to_str().unwrap(),
+        ],
         &[],
         None,
     );
@@ -1760,7 +1768,14 @@ fn example_scripts_keep_passwords_off_command_lines_and_out_of_the_cib() {
     check_cib("the CIB written by pcs", &cib);
     // What pcs resource config and crm configure show print from it.
     let shown = installed.run(
-        &["pcs", "-f", cib.to_str().unwrap(), "resource", "config", "stack-clone"],
+        &[
+            "pcs",
+            "-f",
+            cib.to_str().unwrap(),
+            "resource",
+            "config",
+            "stack-clone",
+        ],
         &[],
     );
     assert_success("pcs resource config", &shown);
@@ -1793,16 +1808,31 @@ fn example_scripts_refuse_passwords_in_stack_params_or_ipmi_password() {
     let installed = Installed::new("secrets-refused");
     let refusals = [
         (
-            ("STACK_PARAMS", format!("pgdata=/srv/pg repl_password={REPL_SECRET}")),
-            ["STACK_PARAMS must not hold repl_password", ".pgpass", "STACK_SECRETS"],
+            (
+                "STACK_PARAMS",
+                format!("pgdata=/srv/pg repl_password={REPL_SECRET}"),
+            ),
+            [
+                "STACK_PARAMS must not hold repl_password",
+                ".pgpass",
+                "STACK_SECRETS",
+            ],
         ),
         (
             ("STACK_PARAMS", format!("redis_password={REDIS_SECRET}")),
-            ["STACK_PARAMS must not hold redis_password", "rapidpro-secret.sh", "STACK_SECRETS"],
+            [
+                "STACK_PARAMS must not hold redis_password",
+                "rapidpro-secret.sh",
+                "STACK_SECRETS",
+            ],
         ),
         (
             ("IPMI_sms1_PASSWORD", BMC_SECRET.to_owned()),
-            ["IPMI_sms1_PASSWORD is no longer taken", "IPMI_sms1_PASSWORD_FILE", "root-only file"],
+            [
+                "IPMI_sms1_PASSWORD is no longer taken",
+                "IPMI_sms1_PASSWORD_FILE",
+                "root-only file",
+            ],
         ),
     ];
     for ((name, value), reasons) in &refusals {
@@ -1818,19 +1848,29 @@ fn example_scripts_refuse_passwords_in_stack_params_or_ipmi_password() {
             ];
             let body = format!("sh {} > {}", script(example).display(), output.display());
             let (out, trace) = traced(&installed, "refused", &body, &env);
-            assert!(!out.status.success(), "{example} with {name}: refused: {out:?}");
+            assert!(
+                !out.status.success(),
+                "{example} with {name}: refused: {out:?}"
+            );
             let stderr = text(&out.stderr);
             for reason in reasons {
                 assert!(stderr.contains(reason), "{example} with {name}: {stderr}");
             }
             assert_no_secret_in(&format!("{example}'s message"), &stderr);
-            assert_no_secret_in(&format!("{example}'s output"), &fs::read_to_string(&output).unwrap());
+            assert_no_secret_in(
+                &format!("{example}'s output"),
+                &fs::read_to_string(&output).unwrap(),
+            );
             assert!(
                 !trace.contains("[\"pcs\""),
                 "{example} with {name}: refused before pcs runs:\n{trace}"
             );
             assert_no_secret_in_argv(example, &trace, "sh");
-            assert_eq!(fs::read(&cib).unwrap(), before, "{example}: the CIB file untouched");
+            assert_eq!(
+                fs::read(&cib).unwrap(),
+                before,
+                "{example}: the CIB file untouched"
+            );
         }
     }
 }

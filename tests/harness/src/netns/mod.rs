@@ -617,7 +617,11 @@ impl NsCluster {
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
             if !out.success() {
-                panic!("storing the secret {param} on {}: {}", n.name, out.failure_message());
+                panic!(
+                    "storing the secret {param} on {}: {}",
+                    n.name,
+                    out.failure_message()
+                );
             }
         }
     }
