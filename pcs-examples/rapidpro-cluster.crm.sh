@@ -38,9 +38,11 @@
 # Environment: the same as rapidpro-cluster.pcs.sh, without CIB and FORCE:
 #   VARIANT (production|sandbox), NODES ("sms1 sms2"), VIP (10.172.20.200),
 #   VIP_CIDR (24), VIP_NIC (eth0), PRIMARY_HOST ($VIP), STACK_PARAMS (extra
-#   "name=value ..." of the stack agent), MONITOR_PROMOTED (15s),
+#   "name=value ..." of the stack agent), STACK_SECRETS (repl_password
+#   and/or redis_password, written as name=lrm://), MONITOR_PROMOTED (15s),
 #   MONITOR_UNPROMOTED (16s), FENCE_DELAY (5s); production fencing per node N:
-#   IPMI_N_ADDR, IPMI_N_USER, IPMI_N_PASSWORD (non-alphanumerics of N become _);
+#   IPMI_N_ADDR, IPMI_N_USER, IPMI_N_PASSWORD_FILE (default
+#   /etc/pacemaker/ipmi-N.password; non-alphanumerics of N become _);
 #   the app tier: APP (yes|no, default yes), NGINX_STATUS_URL and
 #   NGINX_STATUS_REGEX (production http://localhost/ and "rapidpro", sandbox
 #   http://127.0.0.1/ and "^rapidpro stand-in"); sandbox only: APP_DIR
@@ -50,7 +52,13 @@
 #   (127.0.0.1:3031); alerts: ALERT_RECIPIENTS (space separated; empty: no
 #   alert), ALERT_OPTIONS (name=value words), ALERT_PATH
 #   (/usr/sbin/rapidpro-alert). See rapidpro-cluster.pcs.sh for each.
-# The output holds the IPMI passwords: keep it out of shared places.
+#
+# No secret goes into the output, hence into the CIB (see "Secrets" in
+# rapidpro-cluster.pcs.sh): repl_password and redis_password in STACK_PARAMS
+# and IPMI_N_PASSWORD are refused. Leave repl_password unset (system_user's
+# ~/.pgpass), or name it and redis_password in STACK_SECRETS and store each on
+# every node with rapidpro-secret.sh before `crm -f`; the fence devices read
+# their BMC password with password_script="cat IPMI_N_PASSWORD_FILE".
 set -eu
 
 die() {
@@ -69,6 +77,7 @@ VIP_CIDR=${VIP_CIDR:-24}
 VIP_NIC=${VIP_NIC:-eth0}
 PRIMARY_HOST=${PRIMARY_HOST:-$VIP}
 STACK_PARAMS=${STACK_PARAMS:-}
+STACK_SECRETS=${STACK_SECRETS:-}
 MONITOR_PROMOTED=${MONITOR_PROMOTED:-15s}
 MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
 FENCE_DELAY=${FENCE_DELAY:-5s}
@@ -133,10 +142,26 @@ stack_params="primary_host=$(q "$PRIMARY_HOST")"
 for param in $STACK_PARAMS; do
     case $param in
         primary_host=*) die "set primary_host with PRIMARY_HOST, not STACK_PARAMS" ;;
+        repl_password=* | redis_password=*)
+            die "STACK_PARAMS must not hold ${param%%=*}: it would be written into the crm script and the CIB (printed by crm configure show and pcs resource config). Leave repl_password unset and give system_user a ~/.pgpass on every node, or name it in STACK_SECRETS and store it on every node with rapidpro-secret.sh (see rapidpro-cluster.pcs.sh)" ;;
         [A-Za-z_]*=*) ;;
         *) die "STACK_PARAMS must be name=value words, not '$param'" ;;
     esac
     stack_params="$stack_params ${param%%=*}=$(q "${param#*=}")"
+done
+secrets_seen=" "
+for secret in $STACK_SECRETS; do
+    case $secret in
+        repl_password | redis_password) ;;
+        *) die "STACK_SECRETS names stack parameters kept out of the CIB: repl_password and/or redis_password, not '$secret'" ;;
+    esac
+    case $secrets_seen in
+        *" $secret "*) die "STACK_SECRETS names '$secret' twice" ;;
+    esac
+    secrets_seen="$secrets_seen$secret "
+    # cibsecret's mark: pacemaker-execd replaces it with the value stored in
+    # /var/lib/pacemaker/lrm/secrets/stack/$secret on the node it runs on.
+    stack_params="$stack_params $secret=$(q lrm://)"
 done
 
 # check_path NAME VALUE: VALUE is an absolute path the agents can splice
@@ -244,14 +269,18 @@ elif [ -n "$ALERT_OPTIONS" ]; then
     warn "ALERT_OPTIONS is set but ALERT_RECIPIENTS is empty: no alert configured"
 fi
 
-if [ "$VARIANT" = production ]; then
-    for node in $NODES; do
-        var=$(printf '%s' "$node" | tr -c 'A-Za-z0-9_' '_')
-        for field in ADDR USER PASSWORD; do
+for node in $NODES; do
+    var=$(printf '%s' "$node" | tr -c 'A-Za-z0-9_' '_')
+    if eval "[ -n \"\${IPMI_${var}_PASSWORD+set}\" ]"; then
+        die "IPMI_${var}_PASSWORD is no longer taken: it would be written into the crm script and the CIB. Put the password of $node's BMC in a root-only file on every node and give its path in IPMI_${var}_PASSWORD_FILE (default /etc/pacemaker/ipmi-$var.password)"
+    fi
+    if [ "$VARIANT" = production ]; then
+        for field in ADDR USER; do
             eval "check_value IPMI_${var}_$field \"\${IPMI_${var}_$field:-}\""
         done
-    done
-fi
+        eval "check_path IPMI_${var}_PASSWORD_FILE \"\${IPMI_${var}_PASSWORD_FILE:-/etc/pacemaker/ipmi-$var.password}\""
+    fi
+done
 
 no_quorum=
 if [ "$node_count" -ge 3 ]; then
@@ -307,22 +336,26 @@ EOF
 # Fencing. REPLACE WITH YOUR HARDWARE'S FENCE AGENT: fence_ipmilan (IPMI over
 # LAN, lanplus) is an example; use fence_redfish, fence_ilo*, fence_idrac, ...
 # as your servers need, and test it (stonith_admin --reboot NODE from the other
-# node) before going live. fence_ipmilan also takes
-# password_script=/path/printing/the/password instead of a password.
+# node) before going live. No password here: fence_ipmilan runs
+# password_script (with /bin/sh, as root, where the device runs) and takes
+# its output as the password: the file must be on every node, root only.
 EOF
         for node in $NODES; do
             var=$(printf '%s' "$node" | tr -c 'A-Za-z0-9_' '_')
             eval "addr=\${IPMI_${var}_ADDR:-}"
             eval "user=\${IPMI_${var}_USER:-}"
-            eval "password=\${IPMI_${var}_PASSWORD:-}"
-            if [ -z "$addr" ] || [ -z "$user" ] || [ -z "$password" ]; then
+            eval "password_file=\${IPMI_${var}_PASSWORD_FILE:-/etc/pacemaker/ipmi-$var.password}"
+            if [ -z "$addr" ] || [ -z "$user" ]; then
                 printf 'rapidpro-cluster.crm.sh: WARNING: %s unset: fence-%s gets CHANGE-ME placeholders; fencing of %s fails until you set them\n' \
-                    "IPMI_${var}_ADDR, IPMI_${var}_USER or IPMI_${var}_PASSWORD" "$node" "$node" >&2
+                    "IPMI_${var}_ADDR or IPMI_${var}_USER" "$node" "$node" >&2
+            fi
+            if [ ! -f "$password_file" ]; then
+                warn "$password_file (the password of $node's BMC) is not here: create it, root only (mode 0600), on every node before fencing can work"
             fi
             cat <<EOF
 primitive fence-$node stonith:fence_ipmilan \\
 	params ip=$(q "${addr:-CHANGE-ME-ipmi-address-of-$node}") username=$(q "${user:-CHANGE-ME}") \\
-	password=$(q "${password:-CHANGE-ME}") lanplus=1 pcmk_host_list=$(q "$node") \\
+	password_script=$(q "cat $password_file") lanplus=1 pcmk_host_list=$(q "$node") \\
 	op monitor interval=60s
 location fence-$node-avoids-$node fence-$node -inf: $node
 EOF

@@ -25,14 +25,37 @@
 #
 #   pcs cluster cib rapidpro.xml                # 1. dump the live CIB to a file
 #   cp rapidpro.xml rapidpro.orig.xml           #    (keep the original for a diff push)
-#   IPMI_sms1_ADDR=10.172.20.11 IPMI_sms1_USER=admin IPMI_sms1_PASSWORD=... \
-#   IPMI_sms2_ADDR=10.172.20.12 IPMI_sms2_USER=admin IPMI_sms2_PASSWORD=... \
+#   IPMI_sms1_ADDR=10.172.20.11 IPMI_sms1_USER=admin \
+#   IPMI_sms2_ADDR=10.172.20.12 IPMI_sms2_USER=admin \
+#   STACK_SECRETS=redis_password \
 #   CIB=rapidpro.xml sh rapidpro-cluster.pcs.sh # 2. edit the file, not the cluster
+#   (on EVERY node: the secrets, see "Secrets" below)
 #   crm_verify --xml-file rapidpro.xml -V       # 3. check it
 #   pcs -f rapidpro.xml config                  #    and read it
 #   pcs cluster cib-push rapidpro.xml --config  # 4. push the configuration section
 #     (or: pcs cluster cib-push rapidpro.xml diff-against=rapidpro.orig.xml)
 #   pcs status --full                           # 5. watch the stack come up
+#
+# Secrets never go on a command line (any user of the node reads every
+# process's arguments with ps) nor into the CIB (every node keeps a copy,
+# pcs resource config and crm configure show print it, crm_report collects
+# it). So this script refuses repl_password and redis_password in
+# STACK_PARAMS and the old IPMI_<node>_PASSWORD, and offers instead:
+#   - repl_password: best left unset. Then the agent, pg_rewind,
+#     pg_basebackup and PostgreSQL's WAL receiver (primary_conninfo has no
+#     password then) all read system_user's ~/.pgpass, on every node:
+#       install -o postgres -g postgres -m 0600 /dev/null ~postgres/.pgpass
+#       echo '*:*:*:replicator:the-password' > ~postgres/.pgpass
+#   - repl_password or redis_password as CIB secrets: name them in
+#     STACK_SECRETS (e.g. STACK_SECRETS=redis_password); the CIB then holds
+#     name=lrm://, and pacemaker-execd substitutes the value stored on each
+#     node under /var/lib/pacemaker/lrm/secrets/stack/ before every
+#     operation. Store it on every node BEFORE the push, value on stdin:
+#       sh rapidpro-secret.sh stack redis_password < /root/redis.password
+#     (see that script for why not `cibsecret set`);
+#   - fencing: fence_ipmilan's password_script runs `cat FILE`, FILE being
+#     IPMI_<node>_PASSWORD_FILE, a root-only file holding the BMC password
+#     on every node (the device runs on the other node).
 #
 # Apply it once, to a CIB without these resources: pcs refuses to create an id
 # that already exists. The file named by CIB must exist: pcs -f would silently
@@ -49,7 +72,12 @@
 #   PRIMARY_HOST        primary_host of the stack agent (default $VIP)
 #   STACK_PARAMS        extra "name=value ..." parameters of the stack agent,
 #                       e.g. "pgdata=/x rewind=true sync_replication=on"
-#                       (split on blanks: values cannot contain spaces)
+#                       (split on blanks: values cannot contain spaces); no
+#                       repl_password or redis_password (see Secrets above)
+#   STACK_SECRETS       stack agent parameters kept out of the CIB
+#                       (repl_password, redis_password): each is written as
+#                       name=lrm:// and must be stored on every node with
+#                       rapidpro-secret.sh before the push
 #   MONITOR_PROMOTED    monitor interval in the Promoted role (15s)
 #   MONITOR_UNPROMOTED  monitor interval in the Unpromoted role (16s); it must
 #                       differ from MONITOR_PROMOTED
@@ -64,8 +92,13 @@
 #                       production app tier's systemd units and the sandbox
 #                       app tier's missing stand-in files
 #   production fencing, per node N (non-alphanumeric characters of N become _):
-#   IPMI_N_ADDR, IPMI_N_USER, IPMI_N_PASSWORD
-#                       address, user and password of N's IPMI/BMC
+#   IPMI_N_ADDR, IPMI_N_USER
+#                       address and user of N's IPMI/BMC
+#   IPMI_N_PASSWORD_FILE
+#                       the file, on every node, holding the password of N's
+#                       BMC (default /etc/pacemaker/ipmi-N.password; root
+#                       only, mode 0600): fence_ipmilan reads it through
+#                       password_script="cat FILE"
 #   sandbox fencing:
 #   the device runs /usr/sbin/fence_rapidpro_sandbox (sandbox/ in this
 #   directory); pcs is given --force when that agent is not installed here.
@@ -118,6 +151,7 @@ VIP_CIDR=${VIP_CIDR:-24}
 VIP_NIC=${VIP_NIC:-eth0}
 PRIMARY_HOST=${PRIMARY_HOST:-$VIP}
 STACK_PARAMS=${STACK_PARAMS:-}
+STACK_SECRETS=${STACK_SECRETS:-}
 MONITOR_PROMOTED=${MONITOR_PROMOTED:-15s}
 MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
 FENCE_DELAY=${FENCE_DELAY:-5s}
@@ -167,7 +201,22 @@ for param in $STACK_PARAMS; do
     esac
     case $param in
         primary_host=*) die "set primary_host with PRIMARY_HOST, not STACK_PARAMS" ;;
+        repl_password=* | redis_password=*)
+            die "STACK_PARAMS must not hold ${param%%=*}: it would go on pcs's command line (readable by every user with ps) and into the CIB (printed by pcs resource config). Leave repl_password unset and give system_user a ~/.pgpass on every node, or name it in STACK_SECRETS and store it on every node with rapidpro-secret.sh (see the header of this script)" ;;
     esac
+done
+secret_params=
+for secret in $STACK_SECRETS; do
+    case $secret in
+        repl_password | redis_password) ;;
+        *) die "STACK_SECRETS names stack parameters kept out of the CIB: repl_password and/or redis_password, not '$secret'" ;;
+    esac
+    case " $secret_params " in
+        *" $secret=lrm:// "*) die "STACK_SECRETS names '$secret' twice" ;;
+    esac
+    # cibsecret's mark: pacemaker-execd replaces it with the value stored in
+    # /var/lib/pacemaker/lrm/secrets/stack/$secret on the node it runs on.
+    secret_params="$secret_params $secret=lrm://"
 done
 
 # check_path NAME VALUE: VALUE is an absolute path the agents can splice
@@ -218,6 +267,17 @@ if [ "$APP" = yes ]; then
             die "STANDIN_UWSGI_SOCKET must be HOST:PORT (uwsgi's TCP socket, checked by check-tcp), not '$STANDIN_UWSGI_SOCKET'"
     fi
 fi
+
+# Fencing passwords: a file per BMC, read by fence_ipmilan's password_script.
+for node in $NODES; do
+    var=$(printf '%s' "$node" | tr -c 'A-Za-z0-9_' '_')
+    if eval "[ -n \"\${IPMI_${var}_PASSWORD+set}\" ]"; then
+        die "IPMI_${var}_PASSWORD is no longer taken: it would go on pcs's command line (readable by every user with ps) and into the CIB. Put the password of $node's BMC in a root-only file on every node and give its path in IPMI_${var}_PASSWORD_FILE (default /etc/pacemaker/ipmi-$var.password)"
+    fi
+    if [ "$VARIANT" = production ]; then
+        eval "check_path IPMI_${var}_PASSWORD_FILE \"\${IPMI_${var}_PASSWORD_FILE:-/etc/pacemaker/ipmi-$var.password}\""
+    fi
+done
 
 # The alert agent's options (lib/src/alert/), each a name=value word.
 alert_option_names="smtp_server smtp_tls smtp_user smtp_ca_file mail_from sms_url sms_method sms_user sms_ca_file send_timeout deadline"
@@ -340,7 +400,7 @@ say "stack-clone (ocf:rapidpro:stack, promotable)"
 # priority=10: with priority-fencing-delay, the node running the Promoted
 # instance is fenced last, so it wins a split.
 if [ "$STACK_AGENT" = ocf:rapidpro:stack ]; then
-    stack_params="primary_host=$PRIMARY_HOST $STACK_PARAMS"
+    stack_params="primary_host=$PRIMARY_HOST $STACK_PARAMS$secret_params"
 else
     stack_params=
 fi
@@ -465,22 +525,28 @@ if [ "$VARIANT" = production ]; then
     # REPLACE WITH YOUR HARDWARE'S FENCE AGENT. fence_ipmilan is an example
     # (IPMI over LAN, lanplus); use fence_redfish, fence_ilo*, fence_idrac, ...
     # as your servers need, and test it: `stonith_admin --reboot NODE` from
-    # the other node, before going live. Instead of a password in the CIB,
-    # fence_ipmilan also takes password_script=/path/printing/the/password.
+    # the other node, before going live.
+    # No password in the CIB nor on pcs's command line: fence_ipmilan runs
+    # password_script (with /bin/sh, as root, on the node running the device)
+    # and takes its output as the password. (fence_ipmilan itself then gives
+    # it to ipmitool as -P, as fence-agents always does.)
     for node in $NODES; do
         var=$(printf '%s' "$node" | tr -c 'A-Za-z0-9_' '_')
         eval "addr=\${IPMI_${var}_ADDR:-}"
         eval "user=\${IPMI_${var}_USER:-}"
-        eval "password=\${IPMI_${var}_PASSWORD:-}"
-        if [ -z "$addr" ] || [ -z "$user" ] || [ -z "$password" ]; then
-            say "WARNING: IPMI_${var}_ADDR, IPMI_${var}_USER or IPMI_${var}_PASSWORD unset: fence-$node gets CHANGE-ME placeholders; fencing of $node fails until you set them"
+        eval "password_file=\${IPMI_${var}_PASSWORD_FILE:-/etc/pacemaker/ipmi-$var.password}"
+        if [ -z "$addr" ] || [ -z "$user" ]; then
+            say "WARNING: IPMI_${var}_ADDR or IPMI_${var}_USER unset: fence-$node gets CHANGE-ME placeholders; fencing of $node fails until you set them"
+        fi
+        if [ ! -f "$password_file" ]; then
+            say "WARNING: $password_file (the password of $node's BMC) is not here: create it, root only (mode 0600), on every node before fencing can work"
         fi
         say "fence-$node (stonith:fence_ipmilan for $node)"
         # shellcheck disable=SC2086 # force is empty or --force
         pcs_f stonith create "fence-$node" fence_ipmilan \
             "ip=${addr:-CHANGE-ME-ipmi-address-of-$node}" \
             "username=${user:-CHANGE-ME}" \
-            "password=${password:-CHANGE-ME}" \
+            "password_script=cat $password_file" \
             lanplus=1 "pcmk_host_list=$node" \
             op monitor interval=60s $force
         # A node does not run the device that fences it.

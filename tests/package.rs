@@ -142,6 +142,7 @@ fn the_package_installs_the_agent_tools_docs_and_man_pages() {
         "examples/README.md",
         "examples/rapidpro-cluster.pcs.sh",
         "examples/rapidpro-cluster.crm.sh",
+        "examples/rapidpro-secret.sh",
         "examples/sandbox/fence_rapidpro_sandbox",
     ] {
         expected.insert(format!("{DOC}/{doc}"), "-rw-r--r--");

@@ -75,13 +75,18 @@ impl Drop for TempDir {
 
 /// Runs `cmd` under `timeout`, with `env` added and stdin from `stdin`.
 fn run(cmd: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    run_for(TIMEOUT, cmd, env, stdin)
+}
+
+/// [`run`] with another bound than [`TIMEOUT`] (seconds).
+fn run_for(timeout: &str, cmd: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     // --foreground: plain `timeout` moves itself into a process group of its
     // own, and the harness's reaper (a child subreaper, see
     // tests/harness/src/reaper.rs) then takes it for an orphaned daemon and
     // reaps it before `wait` can ("No child processes").
     let mut c = Command::new("timeout");
     c.arg("--foreground")
-        .arg(TIMEOUT)
+        .arg(timeout)
         .args(cmd)
         .envs(env.iter().copied());
     c.stdin(if stdin.is_some() {
@@ -148,6 +153,11 @@ impl Installed {
 
     /// Runs `cmd` in a private mount namespace with the agents installed.
     fn run(&self, cmd: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run_for(TIMEOUT, cmd, env)
+    }
+
+    /// [`Installed::run`] with another bound than [`TIMEOUT`] (seconds).
+    fn run_for(&self, timeout: &str, cmd: &[&str], env: &[(&str, &str)]) -> Output {
         let ocf = self.dir.path().join("ocf");
         let sbin = self.dir.path().join("sbin");
         let mut args = vec![
@@ -166,7 +176,7 @@ impl Installed {
             sbin.to_str().unwrap(),
         ];
         args.extend_from_slice(cmd);
-        run(&args, env, None)
+        run_for(timeout, &args, env, None)
     }
 
     fn cib(&self, name: &str) -> PathBuf {
@@ -350,7 +360,10 @@ fn assert_rapidpro_cluster(cib: &Path, variant: &str) {
     let stonith = "/cib/configuration/resources/primitive[@class='stonith']";
     match variant {
         "production" => {
-            for (node, address) in [("sms1", "192.0.2.11"), ("sms2", "192.0.2.12")] {
+            for (node, address, password_file) in [
+                ("sms1", "192.0.2.11", "/etc/pacemaker/ipmi-sms1.password"),
+                ("sms2", "192.0.2.12", "/root/bmc/sms2.password"),
+            ] {
                 let device = format!(
                     "{stonith}[@id='fence-{node}' and @type='fence_ipmilan']\
                      [instance_attributes/{}]",
@@ -361,6 +374,24 @@ fn assert_rapidpro_cluster(cib: &Path, variant: &str) {
                     cib,
                     "fence device address from IPMI_<node>_ADDR",
                     &format!("{device}/instance_attributes/{}", nv("ip", address)),
+                );
+                // The BMC password never in the CIB: fence_ipmilan reads
+                // IPMI_<node>_PASSWORD_FILE through password_script.
+                assert_one(
+                    cib,
+                    "password_script reading IPMI_<node>_PASSWORD_FILE",
+                    &format!(
+                        "{device}/instance_attributes/{}",
+                        nv("password_script", &format!("cat {password_file}"))
+                    ),
+                );
+                assert_eq!(
+                    xpath(
+                        cib,
+                        &format!("count({device}//nvpair[@name='password' or @name='passwd'])")
+                    ),
+                    "0",
+                    "no password parameter on fence-{node}"
                 );
             }
             assert_eq!(xpath(cib, &format!("count({stonith})")), "2");
@@ -391,15 +422,15 @@ const ALERT_OPTIONS: &str = "smtp_server=192.0.2.25:25 mail_from=ha@example.org 
 const ALERT_RECIPIENTS: &str = "oncall@example.org,+255700000001 +255700000002";
 
 /// The environment of every script run: the defaults, plus stack parameters,
-/// (used by production only) IPMI addresses, and the alert.
+/// (used by production only) IPMI addresses and the files holding the BMC
+/// passwords (sms1's at the default path), and the alert.
 const ENV: &[(&str, &str)] = &[
     ("STACK_PARAMS", "pgdata=/srv/pg rewind=true"),
     ("IPMI_sms1_ADDR", "192.0.2.11"),
     ("IPMI_sms1_USER", "admin"),
-    ("IPMI_sms1_PASSWORD", "secret"),
     ("IPMI_sms2_ADDR", "192.0.2.12"),
     ("IPMI_sms2_USER", "admin"),
-    ("IPMI_sms2_PASSWORD", "secret"),
+    ("IPMI_sms2_PASSWORD_FILE", "/root/bmc/sms2.password"),
     ("ALERT_RECIPIENTS", ALERT_RECIPIENTS),
     ("ALERT_OPTIONS", ALERT_OPTIONS),
 ];
@@ -1561,4 +1592,285 @@ fn fence_agent_monitors_the_fence_dir_and_lists_its_hosts() {
         None,
     );
     assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+}
+
+/// Secrets of the tests below, each found nowhere else.
+const REPL_SECRET: &str = "repl-pw-Hs8kQ";
+const REDIS_SECRET: &str = "redis-pw-Lm2qW";
+const BMC_SECRET: &str = "bmc-pw-Zr5cT";
+
+/// Runs the shell `body` with the agents installed, under `strace -f`
+/// tracing every `execve`: returns its output and the trace, which holds the
+/// arguments of every program started (what `ps` shows every user).
+fn traced(installed: &Installed, tag: &str, body: &str, env: &[(&str, &str)]) -> (Output, String) {
+    let log = installed.dir.path().join(format!("{tag}.strace"));
+    // --seccomp-bpf: only execve stops the traced processes (pcs is slow
+    // enough already); the bound is longer than TIMEOUT for the same reason.
+    let out = installed.run_for(
+        "300",
+        &[
+            "strace",
+            "--seccomp-bpf",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve",
+            "-s",
+            "65536",
+            "-o",
+            log.to_str().unwrap(),
+            "sh",
+            "-euc",
+            body,
+        ],
+        env,
+    );
+    let trace = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    (out, trace)
+}
+
+/// No program's arguments in `trace` hold a secret; the trace saw `program`
+/// start (so it traced what matters).
+fn assert_no_secret_in_argv(what: &str, trace: &str, program: &str) {
+    assert!(
+        trace.contains(&format!("[\"{program}\"")),
+        "{what}: the trace never saw {program} start:\n{trace}"
+    );
+    for secret in [REPL_SECRET, REDIS_SECRET, BMC_SECRET] {
+        let leaks: Vec<&str> = trace.lines().filter(|l| l.contains(secret)).collect();
+        assert!(
+            leaks.is_empty(),
+            "{what}: a password on a command line:\n{}",
+            leaks.join("\n")
+        );
+    }
+}
+
+fn assert_no_secret_in(what: &str, content: &str) {
+    for secret in [REPL_SECRET, REDIS_SECRET, BMC_SECRET] {
+        assert!(
+            !content.contains(secret),
+            "{what} holds a password:\n{}",
+            content.replace(secret, "<HERE>")
+        );
+    }
+}
+
+/// The operator's files holding the passwords: repl, redis and sms1's BMC.
+fn secret_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let files = (
+        dir.join("repl.password"),
+        dir.join("redis.password"),
+        dir.join("bmc-sms1.password"),
+    );
+    fs::write(&files.0, format!("{REPL_SECRET}\n")).unwrap();
+    fs::write(&files.1, format!("{REDIS_SECRET}\n")).unwrap();
+    fs::write(&files.2, format!("{BMC_SECRET}\n")).unwrap();
+    files
+}
+
+#[test]
+fn example_scripts_keep_passwords_off_command_lines_and_out_of_the_cib() {
+    let installed = Installed::new("secrets");
+    let dir = installed.dir.path();
+    let (repl, redis, bmc) = secret_files(dir);
+    let stored = dir.join("lrm");
+
+    // 1. rapidpro-secret.sh on a node (here a private /var/lib/pacemaker),
+    // each value on stdin, as pcs-examples/README.md shows.
+    let helper = script("rapidpro-secret.sh");
+    let body = format!(
+        "mount -t tmpfs tmpfs /var/lib/pacemaker
+         sh {helper} stack repl_password < {repl}
+         sh {helper} stack redis_password < {redis}
+         cp -a /var/lib/pacemaker/lrm {stored}",
+        helper = helper.display(),
+        repl = repl.display(),
+        redis = redis.display(),
+        stored = stored.display()
+    );
+    let (out, trace) = traced(&installed, "secret", &body, &[]);
+    assert_success("rapidpro-secret.sh", &out);
+    assert_no_secret_in_argv("rapidpro-secret.sh", &trace, "md5sum");
+    // cibsecret's layout: the value's line, and its MD5 (of the value
+    // without the newline) in .sign, root only.
+    for (param, secret) in [
+        ("repl_password", REPL_SECRET),
+        ("redis_password", REDIS_SECRET),
+    ] {
+        let file = stored.join("secrets/stack").join(param);
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{secret}\n"));
+        let md5 = run(&["md5sum"], &[], Some(secret));
+        assert_success("md5sum", &md5);
+        let md5 = text(&md5.stdout);
+        let md5 = md5.split_whitespace().next().unwrap();
+        let sign = file.with_file_name(format!("{param}.sign"));
+        assert_eq!(fs::read_to_string(&sign).unwrap(), format!("{md5}\n"));
+        for f in [&file, &sign] {
+            let stat = run(&["stat", "-c", "%a %U", f.to_str().unwrap()], &[], None);
+            assert_eq!(text(&stat.stdout).trim(), "600 root", "{}", f.display());
+        }
+    }
+    let stat = run(
+        &[
+            "stat",
+            "-c",
+            "%a",
+            stored.join("secrets/stack").to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(text(&stat.stdout).trim(), "700");
+
+    // 2. The pcs script with the passwords as secrets (STACK_SECRETS) and
+    // the BMC password in a file (IPMI_<node>_PASSWORD_FILE).
+    let env = [
+        ("VARIANT", "production"),
+        ("FORCE", "1"),
+        ("APP", "no"),
+        ("STACK_PARAMS", "pgdata=/srv/pg rewind=true"),
+        ("STACK_SECRETS", "repl_password redis_password"),
+        ("IPMI_sms1_ADDR", "192.0.2.11"),
+        ("IPMI_sms1_USER", "admin"),
+        ("IPMI_sms1_PASSWORD_FILE", bmc.to_str().unwrap()),
+        ("IPMI_sms2_ADDR", "192.0.2.12"),
+        ("IPMI_sms2_USER", "admin"),
+        ("IPMI_sms2_PASSWORD_FILE", "/root/bmc/sms2.password"),
+    ];
+    let check_cib = |what: &str, cib: &Path| {
+        let stack = "//primitive[@id='stack']/instance_attributes";
+        for param in ["repl_password", "redis_password"] {
+            assert_one(
+                cib,
+                what,
+                &format!("{stack}/nvpair[@name='{param}' and @value='lrm://']"),
+            );
+        }
+        assert_one(
+            cib,
+            what,
+            &format!(
+                "//primitive[@id='fence-sms1']/instance_attributes/nvpair[@name='password_script' \
+                 and @value='cat {}']",
+                bmc.display()
+            ),
+        );
+        assert_no_secret_in(what, &fs::read_to_string(cib).unwrap());
+    };
+    let cib = installed.cib("pcs.xml");
+    let mut pcs_env = env.to_vec();
+    pcs_env.push(("CIB", cib.to_str().unwrap()));
+    let body = format!("sh {}", script("rapidpro-cluster.pcs.sh").display());
+    let (out, trace) = traced(&installed, "pcs", &body, &pcs_env);
+    assert_success("rapidpro-cluster.pcs.sh", &out);
+    assert_no_secret_in_argv("rapidpro-cluster.pcs.sh", &trace, "pcs");
+    check_cib("the CIB written by pcs", &cib);
+    // What pcs resource config and crm configure show print from it.
+    let shown = installed.run(
+        &[
+            "pcs",
+            "-f",
+            cib.to_str().unwrap(),
+            "resource",
+            "config",
+            "stack-clone",
+        ],
+        &[],
+    );
+    assert_success("pcs resource config", &shown);
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains("repl_password=lrm://") && shown.contains("redis_password=lrm://"),
+        "{shown}"
+    );
+    assert_no_secret_in("pcs resource config", &shown);
+
+    // 3. The crm script, generated then applied.
+    let cib = installed.cib("crm.xml");
+    let mut crm_env = env.to_vec();
+    crm_env.push(("CIB_file", cib.to_str().unwrap()));
+    let crm_file = dir.join("rapidpro.crm");
+    let body = format!(
+        "sh {} > {crm} && crm -F -f {crm}",
+        script("rapidpro-cluster.crm.sh").display(),
+        crm = crm_file.display()
+    );
+    let (out, trace) = traced(&installed, "crm", &body, &crm_env);
+    assert_success("rapidpro-cluster.crm.sh | crm -f", &out);
+    assert_no_secret_in_argv("rapidpro-cluster.crm.sh and crm", &trace, "crm");
+    assert_no_secret_in("the crm script", &fs::read_to_string(&crm_file).unwrap());
+    check_cib("the CIB written by crm", &cib);
+}
+
+#[test]
+fn example_scripts_refuse_passwords_in_stack_params_or_ipmi_password() {
+    let installed = Installed::new("secrets-refused");
+    let refusals = [
+        (
+            (
+                "STACK_PARAMS",
+                format!("pgdata=/srv/pg repl_password={REPL_SECRET}"),
+            ),
+            [
+                "STACK_PARAMS must not hold repl_password",
+                ".pgpass",
+                "STACK_SECRETS",
+            ],
+        ),
+        (
+            ("STACK_PARAMS", format!("redis_password={REDIS_SECRET}")),
+            [
+                "STACK_PARAMS must not hold redis_password",
+                "rapidpro-secret.sh",
+                "STACK_SECRETS",
+            ],
+        ),
+        (
+            ("IPMI_sms1_PASSWORD", BMC_SECRET.to_owned()),
+            [
+                "IPMI_sms1_PASSWORD is no longer taken",
+                "IPMI_sms1_PASSWORD_FILE",
+                "root-only file",
+            ],
+        ),
+    ];
+    for ((name, value), reasons) in &refusals {
+        for example in ["rapidpro-cluster.pcs.sh", "rapidpro-cluster.crm.sh"] {
+            let cib = installed.cib("cib.xml");
+            let before = fs::read(&cib).unwrap();
+            let output = installed.dir.path().join("out.crm");
+            let env = [
+                ("CIB", cib.to_str().unwrap()),
+                ("VARIANT", "sandbox"),
+                ("APP", "no"),
+                (*name, value.as_str()),
+            ];
+            let body = format!("sh {} > {}", script(example).display(), output.display());
+            let (out, trace) = traced(&installed, "refused", &body, &env);
+            assert!(
+                !out.status.success(),
+                "{example} with {name}: refused: {out:?}"
+            );
+            let stderr = text(&out.stderr);
+            for reason in reasons {
+                assert!(stderr.contains(reason), "{example} with {name}: {stderr}");
+            }
+            assert_no_secret_in(&format!("{example}'s message"), &stderr);
+            assert_no_secret_in(
+                &format!("{example}'s output"),
+                &fs::read_to_string(&output).unwrap(),
+            );
+            assert!(
+                !trace.contains("[\"pcs\""),
+                "{example} with {name}: refused before pcs runs:\n{trace}"
+            );
+            assert_no_secret_in_argv(example, &trace, "sh");
+            assert_eq!(
+                fs::read(&cib).unwrap(),
+                before,
+                "{example}: the CIB file untouched"
+            );
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod cluster_faults;
 mod cluster_fencing;
 mod cluster_preflight;
 mod cluster_rebuild;
+mod cluster_secrets;
 mod cluster_tls;
 mod ctl;
 mod ocf_tools;

@@ -73,6 +73,12 @@ const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const PCS_SCRIPT: &str = "pcs-examples/rapidpro-cluster.pcs.sh";
 /// The same configuration for crmsh, relative to [`WORKSPACE`].
 const CRM_SCRIPT: &str = "pcs-examples/rapidpro-cluster.crm.sh";
+/// Stores a secret parameter on a node as cibsecret does, relative to
+/// [`WORKSPACE`].
+const SECRET_SCRIPT: &str = "pcs-examples/rapidpro-secret.sh";
+/// The stack parameters the configuration scripts keep out of the CIB
+/// (`STACK_SECRETS`): the harness stores them with [`SECRET_SCRIPT`].
+const SECRET_PARAMS: [&str; 2] = ["repl_password", "redis_password"];
 /// The sandbox fence agent, relative to [`WORKSPACE`].
 const FENCE_AGENT: &str = "pcs-examples/sandbox/fence_rapidpro_sandbox";
 const FENCE_AGENT_NAME: &str = "fence_rapidpro_sandbox";
@@ -224,7 +230,10 @@ impl NsClusterBuilder {
 
     /// The Redis password (`requirepass`) of the nodes' Redis, which the
     /// harness's own Redis clients then use ([`NsNode::redis_cli`], the
-    /// watcher through [`NsCluster::redis_password`]).
+    /// watcher through [`NsCluster::redis_password`]). Without
+    /// [`NsClusterBuilder::by_the_book`], the harness also appends
+    /// `requirepass` to every node's Redis configuration and gives the agent
+    /// `redis_password` (a CIB secret, as `repl_password`).
     pub fn redis_password(mut self, password: &str) -> Self {
         self.redis_password = Some(password.to_owned());
         self
@@ -329,6 +338,13 @@ impl NsClusterBuilder {
                     &format!("{subnet}.0/{PREFIX}"),
                 );
                 n.redis_password = self.redis_password.clone();
+                if let (Some(pw), false) = (&self.redis_password, self.by_the_book) {
+                    let conf = n.host_path("etc-redis/redis.conf");
+                    let old = fs::read_to_string(&conf)
+                        .unwrap_or_else(|e| panic!("cannot read {}: {e}", conf.display()));
+                    fs::write(&conf, format!("{old}requirepass {pw}\n"))
+                        .unwrap_or_else(|e| panic!("cannot write {}: {e}", conf.display()));
+                }
                 n
             })
             .collect();
@@ -605,11 +621,41 @@ impl NsCluster {
                     .map(|(k, v)| (k.to_string(), v.to_string())),
             );
         }
+        if let (Some(pw), false) = (&self.builder.redis_password, self.builder.by_the_book) {
+            p.push(("redis_password".to_owned(), pw.clone()));
+        }
         for (k, v) in &self.builder.params {
             p.retain(|(name, _)| name != k);
             p.push((k.clone(), v.clone()));
         }
         p
+    }
+
+    /// Stores `value` as the CIB secret `param` of resource `stack` in every
+    /// node, with `pcs-examples/rapidpro-secret.sh` (the value on its stdin,
+    /// from the environment of the node's shell: never in an argument).
+    fn store_secret(&self, param: &str, value: &str) {
+        let script = Path::new(WORKSPACE).join(SECRET_SCRIPT);
+        let sh = format!(
+            "printf '%s\\n' \"$RAPIDPRO_SECRET\" | sh '{}' stack '{param}'",
+            script.display()
+        );
+        for n in &self.nodes {
+            let out = n
+                .exec_env(
+                    &["/bin/sh", "-c", &sh],
+                    &[("RAPIDPRO_SECRET", value)],
+                    Duration::from_secs(30),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            if !out.success() {
+                panic!(
+                    "storing the secret {param} on {}: {}",
+                    n.name,
+                    out.failure_message()
+                );
+            }
+        }
     }
 
     fn start_all(&mut self) {
@@ -665,11 +711,17 @@ impl NsCluster {
         n1.sh(&format!("cibadmin --query > '{cib_s}'"))
             .unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-        let params: Vec<String> = self
+        // The passwords go as the scripts require: stored in every node
+        // (cibsecret's layout), named in STACK_SECRETS, never in STACK_PARAMS.
+        let (secrets, params): (Vec<_>, Vec<_>) = self
             .stack_params()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+            .into_iter()
+            .partition(|(k, _)| SECRET_PARAMS.contains(&k.as_str()));
+        for (k, v) in &secrets {
+            self.store_secret(k, v);
+        }
+        let secrets: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
+        let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let script = Path::new(WORKSPACE).join(if self.builder.crmsh {
             CRM_SCRIPT
         } else {
@@ -683,6 +735,7 @@ impl NsCluster {
             format!("VIP_CIDR={PREFIX}"),
             "VIP_NIC=eth0".to_owned(),
             format!("STACK_PARAMS={}", params.join(" ")),
+            format!("STACK_SECRETS={}", secrets.join(" ")),
             format!("FENCE_DELAY={}", self.builder.fence_delay),
             format!("STACK_AGENT={}", self.builder.stack_agent),
             format!("APP={}", if self.builder.app { "yes" } else { "no" }),
