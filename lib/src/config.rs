@@ -551,6 +551,25 @@ pub fn is_secret_param(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
+/// `params` as a `Debug` may show them: every secret value (see
+/// [`is_secret_param`]) replaced by [`REDACTED`]. For the types that carry
+/// a resource's whole parameter set (the OCF environment, the CIB's view).
+pub fn shown_params(
+    params: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<&str, &str> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let shown = if is_secret_param(k) {
+                REDACTED
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), shown)
+        })
+        .collect()
+}
+
 fn redacted(secret: &Option<String>) -> Option<&'static str> {
     secret.as_ref().map(|_| REDACTED)
 }

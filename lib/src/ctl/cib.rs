@@ -62,18 +62,7 @@ pub struct StackResource {
 
 impl std::fmt::Debug for StackResource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let params: BTreeMap<&str, &str> = self
-            .params
-            .iter()
-            .map(|(k, v)| {
-                let shown = if crate::config::is_secret_param(k) {
-                    crate::config::REDACTED
-                } else {
-                    v.as_str()
-                };
-                (k.as_str(), shown)
-            })
-            .collect();
+        let params = crate::config::shown_params(&self.params);
         f.debug_struct("StackResource")
             .field("id", &self.id)
             .field("clone_id", &self.clone_id)
