@@ -960,25 +960,32 @@ impl NsCluster {
             "fill_disk needs NsClusterBuilder::pg_disk_mb"
         );
         // dd stops at ENOSPC (its exit status then is 1); small blocks
-        // take the last partial megabyte.
-        let _ = self
-            .node(name)
-            .sh("f=/var/lib/postgresql/fill.$(date +%s%N); \
-             dd if=/dev/zero of=$f.1 bs=1M 2>/dev/null; \
-             dd if=/dev/zero of=$f.2 bs=4k 2>/dev/null; sync");
-        let left = self
-            .node(name)
-            .sh("df --output=avail -B1 /var/lib/postgresql | tail -n1")
-            .unwrap_or_else(|e| panic!("df on {name}: {e}"));
-        let left: u64 = left
-            .trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("df on {name}: {left:?}: {e}"));
-        assert!(
-            left < 64 << 10,
-            "{name}'s /var/lib/postgresql is not full: {left} bytes left"
-        );
-        left
+        // take the last partial megabyte. The file system can give some
+        // space back just after (ext4 releases the blocks it had reserved
+        // for delayed allocation at the sync; PostgreSQL removes old WAL):
+        // fill again, a few times, before calling it a failure.
+        let df = || -> u64 {
+            let left = self
+                .node(name)
+                .sh("df --output=avail -B1 /var/lib/postgresql | tail -n1")
+                .unwrap_or_else(|e| panic!("df on {name}: {e}"));
+            left.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("df on {name}: {left:?}: {e}"))
+        };
+        let mut left = u64::MAX;
+        for _ in 0..5 {
+            let _ = self
+                .node(name)
+                .sh("f=/var/lib/postgresql/fill.$(date +%s%N); \
+                 dd if=/dev/zero of=$f.1 bs=1M 2>/dev/null; \
+                 dd if=/dev/zero of=$f.2 bs=4k 2>/dev/null; sync");
+            left = df();
+            if left < 64 << 10 {
+                return left;
+            }
+        }
+        panic!("{name}'s /var/lib/postgresql is not full after 5 fills: {left} bytes left");
     }
 
     /// Undoes [`NsCluster::fill_disk`].
