@@ -137,7 +137,9 @@ fn rebuild_reclones_a_standby_under_writes_and_keeps_its_old_data() {
     let backup = steps[2]["action"].as_str().unwrap();
     assert!(
         backup.contains(&format!(
-            "pg_basebackup -h {} -p 5432 -U replicator -D {PGDATA} -X stream -c fast --no-password",
+            // -d: the agent's sslmode (the default, prefer) for libpq.
+            "pg_basebackup -d sslmode=prefer -h {} -p 5432 -U replicator -D {PGDATA} -X stream \
+             -c fast --no-password",
             c.vip()
         )),
         "{backup}"
