@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod config;
 pub mod ctl;
 pub mod deadline;
+pub mod euid;
 pub mod ocf;
 pub mod owned_dir;
 pub mod postgres;

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::unistd::{seteuid, Uid};
+use nix::unistd::Uid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -85,33 +85,6 @@ impl Target<'_> {
             // Short: exit reasons are cut at 128 characters.
             Host::Socket(_) => format!("local:{}", self.port),
             Host::Tcp(h) => format!("{h}:{}", self.port),
-        }
-    }
-}
-
-/// Switches the effective uid for the lifetime of the guard.
-struct EuidGuard(Option<Uid>);
-
-impl EuidGuard {
-    fn switch(to: Option<Uid>) -> Result<Self, PgError> {
-        match to {
-            Some(uid) if Uid::effective().is_root() && !uid.is_root() => {
-                seteuid(uid).map_err(|e| PgError::Connect {
-                    target: String::new(),
-                    reason: format!("cannot switch the effective uid to {uid}: {e}"),
-                })?;
-                Ok(EuidGuard(Some(Uid::from_raw(0))))
-            }
-            _ => Ok(EuidGuard(None)),
-        }
-    }
-}
-
-impl Drop for EuidGuard {
-    fn drop(&mut self) {
-        if let Some(root) = self.0 {
-            // Cannot fail: the real and saved uids are still root.
-            let _ = seteuid(root);
         }
     }
 }
@@ -271,7 +244,10 @@ impl Db {
         // differ.
         let result = match t.host {
             Host::Socket(_) => {
-                let _euid = EuidGuard::switch(t.peer_uid)?;
+                let _euid = crate::euid::borrow(t.peer_uid).map_err(|e| PgError::Connect {
+                    target: String::new(),
+                    reason: format!("cannot switch the effective uid for peer authentication: {e}"),
+                })?;
                 match rt.block_on(async { tokio::time::timeout(timeout, cfg.connect(NoTls)).await })
                 {
                     Err(_) => return Ok(no_answer()),
