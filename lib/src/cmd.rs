@@ -350,12 +350,7 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
         cmd.current_dir(dir);
     }
     let program = spec.program.to_string_lossy().into_owned();
-    // Forked as root, never while another thread borrowed a uid (euid.rs).
-    let child = {
-        let _root = crate::euid::as_root();
-        cmd.spawn()
-    }
-    .map_err(|e| match e.kind() {
+    let child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
             CommandError::NotFound {
                 program: program.clone(),

@@ -104,7 +104,6 @@ pub fn path_in(home: &Path) -> PathBuf {
 /// used: `Ok(None)` when there is none; an error when it exists but is not
 /// safe or not private (the caller says so: it is a misconfiguration).
 pub fn read(path: &Path, owner: Uid) -> Result<Option<String>, PgpassError> {
-    let _root = crate::euid::as_root();
     let file = match File::options()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)

@@ -56,7 +56,6 @@ impl TlsFiles {
     /// broken.
     pub(super) fn client_config(&self) -> Result<Arc<ClientConfig>, TlsFailure> {
         let read = |param: &'static str, path: &Path| {
-            let _root = crate::euid::as_root();
             std::fs::read(path).map_err(|source| TlsFailure::Unreadable {
                 param,
                 path: path.to_path_buf(),
