@@ -11,7 +11,9 @@
 
 use std::time::Duration;
 
-use super::decide::{self, RedisAtPrimary, CANDIDATE_SCORE, PROMOTED_SCORE};
+use super::decide::{
+    self, PrimaryAt, PromoteFacts, PromoteRefusal, RedisAtPrimary, CANDIDATE_SCORE, PROMOTED_SCORE,
+};
 use super::state::State;
 use super::{Ctx, Error, Outcome};
 use crate::cluster::{self, ClusterError, NodeName};
@@ -23,7 +25,7 @@ use crate::ocf::OcfRc;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
 use crate::postgres::history::{self, Follow};
 use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
-use crate::postgres::tls::{PgTls, TlsError};
+use crate::postgres::tls::PgTls;
 use crate::postgres::wire;
 use crate::postgres::{PgError, Position};
 use crate::redis::{self, LinkStatus, Role};
@@ -79,23 +81,6 @@ fn local_db(ctx: &Ctx<'_>) -> Result<Db, Error> {
         ctx.cfg.query_timeout,
         &ctx.deadline,
     )?)
-}
-
-/// What answers at primary_host.
-#[derive(Debug)]
-enum PrimaryAt {
-    /// A writable PostgreSQL.
-    Writable,
-    /// A standby (or one still starting up).
-    Standby,
-    /// Nothing.
-    NoAnswer(String),
-    /// Something that would not say what it is.
-    Unknown(String),
-    /// A server that failed TLS (`sslmode`, `sslrootcert`): its certificate
-    /// was not verified, or it offers no SSL where TLS is required. It got
-    /// no password.
-    Untrusted(TlsError),
 }
 
 fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
@@ -672,8 +657,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let db = local_db(&ctx)?;
     let st = db.status()?;
     if st.in_recovery {
-        refuse_unsafe_promotion(&ctx, &db, &st)?;
-        let names = decide::sync_standby_names_at_promote(ctx.cfg.sync_replication);
+        let names = promote_standby_safely(&ctx, &db, &st)?;
         if st.synchronous_standby_names != names {
             db.alter_system("synchronous_standby_names", names)?;
         }
@@ -713,84 +697,46 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     Ok(Outcome::ok())
 }
 
-/// The checks that keep a promotion from losing data or making two
-/// primaries.
-fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(), Error> {
-    match primary_at(ctx)? {
-        PrimaryAt::Writable => {
-            return Err(Error::PromotionRefused(format!(
-                "a writable primary already answers at {}",
-                primary_desc(ctx)
-            )))
-        }
-        PrimaryAt::Unknown(r) => {
-            return Err(Error::PromotionRefused(format!(
-                "cannot tell whether {} is a primary: {r}",
-                primary_desc(ctx)
-            )))
-        }
-        PrimaryAt::Untrusted(e) => {
-            return Err(Error::PromotionRefused(format!(
-                "cannot tell whether primary_host is a primary: {e}"
-            )))
-        }
-        PrimaryAt::Standby | PrimaryAt::NoAnswer(_) => {}
-    }
-    let own = st
-        .position()
-        .ok_or_else(|| Error::Failed("cannot read this standby's WAL position".into()))?;
-    let attr = position_attribute(ctx.env.resource());
-    // Standbys outside this partition are ignored, as Pacemaker ignores
-    // their scores.
+/// Observes what a promotion depends on, asks [`decide::promote`], and
+/// acts on a refusal (hands the promotion to a peer ahead) or on the plan
+/// (resumes paused replay). Returns the `synchronous_standby_names` to
+/// promote with.
+fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
+    // Observe.
+    let primary_at = primary_at(ctx)?;
     let nodes = cluster::partition(&ctx.deadline).unwrap_or_else(|e| {
         log::warn!("cannot list the partition's nodes: {e}");
         Vec::new()
     });
-    let published = match cluster::read_private(&attr, &nodes, &ctx.deadline) {
-        Ok(v) => v,
-        Err(e) => {
-            log::warn!(
-                "cannot read the standbys' positions ({e}); promoting on this node's data alone"
-            );
-            Vec::new()
-        }
-    };
-    let peers: Vec<(String, Position)> = published
-        .into_iter()
-        .filter(|(n, _)| *n != ctx.node)
-        .filter_map(|(n, v)| match v.parse::<Position>() {
-            Ok(p) => Some((n.to_string(), p)),
-            Err(e) => {
-                log::warn!("ignoring the position published by {n}: {e}");
-                None
+    let peers = published_positions(ctx, &nodes);
+    let own = st.position();
+    if let Some(own) = own {
+        let members: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+        let seen: Vec<String> = peers.iter().map(|(n, p)| format!("{n} at {p}")).collect();
+        log::info!(
+            "this node is at {own}; partition: {}; standbys published: {}",
+            members.join(" "),
+            if seen.is_empty() {
+                "none".to_string()
+            } else {
+                seen.join(", ")
             }
-        })
-        .collect();
-    let members: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
-    let seen: Vec<String> = peers.iter().map(|(n, p)| format!("{n} at {p}")).collect();
-    log::info!(
-        "this node is at {own}; partition: {}; standbys published: {}",
-        members.join(" "),
-        if seen.is_empty() {
-            "none".to_string()
-        } else {
-            seen.join(", ")
-        }
-    );
-    if let Some((peer, pos)) = decide::better_peer(own, &peers) {
-        // Hand the promotion to the better node: the next transition
-        // promotes it, as PAF does, but with the ranking the right way round.
-        if let Ok(n) = NodeName::new(peer) {
-            set_score(ctx, &n, decide::AHEAD_SCORE);
-        }
-        set_score(ctx, &ctx.node, CANDIDATE_SCORE);
-        return Err(Error::PromotionRefused(format!(
-            "{peer} is ahead ({pos}) of this node ({own})"
-        )));
+        );
     }
-    if st.replay_paused {
-        // Promoting a paused standby ends recovery where replay stopped,
-        // dropping received WAL. Resume and let it catch up first.
+    // Decide.
+    let facts = PromoteFacts {
+        primary_at: &primary_at,
+        own,
+        peers: &peers,
+        replay_paused: st.replay_paused,
+        sync: ctx.cfg.sync_replication,
+    };
+    // Act.
+    let plan = match decide::promote(&facts) {
+        Ok(plan) => plan,
+        Err(refusal) => return Err(refuse_promotion(ctx, refusal)),
+    };
+    if plan.resume_replay_first {
         log::warn!("WAL replay is paused; resuming it before promotion");
         db.execute("pg_wal_replay_resume()", "SELECT pg_wal_replay_resume()")?;
         let target = st.receive_lsn.unwrap_or_default();
@@ -805,7 +751,68 @@ fn refuse_unsafe_promotion(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<(
             )));
         }
     }
-    Ok(())
+    Ok(plan.synchronous_standby_names)
+}
+
+/// The positions the other standbys of this partition published before the
+/// promotion. Standbys outside the partition are ignored, as Pacemaker
+/// ignores their scores.
+fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
+    let attr = position_attribute(ctx.env.resource());
+    let published = match cluster::read_private(&attr, nodes, &ctx.deadline) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!(
+                "cannot read the standbys' positions ({e}); promoting on this node's data alone"
+            );
+            Vec::new()
+        }
+    };
+    published
+        .into_iter()
+        .filter(|(n, _)| *n != ctx.node)
+        .filter_map(|(n, v)| match v.parse::<Position>() {
+            Ok(p) => Some((n.to_string(), p)),
+            Err(e) => {
+                log::warn!("ignoring the position published by {n}: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The error a refused promotion exits with; a peer ahead gets the
+/// promotion handed over first: the next transition promotes it, as PAF
+/// does, but with the ranking the right way round.
+fn refuse_promotion(ctx: &Ctx<'_>, refusal: PromoteRefusal) -> Error {
+    let why = match refusal {
+        PromoteRefusal::PrimaryAnswers => {
+            format!(
+                "a writable primary already answers at {}",
+                primary_desc(ctx)
+            )
+        }
+        PromoteRefusal::CannotTell(r) => {
+            format!(
+                "cannot tell whether {} is a primary: {r}",
+                primary_desc(ctx)
+            )
+        }
+        PromoteRefusal::Untrusted(e) => {
+            format!("cannot tell whether primary_host is a primary: {e}")
+        }
+        PromoteRefusal::NoPosition => {
+            return Error::Failed("cannot read this standby's WAL position".into())
+        }
+        PromoteRefusal::PeerAhead { peer, peer_at, own } => {
+            if let Ok(n) = NodeName::new(&peer) {
+                set_score(ctx, &n, decide::AHEAD_SCORE);
+            }
+            set_score(ctx, &ctx.node, CANDIDATE_SCORE);
+            format!("{peer} is ahead ({peer_at}) of this node ({own})")
+        }
+    };
+    Error::PromotionRefused(why)
 }
 
 fn promote_redis(ctx: &Ctx<'_>) -> Result<(), Error> {

@@ -38,6 +38,17 @@ pub fn standby_scores<'a>(
     scored_before: impl IntoIterator<Item = &'a str>,
     own_name: &str,
 ) -> BTreeMap<String, i64> {
+    standby_scores_under(rows, maxlag, scored_before, own_name, Rules::ALL)
+}
+
+/// [`standby_scores`] under `rules`.
+pub fn standby_scores_under<'a>(
+    rows: &[StandbyRow],
+    maxlag: u64,
+    scored_before: impl IntoIterator<Item = &'a str>,
+    own_name: &str,
+    rules: Rules,
+) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     let mut eligible: Vec<&StandbyRow> = Vec::new();
     for r in rows
@@ -45,7 +56,7 @@ pub fn standby_scores<'a>(
         .filter(|r| !r.name.is_empty() && r.name != own_name)
     {
         let in_time = maxlag == 0 || r.replay_lag() <= maxlag;
-        if r.state == "streaming" && in_time {
+        if (r.state == "streaming" && in_time) || !rules.unpromotable_unless_streaming {
             eligible.push(r);
         } else {
             out.insert(r.name.clone(), NOT_PROMOTABLE);
@@ -121,6 +132,127 @@ pub fn better_peer(own: Position, peers: &[(String, Position)]) -> Option<&(Stri
         .iter()
         .filter(|(_, p)| *p > own)
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+}
+
+/// The rules a decision applies. Production always uses [`Rules::ALL`];
+/// the model checker (`stack/model.rs`) turns one off at a time and must
+/// then find a run that breaks a property: the proof that each rule is
+/// needed, and that the checker can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Promote refuses while a writable primary answers at primary_host.
+    pub refuse_when_a_primary_answers: bool,
+    /// Promote refuses while a peer published a position ahead of this one.
+    pub refuse_when_a_peer_is_ahead: bool,
+    /// A standby that does not stream (or lags beyond maxlag) is scored
+    /// [`NOT_PROMOTABLE`].
+    pub unpromotable_unless_streaming: bool,
+}
+
+impl Rules {
+    /// Every rule: what the agent runs.
+    pub const ALL: Rules = Rules {
+        refuse_when_a_primary_answers: true,
+        refuse_when_a_peer_is_ahead: true,
+        unpromotable_unless_streaming: true,
+    };
+}
+
+/// What answers at primary_host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrimaryAt {
+    /// A writable PostgreSQL.
+    Writable,
+    /// A standby (or one still starting up or shutting down).
+    Standby,
+    /// Nothing: the reason (no TCP connection, cannot resolve).
+    NoAnswer(String),
+    /// Something that would not say what it is.
+    Unknown(String),
+    /// A server that failed TLS (`sslmode`, `sslrootcert`): its certificate
+    /// was not verified, or it offers no SSL where TLS is required. It got
+    /// no password.
+    Untrusted(crate::postgres::tls::TlsError),
+}
+
+/// What a promotion looks at on a node that is still a standby.
+#[derive(Debug, Clone)]
+pub struct PromoteFacts<'a> {
+    /// What answers at primary_host.
+    pub primary_at: &'a PrimaryAt,
+    /// This standby's position (timeline and last received or replayed
+    /// LSN); `None` when it cannot be read.
+    pub own: Option<Position>,
+    /// The positions the other standbys of this partition published in the
+    /// pre-promote notification.
+    pub peers: &'a [(String, Position)],
+    /// WAL replay is paused (`pg_wal_replay_pause()`).
+    pub replay_paused: bool,
+    /// `sync_replication`.
+    pub sync: SyncMode,
+}
+
+/// How a standby is promoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotePlan {
+    /// Resume WAL replay and wait until it reaches the received WAL first:
+    /// promoting a paused standby ends recovery where replay stopped and
+    /// drops the WAL received after it.
+    pub resume_replay_first: bool,
+    /// `synchronous_standby_names` to set before `pg_promote()`.
+    pub synchronous_standby_names: &'static str,
+}
+
+/// Why a standby must not be promoted now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromoteRefusal {
+    /// A writable primary answers at primary_host: two primaries.
+    PrimaryAnswers,
+    /// Something answers at primary_host and would not say what it is.
+    CannotTell(String),
+    /// The server at primary_host failed TLS: it cannot be asked.
+    Untrusted(crate::postgres::tls::TlsError),
+    /// This standby's position cannot be read.
+    NoPosition,
+    /// `peer` published a position ahead of this node's: promoting here
+    /// would lose what only `peer` has. The promotion is handed to it
+    /// ([`AHEAD_SCORE`] for `peer`, [`CANDIDATE_SCORE`] here).
+    PeerAhead {
+        peer: String,
+        peer_at: Position,
+        own: Position,
+    },
+}
+
+/// Whether this standby may be promoted, and how (every rule).
+pub fn promote(f: &PromoteFacts<'_>) -> Result<PromotePlan, PromoteRefusal> {
+    promote_under(f, Rules::ALL)
+}
+
+/// [`promote`] under `rules`.
+pub fn promote_under(f: &PromoteFacts<'_>, rules: Rules) -> Result<PromotePlan, PromoteRefusal> {
+    match f.primary_at {
+        PrimaryAt::Writable if rules.refuse_when_a_primary_answers => {
+            return Err(PromoteRefusal::PrimaryAnswers)
+        }
+        PrimaryAt::Unknown(r) => return Err(PromoteRefusal::CannotTell(r.clone())),
+        PrimaryAt::Untrusted(e) => return Err(PromoteRefusal::Untrusted(e.clone())),
+        PrimaryAt::Writable | PrimaryAt::Standby | PrimaryAt::NoAnswer(_) => {}
+    }
+    let own = f.own.ok_or(PromoteRefusal::NoPosition)?;
+    if rules.refuse_when_a_peer_is_ahead {
+        if let Some((peer, peer_at)) = better_peer(own, f.peers) {
+            return Err(PromoteRefusal::PeerAhead {
+                peer: peer.clone(),
+                peer_at: *peer_at,
+                own,
+            });
+        }
+    }
+    Ok(PromotePlan {
+        resume_replay_first: f.replay_paused,
+        synchronous_standby_names: sync_standby_names_at_promote(f.sync),
+    })
 }
 
 /// What answers as Redis at primary_host, seen from a replica.
@@ -261,6 +393,120 @@ mod tests {
         assert_eq!(sync_standby_names_at_promote(SyncMode::On), "");
         assert_eq!(
             sync_standby_names_at_promote(SyncMode::Strict),
+            ANY_ONE_STANDBY
+        );
+    }
+
+    fn pos(timeline: u32, lsn: u64) -> Position {
+        Position {
+            timeline,
+            lsn: crate::postgres::Lsn(lsn),
+        }
+    }
+
+    fn facts<'a>(
+        at: &'a PrimaryAt,
+        own: Option<Position>,
+        peers: &'a [(String, Position)],
+    ) -> PromoteFacts<'a> {
+        PromoteFacts {
+            primary_at: at,
+            own,
+            peers,
+            replay_paused: false,
+            sync: SyncMode::On,
+        }
+    }
+
+    /// The promotion table: what answers at primary_host, this node's
+    /// position and the peers' published ones.
+    #[test]
+    fn promotion_is_refused_while_a_primary_answers_or_a_peer_is_ahead() {
+        let ahead = [("node2".to_string(), pos(1, 200))];
+        let level = [("node2".to_string(), pos(1, 100))];
+        let newer_timeline = [("node3".to_string(), pos(2, 50))];
+        let cases: Vec<(
+            PrimaryAt,
+            Option<Position>,
+            &[(String, Position)],
+            Result<(), PromoteRefusal>,
+        )> = vec![
+            (
+                PrimaryAt::Writable,
+                Some(pos(1, 100)),
+                &[],
+                Err(PromoteRefusal::PrimaryAnswers),
+            ),
+            (
+                PrimaryAt::Unknown("hung".into()),
+                Some(pos(1, 100)),
+                &[],
+                Err(PromoteRefusal::CannotTell("hung".into())),
+            ),
+            (
+                PrimaryAt::NoAnswer("no route".into()),
+                Some(pos(1, 100)),
+                &[],
+                Ok(()),
+            ),
+            (PrimaryAt::Standby, Some(pos(1, 100)), &level, Ok(())),
+            (
+                PrimaryAt::NoAnswer("down".into()),
+                None,
+                &[],
+                Err(PromoteRefusal::NoPosition),
+            ),
+            (
+                PrimaryAt::NoAnswer("down".into()),
+                Some(pos(1, 100)),
+                &ahead,
+                Err(PromoteRefusal::PeerAhead {
+                    peer: "node2".into(),
+                    peer_at: pos(1, 200),
+                    own: pos(1, 100),
+                }),
+            ),
+            (
+                PrimaryAt::Standby,
+                Some(pos(1, 900)),
+                &newer_timeline,
+                Err(PromoteRefusal::PeerAhead {
+                    peer: "node3".into(),
+                    peer_at: pos(2, 50),
+                    own: pos(1, 900),
+                }),
+            ),
+            // A primary answering wins over everything else.
+            (
+                PrimaryAt::Writable,
+                None,
+                &ahead,
+                Err(PromoteRefusal::PrimaryAnswers),
+            ),
+        ];
+        for (at, own, peers, want) in cases {
+            let got = promote(&facts(&at, own, peers)).map(|_| ());
+            assert_eq!(got, want, "primary_at {at:?}, own {own:?}, peers {peers:?}");
+        }
+    }
+
+    #[test]
+    fn a_paused_standby_resumes_replay_before_it_is_promoted() {
+        let at = PrimaryAt::NoAnswer("down".into());
+        let mut f = facts(&at, Some(pos(1, 100)), &[]);
+        assert!(!promote(&f).unwrap().resume_replay_first);
+        f.replay_paused = true;
+        assert!(promote(&f).unwrap().resume_replay_first);
+    }
+
+    #[test]
+    fn a_promotion_starts_asynchronous_under_sync_on_and_synchronous_under_strict() {
+        let at = PrimaryAt::NoAnswer("down".into());
+        let mut f = facts(&at, Some(pos(1, 100)), &[]);
+        assert_eq!(promote(&f).unwrap().synchronous_standby_names, "");
+        f.sync = SyncMode::Strict;
+        assert_eq!(
+            promote(&f).unwrap().synchronous_standby_names,
             ANY_ONE_STANDBY
         );
     }
