@@ -425,12 +425,13 @@ mod tests {
         let ahead = [("node2".to_string(), pos(1, 200))];
         let level = [("node2".to_string(), pos(1, 100))];
         let newer_timeline = [("node3".to_string(), pos(2, 50))];
-        let cases: Vec<(
+        type Case<'a> = (
             PrimaryAt,
             Option<Position>,
-            &[(String, Position)],
+            &'a [(String, Position)],
             Result<(), PromoteRefusal>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 PrimaryAt::Writable,
                 Some(pos(1, 100)),
