@@ -883,7 +883,7 @@ fn score_streaming_standbys(ctx: &Ctx<'_>, db: &Db) {
         }
     };
     let none: [&str; 0] = [];
-    let want = decide::standby_scores(&rows, ctx.cfg.maxlag, none, ctx.node.as_str());
+    let want = decide::standby_scores(&rows, ctx.cfg.maxlag, None, none, ctx.node.as_str());
     for (node, score) in want.iter().filter(|(_, s)| **s > CANDIDATE_SCORE) {
         if let Ok(n) = NodeName::new(node) {
             set_score(ctx, &n, *score);
@@ -1044,6 +1044,7 @@ fn monitor_primary(
     let mut want = decide::standby_scores(
         &standbys,
         ctx.cfg.maxlag,
+        None,
         state.scores.keys().map(String::as_str),
         own,
     );

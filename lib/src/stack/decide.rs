@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::config::SyncMode;
 use crate::postgres::db::StandbyRow;
-use crate::postgres::Position;
+use crate::postgres::{Lsn, Position};
 
 /// The promoted instance's own score.
 pub const PROMOTED_SCORE: i64 = 1001;
@@ -28,23 +28,34 @@ pub const ANY_ONE_STANDBY: &str = "ANY 1 (*)";
 /// The scores the primary gives the standbys it sees, and the ones it scored
 /// before that no longer stream.
 ///
-/// A standby is promotable when it streams and has replayed to within
-/// `maxlag` bytes (0: no limit). Promotable standbys are ranked by replayed
+/// A standby is promotable when it streams, has replayed to within
+/// `maxlag` bytes (0: no limit), and has flushed every commit this primary
+/// acknowledged asynchronously (up to `async_until`, see
+/// [`async_until`]): a standby that lacks one must not be promoted. Promotable standbys are ranked by replayed
 /// position, most advanced first (PAF 2.3.0 had this backwards), ties broken
 /// by name so equal standbys do not swap scores on every monitor.
 pub fn standby_scores<'a>(
     rows: &[StandbyRow],
     maxlag: u64,
+    async_until: Option<Lsn>,
     scored_before: impl IntoIterator<Item = &'a str>,
     own_name: &str,
 ) -> BTreeMap<String, i64> {
-    standby_scores_under(rows, maxlag, scored_before, own_name, Rules::ALL)
+    standby_scores_under(
+        rows,
+        maxlag,
+        async_until,
+        scored_before,
+        own_name,
+        Rules::ALL,
+    )
 }
 
 /// [`standby_scores`] under `rules`.
 pub fn standby_scores_under<'a>(
     rows: &[StandbyRow],
     maxlag: u64,
+    async_until: Option<Lsn>,
     scored_before: impl IntoIterator<Item = &'a str>,
     own_name: &str,
     rules: Rules,
@@ -56,7 +67,8 @@ pub fn standby_scores_under<'a>(
         .filter(|r| !r.name.is_empty() && r.name != own_name)
     {
         let in_time = maxlag == 0 || r.replay_lag() <= maxlag;
-        if (r.state == "streaming" && in_time) || !rules.unpromotable_unless_streaming {
+        let complete = has_async_commits(Some(r), async_until);
+        if (r.state == "streaming" && in_time && complete) || !rules.unpromotable_unless_streaming {
             eligible.push(r);
         } else {
             out.insert(r.name.clone(), NOT_PROMOTABLE);
@@ -67,7 +79,10 @@ pub fn standby_scores_under<'a>(
         let score = (BEST_STANDBY_SCORE - i as i64).max(CANDIDATE_SCORE + 1);
         out.entry(r.name.clone()).or_insert(score);
     }
-    for name in scored_before {
+    for name in scored_before
+        .into_iter()
+        .filter(|_| rules.unpromotable_unless_streaming)
+    {
         if name != own_name && !out.contains_key(name) {
             out.insert(name.to_string(), NOT_PROMOTABLE);
         }
@@ -144,9 +159,12 @@ pub struct Rules {
     pub refuse_when_a_primary_answers: bool,
     /// Promote refuses while a peer published a position ahead of this one.
     pub refuse_when_a_peer_is_ahead: bool,
-    /// A standby that does not stream (or lags beyond maxlag) is scored
-    /// [`NOT_PROMOTABLE`].
+    /// A standby that does not stream (or lags beyond maxlag), or stopped
+    /// streaming since it was scored, is scored [`NOT_PROMOTABLE`].
     pub unpromotable_unless_streaming: bool,
+    /// A primary that acknowledges commits asynchronously marks every node
+    /// that may lack them stale ([`stale_mark`]).
+    pub mark_stale_nodes: bool,
 }
 
 impl Rules {
@@ -155,6 +173,7 @@ impl Rules {
         refuse_when_a_primary_answers: true,
         refuse_when_a_peer_is_ahead: true,
         unpromotable_unless_streaming: true,
+        mark_stale_nodes: true,
     };
 }
 
@@ -255,6 +274,78 @@ pub fn promote_under(f: &PromoteFacts<'_>, rules: Rules) -> Result<PromotePlan, 
     })
 }
 
+/// The promotion score a standby gives itself (at start, and in its
+/// monitor while no primary answers), if it should set one.
+///
+/// With no primary to follow, this node may have to become it: a score
+/// now lets Pacemaker promote at once (promote still checks that no
+/// standby is ahead). Not when it has a score already (the primary's, or
+/// -1000), and never when a primary marked it stale: that primary then
+/// acknowledged commits asynchronously that this node may lack, and only
+/// an operator may accept losing them.
+pub fn self_score(primary_at: &PrimaryAt, current: Option<i64>, stale: bool) -> Option<i64> {
+    match (primary_at, current) {
+        (PrimaryAt::Writable, _) | (_, Some(_)) => None,
+        (_, None) if stale => None,
+        (_, None) => Some(CANDIDATE_SCORE),
+    }
+}
+
+/// The primary's monitor: the stale mark a node should carry, if it must
+/// change. With `sync_replication=on` a primary without a streaming standby
+/// acknowledges commits at once; every node that has not received them may
+/// lack them, including nodes that are down or were never scored, and is
+/// marked (a permanent node attribute, so a stop, a restart or a reboot
+/// does not forget it). A marked node is scored [`NOT_PROMOTABLE`] and
+/// never scores itself ([`self_score`]). It is cleared once it streams and
+/// has flushed past the last WAL written while commits were asynchronous
+/// ([`has_async_commits`]). `off` promised no durability and `strict` never
+/// acknowledges asynchronously: no marks.
+pub fn stale_mark(sync: SyncMode, has_async_commits: bool, marked: bool) -> Option<bool> {
+    stale_mark_under(sync, has_async_commits, marked, Rules::ALL)
+}
+
+/// [`stale_mark`] under `rules`.
+pub fn stale_mark_under(
+    sync: SyncMode,
+    has_async_commits: bool,
+    marked: bool,
+    rules: Rules,
+) -> Option<bool> {
+    let want = rules.mark_stale_nodes && sync == SyncMode::On && !has_async_commits;
+    (want != marked).then_some(want)
+}
+
+/// The primary's monitor: the end of the WAL up to which commits may have
+/// been acknowledged asynchronously, kept in the state file. Moved to the
+/// current end of the WAL by every monitor that finds or leaves
+/// `synchronous_standby_names` empty: commits acknowledged since the last
+/// monitor, and the ones released now, were not waited for.
+pub fn async_until(
+    names_were_empty: bool,
+    names_now_empty: bool,
+    current: Lsn,
+    before: Option<Lsn>,
+) -> Option<Lsn> {
+    if names_were_empty || names_now_empty {
+        Some(current)
+    } else {
+        before
+    }
+}
+
+/// Whether the standby whose `pg_stat_replication` row is `row` (none: it
+/// is not connected) streams and has flushed every commit acknowledged
+/// asynchronously, that is, the WAL up to `async_until` (the end of the
+/// WAL at the last monitor that found `synchronous_standby_names` empty;
+/// none: never since this primary was promoted).
+pub fn has_async_commits(row: Option<&StandbyRow>, async_until: Option<Lsn>) -> bool {
+    let Some(until) = async_until else {
+        return true;
+    };
+    row.is_some_and(|r| r.state == "streaming" && r.flush_lsn.unwrap_or_default() >= until)
+}
+
 /// What answers as Redis at primary_host, seen from a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisAtPrimary {
@@ -327,7 +418,7 @@ mod tests {
             row("node2", "streaming", 900, 1000),
             row("node3", "streaming", 1000, 1000),
         ];
-        let s = standby_scores(&rows, 0, [], "node1");
+        let s = standby_scores(&rows, 0, None, [], "node1");
         assert_eq!(s["node3"], BEST_STANDBY_SCORE);
         assert!(s["node2"] < s["node3"] && s["node2"] > 0);
     }
@@ -336,11 +427,11 @@ mod tests {
     fn a_standby_beyond_maxlag_is_not_promotable() {
         let rows = [row("node2", "streaming", 0, 20_000_000)];
         assert_eq!(
-            standby_scores(&rows, 16 << 20, [], "node1")["node2"],
+            standby_scores(&rows, 16 << 20, None, [], "node1")["node2"],
             NOT_PROMOTABLE
         );
         assert_eq!(
-            standby_scores(&rows, 0, [], "node1")["node2"],
+            standby_scores(&rows, 0, None, [], "node1")["node2"],
             BEST_STANDBY_SCORE
         );
     }
@@ -349,14 +440,14 @@ mod tests {
     fn a_catching_up_standby_is_not_promotable() {
         let rows = [row("node2", "catchup", 1000, 1000)];
         assert_eq!(
-            standby_scores(&rows, 0, [], "node1")["node2"],
+            standby_scores(&rows, 0, None, [], "node1")["node2"],
             NOT_PROMOTABLE
         );
     }
 
     #[test]
     fn a_standby_that_stopped_streaming_loses_its_score() {
-        let s = standby_scores(&[], 0, ["node2", "node1"], "node1");
+        let s = standby_scores(&[], 0, None, ["node2", "node1"], "node1");
         assert_eq!(s.get("node2"), Some(&NOT_PROMOTABLE));
         assert_eq!(s.get("node1"), None);
     }
@@ -367,8 +458,8 @@ mod tests {
             row("node3", "streaming", 1000, 1000),
             row("node2", "streaming", 1000, 1000),
         ];
-        let a = standby_scores(&rows, 0, [], "node1");
-        let b = standby_scores(&[rows[1].clone(), rows[0].clone()], 0, [], "node1");
+        let a = standby_scores(&rows, 0, None, [], "node1");
+        let b = standby_scores(&[rows[1].clone(), rows[0].clone()], 0, None, [], "node1");
         assert_eq!(a, b);
         assert_eq!(a["node2"], BEST_STANDBY_SCORE);
     }
@@ -489,6 +580,87 @@ mod tests {
             let got = promote(&facts(&at, own, peers)).map(|_| ());
             assert_eq!(got, want, "primary_at {at:?}, own {own:?}, peers {peers:?}");
         }
+    }
+
+    /// The self-score table: a standby scores itself only with no primary,
+    /// no score, and no stale mark.
+    #[test]
+    fn a_standby_scores_itself_only_without_a_primary_a_score_or_a_stale_mark() {
+        let none = PrimaryAt::NoAnswer("down".into());
+        let cases = [
+            (PrimaryAt::Writable, None, false, None),
+            (none.clone(), None, false, Some(CANDIDATE_SCORE)),
+            (PrimaryAt::Standby, None, false, Some(CANDIDATE_SCORE)),
+            (none.clone(), Some(NOT_PROMOTABLE), false, None),
+            (none.clone(), Some(BEST_STANDBY_SCORE), false, None),
+            // Restarted or rebooted after the primary marked it: its score
+            // is gone, the mark is not.
+            (none.clone(), None, true, None),
+            (PrimaryAt::Writable, None, true, None),
+        ];
+        for (at, current, stale, want) in cases {
+            assert_eq!(
+                self_score(&at, current, stale),
+                want,
+                "{at:?} {current:?} stale={stale}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_sync_on_marks_a_node_that_lacks_asynchronous_commits() {
+        let cases = [
+            (SyncMode::On, false, false, Some(true)),
+            (SyncMode::On, false, true, None),
+            (SyncMode::On, true, true, Some(false)),
+            (SyncMode::On, true, false, None),
+            (SyncMode::Strict, false, false, None),
+            (SyncMode::Off, false, false, None),
+            (SyncMode::Off, false, true, Some(false)),
+        ];
+        for (sync, complete, marked, want) in cases {
+            assert_eq!(
+                stale_mark(sync, complete, marked),
+                want,
+                "{sync:?} {complete} {marked}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_standby_has_the_asynchronous_commits_once_it_streams_past_the_last_async_wal() {
+        let mut r = row("node2", "streaming", 100, 200);
+        r.flush_lsn = Some(Lsn(150));
+        assert!(
+            has_async_commits(Some(&r), None),
+            "no asynchronous commit at all"
+        );
+        assert!(has_async_commits(Some(&r), Some(Lsn(150))));
+        assert!(!has_async_commits(Some(&r), Some(Lsn(151))));
+        assert!(!has_async_commits(None, Some(Lsn(1))), "not connected");
+        let mut c = row("node2", "catchup", 100, 200);
+        c.flush_lsn = Some(Lsn(200));
+        assert!(!has_async_commits(Some(&c), Some(Lsn(1))), "catching up");
+    }
+
+    #[test]
+    fn the_async_horizon_moves_with_every_monitor_that_finds_or_leaves_commits_asynchronous() {
+        let before = Some(Lsn(10));
+        assert_eq!(async_until(true, true, Lsn(50), before), Some(Lsn(50)));
+        assert_eq!(async_until(false, true, Lsn(50), before), Some(Lsn(50)));
+        assert_eq!(async_until(true, false, Lsn(50), before), Some(Lsn(50)));
+        assert_eq!(async_until(false, false, Lsn(50), before), before);
+        assert_eq!(async_until(false, false, Lsn(50), None), None);
+    }
+
+    #[test]
+    fn a_standby_behind_the_async_horizon_is_not_promotable() {
+        let mut r = row("node2", "streaming", 100, 200);
+        r.flush_lsn = Some(Lsn(100));
+        let s = standby_scores(std::slice::from_ref(&r), 0, Some(Lsn(150)), [], "node1");
+        assert_eq!(s["node2"], NOT_PROMOTABLE);
+        let s = standby_scores(&[r], 0, Some(Lsn(100)), [], "node1");
+        assert_eq!(s["node2"], BEST_STANDBY_SCORE);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 pub mod actions;
 pub mod decide;
+#[cfg(test)]
+mod model;
 pub mod state;
 
 use std::path::PathBuf;
