@@ -1113,8 +1113,8 @@ mod postgres_values {
     use proptest::prelude::*;
 
     use super::{config, hostile_text};
-    use crate::postgres::db::{parse_standby, parse_status};
     use crate::postgres::lsn::timeline_of_walfile;
+    use crate::postgres::queries::{parse_standby, parse_status};
     use crate::postgres::server::{parse_controldata, parse_rewind};
     use crate::postgres::{Lsn, Position};
 

@@ -118,15 +118,8 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         },
         // It accepted TCP a moment ago: gone since, or hung.
         Reach::NoAnswer(r) => PrimaryAt::Unknown(r),
-        Reach::Refused(r)
-            if r.contains("starting up")
-                || r.contains("not yet accepting")
-                || r.contains("shutting down")
-                || r.contains("recovery") =>
-        {
-            PrimaryAt::Standby
-        }
-        Reach::Refused(r) => PrimaryAt::Unknown(r),
+        Reach::Refused(e) if e.is_cannot_connect_now() => PrimaryAt::Standby,
+        Reach::Refused(e) => PrimaryAt::Unknown(e.to_string()),
         Reach::Tls(e) => PrimaryAt::Untrusted(e),
     })
 }
@@ -956,7 +949,7 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     }
     let db = match local_db(&ctx) {
         Ok(db) => db,
-        Err(e) if !was_primary && e.to_string().contains("starting up") => {
+        Err(Error::Postgres(e)) if !was_primary && e.is_cannot_connect_now() => {
             return Ok(Outcome::because(
                 OcfRc::Degraded,
                 "standby still recovering: not accepting connections yet",
