@@ -24,7 +24,9 @@ use crate::ocf::notify::{NotifyKind, NotifyOp};
 use crate::ocf::OcfRc;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
 use crate::postgres::history::{self, Follow};
-use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
+use crate::postgres::server::{
+    conninfo_value, wait_until, ControlData, ControlState, DataOrigin, ProcessState,
+};
 use crate::postgres::tls::PgTls;
 use crate::postgres::wire;
 use crate::postgres::{PgError, Position};
@@ -317,7 +319,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
             if primary_tl.is_none_or(|p| p != local_tl) {
                 let primary_tl =
                     primary_tl.map_or_else(|| "an unknown one".to_string(), |t| t.to_string());
-                if control.state == "shut down in recovery" {
+                if control.state == ControlState::ShutDownInRecovery {
                     log::info!(
                         "this standby's data is on timeline {local_tl}, the primary's on \
                          {primary_tl}: checking that its history can follow"
