@@ -380,10 +380,10 @@ impl Db {
     /// [`Db::status`] and [`Db::standbys`] pipelined: both queries are sent
     /// before either answer is read, so a primary's monitor waits for one
     /// round trip instead of two. Each is its own simple query (its own
-    /// implicit transaction), so the second failing (on a server in
-    /// recovery `pg_current_wal_lsn()` is refused) leaves the first intact:
-    /// its error is returned as the second value, for the caller to ignore
-    /// on a standby. Meant for a server believed to be a primary.
+    /// implicit transaction), so the second failing leaves the first
+    /// intact: its error is returned as the second value. Meant for a
+    /// server believed to be a primary; on a standby the second lists its
+    /// cascading senders, if any, for the caller to ignore.
     pub fn status_and_standbys(
         &self,
     ) -> Result<(LocalStatus, Result<Vec<StandbyRow>, PgError>), PgError> {
