@@ -23,6 +23,7 @@ mod operator_world;
 mod package;
 mod pcs_examples;
 mod planted_links;
+mod postgres_sqlstate;
 mod postgres_tls;
 mod redis_tls;
 mod runbook;

@@ -1113,8 +1113,8 @@ mod postgres_values {
     use proptest::prelude::*;
 
     use super::{config, hostile_text};
-    use crate::postgres::db::{parse_standby, parse_status};
     use crate::postgres::lsn::timeline_of_walfile;
+    use crate::postgres::queries::{parse_standby, parse_status};
     use crate::postgres::server::{parse_controldata, parse_rewind};
     use crate::postgres::{Lsn, Position};
 
@@ -1195,7 +1195,7 @@ mod postgres_values {
                  Latest checkpoint's TimeLineID:       {tl}\n{extra}\n"
             );
             let c = parse_controldata(&text).unwrap();
-            prop_assert_eq!(c.state, state);
+            prop_assert_eq!(c.state.as_str(), state);
             prop_assert_eq!(c.timeline, tl);
             prop_assert_eq!(c.checkpoint, Lsn(lsn));
             let end = super::floor_boundary(&text, cut.index(text.len()));

@@ -23,27 +23,18 @@ use crate::config::{names, Config};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::{Db, Host, LocalStatus, Target};
+use crate::postgres::queries::{StandbyRow, WalReceiverRow};
 use crate::postgres::tls::PgTls;
 use crate::postgres::Lsn;
 
 use super::table::{pairs, Table};
 use super::{cib, human_bytes, Error, Outcome};
 
-const SENDERS_SQL: &str = "SELECT application_name, host(client_addr), state, sync_state, \
-  sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text, \
-  pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
-    ELSE pg_current_wal_lsn() END, replay_lsn)::bigint::text, \
-  write_lag::text, flush_lag::text, replay_lag::text \
-  FROM pg_stat_replication ORDER BY application_name";
-
-const RECEIVER_SQL: &str = "SELECT status, sender_host, sender_port::text, \
-  received_tli::text, written_lsn::text, flushed_lsn::text, latest_end_lsn::text, \
-  last_msg_receipt_time::text, slot_name FROM pg_stat_wal_receiver";
-
 const DELAY_SQL: &str = "SELECT CASE WHEN pg_is_in_recovery() \
   THEN (now() - pg_last_xact_replay_timestamp())::text END";
 
-/// One WAL sender (`pg_stat_replication` row).
+/// One WAL sender as shown, from its `pg_stat_replication` row
+/// ([`StandbyRow`], the agent's row too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sender {
     /// The standby's name (its node name).
@@ -72,28 +63,8 @@ pub struct Sender {
     pub replay_lag: Option<String>,
 }
 
-/// The WAL receiver (`pg_stat_wal_receiver` row).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Receiver {
-    /// `streaming`, `waiting`, `starting`...
-    pub status: String,
-    /// The host it streams from.
-    pub sender_host: Option<String>,
-    /// Its port.
-    pub sender_port: Option<u16>,
-    /// The timeline received.
-    pub received_tli: Option<u32>,
-    /// Written.
-    pub written_lsn: Option<String>,
-    /// Flushed.
-    pub flushed_lsn: Option<String>,
-    /// Last location reported by the sender.
-    pub latest_end_lsn: Option<String>,
-    /// When the last message came.
-    pub last_msg_receipt_time: Option<String>,
-    /// Replication slot, if any.
-    pub slot_name: Option<String>,
-}
+/// The WAL receiver, as the agent reads it.
+pub type Receiver = WalReceiverRow;
 
 /// The whole view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,42 +93,24 @@ pub struct ReplicationView {
     pub receiver: Option<Receiver>,
 }
 
-fn col(r: &[Option<String>], i: usize) -> Option<String> {
-    r.get(i).cloned().flatten()
-}
-
-/// Reads a `SENDERS_SQL` row (pure).
-pub fn parse_sender(r: &[Option<String>]) -> Sender {
-    Sender {
-        application_name: col(r, 0).unwrap_or_default(),
-        client_addr: col(r, 1),
-        state: col(r, 2).unwrap_or_default(),
-        sync_state: col(r, 3).unwrap_or_default(),
-        sent_lsn: col(r, 4),
-        write_lsn: col(r, 5),
-        flush_lsn: col(r, 6),
-        replay_lsn: col(r, 7),
-        lag_bytes: col(r, 8)
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|n| n.max(0) as u64),
-        write_lag: col(r, 9),
-        flush_lag: col(r, 10),
-        replay_lag: col(r, 11),
-    }
-}
-
-/// Reads a `RECEIVER_SQL` row (pure).
-pub fn parse_receiver(r: &[Option<String>]) -> Receiver {
-    Receiver {
-        status: col(r, 0).unwrap_or_default(),
-        sender_host: col(r, 1),
-        sender_port: col(r, 2).and_then(|v| v.parse().ok()),
-        received_tli: col(r, 3).and_then(|v| v.parse().ok()),
-        written_lsn: col(r, 4),
-        flushed_lsn: col(r, 5),
-        latest_end_lsn: col(r, 6),
-        last_msg_receipt_time: col(r, 7),
-        slot_name: col(r, 8),
+impl Sender {
+    /// The sender as shown, from the row the agent reads too (pure).
+    pub fn of(r: &StandbyRow) -> Sender {
+        let lsn = |l: Option<Lsn>| l.map(|l| l.to_string());
+        Sender {
+            application_name: r.name.clone(),
+            client_addr: r.client_addr.clone(),
+            state: r.state.to_string(),
+            sync_state: r.sync_state.to_string(),
+            sent_lsn: lsn(r.sent_lsn),
+            write_lsn: lsn(r.write_lsn),
+            flush_lsn: lsn(r.flush_lsn),
+            replay_lsn: lsn(r.replay_lsn),
+            lag_bytes: r.replay_lag_bytes(),
+            write_lag: r.write_lag_time.clone(),
+            flush_lag: r.flush_lag_time.clone(),
+            replay_lag: r.replay_lag_time.clone(),
+        }
     }
 }
 
@@ -271,7 +224,7 @@ pub fn render(v: &ReplicationView) -> String {
                 _ => "-".into(),
             };
             let items = [
-                ("status", r.status.clone()),
+                ("status", r.status.to_string()),
                 ("from", from),
                 ("timeline", dash(&r.received_tli)),
                 ("flushed lsn", dash(&r.flushed_lsn)),
@@ -328,15 +281,8 @@ pub fn postgres(deadline: &Deadline) -> Result<Outcome, Error> {
     let cfg = local_config(deadline);
     let db = connect_local(&cfg, deadline)?;
     let st = db.status()?;
-    let senders = db
-        .rows("the pg_stat_replication query", SENDERS_SQL)?
-        .iter()
-        .map(|r| parse_sender(r))
-        .collect();
-    let receiver = db
-        .rows("the pg_stat_wal_receiver query", RECEIVER_SQL)?
-        .first()
-        .map(|r| parse_receiver(r));
+    let senders = db.standbys()?.iter().map(Sender::of).collect();
+    let receiver = db.wal_receiver()?;
     let delay = db
         .row("the replay delay query", DELAY_SQL)?
         .first()
@@ -350,7 +296,7 @@ pub fn postgres(deadline: &Deadline) -> Result<Outcome, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::db::parse_status;
+    use crate::postgres::queries::{parse_receiver, parse_standby, parse_status};
 
     fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
         v.iter().map(|c| c.map(str::to_string)).collect()
@@ -377,20 +323,23 @@ mod tests {
 
     #[test]
     fn a_primary_shows_its_senders_and_no_receiver() {
-        let sender = parse_sender(&row(&[
-            Some("node2"),
-            Some("10.200.200.12"),
-            Some("streaming"),
-            Some("quorum"),
-            Some("0/3000148"),
-            Some("0/3000148"),
-            Some("0/3000148"),
-            Some("0/3000100"),
-            Some("72"),
-            Some("00:00:00.000412"),
-            None,
-            None,
-        ]));
+        let sender = Sender::of(
+            &parse_standby(&row(&[
+                Some("node2"),
+                Some("10.200.200.12"),
+                Some("streaming"),
+                Some("quorum"),
+                Some("0/3000148"),
+                Some("0/3000148"),
+                Some("0/3000148"),
+                Some("0/3000100"),
+                Some("0/3000148"),
+                Some("00:00:00.000412"),
+                None,
+                None,
+            ]))
+            .unwrap(),
+        );
         assert_eq!(sender.lag_bytes, Some(72));
         let v = view(&primary_status(), vec![sender], None, None);
         assert_eq!(v.role, "primary");
@@ -440,7 +389,8 @@ mod tests {
             Some("0/9000000"),
             Some("2026-11-26 00:00:00+00"),
             None,
-        ]));
+        ]))
+        .unwrap();
         let v = view(&st, vec![], Some(rcv), Some("00:00:01.5".into()));
         assert_eq!(v.role, "standby");
         assert_eq!(v.receive_replay_lag_bytes, Some(0x400_0000));

@@ -25,6 +25,7 @@ use crate::deadline::Deadline;
 use crate::postgres::db::quote_literal;
 use crate::postgres::db::{connect_tcp, TcpFailure};
 use crate::postgres::hba::{self, DbRequest, HbaRequest, HbaRule, HbaVerdict};
+use crate::postgres::sqlstate::ErrorKind;
 use crate::postgres::tls::{PgTls, TlsError};
 use crate::postgres::wire::{self, Identity, ReplTarget, WireFailure};
 use crate::redis::{self as rds, RedisError, Role};
@@ -66,12 +67,12 @@ impl ConnFail {
     /// Classifies a failure from its SQLSTATE (`None`: the server never
     /// answered with an error) and its message (only shown, never parsed).
     pub fn classify(sqlstate: Option<&str>, message: String) -> ConnFail {
-        match sqlstate {
+        match sqlstate.map(ErrorKind::of_code) {
             None => ConnFail::NotListening(message),
-            Some("28000") => ConnFail::HbaRejected(message),
-            Some("28P01") => ConnFail::BadPassword(message),
-            Some("57P03") => ConnFail::NotAccepting(message),
-            Some(code) => ConnFail::Other(format!("{message} (SQLSTATE {code})")),
+            Some(ErrorKind::InvalidAuthorization) => ConnFail::HbaRejected(message),
+            Some(ErrorKind::InvalidPassword) => ConnFail::BadPassword(message),
+            Some(ErrorKind::CannotConnectNow) => ConnFail::NotAccepting(message),
+            Some(k) => ConnFail::Other(format!("{message} (SQLSTATE {})", k.code())),
         }
     }
 

@@ -103,9 +103,15 @@ pub fn postgres(addr: &str, cfg: &Config, t: Timeouts) -> PgProbe {
     let deadline = Deadline::after(t.connect + t.query * 3);
     let db = match Db::reach(&target, t.connect, t.query, &deadline) {
         Ok(Reach::Connected(db)) => db,
-        Ok(Reach::NoAnswer(r)) | Ok(Reach::Refused(r)) => {
+        Ok(Reach::NoAnswer(r)) => {
             return PgProbe {
                 error: Some(format!("{}: {r}", target.describe())),
+                ..PgProbe::default()
+            }
+        }
+        Ok(Reach::Refused(e)) => {
+            return PgProbe {
+                error: Some(format!("{}: {e}", target.describe())),
                 ..PgProbe::default()
             }
         }

@@ -49,6 +49,7 @@ use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::owned_dir::{self, at, OwnedDir};
 use crate::postgres::db::{Db, Host, Reach, Target};
+use crate::postgres::queries::WalReceiverStatus;
 use crate::postgres::server::{ProcessState, Server};
 use crate::postgres::tls::PgTls;
 use crate::postgres::PgError;
@@ -779,9 +780,8 @@ fn observe_primary(cfg: &Config, deadline: &Deadline) -> (PrimaryAnswer, Option<
     );
     let db = match reach {
         Ok(Reach::Connected(db)) => db,
-        Ok(Reach::NoAnswer(r)) | Ok(Reach::Refused(r)) => {
-            return (PrimaryAnswer::Unreachable(r), None)
-        }
+        Ok(Reach::NoAnswer(r)) => return (PrimaryAnswer::Unreachable(r), None),
+        Ok(Reach::Refused(e)) => return (PrimaryAnswer::Unreachable(e.to_string()), None),
         Ok(Reach::Tls(e)) => return (PrimaryAnswer::Unreachable(e.to_string()), None),
         Err(e) => return (PrimaryAnswer::Unreachable(e.to_string()), None),
     };
@@ -1148,14 +1148,14 @@ fn wait_stopped(plan: &Plan, server: &Server, timeout: Duration) -> Result<(), E
 #[derive(Debug, Clone, Default)]
 struct Back {
     role: Option<Role>,
-    receiver: Option<String>,
+    receiver: Option<WalReceiverStatus>,
     redis_link: Option<LinkStatus>,
 }
 
 impl Back {
     fn ok(&self) -> bool {
         self.role == Some(Role::Unpromoted)
-            && self.receiver.as_deref() == Some("streaming")
+            && self.receiver == Some(WalReceiverStatus::Streaming)
             && self.redis_link == Some(LinkStatus::Up)
     }
 
@@ -1165,7 +1165,9 @@ impl Back {
             self.role
                 .as_ref()
                 .map_or("unknown".to_string(), Role::to_string),
-            self.receiver.as_deref().unwrap_or("not running"),
+            self.receiver
+                .as_ref()
+                .map_or("not running", WalReceiverStatus::as_str),
             match self.redis_link {
                 Some(LinkStatus::Up) => "up",
                 Some(_) => "down",

@@ -560,7 +560,7 @@ fn pg_view(pg: &PgProbe, row: Option<&crate::postgres::db::StandbyRow>) -> PgVie
             s.current_lsn.map(|l| l.to_string())
         };
         if s.in_recovery {
-            v.receiver = s.receiver_status.clone();
+            v.receiver = s.receiver_status.as_ref().map(ToString::to_string);
             v.replay_paused = s.replay_paused;
         } else {
             // A primary's own replay/receive positions are left from its
@@ -571,8 +571,8 @@ fn pg_view(pg: &PgProbe, row: Option<&crate::postgres::db::StandbyRow>) -> PgVie
     }
     if let Some(r) = row {
         v.lag_bytes = Some(r.replay_lag());
-        v.replication_state = Some(r.state.clone());
-        v.sync_state = Some(r.sync_state.clone());
+        v.replication_state = Some(r.state.to_string());
+        v.sync_state = Some(r.sync_state.to_string());
     }
     v
 }
@@ -834,7 +834,7 @@ pub fn state(node: Option<&str>, deadline: &Deadline) -> Result<Outcome, Error> 
 mod tests {
     use super::*;
     use crate::cluster::parse_crm_mon;
-    use crate::postgres::db::{parse_standby, parse_status};
+    use crate::postgres::queries::{parse_standby, parse_status};
     use crate::redis::parse_info_replication;
 
     const STEADY: &str = include_str!("../cluster/fixtures/crm_mon-live-steady.xml");
@@ -870,6 +870,7 @@ mod tests {
             ),
             standbys: vec![parse_standby(&row(&[
                 Some("node1"),
+                Some("10.200.200.11"),
                 Some("streaming"),
                 Some("quorum"),
                 Some("0/3000100"),
@@ -877,6 +878,9 @@ mod tests {
                 Some("0/3000100"),
                 Some("0/3000000"),
                 Some("0/3000100"),
+                None,
+                None,
+                None,
             ]))
             .unwrap()],
             error: None,

@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::cluster::{self, admin, ClusterStatus, NodeName, Role};
 use crate::deadline::Deadline;
 use crate::postgres::db::StandbyRow;
+use crate::postgres::queries::WalSenderState;
 
 use super::probe::{self, Timeouts};
 use super::status::{FailedAction, Sources};
@@ -126,7 +127,7 @@ pub enum Refusal {
         /// The target.
         node: String,
         /// Its `pg_stat_replication.state`, if it has a row.
-        state: Option<String>,
+        state: Option<WalSenderState>,
     },
     /// The target has not replayed enough.
     Lagging {
@@ -294,7 +295,7 @@ pub fn judge(s: &Situation<'_>, target: Option<&str>) -> Result<Plan, Refusal> {
         })?;
     let streaming = |name: &str| {
         rows.iter()
-            .any(|r| r.name == name && r.state == "streaming")
+            .any(|r| r.name == name && r.state == WalSenderState::Streaming)
     };
     let unpromoted = |name: &str| {
         clone
@@ -357,7 +358,7 @@ pub fn judge(s: &Situation<'_>, target: Option<&str>) -> Result<Plan, Refusal> {
         }
     };
     let row = rows.iter().find(|r| r.name == to);
-    let Some(row) = row.filter(|r| r.state == "streaming") else {
+    let Some(row) = row.filter(|r| r.state == WalSenderState::Streaming) else {
         return Err(Refusal::NotStreaming {
             node: to,
             state: row.map(|r| r.state.clone()),
@@ -624,7 +625,9 @@ pub fn switchover(
     // The old primary streams from the new one within seconds of its
     // demote; wait a little for it, without failing the switchover.
     let old = wait_old_primary_streaming(&src, &plan, &deadline);
-    let streaming = old.as_ref().is_some_and(|r| r.state == "streaming");
+    let streaming = old
+        .as_ref()
+        .is_some_and(|r| r.state == WalSenderState::Streaming);
     let lag = old.as_ref().map(StandbyRow::replay_lag);
     text.push_str(&format!(
         "{} is now {old_role}, {}\n",
@@ -665,7 +668,11 @@ fn wait_old_primary_streaming(
     loop {
         let pg = probe::postgres(&addr, &cfg, Timeouts::default());
         let row = pg.standbys.into_iter().find(|r| r.name == plan.from);
-        if row.as_ref().is_some_and(|r| r.state == "streaming") || until.expired() {
+        if row
+            .as_ref()
+            .is_some_and(|r| r.state == WalSenderState::Streaming)
+            || until.expired()
+        {
             return row;
         }
         std::thread::sleep(POLL);
@@ -687,11 +694,17 @@ mod tests {
     fn row(name: &str, state: &str, replay: u64, current: u64) -> StandbyRow {
         StandbyRow {
             name: name.into(),
+            client_addr: None,
             state: state.into(),
             sync_state: "quorum".into(),
+            sent_lsn: Some(Lsn(current)),
+            write_lsn: Some(Lsn(current)),
             flush_lsn: Some(Lsn(current)),
             replay_lsn: Some(Lsn(replay)),
             current_lsn: Lsn(current),
+            write_lag_time: None,
+            flush_lag_time: None,
+            replay_lag_time: None,
         }
     }
 

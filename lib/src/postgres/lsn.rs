@@ -49,6 +49,14 @@ impl fmt::Display for Lsn {
     }
 }
 
+/// As PostgreSQL prints it (`0/3000148`), as `rapidproctl` shows it in
+/// JSON.
+impl serde::Serialize for Lsn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl Lsn {
     /// Bytes from `other` up to `self`, zero when `other` is ahead.
     pub fn bytes_after(self, other: Lsn) -> u64 {

@@ -391,12 +391,37 @@ pub fn parse_rewind(text: &str) -> RewindReport {
     }
 }
 
+pg_text_enum! {
+    /// The control file's "Database cluster state": what the server was
+    /// doing when it last wrote it.
+    ///
+    /// Never enough alone to say what a stopped data directory is: a base
+    /// backup says `in production` too (the state of the primary when the
+    /// copy began), like a primary that crashed. [`DataOrigin::of`] decides,
+    /// and looks at `backup_label` first.
+    ControlState {
+        /// The postmaster was starting.
+        StartingUp = "starting up",
+        /// A primary stopped cleanly.
+        ShutDown = "shut down",
+        /// A standby stopped cleanly (a restartpoint was written).
+        ShutDownInRecovery = "shut down in recovery",
+        /// A shutdown had begun.
+        ShuttingDown = "shutting down",
+        /// Crash recovery was running.
+        InCrashRecovery = "in crash recovery",
+        /// A standby (archive or streaming recovery) was running.
+        InArchiveRecovery = "in archive recovery",
+        /// A primary was running, or this is a base backup of one.
+        InProduction = "in production",
+    }
+}
+
 /// The parts of `pg_controldata` the agent uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlData {
-    /// "Database cluster state", such as `shut down`, `shut down in
-    /// recovery`, `in production`, `in archive recovery`.
-    pub state: String,
+    /// "Database cluster state".
+    pub state: ControlState,
     /// Latest checkpoint's TimeLineID.
     pub timeline: u32,
     /// Latest checkpoint location.
@@ -410,11 +435,6 @@ pub struct ControlData {
 }
 
 impl ControlData {
-    /// Whether the data was last used by a primary (cleanly stopped or not).
-    pub fn was_primary(&self) -> bool {
-        matches!(self.state.as_str(), "shut down" | "in production")
-    }
-
     /// Where this stopped data directory's WAL ends, for the history check.
     pub fn local_end(&self) -> super::history::LocalEnd {
         super::history::LocalEnd {
@@ -451,15 +471,19 @@ pub enum DataOrigin {
 
 impl DataOrigin {
     /// Classifies a stopped data directory (pure).
+    ///
+    /// `backup_label` is looked at before the control state, whatever that
+    /// says: a base backup's `in production` is the copied primary's, and
+    /// taking it for a crashed primary once sent a fresh base backup into
+    /// single-user crash recovery.
     pub fn of(control: &ControlData, backup_label: bool, standby_signal: bool) -> DataOrigin {
         if backup_label {
-            DataOrigin::BaseBackup
-        } else if control.state == "in production" {
-            DataOrigin::CrashedPrimary
-        } else if control.was_primary() || !standby_signal {
-            DataOrigin::Primary
-        } else {
-            DataOrigin::Standby
+            return DataOrigin::BaseBackup;
+        }
+        match (&control.state, standby_signal) {
+            (ControlState::InProduction, _) => DataOrigin::CrashedPrimary,
+            (ControlState::ShutDown, _) | (_, false) => DataOrigin::Primary,
+            (_, true) => DataOrigin::Standby,
         }
     }
 }
@@ -481,7 +505,7 @@ pub fn parse_controldata(text: &str) -> Result<ControlData, PgError> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| PgError::parse("pg_controldata output", text))?;
     Ok(ControlData {
-        state,
+        state: state.as_str().into(),
         timeline,
         checkpoint,
         min_recovery_timeline: get("Min recovery ending loc's timeline")
@@ -596,10 +620,9 @@ Min recovery ending loc's timeline:   2
     #[test]
     fn controldata_gives_state_timeline_and_checkpoint() {
         let c = parse_controldata(CONTROLDATA).unwrap();
-        assert_eq!(c.state, "shut down in recovery");
+        assert_eq!(c.state, ControlState::ShutDownInRecovery);
         assert_eq!(c.timeline, 1);
         assert_eq!(c.checkpoint.to_string(), "0/3000060");
-        assert!(!c.was_primary());
         assert_eq!(c.system_identifier, "7310000000000000000");
         assert_eq!(c.min_recovery_timeline, 2);
         assert_eq!(c.newest_timeline(), 2);
@@ -635,9 +658,9 @@ Min recovery ending loc's timeline:   2
         assert_eq!(guc_string("plain"), "'plain'");
     }
 
-    fn control(state: &str) -> ControlData {
+    fn control(state: &ControlState) -> ControlData {
         ControlData {
-            state: state.into(),
+            state: state.clone(),
             timeline: 1,
             checkpoint: "0/3000060".parse().unwrap(),
             min_recovery_timeline: 0,
@@ -646,29 +669,68 @@ Min recovery ending loc's timeline:   2
         }
     }
 
-    /// The decision table of what a stopped data directory was.
+    #[test]
+    fn control_states_parse_from_and_print_as_postgresqls_texts() {
+        let texts = [
+            "starting up",
+            "shut down",
+            "shut down in recovery",
+            "shutting down",
+            "in crash recovery",
+            "in archive recovery",
+            "in production",
+        ];
+        assert_eq!(ControlState::ALL.len(), texts.len());
+        for (v, t) in ControlState::ALL.iter().zip(texts) {
+            assert_eq!(v.to_string(), t);
+            assert_eq!(&ControlState::from(t), v);
+            let text = CONTROLDATA.replace("shut down in recovery", t);
+            assert_eq!(&parse_controldata(&text).unwrap().state, v, "{t}");
+        }
+        let text = CONTROLDATA.replace("shut down in recovery", "unrecognized status code");
+        let c = parse_controldata(&text).unwrap();
+        assert_eq!(
+            c.state,
+            ControlState::Unknown("unrecognized status code".into())
+        );
+        assert_eq!(c.state.to_string(), "unrecognized status code");
+    }
+
+    /// The decision table of what a stopped data directory was, over every
+    /// control state (and an unknown one) × backup_label × standby.signal.
     #[test]
     fn a_base_backup_is_not_a_crashed_primary() {
+        use ControlState::*;
         use DataOrigin::*;
+        let unknown = Unknown("unrecognized status code".into());
+        // state -> (origin without standby.signal, origin with it), when
+        // there is no backup_label.
         let table = [
-            // state, backup_label, standby.signal -> origin
-            ("in production", true, true, BaseBackup),
-            ("in production", true, false, BaseBackup),
-            ("in archive recovery", true, true, BaseBackup),
-            ("in production", false, true, CrashedPrimary),
-            ("in production", false, false, CrashedPrimary),
-            ("shut down", false, true, Primary),
-            ("shut down", false, false, Primary),
-            ("shut down in recovery", false, false, Primary),
-            ("shut down in recovery", false, true, Standby),
-            ("in archive recovery", false, true, Standby),
+            (StartingUp, Primary, Standby),
+            (ShutDown, Primary, Primary),
+            (ShutDownInRecovery, Primary, Standby),
+            (ShuttingDown, Primary, Standby),
+            (InCrashRecovery, Primary, Standby),
+            (InArchiveRecovery, Primary, Standby),
+            (InProduction, CrashedPrimary, CrashedPrimary),
+            (unknown, Primary, Standby),
         ];
-        for (state, label, signal, want) in table {
-            assert_eq!(
-                DataOrigin::of(&control(state), label, signal),
-                want,
-                "{state}, backup_label {label}, standby.signal {signal}"
-            );
+        assert_eq!(table.len(), ControlState::ALL.len() + 1);
+        for (state, without_signal, with_signal) in table {
+            let c = control(&state);
+            for (signal, want) in [(false, without_signal), (true, with_signal)] {
+                assert_eq!(
+                    DataOrigin::of(&c, false, signal),
+                    want,
+                    "{state}, no backup_label, standby.signal {signal}"
+                );
+                // A backup_label decides, whatever the control file says.
+                assert_eq!(
+                    DataOrigin::of(&c, true, signal),
+                    BaseBackup,
+                    "{state}, backup_label, standby.signal {signal}"
+                );
+            }
         }
     }
 

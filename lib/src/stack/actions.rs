@@ -24,7 +24,9 @@ use crate::ocf::notify::{NotifyKind, NotifyOp};
 use crate::ocf::OcfRc;
 use crate::postgres::db::{Db, Host, LocalStatus, Reach, StandbyRow, Target};
 use crate::postgres::history::{self, Follow};
-use crate::postgres::server::{conninfo_value, wait_until, ControlData, DataOrigin, ProcessState};
+use crate::postgres::server::{
+    conninfo_value, wait_until, ControlData, ControlState, DataOrigin, ProcessState,
+};
 use crate::postgres::tls::PgTls;
 use crate::postgres::wire;
 use crate::postgres::{PgError, Position};
@@ -118,15 +120,8 @@ fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
         },
         // It accepted TCP a moment ago: gone since, or hung.
         Reach::NoAnswer(r) => PrimaryAt::Unknown(r),
-        Reach::Refused(r)
-            if r.contains("starting up")
-                || r.contains("not yet accepting")
-                || r.contains("shutting down")
-                || r.contains("recovery") =>
-        {
-            PrimaryAt::Standby
-        }
-        Reach::Refused(r) => PrimaryAt::Unknown(r),
+        Reach::Refused(e) if e.is_cannot_connect_now() => PrimaryAt::Standby,
+        Reach::Refused(e) => PrimaryAt::Unknown(e.to_string()),
         Reach::Tls(e) => PrimaryAt::Untrusted(e),
     })
 }
@@ -324,7 +319,7 @@ fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
             if primary_tl.is_none_or(|p| p != local_tl) {
                 let primary_tl =
                     primary_tl.map_or_else(|| "an unknown one".to_string(), |t| t.to_string());
-                if control.state == "shut down in recovery" {
+                if control.state == ControlState::ShutDownInRecovery {
                     log::info!(
                         "this standby's data is on timeline {local_tl}, the primary's on \
                          {primary_tl}: checking that its history can follow"
@@ -956,7 +951,7 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     }
     let db = match local_db(&ctx) {
         Ok(db) => db,
-        Err(e) if !was_primary && e.to_string().contains("starting up") => {
+        Err(Error::Postgres(e)) if !was_primary && e.is_cannot_connect_now() => {
             return Ok(Outcome::because(
                 OcfRc::Degraded,
                 "standby still recovering: not accepting connections yet",

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::config::SyncMode;
 use crate::postgres::db::StandbyRow;
+use crate::postgres::queries::WalSenderState;
 use crate::postgres::{Lsn, Position};
 
 /// The promoted instance's own score.
@@ -68,7 +69,9 @@ pub fn standby_scores_under<'a>(
     {
         let in_time = maxlag == 0 || r.replay_lag() <= maxlag;
         let complete = has_async_commits(Some(r), async_until);
-        if (r.state == "streaming" && in_time && complete) || !rules.unpromotable_unless_streaming {
+        if (r.state == WalSenderState::Streaming && in_time && complete)
+            || !rules.unpromotable_unless_streaming
+        {
             eligible.push(r);
         } else {
             out.insert(r.name.clone(), NOT_PROMOTABLE);
@@ -97,7 +100,7 @@ pub fn standby_scores_under<'a>(
 /// cluster); counting it made commits wait for a standby that did not exist.
 pub fn streaming_standbys<'a>(rows: &'a [StandbyRow], own_name: &str) -> Vec<&'a StandbyRow> {
     rows.iter()
-        .filter(|r| r.state == "streaming" && r.name != own_name)
+        .filter(|r| r.state == WalSenderState::Streaming && r.name != own_name)
         .collect()
 }
 
@@ -343,7 +346,9 @@ pub fn has_async_commits(row: Option<&StandbyRow>, async_until: Option<Lsn>) -> 
     let Some(until) = async_until else {
         return true;
     };
-    row.is_some_and(|r| r.state == "streaming" && r.flush_lsn.unwrap_or_default() >= until)
+    row.is_some_and(|r| {
+        r.state == WalSenderState::Streaming && r.flush_lsn.unwrap_or_default() >= until
+    })
 }
 
 /// What answers as Redis at primary_host, seen from a replica.
@@ -404,11 +409,17 @@ mod tests {
     fn row(name: &str, state: &str, replay: u64, current: u64) -> StandbyRow {
         StandbyRow {
             name: name.into(),
+            client_addr: None,
             state: state.into(),
             sync_state: "async".into(),
+            sent_lsn: Some(Lsn(current)),
+            write_lsn: Some(Lsn(current)),
             flush_lsn: Some(Lsn(current)),
             replay_lsn: Some(Lsn(replay)),
             current_lsn: Lsn(current),
+            write_lag_time: None,
+            flush_lag_time: None,
+            replay_lag_time: None,
         }
     }
 

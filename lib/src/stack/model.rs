@@ -42,6 +42,7 @@ use stateright::{Checker, Model, Property};
 use super::decide::{self, PrimaryAt, PromoteFacts, PromoteRefusal, Rules};
 use crate::config::SyncMode;
 use crate::postgres::db::StandbyRow;
+use crate::postgres::queries::{SyncState, WalSenderState};
 use crate::postgres::{Lsn, Position};
 
 /// What the fence device does to the node it is asked to fence.
@@ -375,17 +376,26 @@ impl Cluster {
                 let current = Lsn(n.wal.len() as u64);
                 let rows: Vec<StandbyRow> = (0..s.nodes.len())
                     .filter(|&j| j != i && s.streams(j))
-                    .map(|j| StandbyRow {
-                        name: format!("n{j}"),
-                        state: if s.nodes[j].caught_up {
-                            "streaming".into()
-                        } else {
-                            "catchup".into()
-                        },
-                        sync_state: "quorum".into(),
-                        flush_lsn: Some(Lsn(s.nodes[j].wal.len() as u64)),
-                        replay_lsn: Some(Lsn(s.nodes[j].wal.len() as u64)),
-                        current_lsn: current,
+                    .map(|j| {
+                        let at = Some(Lsn(s.nodes[j].wal.len() as u64));
+                        StandbyRow {
+                            name: format!("n{j}"),
+                            client_addr: None,
+                            state: if s.nodes[j].caught_up {
+                                WalSenderState::Streaming
+                            } else {
+                                WalSenderState::Catchup
+                            },
+                            sync_state: SyncState::Quorum,
+                            sent_lsn: at,
+                            write_lsn: at,
+                            flush_lsn: at,
+                            replay_lsn: at,
+                            current_lsn: current,
+                            write_lag_time: None,
+                            flush_lag_time: None,
+                            replay_lag_time: None,
+                        }
                     })
                     .collect();
                 let streaming = decide::streaming_standbys(&rows, &own).len();
