@@ -38,7 +38,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster;
+use crate::cluster::{Cluster, CIB_FILE_ENV};
 use crate::cmd::{self, Spec};
 use crate::deadline::Deadline;
 
@@ -307,7 +307,10 @@ pub fn run(env: &BTreeMap<String, String>) -> i32 {
         ::log::debug!("not sent ({why}): {summary}");
         return EXIT_OK;
     }
-    let local = cluster::local_node_name(None, &deadline);
+    // The one place the alert agent reads `CIB_file`, from the environment
+    // it was given.
+    let cluster = Cluster::from_cib_env(env.get(CIB_FILE_ENV).map(std::ffi::OsStr::new));
+    let local = cluster.local_node_name(None, &deadline);
     if let policy::Verdict::SendOnce { subject } = &verdict {
         let members = read_members(&deadline);
         let members = members.as_deref().map_err(String::as_str);
@@ -393,13 +396,13 @@ impl TestReport {
 
 /// Sends one test email and one test SMS to every address and number of
 /// every recipient of `alert`, all at once, within the alert's `deadline`.
-pub fn send_test(alert: &AlertConfig) -> TestReport {
+pub fn send_test(cluster: &Cluster, alert: &AlertConfig) -> TestReport {
     let total = alert
         .checked_options()
         .map(|o| o.deadline)
         .unwrap_or(config::DEFAULT_DEADLINE);
     let deadline = Deadline::after(total);
-    let local = cluster::local_node_name(None, &deadline);
+    let local = cluster.local_node_name(None, &deadline);
     let message = Arc::new(message::test_message(local.as_str(), &alert.id));
     let helo: Arc<str> = Arc::from(local.as_str());
     let mut problems: Vec<Error> = Vec::new();

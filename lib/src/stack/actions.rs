@@ -16,7 +16,7 @@ use super::decide::{
 };
 use super::state::State;
 use super::{Ctx, Error, Outcome};
-use crate::cluster::{self, ClusterError, NodeName};
+use crate::cluster::{ClusterError, NodeName};
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -219,7 +219,8 @@ fn best_effort(what: &str, r: Result<(), ClusterError>) -> bool {
 fn set_score(ctx: &Ctx<'_>, node: &NodeName, score: i64) -> bool {
     best_effort(
         &format!("setting the promotion score of {node} to {score}"),
-        cluster::set_promotion_score(ctx.env.instance(), node, score, &ctx.deadline),
+        ctx.cluster
+            .set_promotion_score(ctx.env.instance(), node, score, &ctx.deadline),
     )
 }
 
@@ -633,7 +634,8 @@ pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     ctx.pg.stop(&ctx.deadline)?;
     best_effort(
         "deleting this node's promotion score",
-        cluster::delete_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline),
+        ctx.cluster
+            .delete_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline),
     );
     forget_scores(&ctx);
     log::info!("stopped");
@@ -682,7 +684,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     promote_redis(&ctx)?;
     best_effort(
         "clearing this node's published position",
-        cluster::delete_private(
+        ctx.cluster.delete_private(
             &position_attribute(env.resource()),
             &ctx.node,
             &ctx.deadline,
@@ -704,7 +706,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
 fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
     // Observe.
     let primary_at = primary_at(ctx)?;
-    let nodes = cluster::partition(&ctx.deadline).unwrap_or_else(|e| {
+    let nodes = ctx.cluster.partition(&ctx.deadline).unwrap_or_else(|e| {
         log::warn!("cannot list the partition's nodes: {e}");
         Vec::new()
     });
@@ -759,7 +761,7 @@ fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'
 /// ignores their scores.
 fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
     let attr = position_attribute(ctx.env.resource());
-    let published = match cluster::read_private(&attr, nodes, &ctx.deadline) {
+    let published = match ctx.cluster.read_private(&attr, nodes, &ctx.deadline) {
         Ok(v) => v,
         Err(e) => {
             log::warn!(
@@ -1314,7 +1316,10 @@ fn keep_promotable(ctx: &Ctx<'_>) {
     if state.candidate_checked {
         return;
     }
-    match cluster::get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline) {
+    match ctx
+        .cluster
+        .get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline)
+    {
         Ok(Some(s)) => {
             log::debug!("no primary; this standby keeps its score {s}");
             state.candidate_checked = true;
@@ -1352,7 +1357,7 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         (NotifyKind::Post, NotifyOp::Promote) => {
             best_effort(
                 "clearing this node's published position",
-                cluster::delete_private(
+                ctx.cluster.delete_private(
                     &position_attribute(env.resource()),
                     &ctx.node,
                     &ctx.deadline,
@@ -1396,7 +1401,7 @@ fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
         return Ok(());
     };
     log::info!("publishing position {pos} for the promotion");
-    cluster::publish_private(
+    ctx.cluster.publish_private(
         &position_attribute(ctx.env.resource()),
         &ctx.node,
         &pos.to_string(),
