@@ -257,8 +257,9 @@ impl Sources {
     /// Reads crm_mon, the CIB, the DC's state and `corosync.conf`
     /// (addresses of nodes it does not list are their names).
     pub fn read(cluster: &Cluster, deadline: &Deadline) -> Result<Sources, Error> {
+        let status = cluster.status(deadline)?;
         let cib = cib::query(cluster, deadline)?;
-        let cluster = cluster.status(deadline)?;
+        let cluster = status;
         let mut addresses = match corosync::addresses(Path::new(corosync::COROSYNC_CONF)) {
             Ok(a) => a,
             Err(e) => {
