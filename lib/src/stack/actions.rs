@@ -621,7 +621,7 @@ pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = match Ctx::new(env, deadline) {
         Ok(c) => c,
         // No such system user on this host: nothing of ours can run here.
-        Err(Error::Config(c)) if c.rc != OcfRc::ErrConfigured => {
+        Err(Error::Config(c)) if c.rc() != OcfRc::ErrConfigured => {
             log::warn!("{c}: nothing to stop");
             return Ok(Outcome::ok());
         }
@@ -905,7 +905,7 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         Ok(c) => c,
         // A probe on a node where the service cannot even be configured
         // finds it not running; anything else is a configuration error.
-        Err(Error::Config(c)) if env.is_probe() && c.rc != OcfRc::ErrConfigured => {
+        Err(Error::Config(c)) if env.is_probe() && c.rc() != OcfRc::ErrConfigured => {
             return Ok(Outcome::code(OcfRc::NotRunning))
         }
         Err(e) => return Err(e),

@@ -51,7 +51,7 @@ pub enum Error {
 /// The exit code of a failed action: the one place errors become codes.
 pub fn ocf_rc(e: &Error) -> OcfRc {
     match e {
-        Error::Config(c) => c.rc,
+        Error::Config(c) => c.rc(),
         Error::Postgres(PgError::Command(crate::cmd::CommandError::NotFound { .. }))
         | Error::Redis(RedisError::Command(crate::cmd::CommandError::NotFound { .. })) => {
             OcfRc::ErrInstalled
