@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rapidpro_ha::alert::{self, AlertConfig};
+use rapidpro_ha::cluster::Cluster;
 use rapidpro_ha_harness::{
     free_port, poll, run_command, CmdOutput, HttpSink, SmtpMisbehaviour, SmtpSink, SmtpSinkOptions,
     SmtpTlsMode, TestCa, TestDir, LOOPBACK,
@@ -399,7 +400,7 @@ fn send_test_reaches_every_address_and_number_of_the_alert() {
     );
     let alerts = AlertConfig::from_cib(&xml).unwrap();
     assert_eq!(alerts.len(), 1);
-    let report = alert::send_test(&alerts[0]);
+    let report = alert::send_test(&Cluster::live(), &alerts[0]);
     assert!(report.ok(), "{report:#?}");
     assert_eq!(report.outcomes.len(), 3);
     assert_eq!(s.smtp.messages().len(), 1);

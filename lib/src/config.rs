@@ -451,26 +451,60 @@ pub struct ConfigError {
     pub value: String,
     /// What is wrong and the expected form.
     pub problem: String,
-    /// The exit code it deserves.
-    pub rc: OcfRc,
+    /// Which kind of wrong, which decides the exit code ([`Problem::rc`]).
+    pub kind: Problem,
+}
+
+/// The kinds of wrong parameter, as Pacemaker must tell them apart: a value
+/// wrong everywhere stops the resource cluster-wide, a host problem only
+/// bans the resource from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// The value itself is malformed, missing or inconsistent with another
+    /// parameter: wrong on every node.
+    Invalid,
+    /// A program or file the parameter names is not on this host.
+    NotInstalled,
+    /// What the parameter names exists here but is not what it must be: no
+    /// such user, a data directory that is not one.
+    WrongOnThisHost,
+    /// What the parameter names has the wrong owner or permissions.
+    Permissions,
+}
+
+impl Problem {
+    /// The OCF exit code of each kind: the one place it is chosen.
+    pub fn rc(self) -> OcfRc {
+        match self {
+            Problem::Invalid => OcfRc::ErrConfigured,
+            Problem::NotInstalled => OcfRc::ErrInstalled,
+            Problem::WrongOnThisHost => OcfRc::ErrArgs,
+            Problem::Permissions => OcfRc::ErrPerm,
+        }
+    }
 }
 
 impl ConfigError {
+    /// The exit code this error deserves ([`Problem::rc`] of its kind).
+    pub fn rc(&self) -> OcfRc {
+        self.kind.rc()
+    }
+
     fn configured(param: &'static str, value: &str, problem: impl Into<String>) -> Self {
         ConfigError {
             param,
             value: value.to_string(),
             problem: problem.into(),
-            rc: OcfRc::ErrConfigured,
+            kind: Problem::Invalid,
         }
     }
 
-    fn host(param: &'static str, value: &Path, problem: impl Into<String>, rc: OcfRc) -> Self {
+    fn host(param: &'static str, value: &Path, problem: impl Into<String>, kind: Problem) -> Self {
         ConfigError {
             param,
             value: value.display().to_string(),
             problem: problem.into(),
-            rc,
+            kind,
         }
     }
 }
@@ -940,7 +974,7 @@ impl Config {
                     param,
                     &bin,
                     "program missing or not executable",
-                    OcfRc::ErrInstalled,
+                    Problem::NotInstalled,
                 ));
             }
         }
@@ -951,7 +985,7 @@ impl Config {
                 PGDATA,
                 &self.pgdata,
                 format!("cannot use the data directory: {e}"),
-                OcfRc::ErrArgs,
+                Problem::WrongOnThisHost,
             )
         })?;
         if !md.is_dir() {
@@ -959,7 +993,7 @@ impl Config {
                 PGDATA,
                 &self.pgdata,
                 "not a directory",
-                OcfRc::ErrArgs,
+                Problem::WrongOnThisHost,
             ));
         }
         if !self.pgdata.join("PG_VERSION").is_file() {
@@ -967,7 +1001,7 @@ impl Config {
                 PGDATA,
                 &self.pgdata,
                 "not a PostgreSQL data directory (no PG_VERSION)",
-                OcfRc::ErrArgs,
+                Problem::WrongOnThisHost,
             ));
         }
         if md.uid() != pg_user.0.as_raw() {
@@ -980,7 +1014,7 @@ impl Config {
                     self.system_user,
                     pg_user.0
                 ),
-                OcfRc::ErrPerm,
+                Problem::Permissions,
             ));
         }
         let mode = md.mode() & 0o777;
@@ -989,7 +1023,7 @@ impl Config {
                 PGDATA,
                 &self.pgdata,
                 format!("mode {mode:04o}, expected 0700 or 0750 (PostgreSQL refuses others)"),
-                OcfRc::ErrPerm,
+                Problem::Permissions,
             ));
         }
         if !self.datadir.join("postgresql.conf").is_file() {
@@ -997,7 +1031,7 @@ impl Config {
                 DATADIR,
                 &self.datadir,
                 "no postgresql.conf in this directory",
-                OcfRc::ErrInstalled,
+                Problem::NotInstalled,
             ));
         }
         if !self.redis_config.is_file() {
@@ -1005,7 +1039,7 @@ impl Config {
                 REDIS_CONFIG,
                 &self.redis_config,
                 "file missing",
-                OcfRc::ErrInstalled,
+                Problem::NotInstalled,
             ));
         }
         if let Some(root) = &self.pg_tls.rootcert {
@@ -1015,7 +1049,7 @@ impl Config {
                     root,
                     "file missing: put the CA certificate (PEM) that signed the PostgreSQL \
                      servers' certificates there, readable by system_user",
-                    OcfRc::ErrInstalled,
+                    Problem::NotInstalled,
                 ));
             }
         }
@@ -1050,7 +1084,7 @@ impl Config {
                         param,
                         file,
                         "not a regular file; expected a PEM file",
-                        OcfRc::ErrInstalled,
+                        Problem::NotInstalled,
                     ))
                 }
                 Err(e) => {
@@ -1058,7 +1092,7 @@ impl Config {
                         param,
                         file,
                         format!("cannot use the file: {e}; expected a PEM file"),
-                        OcfRc::ErrInstalled,
+                        Problem::NotInstalled,
                     ))
                 }
             }
@@ -1072,7 +1106,7 @@ impl Config {
                          the file's group)",
                         self.redis_user, self.redis_user, self.redis_user, self.redis_user
                     ),
-                    OcfRc::ErrPerm,
+                    Problem::Permissions,
                 ));
             }
         }
@@ -1149,7 +1183,7 @@ fn lookup_user(param: &'static str, name: &str) -> Result<(Uid, Gid), ConfigErro
             param,
             value: name.to_string(),
             problem: "no such system user on this host".to_string(),
-            rc: OcfRc::ErrArgs,
+            kind: Problem::WrongOnThisHost,
         }),
     }
 }
@@ -1254,7 +1288,7 @@ mod tests {
             Some(Path::new("/etc/rapidpro/ca.crt"))
         );
         let e = Config::from_env(&env(&[("sslmode", "verify_full")])).unwrap_err();
-        assert_eq!((e.param, e.rc), ("sslmode", OcfRc::ErrConfigured));
+        assert_eq!((e.param, e.rc()), ("sslmode", OcfRc::ErrConfigured));
         assert!(e.problem.contains("verify-full"), "{e}");
     }
 
@@ -1262,7 +1296,7 @@ mod tests {
     fn verify_modes_without_sslrootcert_are_refused_naming_both_parameters() {
         for mode in ["verify-ca", "verify-full"] {
             let e = Config::from_env(&env(&[("sslmode", mode)])).unwrap_err();
-            assert_eq!(e.rc, OcfRc::ErrConfigured);
+            assert_eq!(e.rc(), OcfRc::ErrConfigured);
             let m = e.to_string();
             assert!(m.contains("sslmode") && m.contains("sslrootcert"), "{m}");
         }
@@ -1290,7 +1324,7 @@ mod tests {
     fn a_missing_primary_host_is_a_configuration_error() {
         let e = Config::from_env(&OcfEnv::from_vars([("x", "y")])).unwrap_err();
         assert_eq!(e.param, "primary_host");
-        assert_eq!(e.rc, OcfRc::ErrConfigured);
+        assert_eq!(e.rc(), OcfRc::ErrConfigured);
     }
 
     #[test]
@@ -1338,7 +1372,7 @@ mod tests {
             }
             let e = r.expect_err(&format!("{k}={v:?} should be rejected"));
             assert_eq!(e.param, *k, "{k}={v:?}: {e}");
-            assert_eq!(e.rc, OcfRc::ErrConfigured, "{k}={v:?}");
+            assert_eq!(e.rc(), OcfRc::ErrConfigured, "{k}={v:?}");
             assert!(e.to_string().contains("expected"), "{e}");
         }
     }
@@ -1359,7 +1393,7 @@ mod tests {
                 ),
             ]);
             let err = Config::from_env(&e).unwrap_err();
-            assert_eq!((err.param, err.rc), (name, OcfRc::ErrConfigured));
+            assert_eq!((err.param, err.rc()), (name, OcfRc::ErrConfigured));
             assert!(err.to_string().contains("UTF-8"), "{err}");
             assert_eq!(err.to_string().contains("secret"), shown, "{err}");
         }
@@ -1398,7 +1432,7 @@ mod tests {
             for v in bad {
                 let e = Config::from_env(&env(&[(name, v)]))
                     .expect_err(&format!("{name}={v:?} should be refused"));
-                assert_eq!((e.param, e.rc), (name, OcfRc::ErrConfigured), "{e}");
+                assert_eq!((e.param, e.rc()), (name, OcfRc::ErrConfigured), "{e}");
                 let msg = e.to_string();
                 assert!(msg.starts_with(&format!("parameter {name}=")), "{msg}");
                 assert!(
@@ -1502,7 +1536,7 @@ mod tests {
         for missing in ["redis_tls_cert", "redis_tls_key", "redis_tls_ca"] {
             let some: Vec<_> = all.iter().copied().filter(|(k, _)| *k != missing).collect();
             let e = Config::from_env(&env(&some)).unwrap_err();
-            assert_eq!((e.param, e.rc), (missing, OcfRc::ErrConfigured), "{e}");
+            assert_eq!((e.param, e.rc()), (missing, OcfRc::ErrConfigured), "{e}");
             assert!(
                 e.to_string().contains("required when redis_tls=true"),
                 "{e}"
@@ -1561,6 +1595,57 @@ mod tests {
         let why = unreadable_by(&key, other, &stranger).expect("closed directory");
         assert!(why.starts_with("directory"), "{why}");
         assert_eq!(unreadable_by(&key, Uid::from_raw(0), &stranger), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn each_kind_of_wrong_parameter_has_its_own_ocf_code() {
+        // Wrong everywhere: Pacemaker stops the resource on every node.
+        assert_eq!(Problem::Invalid.rc(), OcfRc::ErrConfigured);
+        // Wrong on this host only: the resource is kept off this node.
+        assert_eq!(Problem::NotInstalled.rc(), OcfRc::ErrInstalled);
+        assert_eq!(Problem::WrongOnThisHost.rc(), OcfRc::ErrArgs);
+        assert_eq!(Problem::Permissions.rc(), OcfRc::ErrPerm);
+        let e = Config::from_env(&env(&[("pgport", "0")])).unwrap_err();
+        assert_eq!((e.kind, e.rc()), (Problem::Invalid, OcfRc::ErrConfigured));
+    }
+
+    #[test]
+    fn host_problems_are_told_apart_by_kind() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rapidpro-ha-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir_s = dir.display().to_string();
+        let check = |vars: &[(&str, &str)]| Config::from_env(&env(vars)).unwrap().check_host();
+
+        let e = check(&[("bindir", &format!("{dir_s}/none"))]).unwrap_err();
+        assert_eq!((e.param, e.kind), ("bindir", Problem::NotInstalled), "{e}");
+
+        let e = check(&[("system_user", "no-such-user-rapidpro")]).unwrap_err();
+        assert_eq!((e.param, e.kind), ("system_user", Problem::WrongOnThisHost));
+
+        let file = dir.join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = check(&[("pgdata", &file.display().to_string())]).unwrap_err();
+        assert_eq!(
+            (e.param, e.kind),
+            ("pgdata", Problem::WrongOnThisHost),
+            "{e}"
+        );
+
+        // A data directory anyone may enter: PostgreSQL refuses it.
+        let pgdata = dir.join("pgdata");
+        std::fs::create_dir(&pgdata).unwrap();
+        std::fs::write(pgdata.join("PG_VERSION"), "15\n").unwrap();
+        let pg = User::from_name("postgres")
+            .unwrap()
+            .expect("the postgres user");
+        nix::unistd::chown(&pgdata, Some(pg.uid), Some(pg.gid)).unwrap();
+        std::fs::set_permissions(&pgdata, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check(&[("pgdata", &pgdata.display().to_string())]).unwrap_err();
+        assert_eq!((e.param, e.kind), ("pgdata", Problem::Permissions), "{e}");
+        assert_eq!(e.rc(), OcfRc::ErrPerm);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -225,7 +225,7 @@ mod ocf_env {
             }
             Err(e) => {
                 let p = spec(e.param).expect("the error names one of the parameters");
-                prop_assert_eq!(e.rc, crate::ocf::OcfRc::ErrConfigured);
+                prop_assert_eq!(e.rc(), crate::ocf::OcfRc::ErrConfigured);
                 let msg = e.to_string();
                 let prefix = format!("parameter {}=", p.name);
                 prop_assert!(msg.starts_with(&prefix), "{}", msg);

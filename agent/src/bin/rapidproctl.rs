@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use rapidpro_ha::cluster::{Cluster, CIB_FILE_ENV};
 use rapidpro_ha::ctl::{self, health, pgdump, rebuild, switchover};
 use rapidpro_ha::deadline::Deadline;
 use rapidpro_tools::cli::{Cli, Command, Format};
@@ -17,12 +18,17 @@ fn main() {
     let cli = Cli::parse();
     ctl::init_logging(cli.verbose);
     let deadline = Deadline::after(ctl::DEFAULT_DEADLINE);
+    // The one place rapidproctl reads `CIB_file`: with it, the commands that
+    // read the CIB read that file, as Pacemaker's own tools do.
+    let cluster = Cluster::from_cib_env(std::env::var_os(CIB_FILE_ENV).as_deref());
+    let cluster = &cluster;
     let result = match cli.command {
-        Command::Status => ctl::status::status(&deadline),
-        Command::State { node } => ctl::status::state(node.as_deref(), &deadline),
-        Command::Postgres => ctl::postgres::postgres(&deadline),
-        Command::Check => ctl::check::run(&deadline),
+        Command::Status => ctl::status::status(cluster, &deadline),
+        Command::State { node } => ctl::status::state(cluster, node.as_deref(), &deadline),
+        Command::Postgres => ctl::postgres::postgres(cluster, &deadline),
+        Command::Check => ctl::check::run(cluster, &deadline),
         Command::Health(a) => health::health(
+            cluster,
             &health::Options {
                 thresholds: health::Thresholds {
                     cpu_yellow: a.cpu_yellow,
@@ -43,23 +49,31 @@ fn main() {
             },
             &deadline,
         ),
-        Command::Pgdump(a) => pgdump::pgdump(&pgdump::Options {
-            file: a.file,
-            force: a.force,
-            database: a.database,
-            format: match a.format {
-                Format::Plain => pgdump::Format::Plain,
-                Format::Custom => pgdump::Format::Custom,
+        Command::Pgdump(a) => pgdump::pgdump(
+            cluster,
+            &pgdump::Options {
+                file: a.file,
+                force: a.force,
+                database: a.database,
+                format: match a.format {
+                    Format::Plain => pgdump::Format::Plain,
+                    Format::Custom => pgdump::Format::Custom,
+                },
+                user: a.user,
+                timeout: Duration::from_secs(a.timeout),
+                local: a.local,
             },
-            user: a.user,
-            timeout: Duration::from_secs(a.timeout),
-            local: a.local,
-        }),
+        ),
         Command::Switchover {
             node,
             timeout,
             dry_run,
-        } => switchover::switchover(node.as_deref(), Duration::from_secs(timeout), dry_run),
+        } => switchover::switchover(
+            cluster,
+            node.as_deref(),
+            Duration::from_secs(timeout),
+            dry_run,
+        ),
         Command::Rebuild {
             node,
             discard,
@@ -67,6 +81,7 @@ fn main() {
             timeout,
             backup_timeout,
         } => rebuild::rebuild(
+            cluster,
             &node,
             &rebuild::Options {
                 discard,
@@ -75,7 +90,7 @@ fn main() {
                 backup_timeout: Duration::from_secs(backup_timeout),
             },
         ),
-        Command::Alert { test: _ } => ctl::alerts::test(&deadline),
+        Command::Alert { test: _ } => ctl::alerts::test(cluster, &deadline),
     };
     std::process::exit(ctl::print(&result, cli.json));
 }

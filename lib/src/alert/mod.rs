@@ -38,7 +38,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cluster;
+use crate::cluster::{Cluster, CIB_FILE_ENV};
 use crate::cmd::{self, Spec};
 use crate::deadline::Deadline;
 
@@ -282,32 +282,81 @@ fn read_members(deadline: &Deadline) -> Result<Vec<policy::Member>, String> {
     policy::parse_members(&out.stdout).map_err(|e| e.to_string())
 }
 
+/// What a run did when nothing was wrong with its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every email and SMS owed was sent.
+    Sent,
+    /// Deliberately not sent: the event is not worth an alert (a
+    /// successful monitor, a recurring operation's repeat).
+    Silent,
+    /// Not sent from this node: another node of the membership sends it.
+    SentElsewhere,
+    /// At least one email or SMS was not sent, or an item of the recipient
+    /// was neither an address nor a number; the others were sent.
+    SomeFailed,
+}
+
+/// Why a run sent nothing: its options or its environment are wrong.
+#[derive(Debug)]
+pub enum Refusal {
+    /// An option of the alert is wrong.
+    Option(Error),
+    /// A variable Pacemaker sets for the event is missing or wrong.
+    Event(Error),
+    /// The recipient value is unset or empty.
+    NoRecipient,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Option(e) => write!(f, "bad alert option: {e}; nothing sent"),
+            Refusal::Event(e) => write!(f, "{e}"),
+            Refusal::NoRecipient => write!(
+                f,
+                "{}: not set or empty: give the alert a recipient (pcs alert recipient add)",
+                event::RECIPIENT
+            ),
+        }
+    }
+}
+
+/// The exit code of a run: the one place it is chosen ([`EXIT_OK`],
+/// [`EXIT_SEND_FAILED`], [`EXIT_CONFIG`]). Pacemaker logs a non-zero one.
+pub fn exit_code(outcome: &Result<Delivery, Refusal>) -> i32 {
+    match outcome {
+        Ok(Delivery::Sent | Delivery::Silent | Delivery::SentElsewhere) => EXIT_OK,
+        Ok(Delivery::SomeFailed) => EXIT_SEND_FAILED,
+        Err(Refusal::Option(_) | Refusal::Event(_) | Refusal::NoRecipient) => EXIT_CONFIG,
+    }
+}
+
 /// Handles one alert: `env` is the process environment Pacemaker set.
-/// Returns the exit code ([`EXIT_OK`], [`EXIT_SEND_FAILED`],
-/// [`EXIT_CONFIG`]).
+/// Returns the exit code ([`exit_code`]).
 pub fn run(env: &BTreeMap<String, String>) -> i32 {
-    let options = match Options::from_env(env) {
-        Ok(o) => Arc::new(o),
-        Err(e) => {
-            ::log::error!("bad alert option: {e}; nothing sent");
-            return EXIT_CONFIG;
-        }
-    };
+    let outcome = handle(env);
+    if let Err(refusal) = &outcome {
+        ::log::error!("{refusal}");
+    }
+    exit_code(&outcome)
+}
+
+/// Reads the alert, decides and sends; logs each delivery and failure.
+pub fn handle(env: &BTreeMap<String, String>) -> Result<Delivery, Refusal> {
+    let options = Arc::new(Options::from_env(env).map_err(Refusal::Option)?);
     let deadline = Deadline::after(options.deadline);
-    let event = match Event::from_env(env) {
-        Ok(e) => e,
-        Err(e) => {
-            ::log::error!("{e}");
-            return EXIT_CONFIG;
-        }
-    };
+    let event = Event::from_env(env).map_err(Refusal::Event)?;
     let summary = message::summary(&event);
     let verdict = policy::classify(&event);
     if let policy::Verdict::Silent(why) = &verdict {
         ::log::debug!("not sent ({why}): {summary}");
-        return EXIT_OK;
+        return Ok(Delivery::Silent);
     }
-    let local = cluster::local_node_name(None, &deadline);
+    // The one place the alert agent reads `CIB_file`, from the environment
+    // it was given.
+    let cluster = Cluster::from_cib_env(env.get(CIB_FILE_ENV).map(std::ffi::OsStr::new));
+    let local = cluster.local_node_name(None, &deadline);
     if let policy::Verdict::SendOnce { subject } = &verdict {
         let members = read_members(&deadline);
         let members = members.as_deref().map_err(String::as_str);
@@ -318,18 +367,14 @@ pub fn run(env: &BTreeMap<String, String>) -> i32 {
             }
             policy::Decision::Skip(sender) => {
                 ::log::info!("not sent from here, {sender} sends it: {summary}");
-                return EXIT_OK;
+                return Ok(Delivery::SentElsewhere);
             }
         }
     }
     let value = event.recipient.clone().unwrap_or_default();
     let (recipients, bad) = parse_recipients(&value);
     if recipients.is_empty() && bad.len() == 1 && value.trim().is_empty() {
-        ::log::error!(
-            "{}: not set or empty: give the alert a recipient (pcs alert recipient add)",
-            event::RECIPIENT
-        );
-        return EXIT_CONFIG;
+        return Err(Refusal::NoRecipient);
     }
     let mut failed = false;
     for e in &bad {
@@ -348,11 +393,11 @@ pub fn run(env: &BTreeMap<String, String>) -> i32 {
             }
         }
     }
-    if failed {
-        EXIT_SEND_FAILED
+    Ok(if failed {
+        Delivery::SomeFailed
     } else {
-        EXIT_OK
-    }
+        Delivery::Sent
+    })
 }
 
 /// The syslog tag and stderr prefix of the alert agent.
@@ -393,13 +438,13 @@ impl TestReport {
 
 /// Sends one test email and one test SMS to every address and number of
 /// every recipient of `alert`, all at once, within the alert's `deadline`.
-pub fn send_test(alert: &AlertConfig) -> TestReport {
+pub fn send_test(cluster: &Cluster, alert: &AlertConfig) -> TestReport {
     let total = alert
         .checked_options()
         .map(|o| o.deadline)
         .unwrap_or(config::DEFAULT_DEADLINE);
     let deadline = Deadline::after(total);
-    let local = cluster::local_node_name(None, &deadline);
+    let local = cluster.local_node_name(None, &deadline);
     let message = Arc::new(message::test_message(local.as_str(), &alert.id));
     let helo: Arc<str> = Arc::from(local.as_str());
     let mut problems: Vec<Error> = Vec::new();
@@ -646,4 +691,68 @@ fn describe_options(o: &Options) -> String {
         net::secs(o.send_timeout),
         net::secs(o.deadline)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event::samples;
+    use super::*;
+
+    #[test]
+    fn only_a_failed_send_or_a_wrong_input_exits_non_zero() {
+        let bad = || Error::Option {
+            option: "send_timeout",
+            problem: "x".into(),
+        };
+        let table: [(Result<Delivery, Refusal>, i32); 7] = [
+            (Ok(Delivery::Sent), EXIT_OK),
+            (Ok(Delivery::Silent), EXIT_OK),
+            (Ok(Delivery::SentElsewhere), EXIT_OK),
+            (Ok(Delivery::SomeFailed), EXIT_SEND_FAILED),
+            (Err(Refusal::Option(bad())), EXIT_CONFIG),
+            (Err(Refusal::Event(bad())), EXIT_CONFIG),
+            (Err(Refusal::NoRecipient), EXIT_CONFIG),
+        ];
+        for (outcome, code) in &table {
+            assert_eq!(exit_code(outcome), *code, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_option_is_refused_before_the_event_is_read() {
+        let r = handle(&samples::env(&[("send_timeout", "soon")]));
+        assert!(matches!(r, Err(Refusal::Option(_))), "{r:?}");
+        let msg = r.unwrap_err().to_string();
+        assert!(
+            msg.starts_with("bad alert option: send_timeout") && msg.ends_with("; nothing sent"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn outside_pacemaker_the_event_is_refused() {
+        let r = handle(&BTreeMap::new());
+        match r {
+            Err(e @ Refusal::Event(_)) => assert!(e.to_string().contains("CRM_alert_kind")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_successful_monitor_is_silent() {
+        let ok = samples::resource("stack", "monitor", "10000", "sms1", "0", "0", "0", "ok");
+        assert_eq!(handle(&ok).unwrap(), Delivery::Silent);
+    }
+
+    #[test]
+    fn an_empty_recipient_is_refused_naming_the_fix() {
+        let mut e = samples::monitor_not_running();
+        e.insert(event::RECIPIENT.to_string(), " ".to_string());
+        let r = handle(&e);
+        assert!(matches!(r, Err(Refusal::NoRecipient)), "{r:?}");
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .contains("pcs alert recipient add"));
+    }
 }

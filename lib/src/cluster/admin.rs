@@ -4,14 +4,17 @@
 //!
 //! Everything goes through [`crate::cmd`] with a timeout, like the rest of
 //! this module; parsers are pure and tested against recorded output.
+//!
+//! Only [`Cluster::query_cib`] can work on a CIB file; the other calls ask
+//! the live daemons (controller, attrd, `crm_resource`'s scheduler), as they
+//! always have, so they are free functions and take no [`Cluster`].
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::deadline::Deadline;
 
 use super::xml;
-use super::{cib_file_from_env, run_tool, tool, ClusterError, NodeName, CALL_TIMEOUT};
+use super::{run_tool, tool, Cluster, ClusterError, NodeName, CALL_TIMEOUT};
 
 const CIBADMIN: &str = "cibadmin";
 const CRMADMIN: &str = "crmadmin";
@@ -25,16 +28,14 @@ pub const CONTROLLER_IDLE: &str = "S_IDLE";
 /// How long `crm_resource --cleanup` may take.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The whole CIB (`cibadmin --query`), honouring `CIB_file`.
-pub fn query_cib(deadline: &Deadline) -> Result<String, ClusterError> {
-    let cib = cib_file_from_env();
-    let spec = tool(
-        CIBADMIN,
-        cib.as_deref().map(Path::new),
-        deadline.cap(CALL_TIMEOUT),
-    )
-    .arg("--query");
-    Ok(run_tool(&spec)?.stdout)
+impl Cluster {
+    /// The whole CIB (`cibadmin --query`).
+    pub fn query_cib(&self, deadline: &Deadline) -> Result<String, ClusterError> {
+        let spec = self
+            .tool(CIBADMIN, deadline.cap(CALL_TIMEOUT))
+            .arg("--query");
+        Ok(run_tool(&spec)?.stdout)
+    }
 }
 
 /// The state of the controller on `node` (`crmadmin --status=NODE

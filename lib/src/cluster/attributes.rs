@@ -10,13 +10,9 @@
 //! standby's LSN from the pre-promote notify to the promote this way; this
 //! agent does the same.
 
-use std::path::Path;
-
 use crate::deadline::Deadline;
 
-use super::{
-    cib_file_from_env, is_not_found, run_tool, tool, ClusterError, NodeName, CALL_TIMEOUT,
-};
+use super::{is_not_found, run_tool, Cluster, ClusterError, NodeName, CALL_TIMEOUT};
 
 /// Pacemaker's INFINITY: scores at or beyond ±1,000,000 count as infinite.
 pub const INFINITY: i64 = 1_000_000;
@@ -84,223 +80,151 @@ fn update_arg(value: &str) -> String {
     format!("--update={value}")
 }
 
-/// Sets the promotion score of `resource_instance` on `node`:
-/// `crm_attribute --lifetime=reboot --node=NODE --name=master-RSC --update=SCORE`.
-///
-/// Scores at or beyond ±[`INFINITY`] are written as `INFINITY`/`-INFINITY`.
-/// Honours `CIB_file`. With no cluster, fails with [`ClusterError::NoCluster`].
-pub fn set_promotion_score(
-    resource_instance: &str,
-    node: &NodeName,
-    score: i64,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let cib = cib_file_from_env();
-    set_promotion_score_in(
-        cib.as_deref().map(Path::new),
-        resource_instance,
-        node,
-        score,
-        deadline,
-    )
-}
-
-pub(crate) fn set_promotion_score_in(
-    cib: Option<&Path>,
-    resource_instance: &str,
-    node: &NodeName,
-    score: i64,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let name = promotion_attribute(resource_instance);
-    update_node_attribute(cib, &name, node, &score_value(score), deadline)
-}
-
-/// Reads the promotion score of `resource_instance` on `node`
-/// (`crm_attribute --query --quiet`). `Ok(None)` when there is none, or when
-/// the node is unknown to the cluster. Honours `CIB_file`.
-pub fn get_promotion_score(
-    resource_instance: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<Option<i64>, ClusterError> {
-    let cib = cib_file_from_env();
-    get_promotion_score_in(
-        cib.as_deref().map(Path::new),
-        resource_instance,
-        node,
-        deadline,
-    )
-}
-
-pub(crate) fn get_promotion_score_in(
-    cib: Option<&Path>,
-    resource_instance: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<Option<i64>, ClusterError> {
-    let name = promotion_attribute(resource_instance);
-    match query_node_attribute(cib, &name, node, deadline)? {
-        Some(v) => parse_score(&v).map(Some),
-        None => Ok(None),
+impl Cluster {
+    /// Sets the promotion score of `resource_instance` on `node`:
+    /// `crm_attribute --lifetime=reboot --node=NODE --name=master-RSC --update=SCORE`.
+    ///
+    /// Scores at or beyond ±[`INFINITY`] are written as `INFINITY`/`-INFINITY`.
+    /// With no cluster, fails with [`ClusterError::NoCluster`].
+    pub fn set_promotion_score(
+        &self,
+        resource_instance: &str,
+        node: &NodeName,
+        score: i64,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        let name = promotion_attribute(resource_instance);
+        self.update_node_attribute(&name, node, &score_value(score), deadline)
     }
-}
 
-/// Deletes the promotion score of `resource_instance` on `node`
-/// (`crm_attribute --delete`); a score that is not there is success.
-/// Honours `CIB_file`.
-pub fn delete_promotion_score(
-    resource_instance: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let cib = cib_file_from_env();
-    delete_promotion_score_in(
-        cib.as_deref().map(Path::new),
-        resource_instance,
-        node,
-        deadline,
-    )
-}
-
-pub(crate) fn delete_promotion_score_in(
-    cib: Option<&Path>,
-    resource_instance: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let name = promotion_attribute(resource_instance);
-    delete_node_attribute(cib, &name, node, deadline)
-}
-
-/// Publishes a private node attribute: one that lives only in
-/// `pacemaker-attrd` and is never written to the CIB, so it never aborts a
-/// transition (`attrd_updater --private --name=NAME --node=NODE --update=VALUE`).
-/// Used to pass data between notify and promote, as PAF does.
-///
-/// `attrd_updater` returns once the local attrd has the request; other nodes
-/// see the value a moment later.
-///
-/// **Offline CIB**: when `CIB_file` is set, attrd is not in use
-/// (`attrd_updater` ignores `CIB_file`), so the value is written into that file
-/// as an ordinary transient attribute instead
-/// (`crm_attribute --lifetime=reboot --update=VALUE`).
-pub fn publish_private(
-    name: &str,
-    node: &NodeName,
-    value: &str,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let cib = cib_file_from_env();
-    publish_private_in(cib.as_deref().map(Path::new), name, node, value, deadline)
-}
-
-pub(crate) fn publish_private_in(
-    cib: Option<&Path>,
-    name: &str,
-    node: &NodeName,
-    value: &str,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    if cib.is_some() {
-        return update_node_attribute(cib, name, node, value, deadline);
+    /// Reads the promotion score of `resource_instance` on `node`
+    /// (`crm_attribute --query --quiet`). `Ok(None)` when there is none, or when
+    /// the node is unknown to the cluster.
+    pub fn get_promotion_score(
+        &self,
+        resource_instance: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<Option<i64>, ClusterError> {
+        let name = promotion_attribute(resource_instance);
+        match self.query_node_attribute(&name, node, deadline)? {
+            Some(v) => parse_score(&v).map(Some),
+            None => Ok(None),
+        }
     }
-    let spec = tool(ATTRD_UPDATER, None, deadline.cap(CALL_TIMEOUT)).args([
-        "--private".to_string(),
-        name_arg(name),
-        node_arg(node),
-        update_arg(value),
-    ]);
-    run_tool(&spec).map(drop)
-}
 
-/// Reads private attribute `name` on `nodes`
-/// (`attrd_updater --query --all --name=NAME`), in the order of `nodes`.
-/// Values of other nodes (such as nodes outside the partition) are left out,
-/// as are empty values, which is what `attrd_updater --delete` leaves behind.
-/// So an empty `nodes` always gives an empty answer: pass the nodes whose
-/// values count, usually [`partition`](super::partition).
-///
-/// **Offline CIB**: when `CIB_file` is set, each node's value is read from
-/// that file instead (`crm_attribute --lifetime=reboot --query`), where
-/// [`publish_private`] put it.
-pub fn read_private(
-    name: &str,
-    nodes: &[NodeName],
-    deadline: &Deadline,
-) -> Result<Vec<(NodeName, String)>, ClusterError> {
-    let cib = cib_file_from_env();
-    read_private_in(cib.as_deref().map(Path::new), name, nodes, deadline)
-}
+    /// Deletes the promotion score of `resource_instance` on `node`
+    /// (`crm_attribute --delete`); a score that is not there is success.
+    pub fn delete_promotion_score(
+        &self,
+        resource_instance: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        let name = promotion_attribute(resource_instance);
+        self.delete_node_attribute(&name, node, deadline)
+    }
 
-pub(crate) fn read_private_in(
-    cib: Option<&Path>,
-    name: &str,
-    nodes: &[NodeName],
-    deadline: &Deadline,
-) -> Result<Vec<(NodeName, String)>, ClusterError> {
-    let mut found = Vec::new();
-    if cib.is_some() {
+    /// Publishes a private node attribute: one that lives only in
+    /// `pacemaker-attrd` and is never written to the CIB, so it never aborts a
+    /// transition (`attrd_updater --private --name=NAME --node=NODE --update=VALUE`).
+    /// Used to pass data between notify and promote, as PAF does.
+    ///
+    /// `attrd_updater` returns once the local attrd has the request; other nodes
+    /// see the value a moment later.
+    ///
+    /// **CIB file**: attrd is not in use (`attrd_updater` ignores `CIB_file`),
+    /// so the value is written into the file as an ordinary transient
+    /// attribute instead (`crm_attribute --lifetime=reboot --update=VALUE`).
+    pub fn publish_private(
+        &self,
+        name: &str,
+        node: &NodeName,
+        value: &str,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        if self.cib_file().is_some() {
+            return self.update_node_attribute(name, node, value, deadline);
+        }
+        let spec = self.tool(ATTRD_UPDATER, deadline.cap(CALL_TIMEOUT)).args([
+            "--private".to_string(),
+            name_arg(name),
+            node_arg(node),
+            update_arg(value),
+        ]);
+        run_tool(&spec).map(drop)
+    }
+
+    /// Reads private attribute `name` on `nodes`
+    /// (`attrd_updater --query --all --name=NAME`), in the order of `nodes`.
+    /// Values of other nodes (such as nodes outside the partition) are left out,
+    /// as are empty values, which is what `attrd_updater --delete` leaves behind.
+    /// So an empty `nodes` always gives an empty answer: pass the nodes whose
+    /// values count, usually [`Cluster::partition`].
+    ///
+    /// **CIB file**: each node's value is read from the file instead
+    /// (`crm_attribute --lifetime=reboot --query`), where
+    /// [`Cluster::publish_private`] put it.
+    pub fn read_private(
+        &self,
+        name: &str,
+        nodes: &[NodeName],
+        deadline: &Deadline,
+    ) -> Result<Vec<(NodeName, String)>, ClusterError> {
+        let mut found = Vec::new();
+        if self.cib_file().is_some() {
+            for node in nodes {
+                if let Some(v) = self.query_node_attribute(name, node, deadline)? {
+                    found.push((node.clone(), v));
+                }
+            }
+            return Ok(found);
+        }
+        let spec = self.tool(ATTRD_UPDATER, deadline.cap(CALL_TIMEOUT)).args([
+            "--query".to_string(),
+            "--all".to_string(),
+            name_arg(name),
+        ]);
+        let all = match run_tool(&spec) {
+            Ok(out) => parse_attrd_query(&out.stdout),
+            Err(e) if is_not_found(&e) => Vec::new(),
+            Err(e) => return Err(e),
+        };
         for node in nodes {
-            if let Some(v) = query_node_attribute(cib, name, node, deadline)? {
-                found.push((node.clone(), v));
+            if let Some((n, v)) = all.iter().find(|(n, v)| n == node && !v.is_empty()) {
+                found.push((n.clone(), v.clone()));
             }
         }
-        return Ok(found);
+        Ok(found)
     }
-    let spec = tool(ATTRD_UPDATER, None, deadline.cap(CALL_TIMEOUT)).args([
-        "--query".to_string(),
-        "--all".to_string(),
-        name_arg(name),
-    ]);
-    let all = match run_tool(&spec) {
-        Ok(out) => parse_attrd_query(&out.stdout),
-        Err(e) if is_not_found(&e) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    for node in nodes {
-        if let Some((n, v)) = all.iter().find(|(n, v)| n == node && !v.is_empty()) {
-            found.push((n.clone(), v.clone()));
+
+    /// Deletes private attribute `name` on `node`
+    /// (`attrd_updater --private --delete`; Pacemaker 2.1 empties the value,
+    /// which [`Cluster::read_private`] treats as absent). Absent is success.
+    ///
+    /// **CIB file**: the attribute is deleted from the file instead
+    /// (`crm_attribute --lifetime=reboot --delete`).
+    pub fn delete_private(
+        &self,
+        name: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        if self.cib_file().is_some() {
+            return self.delete_node_attribute(name, node, deadline);
         }
-    }
-    Ok(found)
-}
-
-/// Deletes private attribute `name` on `node`
-/// (`attrd_updater --private --delete`; Pacemaker 2.1 empties the value,
-/// which [`read_private`] treats as absent). Absent is success.
-///
-/// **Offline CIB**: when `CIB_file` is set, the attribute is deleted from that
-/// file instead (`crm_attribute --lifetime=reboot --delete`).
-pub fn delete_private(
-    name: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let cib = cib_file_from_env();
-    delete_private_in(cib.as_deref().map(Path::new), name, node, deadline)
-}
-
-pub(crate) fn delete_private_in(
-    cib: Option<&Path>,
-    name: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    if cib.is_some() {
-        return delete_node_attribute(cib, name, node, deadline);
-    }
-    // --private too: should the delete create the attribute, it stays out of the CIB.
-    let spec = tool(ATTRD_UPDATER, None, deadline.cap(CALL_TIMEOUT)).args([
-        "--private".to_string(),
-        "--delete".to_string(),
-        name_arg(name),
-        node_arg(node),
-    ]);
-    match run_tool(&spec) {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
+        // --private too: should the delete create the attribute, it stays out of the CIB.
+        let spec = self.tool(ATTRD_UPDATER, deadline.cap(CALL_TIMEOUT)).args([
+            "--private".to_string(),
+            "--delete".to_string(),
+            name_arg(name),
+            node_arg(node),
+        ]);
+        match run_tool(&spec) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -342,71 +266,73 @@ fn attrd_fields(line: &str) -> Vec<(&str, &str)> {
     fields
 }
 
-/// `crm_attribute --lifetime=reboot --node=NODE --name=NAME --update=VALUE`.
-fn update_node_attribute(
-    cib: Option<&Path>,
-    name: &str,
-    node: &NodeName,
-    value: &str,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let spec = tool(CRM_ATTRIBUTE, cib, deadline.cap(CALL_TIMEOUT)).args([
-        LIFETIME_REBOOT.to_string(),
-        node_arg(node),
-        name_arg(name),
-        update_arg(value),
-    ]);
-    run_tool(&spec).map(drop)
-}
-
-/// `crm_attribute --lifetime=reboot --node=NODE --name=NAME --query --quiet`;
-/// `None` when the attribute or the node does not exist.
-fn query_node_attribute(
-    cib: Option<&Path>,
-    name: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<Option<String>, ClusterError> {
-    let spec = tool(CRM_ATTRIBUTE, cib, deadline.cap(CALL_TIMEOUT)).args([
-        LIFETIME_REBOOT.to_string(),
-        node_arg(node),
-        name_arg(name),
-        "--query".to_string(),
-        "--quiet".to_string(),
-    ]);
-    match run_tool(&spec) {
-        Ok(out) => {
-            // One line; old versions printed "(null)" for an attribute with no value.
-            let v = out.stdout.strip_suffix('\n').unwrap_or(&out.stdout);
-            if v.trim().is_empty() || v == "(null)" {
-                Ok(None)
-            } else {
-                Ok(Some(v.to_string()))
-            }
-        }
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(e),
+impl Cluster {
+    /// `crm_attribute --lifetime=reboot --node=NODE --name=NAME --update=VALUE`.
+    fn update_node_attribute(
+        &self,
+        name: &str,
+        node: &NodeName,
+        value: &str,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        let spec = self.tool(CRM_ATTRIBUTE, deadline.cap(CALL_TIMEOUT)).args([
+            LIFETIME_REBOOT.to_string(),
+            node_arg(node),
+            name_arg(name),
+            update_arg(value),
+        ]);
+        run_tool(&spec).map(drop)
     }
-}
 
-/// `crm_attribute --lifetime=reboot --node=NODE --name=NAME --delete`;
-/// an attribute (or node) that is not there is success.
-fn delete_node_attribute(
-    cib: Option<&Path>,
-    name: &str,
-    node: &NodeName,
-    deadline: &Deadline,
-) -> Result<(), ClusterError> {
-    let spec = tool(CRM_ATTRIBUTE, cib, deadline.cap(CALL_TIMEOUT)).args([
-        LIFETIME_REBOOT.to_string(),
-        node_arg(node),
-        name_arg(name),
-        "--delete".to_string(),
-    ]);
-    match run_tool(&spec) {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
+    /// `crm_attribute --lifetime=reboot --node=NODE --name=NAME --query --quiet`;
+    /// `None` when the attribute or the node does not exist.
+    fn query_node_attribute(
+        &self,
+        name: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<Option<String>, ClusterError> {
+        let spec = self.tool(CRM_ATTRIBUTE, deadline.cap(CALL_TIMEOUT)).args([
+            LIFETIME_REBOOT.to_string(),
+            node_arg(node),
+            name_arg(name),
+            "--query".to_string(),
+            "--quiet".to_string(),
+        ]);
+        match run_tool(&spec) {
+            Ok(out) => {
+                // One line; old versions printed "(null)" for an attribute with no value.
+                let v = out.stdout.strip_suffix('\n').unwrap_or(&out.stdout);
+                if v.trim().is_empty() || v == "(null)" {
+                    Ok(None)
+                } else {
+                    Ok(Some(v.to_string()))
+                }
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `crm_attribute --lifetime=reboot --node=NODE --name=NAME --delete`;
+    /// an attribute (or node) that is not there is success.
+    fn delete_node_attribute(
+        &self,
+        name: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        let spec = self.tool(CRM_ATTRIBUTE, deadline.cap(CALL_TIMEOUT)).args([
+            LIFETIME_REBOOT.to_string(),
+            node_arg(node),
+            name_arg(name),
+            "--delete".to_string(),
+        ]);
+        match run_tool(&spec) {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -503,11 +429,12 @@ mod tests {
     #[test]
     fn a_negative_score_round_trips_through_an_offline_cib() {
         let cib = OfflineCib::new(&["node1", "node2"]);
-        let p = Some(cib.path());
+        let p = cib.cluster();
         let n1 = node("node1");
-        set_promotion_score_in(p, "stack:0", &n1, -1000, &deadline()).unwrap();
+        p.set_promotion_score("stack:0", &n1, -1000, &deadline())
+            .unwrap();
         assert_eq!(
-            get_promotion_score_in(p, "stack", &n1, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &n1, &deadline()).unwrap(),
             Some(-1000)
         );
         // The attribute is the one crm_attribute --promotion would use.
@@ -527,16 +454,18 @@ mod tests {
     #[test]
     fn infinite_scores_round_trip_through_an_offline_cib() {
         let cib = OfflineCib::new(&["node1"]);
-        let p = Some(cib.path());
+        let p = cib.cluster();
         let n1 = node("node1");
-        set_promotion_score_in(p, "stack", &n1, -INFINITY, &deadline()).unwrap();
+        p.set_promotion_score("stack", &n1, -INFINITY, &deadline())
+            .unwrap();
         assert_eq!(
-            get_promotion_score_in(p, "stack", &n1, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &n1, &deadline()).unwrap(),
             Some(-INFINITY)
         );
-        set_promotion_score_in(p, "stack", &n1, 2 * INFINITY, &deadline()).unwrap();
+        p.set_promotion_score("stack", &n1, 2 * INFINITY, &deadline())
+            .unwrap();
         assert_eq!(
-            get_promotion_score_in(p, "stack", &n1, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &n1, &deadline()).unwrap(),
             Some(INFINITY)
         );
     }
@@ -544,37 +473,40 @@ mod tests {
     #[test]
     fn a_missing_score_reads_as_none_and_deletes_as_success() {
         let cib = OfflineCib::new(&["node1", "node2"]);
-        let p = Some(cib.path());
+        let p = cib.cluster();
         let n2 = node("node2");
         assert_eq!(
-            get_promotion_score_in(p, "stack", &n2, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &n2, &deadline()).unwrap(),
             None
         );
-        delete_promotion_score_in(p, "stack", &n2, &deadline()).unwrap();
-        set_promotion_score_in(p, "stack", &n2, 5, &deadline()).unwrap();
+        p.delete_promotion_score("stack", &n2, &deadline()).unwrap();
+        p.set_promotion_score("stack", &n2, 5, &deadline()).unwrap();
         assert_eq!(
-            get_promotion_score_in(p, "stack", &n2, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &n2, &deadline()).unwrap(),
             Some(5)
         );
-        delete_promotion_score_in(p, "stack", &n2, &deadline()).unwrap();
+        p.delete_promotion_score("stack", &n2, &deadline()).unwrap();
         assert_eq!(
-            get_promotion_score_in(p, "stack", &n2, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &n2, &deadline()).unwrap(),
             None
         );
-        delete_promotion_score_in(p, "stack", &n2, &deadline()).unwrap();
+        p.delete_promotion_score("stack", &n2, &deadline()).unwrap();
     }
 
     #[test]
     fn a_node_unknown_to_the_cib_has_no_score_but_cannot_get_one() {
         let cib = OfflineCib::new(&["node1"]);
-        let p = Some(cib.path());
+        let p = cib.cluster();
         let ghost = node("ghost");
         assert_eq!(
-            get_promotion_score_in(p, "stack", &ghost, &deadline()).unwrap(),
+            p.get_promotion_score("stack", &ghost, &deadline()).unwrap(),
             None
         );
-        delete_promotion_score_in(p, "stack", &ghost, &deadline()).unwrap();
-        let err = set_promotion_score_in(p, "stack", &ghost, 1, &deadline()).unwrap_err();
+        p.delete_promotion_score("stack", &ghost, &deadline())
+            .unwrap();
+        let err = p
+            .set_promotion_score("stack", &ghost, 1, &deadline())
+            .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("crm_attribute") && msg.contains("ghost"),
@@ -586,7 +518,8 @@ mod tests {
     fn a_missing_cib_file_is_no_cluster_not_a_missing_score() {
         let cib = OfflineCib::new(&["node1"]);
         let missing = cib.path().with_file_name("missing.xml");
-        let err = get_promotion_score_in(Some(&missing), "stack", &node("node1"), &deadline())
+        let err = Cluster::from_cib_file(missing)
+            .get_promotion_score("stack", &node("node1"), &deadline())
             .unwrap_err();
         assert!(err.is_no_cluster(), "{err:?}");
     }
@@ -594,13 +527,18 @@ mod tests {
     #[test]
     fn private_attributes_use_the_offline_cib_when_one_is_set() {
         let cib = OfflineCib::new(&["node1", "node2", "node3"]);
-        let p = Some(cib.path());
+        let p = cib.cluster();
         let (n1, n2, n3) = (node("node1"), node("node2"), node("node3"));
-        publish_private_in(p, "lsn-stack", &n2, "1#0/3000060", &deadline()).unwrap();
-        publish_private_in(p, "lsn-stack", &n1, "-1#0/0", &deadline()).unwrap();
-        publish_private_in(p, "lsn-stack", &n3, "2#0/1", &deadline()).unwrap();
+        p.publish_private("lsn-stack", &n2, "1#0/3000060", &deadline())
+            .unwrap();
+        p.publish_private("lsn-stack", &n1, "-1#0/0", &deadline())
+            .unwrap();
+        p.publish_private("lsn-stack", &n3, "2#0/1", &deadline())
+            .unwrap();
         // Only the asked nodes, in their order.
-        let got = read_private_in(p, "lsn-stack", &[n2.clone(), n1.clone()], &deadline()).unwrap();
+        let got = p
+            .read_private("lsn-stack", &[n2.clone(), n1.clone()], &deadline())
+            .unwrap();
         assert_eq!(
             got,
             vec![
@@ -608,16 +546,18 @@ mod tests {
                 (n1.clone(), "-1#0/0".to_string())
             ]
         );
-        delete_private_in(p, "lsn-stack", &n2, &deadline()).unwrap();
-        delete_private_in(p, "lsn-stack", &n2, &deadline()).unwrap();
-        let got =
-            read_private_in(p, "lsn-stack", &[n1.clone(), n2, n3.clone()], &deadline()).unwrap();
+        p.delete_private("lsn-stack", &n2, &deadline()).unwrap();
+        p.delete_private("lsn-stack", &n2, &deadline()).unwrap();
+        let got = p
+            .read_private("lsn-stack", &[n1.clone(), n2, n3.clone()], &deadline())
+            .unwrap();
         assert_eq!(
             got,
             vec![(n1, "-1#0/0".to_string()), (n3, "2#0/1".to_string())]
         );
         // No nodes asked, no values.
-        assert!(read_private_in(p, "lsn-stack", &[], &deadline())
+        assert!(p
+            .read_private("lsn-stack", &[], &deadline())
             .unwrap()
             .is_empty());
     }
@@ -625,8 +565,9 @@ mod tests {
     #[test]
     fn with_no_cluster_a_promotion_score_is_no_cluster_at_once() {
         let t = Instant::now();
-        let err =
-            set_promotion_score_in(None, "stack", &node("node1"), -1000, &deadline()).unwrap_err();
+        let err = Cluster::live()
+            .set_promotion_score("stack", &node("node1"), -1000, &deadline())
+            .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         match &err {
             ClusterError::NoCluster { tool, detail } => {
@@ -635,29 +576,37 @@ mod tests {
             }
             other => panic!("expected NoCluster, got {other:?}"),
         }
-        let get = get_promotion_score_in(None, "stack", &node("node1"), &deadline()).unwrap_err();
+        let get = Cluster::live()
+            .get_promotion_score("stack", &node("node1"), &deadline())
+            .unwrap_err();
         assert!(get.is_no_cluster(), "{get:?}");
-        let del =
-            delete_promotion_score_in(None, "stack", &node("node1"), &deadline()).unwrap_err();
+        let del = Cluster::live()
+            .delete_promotion_score("stack", &node("node1"), &deadline())
+            .unwrap_err();
         assert!(del.is_no_cluster(), "{del:?}");
     }
 
     #[test]
     fn with_no_cluster_private_attributes_are_no_cluster() {
         let n1 = node("node1");
-        let e = publish_private_in(None, "lsn", &n1, "1", &deadline()).unwrap_err();
+        let e = Cluster::live()
+            .publish_private("lsn", &n1, "1", &deadline())
+            .unwrap_err();
         assert!(e.is_no_cluster(), "{e:?}");
-        let e = read_private_in(None, "lsn", std::slice::from_ref(&n1), &deadline()).unwrap_err();
+        let e = Cluster::live()
+            .read_private("lsn", std::slice::from_ref(&n1), &deadline())
+            .unwrap_err();
         assert!(e.is_no_cluster(), "{e:?}");
-        let e = delete_private_in(None, "lsn", &n1, &deadline()).unwrap_err();
+        let e = Cluster::live()
+            .delete_private("lsn", &n1, &deadline())
+            .unwrap_err();
         assert!(e.is_no_cluster(), "{e:?}");
     }
 
     #[test]
     fn a_passed_deadline_starts_nothing_long() {
         let t = Instant::now();
-        let err = set_promotion_score_in(
-            None,
+        let err = Cluster::live().set_promotion_score(
             "stack",
             &node("node1"),
             1,

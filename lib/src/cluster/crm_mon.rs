@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -20,8 +19,7 @@ use crate::deadline::Deadline;
 
 use super::xml::{self, Element};
 use super::{
-    cib_file_from_env, classify, says_no_cluster, tool, ClusterError, NodeName, CALL_TIMEOUT,
-    EXIT_DISCONNECT,
+    classify, says_no_cluster, Cluster, ClusterError, NodeName, CALL_TIMEOUT, EXIT_DISCONNECT,
 };
 
 const CRM_MON: &str = "crm_mon";
@@ -329,30 +327,25 @@ impl ClusterStatus {
     }
 }
 
-/// Runs `crm_mon --one-shot --output-as=xml` (honouring `CIB_file`) and reads
-/// its answer. With no cluster, fails with [`ClusterError::NoCluster`].
-pub fn status(deadline: &Deadline) -> Result<ClusterStatus, ClusterError> {
-    let cib = cib_file_from_env();
-    status_in(cib.as_deref().map(Path::new), deadline)
-}
-
-pub(crate) fn status_in(
-    cib: Option<&Path>,
-    deadline: &Deadline,
-) -> Result<ClusterStatus, ClusterError> {
-    let spec =
-        tool(CRM_MON, cib, deadline.cap(CALL_TIMEOUT)).args(["--one-shot", "--output-as=xml"]);
-    match cmd::run(&spec) {
-        Ok(out) => parse_crm_mon(&out.stdout),
-        Err(e) => {
-            // crm_mon reports its own failures inside the XML
-            // (`<status code="102" message="Not connected"><errors>...`).
-            if let CommandError::Failed { stdout, .. } = &e {
-                if stdout.contains("<pacemaker-result") {
-                    parse_crm_mon(stdout)?;
+impl Cluster {
+    /// Runs `crm_mon --one-shot --output-as=xml` and reads its answer. With
+    /// no cluster, fails with [`ClusterError::NoCluster`].
+    pub fn status(&self, deadline: &Deadline) -> Result<ClusterStatus, ClusterError> {
+        let spec = self
+            .tool(CRM_MON, deadline.cap(CALL_TIMEOUT))
+            .args(["--one-shot", "--output-as=xml"]);
+        match cmd::run(&spec) {
+            Ok(out) => parse_crm_mon(&out.stdout),
+            Err(e) => {
+                // crm_mon reports its own failures inside the XML
+                // (`<status code="102" message="Not connected"><errors>...`).
+                if let CommandError::Failed { stdout, .. } = &e {
+                    if stdout.contains("<pacemaker-result") {
+                        parse_crm_mon(stdout)?;
+                    }
                 }
+                Err(classify(&spec, e))
             }
-            Err(classify(&spec, e))
         }
     }
 }
@@ -931,7 +924,9 @@ mod tests {
                 &cib.path().to_string_lossy(),
             ],
         );
-        status_in(Some(cib.path()), &Deadline::after(Duration::from_secs(10))).unwrap()
+        cib.cluster()
+            .status(&Deadline::after(Duration::from_secs(10)))
+            .unwrap()
     }
 
     #[test]
@@ -949,7 +944,9 @@ mod tests {
     #[test]
     fn with_no_cluster_status_is_no_cluster_at_once() {
         let t = Instant::now();
-        let err = status_in(None, &Deadline::after(Duration::from_secs(10))).unwrap_err();
+        let err = Cluster::live()
+            .status(&Deadline::after(Duration::from_secs(10)))
+            .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         assert!(err.is_no_cluster(), "{err:?}");
     }

@@ -14,12 +14,18 @@
 //!   `crm_attribute`, `cibadmin` and `crm_mon` work on a CIB XML file instead of
 //!   the live cluster. Tests and benchmarks use it. `attrd_updater` and
 //!   `crm_node` ignore it and still need live daemons, so where they would be
-//!   used this module falls back to the file (see [`publish_private`] and
-//!   [`partition`]).
+//!   used this module falls back to the file (see [`Cluster::publish_private`]
+//!   and [`Cluster::partition`]).
+//!
+//! Which of the two a call works on is a value, [`Cluster`], and not the
+//! process environment: a function that takes no `Cluster` cannot be
+//! pointed at a file behind its caller's back, and a test can aim two
+//! handles at two files in one process. The environment variable is read
+//! in one place, [`Cluster::from_cib_env`], by the binaries as they start.
 
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cmd::{self, CommandError, Output, Spec};
@@ -30,12 +36,9 @@ mod attributes;
 mod crm_mon;
 pub(crate) mod xml;
 
-pub use attributes::{
-    delete_private, delete_promotion_score, get_promotion_score, parse_attrd_query, parse_score,
-    promotion_attribute, publish_private, read_private, set_promotion_score, INFINITY,
-};
+pub use attributes::{parse_attrd_query, parse_score, promotion_attribute, INFINITY};
 pub use crm_mon::{
-    parse_crm_mon, status, CloneStatus, ClusterStatus, Failure, NodeStatus, PendingOperation,
+    parse_crm_mon, CloneStatus, ClusterStatus, Failure, NodeStatus, PendingOperation,
     ResourceStatus, Role,
 };
 
@@ -179,9 +182,50 @@ impl AsRef<str> for NodeName {
     }
 }
 
-/// The CIB file the tools are pointed at by the environment, if any.
-pub fn cib_file_from_env() -> Option<OsString> {
-    std::env::var_os(CIB_FILE_ENV).filter(|v| !v.is_empty())
+/// The cluster a call works on: the running one, or a CIB file.
+///
+/// With a file, the handle hands `CIB_file` to each tool it runs, on that
+/// child's environment only (see [`crate::cmd`]: children start with a
+/// cleared environment), which is what Pacemaker's tools understand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    /// `None`: the live cluster.
+    cib: Option<PathBuf>,
+}
+
+impl Cluster {
+    /// The running cluster, through its daemons.
+    pub fn live() -> Self {
+        Cluster { cib: None }
+    }
+
+    /// A CIB XML file, as with `CIB_file=PATH` for Pacemaker's tools.
+    pub fn from_cib_file(path: impl Into<PathBuf>) -> Self {
+        Cluster {
+            cib: Some(path.into()),
+        }
+    }
+
+    /// The cluster a `CIB_file` value names, as Pacemaker reads the variable:
+    /// unset or empty is the live cluster. The one place that interprets it;
+    /// binaries pass what they found in their environment (rapidproctl's
+    /// and rapidpro-alert's `main`, the agent's [`crate::ocf::OcfEnv`]).
+    pub fn from_cib_env(value: Option<&OsStr>) -> Self {
+        match value.filter(|v| !v.is_empty()) {
+            Some(file) => Cluster::from_cib_file(file),
+            None => Cluster::live(),
+        }
+    }
+
+    /// The CIB file this handle works on, if not the live cluster.
+    pub fn cib_file(&self) -> Option<&Path> {
+        self.cib.as_deref()
+    }
+
+    /// A tool call aimed at this cluster (see [`tool`]).
+    pub(crate) fn tool(&self, program: &str, timeout: Duration) -> Spec {
+        tool(program, self.cib_file(), timeout)
+    }
 }
 
 /// A tool call aimed at the live cluster (`cib` is `None`) or at a CIB file.
@@ -262,39 +306,37 @@ fn last_line(text: &str) -> Option<&str> {
     text.lines().map(str::trim).rfind(|l| !l.is_empty())
 }
 
-/// The name of the local node, the way a Pacemaker agent should find it.
-///
-/// In order: `on_node` (from `OCF_RESKEY_CRM_meta_on_node`) when set and a
-/// valid name; else `crm_node -n` (given at most [`NODE_NAME_TIMEOUT`] and
-/// what is left of `deadline`); else the kernel's nodename, which is what
-/// `uname -n` prints (read with `gethostname(2)`: glibc implements it with
-/// `uname(2)`, so no process is started). Never fails: a name that cannot be
-/// read at all ends up as `localhost`.
-///
-/// `pacemakerd -$` is deliberately not parsed: resource-agents 4.12's
-/// `ocf_local_nodename` misreads it and falls back to `uname -n`.
-pub fn local_node_name(on_node: Option<&str>, deadline: &Deadline) -> NodeName {
-    if let Some(name) = on_node.map(str::trim).filter(|s| !s.is_empty()) {
-        match NodeName::new(name) {
-            Ok(n) => return n,
-            Err(e) => log::warn!("ignoring OCF_RESKEY_CRM_meta_on_node: {e}"),
+impl Cluster {
+    /// The name of the local node, the way a Pacemaker agent should find it.
+    ///
+    /// In order: `on_node` (from `OCF_RESKEY_CRM_meta_on_node`) when set and a
+    /// valid name; else `crm_node -n` (given at most [`NODE_NAME_TIMEOUT`] and
+    /// what is left of `deadline`); else the kernel's nodename, which is what
+    /// `uname -n` prints (read with `gethostname(2)`: glibc implements it with
+    /// `uname(2)`, so no process is started). Never fails: a name that cannot be
+    /// read at all ends up as `localhost`.
+    ///
+    /// `pacemakerd -$` is deliberately not parsed: resource-agents 4.12's
+    /// `ocf_local_nodename` misreads it and falls back to `uname -n`.
+    pub fn local_node_name(&self, on_node: Option<&str>, deadline: &Deadline) -> NodeName {
+        if let Some(name) = on_node.map(str::trim).filter(|s| !s.is_empty()) {
+            match NodeName::new(name) {
+                Ok(n) => return n,
+                Err(e) => log::warn!("ignoring OCF_RESKEY_CRM_meta_on_node: {e}"),
+            }
         }
+        let spec = self
+            .tool(CRM_NODE, deadline.cap(NODE_NAME_TIMEOUT))
+            .arg("--name");
+        match run_tool(&spec) {
+            Ok(out) => match out.stdout.lines().next().map(str::trim).map(NodeName::new) {
+                Some(Ok(n)) => return n,
+                _ => log::debug!("crm_node --name printed no node name: {:?}", out.stdout),
+            },
+            Err(e) => log::debug!("local node name: {e}; using the kernel's nodename"),
+        }
+        kernel_nodename()
     }
-    let cib = cib_file_from_env();
-    let spec = tool(
-        CRM_NODE,
-        cib.as_deref().map(Path::new),
-        deadline.cap(NODE_NAME_TIMEOUT),
-    )
-    .arg("--name");
-    match run_tool(&spec) {
-        Ok(out) => match out.stdout.lines().next().map(str::trim).map(NodeName::new) {
-            Some(Ok(n)) => return n,
-            _ => log::debug!("crm_node --name printed no node name: {:?}", out.stdout),
-        },
-        Err(e) => log::debug!("local node name: {e}; using the kernel's nodename"),
-    }
-    kernel_nodename()
 }
 
 /// The kernel's nodename (`uname -n`), or `localhost` if it is unusable.
@@ -305,37 +347,31 @@ fn kernel_nodename() -> NodeName {
         .unwrap_or_else(|| NodeName("localhost".to_string()))
 }
 
-/// The nodes of the local partition: the members this node can talk to,
-/// from `crm_node --partition` (one line of names separated by spaces).
-///
-/// With `CIB_file` set, `crm_node` would still ask the live controller, so the
-/// partition is read from the file instead: the nodes whose `node_state` says
-/// they are in the membership (`in_ccm`) with a running controller (`crmd`).
-pub fn partition(deadline: &Deadline) -> Result<Vec<NodeName>, ClusterError> {
-    let cib = cib_file_from_env();
-    partition_in(cib.as_deref().map(Path::new), deadline)
-}
-
-pub(crate) fn partition_in(
-    cib: Option<&Path>,
-    deadline: &Deadline,
-) -> Result<Vec<NodeName>, ClusterError> {
-    let timeout = deadline.cap(CALL_TIMEOUT);
-    match cib {
-        None => {
-            let out = run_tool(&tool(CRM_NODE, None, timeout).arg("--partition"))?;
-            parse_partition(&out.stdout)
-        }
-        Some(_) => {
-            let spec = tool(CIBADMIN, cib, timeout).args([
-                "--query",
-                "--xpath=//node_state",
-                "--no-children",
-            ]);
-            match run_tool(&spec) {
-                Ok(out) => parse_cib_members(&out.stdout),
-                Err(e) if is_not_found(&e) => Ok(Vec::new()),
-                Err(e) => Err(e),
+impl Cluster {
+    /// The nodes of the local partition: the members this node can talk to,
+    /// from `crm_node --partition` (one line of names separated by spaces).
+    ///
+    /// With a CIB file, `crm_node` would still ask the live controller, so the
+    /// partition is read from the file instead: the nodes whose `node_state` says
+    /// they are in the membership (`in_ccm`) with a running controller (`crmd`).
+    pub fn partition(&self, deadline: &Deadline) -> Result<Vec<NodeName>, ClusterError> {
+        let timeout = deadline.cap(CALL_TIMEOUT);
+        match self.cib_file() {
+            None => {
+                let out = run_tool(&self.tool(CRM_NODE, timeout).arg("--partition"))?;
+                parse_partition(&out.stdout)
+            }
+            Some(_) => {
+                let spec = self.tool(CIBADMIN, timeout).args([
+                    "--query",
+                    "--xpath=//node_state",
+                    "--no-children",
+                ]);
+                match run_tool(&spec) {
+                    Ok(out) => parse_cib_members(&out.stdout),
+                    Err(e) if is_not_found(&e) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
             }
         }
     }
@@ -444,7 +480,7 @@ mod tests {
     #[test]
     fn with_no_cluster_the_local_node_is_the_kernels_nodename() {
         let t = Instant::now();
-        let name = local_node_name(None, &Deadline::after(Duration::from_secs(10)));
+        let name = Cluster::live().local_node_name(None, &Deadline::after(Duration::from_secs(10)));
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         // What `uname -n` prints, the fallback every agent ends up with.
         let uname = cmd::run(&Spec::new("uname").arg("-n")).unwrap();
@@ -454,14 +490,50 @@ mod tests {
     #[test]
     fn on_node_wins_when_valid() {
         let d = Deadline::after(Duration::from_secs(5));
-        assert_eq!(local_node_name(Some("node7"), &d).as_str(), "node7");
+        assert_eq!(
+            Cluster::live().local_node_name(Some("node7"), &d).as_str(),
+            "node7"
+        );
         // An invalid value is not used.
-        assert_ne!(local_node_name(Some("two words"), &d).as_str(), "two words");
+        assert_ne!(
+            Cluster::live()
+                .local_node_name(Some("two words"), &d)
+                .as_str(),
+            "two words"
+        );
+    }
+
+    #[test]
+    fn two_handles_on_two_cib_files_never_see_each_others_writes() {
+        // What the hidden CIB_file input made impossible in one process.
+        let (a, b) = (
+            testing::OfflineCib::new(&["node1"]),
+            testing::OfflineCib::new(&["node1"]),
+        );
+        let (a, b, n1) = (a.cluster(), b.cluster(), NodeName::new("node1").unwrap());
+        let d = Deadline::after(Duration::from_secs(10));
+        a.set_promotion_score("stack", &n1, 7, &d).unwrap();
+        b.publish_private("lsn-stack", &n1, "1#0/1", &d).unwrap();
+        assert_eq!(a.get_promotion_score("stack", &n1, &d).unwrap(), Some(7));
+        assert_eq!(b.get_promotion_score("stack", &n1, &d).unwrap(), None);
+        let one = std::slice::from_ref(&n1);
+        assert!(a.read_private("lsn-stack", one, &d).unwrap().is_empty());
+        assert_eq!(b.read_private("lsn-stack", one, &d).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_cib_file_value_names_a_file_unless_unset_or_empty() {
+        let file = Cluster::from_cib_env(Some(OsStr::new("/tmp/cib.xml")));
+        assert_eq!(file.cib_file(), Some(Path::new("/tmp/cib.xml")));
+        assert_eq!(Cluster::from_cib_env(Some(OsStr::new(""))), Cluster::live());
+        assert_eq!(Cluster::from_cib_env(None), Cluster::live());
     }
 
     #[test]
     fn with_no_cluster_the_partition_is_no_cluster() {
-        let err = partition_in(None, &Deadline::after(Duration::from_secs(5))).unwrap_err();
+        let err = Cluster::live()
+            .partition(&Deadline::after(Duration::from_secs(5)))
+            .unwrap_err();
         assert!(err.is_no_cluster(), "{err:?}");
     }
 
@@ -469,8 +541,10 @@ mod tests {
     fn an_offline_cib_gives_the_partition_of_its_online_nodes() {
         let cib = testing::OfflineCib::new(&["node1", "node2", "node3"]);
         cib.set_node_state("node3", false);
-        let nodes =
-            partition_in(Some(cib.path()), &Deadline::after(Duration::from_secs(5))).unwrap();
+        let nodes = cib
+            .cluster()
+            .partition(&Deadline::after(Duration::from_secs(5)))
+            .unwrap();
         let names: Vec<_> = nodes.iter().map(NodeName::as_str).collect();
         assert_eq!(names, ["node1", "node2"]);
     }

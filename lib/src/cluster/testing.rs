@@ -1,8 +1,8 @@
 //! Offline CIBs for tests: a CIB XML file in a private temporary directory,
 //! made and edited with the real `cibadmin`, removed on drop.
 //!
-//! The file is handed to each tool through its own environment (`CIB_file`
-//! on the child only), so tests running in parallel threads never touch the
+//! The file is handed to each tool by a [`Cluster`] handle (`CIB_file` on
+//! the child only), so tests running in parallel threads never touch the
 //! process environment.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cmd::{run, Output, Spec};
 
-use super::CIB_FILE_ENV;
+use super::Cluster;
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -65,6 +65,11 @@ impl OfflineCib {
         &self.file
     }
 
+    /// A handle on this file, for the functions under test.
+    pub fn cluster(&self) -> Cluster {
+        Cluster::from_cib_file(&self.file)
+    }
+
     /// Marks `node` as a member with a running controller, or as down.
     #[track_caller]
     pub fn set_node_state(&self, node: &str, online: bool) {
@@ -92,10 +97,10 @@ impl OfflineCib {
     /// with its stderr when it fails.
     #[track_caller]
     pub fn tool(&self, program: &str, args: &[&str]) -> Output {
-        let spec = Spec::new(program)
-            .args(args)
-            .env(CIB_FILE_ENV, &self.file)
-            .timeout(Duration::from_secs(10));
+        let spec = self
+            .cluster()
+            .tool(program, Duration::from_secs(10))
+            .args(args);
         match run(&spec) {
             Ok(out) => out,
             Err(e) => panic!("{e}"),

@@ -13,6 +13,7 @@
 use serde::Serialize;
 
 use crate::alert::{self, AlertConfig};
+use crate::cluster::Cluster;
 use crate::deadline::Deadline;
 
 use super::check::{Check, Status};
@@ -131,8 +132,8 @@ fn render(reports: &[AlertReport]) -> String {
 }
 
 /// `rapidproctl alert --test`.
-pub fn test(deadline: &Deadline) -> Result<Outcome, Error> {
-    let f = cib::query(deadline)?;
+pub fn test(cluster: &Cluster, deadline: &Deadline) -> Result<Outcome, Error> {
+    let f = cib::query(cluster, deadline)?;
     let alerts = AlertConfig::from_cib(&f.xml).map_err(|e| Error::Cib(e.to_string()))?;
     if alerts.is_empty() {
         let why = "no rapidpro-alert alert is configured in the CIB";
@@ -145,7 +146,7 @@ pub fn test(deadline: &Deadline) -> Result<Outcome, Error> {
     // Each alert is bounded by its own `deadline` option.
     let reports: Vec<AlertReport> = alerts
         .iter()
-        .map(|a| report(&alert::send_test(a)))
+        .map(|a| report(&alert::send_test(cluster, a)))
         .collect();
     let ok = reports.iter().all(|r| r.ok);
     let text = render(&reports);

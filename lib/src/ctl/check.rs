@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cluster::admin;
+use crate::cluster::{admin, Cluster};
 use crate::config::names;
 use crate::deadline::Deadline;
 
@@ -291,12 +291,13 @@ fn render(v: &[Check]) -> (String, Status) {
 }
 
 /// `rapidproctl check`.
-pub fn run(deadline: &Deadline) -> Result<Outcome, Error> {
-    let f = cib::query(deadline)?;
+pub fn run(cluster: &Cluster, deadline: &Deadline) -> Result<Outcome, Error> {
+    let f = cib::query(cluster, deadline)?;
     let mut v = cib_checks(&f);
     v.extend(validate_check(&f));
     if let Some(cfg) = f.stack.as_ref().and_then(|s| s.config().ok()) {
         let o = preflight::observe(
+            cluster,
             &cfg,
             Path::new(corosync::COROSYNC_CONF),
             &crate::systemd::default_roots(),

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cluster::admin;
 use crate::cluster::xml::{self, Element};
+use crate::cluster::Cluster;
 use crate::config::{names, Config, ConfigError};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -191,8 +191,8 @@ impl CibFacts {
 
 /// Queries the CIB and reads it; `lrm://` secrets are resolved from
 /// [`CIBSECRET_DIR`].
-pub fn query(deadline: &Deadline) -> Result<CibFacts, Error> {
-    let xml = admin::query_cib(deadline)?;
+pub fn query(cluster: &Cluster, deadline: &Deadline) -> Result<CibFacts, Error> {
+    let xml = cluster.query_cib(deadline)?;
     let mut facts = parse(&xml)?;
     if let Some(s) = facts.stack.as_mut() {
         s.resolve_secrets(&PathBuf::from(CIBSECRET_DIR));

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cluster::{self, admin};
+use crate::cluster::{admin, Cluster};
 use crate::cmd::{self, Spec};
 use crate::deadline::Deadline;
 
@@ -498,8 +498,8 @@ pub fn attribute_colours(checks: &[Check]) -> Vec<(String, Colour)> {
 }
 
 /// Runs every check.
-pub fn checks(o: &Options, deadline: &Deadline) -> Result<Vec<Check>, Error> {
-    let node = cluster::local_node_name(None, deadline);
+pub fn checks(cluster: &Cluster, o: &Options, deadline: &Deadline) -> Result<Vec<Check>, Error> {
+    let node = cluster.local_node_name(None, deadline);
     let ring = corosync::parse_nodelist(
         &std::fs::read_to_string(corosync::COROSYNC_CONF).unwrap_or_default(),
     )
@@ -509,7 +509,7 @@ pub fn checks(o: &Options, deadline: &Deadline) -> Result<Vec<Check>, Error> {
     let (pgdata, redis_dir) = match (&o.pgdata, &o.redis_dir) {
         (Some(p), Some(r)) => (p.clone(), r.clone()),
         _ => {
-            let cfg = local_config(deadline);
+            let cfg = local_config(cluster, deadline);
             let redis = std::fs::read_to_string(&cfg.redis_config)
                 .map(|c| redis_dir_of(&c))
                 .unwrap_or_else(|_| redis_dir_of(""));
@@ -532,9 +532,9 @@ pub fn checks(o: &Options, deadline: &Deadline) -> Result<Vec<Check>, Error> {
 }
 
 /// `rapidproctl health`.
-pub fn health(o: &Options, deadline: &Deadline) -> Result<Outcome, Error> {
-    let node = cluster::local_node_name(None, deadline).to_string();
-    let v = checks(o, deadline)?;
+pub fn health(cluster: &Cluster, o: &Options, deadline: &Deadline) -> Result<Outcome, Error> {
+    let node = cluster.local_node_name(None, deadline).to_string();
+    let v = checks(cluster, o, deadline)?;
     let worst = v.iter().map(|c| c.status).max().unwrap_or(Colour::Green);
     let mut published = Vec::new();
     if o.publish {

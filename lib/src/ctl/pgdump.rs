@@ -27,6 +27,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cluster::Cluster;
 use crate::cmd::{self, Spec};
 use crate::config::Config;
 use crate::deadline::Deadline;
@@ -164,7 +165,7 @@ fn partial_path(file: &Path) -> PathBuf {
 }
 
 /// `rapidproctl pgdump FILE`.
-pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
+pub fn pgdump(cluster: &Cluster, o: &Options) -> Result<Outcome, Error> {
     let started = Instant::now();
     if o.file.exists() && !o.force {
         return Err(Error::Usage(format!(
@@ -173,7 +174,7 @@ pub fn pgdump(o: &Options) -> Result<Outcome, Error> {
         )));
     }
     let deadline = Deadline::after(Duration::from_secs(30));
-    let cfg = local_config(&deadline);
+    let cfg = local_config(cluster, &deadline);
     let local_role = match connect_local(&cfg, &deadline) {
         Ok(db) => match db.in_recovery() {
             Ok(false) => Some("primary"),
@@ -387,7 +388,7 @@ mod tests {
         std::fs::write(&f, "keep").unwrap();
         let mut o = opts(None, Format::Plain);
         o.file = f.clone();
-        let e = pgdump(&o).unwrap_err();
+        let e = pgdump(&Cluster::live(), &o).unwrap_err();
         assert!(e.to_string().contains("--force"), "{e}");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "keep");
         std::fs::remove_file(&f).unwrap();

@@ -19,6 +19,7 @@
 
 use serde::Serialize;
 
+use crate::cluster::Cluster;
 use crate::config::{names, Config};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -241,8 +242,8 @@ pub fn render(v: &ReplicationView) -> String {
 
 /// The stack's parameters from the CIB or, when the CIB cannot be read or
 /// has no stack resource, the agent's defaults (with a warning).
-pub fn local_config(deadline: &Deadline) -> Config {
-    let from_cib = cib::query(deadline).and_then(|f| Ok(f.require_stack()?.config()?));
+pub fn local_config(cluster: &Cluster, deadline: &Deadline) -> Config {
+    let from_cib = cib::query(cluster, deadline).and_then(|f| Ok(f.require_stack()?.config()?));
     match from_cib {
         Ok(c) => c,
         Err(e) => {
@@ -277,8 +278,8 @@ pub fn connect_local(cfg: &Config, deadline: &Deadline) -> Result<Db, Error> {
 }
 
 /// `rapidproctl postgres`.
-pub fn postgres(deadline: &Deadline) -> Result<Outcome, Error> {
-    let cfg = local_config(deadline);
+pub fn postgres(cluster: &Cluster, deadline: &Deadline) -> Result<Outcome, Error> {
+    let cfg = local_config(cluster, deadline);
     let db = connect_local(&cfg, deadline)?;
     let st = db.status()?;
     let senders = db.standbys()?.iter().map(Sender::of).collect();

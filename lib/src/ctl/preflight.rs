@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio_postgres::SimpleQueryMessage;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::postgres::db::quote_literal;
@@ -431,12 +432,13 @@ fn redis_at(cfg: &Config) -> (RedisAt, RedisAuth) {
 
 /// Observes everything, the nodes in parallel.
 pub fn observe(
+    cluster: &Cluster,
     cfg: &Config,
     corosync_conf: &Path,
     unit_roots: &[&Path],
     deadline: &Deadline,
 ) -> Observed {
-    let this_node = crate::cluster::local_node_name(None, deadline).to_string();
+    let this_node = cluster.local_node_name(None, deadline).to_string();
     let nodes_map = super::corosync::addresses(corosync_conf).map_err(|e| e.to_string());
     let this_addr = nodes_map
         .as_ref()

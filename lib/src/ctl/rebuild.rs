@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::unistd::{Gid, Uid, User};
 use serde::Serialize;
 
-use crate::cluster::{self, admin, ClusterStatus, NodeName, Role};
+use crate::cluster::{admin, Cluster, ClusterStatus, NodeName, Role};
 use crate::cmd::{self, Spec};
 use crate::config::Config;
 use crate::deadline::Deadline;
@@ -821,11 +821,11 @@ struct Observed {
     space: Option<Space>,
 }
 
-fn observe(deadline: &Deadline) -> Result<Observed, Error> {
-    let src = Sources::read(deadline)?;
+fn observe(cluster: &Cluster, deadline: &Deadline) -> Result<Observed, Error> {
+    let src = Sources::read(cluster, deadline)?;
     let cfg = src.config()?;
     let clone = src.cib.require_stack()?.promotable_id().to_string();
-    let local = cluster::local_node_name(None, deadline).to_string();
+    let local = cluster.local_node_name(None, deadline).to_string();
     let data_dir = observe_data_dir(&cfg.pgdata, &cfg.datadir);
     let (primary, size) = observe_primary(&cfg, deadline);
     let space = match (size, free_space(&cfg.pgdata)) {
@@ -1101,8 +1101,8 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// The instance's role on `node`, from crm_mon.
-fn role_on(clone: &str, node: &str, deadline: &Deadline) -> Option<Role> {
-    let st = cluster::status(deadline).ok()?;
+fn role_on(cluster: &Cluster, clone: &str, node: &str, deadline: &Deadline) -> Option<Role> {
+    let st = cluster.status(deadline).ok()?;
     let c = st.find_clone(clone)?;
     Some(
         c.instance_on(node)
@@ -1113,10 +1113,15 @@ fn role_on(clone: &str, node: &str, deadline: &Deadline) -> Option<Role> {
 
 /// Waits until crm_mon shows the instance on the node stopped and no
 /// postmaster runs for pgdata.
-fn wait_stopped(plan: &Plan, server: &Server, timeout: Duration) -> Result<(), Error> {
+fn wait_stopped(
+    cluster: &Cluster,
+    plan: &Plan,
+    server: &Server,
+    timeout: Duration,
+) -> Result<(), Error> {
     let deadline = Deadline::after(timeout);
     loop {
-        let role = role_on(&plan.clone, &plan.node, &deadline);
+        let role = role_on(cluster, &plan.clone, &plan.node, &deadline);
         let running = matches!(server.process_state(), ProcessState::Running(_));
         if role == Some(Role::Stopped) && !running {
             return Ok(());
@@ -1179,11 +1184,16 @@ impl Back {
 
 /// Waits until the instance is Unpromoted, the local PostgreSQL streams
 /// (over its socket) and the local Redis' link is up.
-fn wait_streaming(plan: &Plan, cfg: &Config, timeout: Duration) -> Result<Back, Error> {
+fn wait_streaming(
+    cluster: &Cluster,
+    plan: &Plan,
+    cfg: &Config,
+    timeout: Duration,
+) -> Result<Back, Error> {
     let deadline = Deadline::after(timeout);
     let mut back = Back::default();
     loop {
-        back.role = role_on(&plan.clone, &plan.node, &deadline);
+        back.role = role_on(cluster, &plan.clone, &plan.node, &deadline);
         back.receiver = super::postgres::connect_local(cfg, &deadline)
             .ok()
             .and_then(|db| db.status().ok())
@@ -1253,14 +1263,14 @@ fn base_backup(
 }
 
 /// `rapidproctl rebuild NODE`.
-pub fn rebuild(node: &str, opts: &Options) -> Result<Outcome, Error> {
+pub fn rebuild(cluster: &Cluster, node: &str, opts: &Options) -> Result<Outcome, Error> {
     let started = Instant::now();
     let stamp = utc_stamp(SystemTime::now());
     let settle = Deadline::after(SETTLE_WAIT.min(opts.timeout / 2));
     let mut waited = false;
     let (obs, judged) = loop {
         // Each reading gets its own bound: the settling wait may outlast one.
-        let obs = observe(&Deadline::after(super::DEFAULT_DEADLINE))?;
+        let obs = observe(cluster, &Deadline::after(super::DEFAULT_DEADLINE))?;
         let params = Params::from_config(&obs.cfg);
         let situation = Situation {
             cluster: &obs.src.cluster,
@@ -1343,6 +1353,7 @@ pub fn rebuild(node: &str, opts: &Options) -> Result<Outcome, Error> {
     let node_name = NodeName::new(&plan.node)?;
     let mut progress = Progress::default();
     let result = act(
+        cluster,
         &plan,
         &cfg,
         &server,
@@ -1394,6 +1405,7 @@ pub fn rebuild(node: &str, opts: &Options) -> Result<Outcome, Error> {
 /// The steps after the checks; `progress` says how far it got.
 #[allow(clippy::too_many_arguments)]
 fn act(
+    cluster: &Cluster,
     plan: &Plan,
     cfg: &Config,
     server: &Server,
@@ -1432,7 +1444,7 @@ fn act(
     let t = Instant::now();
     admin::ban_node(&plan.clone, node, &call)?;
     progress.banned = true;
-    wait_stopped(plan, server, opts.timeout)?;
+    wait_stopped(cluster, plan, server, opts.timeout)?;
     record(StepKind::Ban, t, report, text);
 
     begin(StepKind::MoveAside);
@@ -1466,7 +1478,7 @@ fn act(
 
     begin(StepKind::WaitStreaming);
     let t = Instant::now();
-    let back = wait_streaming(plan, cfg, opts.timeout)?;
+    let back = wait_streaming(cluster, plan, cfg, opts.timeout)?;
     record(StepKind::WaitStreaming, t, report, text);
 
     if plan.discard && plan.old_data_dir.is_some() {

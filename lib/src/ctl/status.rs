@@ -37,7 +37,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cluster::{self, admin, ClusterStatus, NodeName, ResourceStatus, Role};
+use crate::cluster::{self, admin, Cluster, ClusterStatus, NodeName, ResourceStatus, Role};
 use crate::config::Config;
 use crate::deadline::Deadline;
 
@@ -256,9 +256,10 @@ pub struct Sources {
 impl Sources {
     /// Reads crm_mon, the CIB, the DC's state and `corosync.conf`
     /// (addresses of nodes it does not list are their names).
-    pub fn read(deadline: &Deadline) -> Result<Sources, Error> {
-        let cluster = cluster::status(deadline)?;
-        let cib = cib::query(deadline)?;
+    pub fn read(cluster: &Cluster, deadline: &Deadline) -> Result<Sources, Error> {
+        let status = cluster.status(deadline)?;
+        let cib = cib::query(cluster, deadline)?;
+        let cluster = status;
         let mut addresses = match corosync::addresses(Path::new(corosync::COROSYNC_CONF)) {
             Ok(a) => a,
             Err(e) => {
@@ -309,8 +310,8 @@ impl Sources {
 /// Reads everything and builds the report. A stack whose parameters cannot
 /// be read still gives a report, with the reason in every node's
 /// `postgres.error` and `redis.error`.
-pub fn report(deadline: &Deadline) -> Result<StatusReport, Error> {
-    let src = Sources::read(deadline)?;
+pub fn report(cluster: &Cluster, deadline: &Deadline) -> Result<StatusReport, Error> {
+    let src = Sources::read(cluster, deadline)?;
     let probes = match src.probe(Timeouts::default()) {
         Ok(p) => p,
         Err(e) => {
@@ -771,8 +772,8 @@ pub fn render(r: &StatusReport) -> String {
 }
 
 /// `rapidproctl status`.
-pub fn status(deadline: &Deadline) -> Result<Outcome, Error> {
-    let r = report(deadline)?;
+pub fn status(cluster: &Cluster, deadline: &Deadline) -> Result<Outcome, Error> {
+    let r = report(cluster, deadline)?;
     let json = serde_json::to_value(&r).expect("the report serializes");
     Ok(Outcome::ok(json, render(&r)))
 }
@@ -813,12 +814,12 @@ pub fn render_node(n: &NodeView) -> String {
 }
 
 /// `rapidproctl state [NODE]`: `node` or, by default, this node.
-pub fn state(node: Option<&str>, deadline: &Deadline) -> Result<Outcome, Error> {
+pub fn state(cluster: &Cluster, node: Option<&str>, deadline: &Deadline) -> Result<Outcome, Error> {
     let name = match node {
         Some(n) => n.to_string(),
-        None => cluster::local_node_name(None, deadline).to_string(),
+        None => cluster.local_node_name(None, deadline).to_string(),
     };
-    let r = report(deadline)?;
+    let r = report(cluster, deadline)?;
     let n = r.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
         let known: Vec<&str> = r.nodes.iter().map(|n| n.name.as_str()).collect();
         Error::Usage(format!(

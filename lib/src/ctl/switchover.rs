@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cluster::{self, admin, ClusterStatus, NodeName, Role};
+use crate::cluster::{admin, Cluster, ClusterStatus, NodeName, Role};
 use crate::deadline::Deadline;
 use crate::postgres::db::StandbyRow;
 use crate::postgres::queries::WalSenderState;
@@ -411,8 +411,8 @@ type Read = (Sources, Result<Vec<StandbyRow>, String>, u64);
 
 /// Reads the situation: crm_mon, CIB, DC state, and the primary's
 /// `pg_stat_replication` over TCP.
-fn read_situation(deadline: &Deadline) -> Result<Read, Error> {
-    let src = Sources::read(deadline)?;
+fn read_situation(cluster: &Cluster, deadline: &Deadline) -> Result<Read, Error> {
+    let src = Sources::read(cluster, deadline)?;
     let cfg = src.config()?;
     let clone = src.cib.require_stack()?.promotable_id().to_string();
     let primary = src
@@ -442,13 +442,14 @@ fn secs(d: Duration) -> f64 {
 /// Polls crm_mon until `to` is the only Promoted node and, if there is a
 /// VIP, holds it. Returns the VIP's node.
 fn wait_promoted(
+    cluster: &Cluster,
     clone: &str,
     vip: Option<&str>,
     to: &str,
     deadline: &Deadline,
 ) -> Result<Option<String>, Error> {
     loop {
-        if let Ok(st) = cluster::status(deadline) {
+        if let Ok(st) = cluster.status(deadline) {
             let promoted: Vec<String> = st
                 .find_clone(clone)
                 .map(|c| c.promoted_nodes().iter().map(|n| n.to_string()).collect())
@@ -474,6 +475,7 @@ fn wait_promoted(
 
 /// `rapidproctl switchover [NODE]`; with `dry_run`, only the checks.
 pub fn switchover(
+    cluster: &Cluster,
     target: Option<&str>,
     timeout: Duration,
     dry_run: bool,
@@ -485,7 +487,7 @@ pub fn switchover(
     let settle = Deadline::after(SETTLE_WAIT.min(timeout / 2));
     let mut waited = false;
     let (src, judged) = loop {
-        let (src, standbys, maxlag) = read_situation(&deadline)?;
+        let (src, standbys, maxlag) = read_situation(cluster, &deadline)?;
         let clone = src.cib.require_stack()?.promotable_id().to_string();
         let situation = Situation {
             cluster: &src.cluster,
@@ -564,12 +566,13 @@ pub fn switchover(
     let vip = src.cib.vip().map(|v| v.id.clone());
     let move_started = Instant::now();
     admin::move_promoted(&plan.clone, &to, &deadline)?;
-    let waited =
-        wait_promoted(&plan.clone, vip.as_deref(), &plan.to, &deadline).and_then(|vip_node| {
+    let waited = wait_promoted(cluster, &plan.clone, vip.as_deref(), &plan.to, &deadline).and_then(
+        |vip_node| {
             let promoted_after = move_started.elapsed();
             admin::wait_settled(&deadline)?;
             Ok((vip_node, promoted_after))
-        });
+        },
+    );
     // The constraint goes whatever happened: left in place it would pin
     // the role to the target for good.
     let clear_deadline = Deadline::after(Duration::from_secs(15));
@@ -602,7 +605,7 @@ pub fn switchover(
         promoted_after.as_secs_f64()
     ));
     admin::wait_settled(&deadline)?;
-    let st = cluster::status(&deadline)?;
+    let st = cluster.status(&deadline)?;
     let clone_st = st.find_clone(&plan.clone);
     let now_promoted: Vec<String> = clone_st
         .map(|c| c.promoted_nodes().iter().map(|n| n.to_string()).collect())

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::time::Duration;
 
+use crate::cluster::{Cluster, CIB_FILE_ENV};
+
 use super::notify::Notify;
 
 /// Prefix of parameters.
@@ -54,6 +56,9 @@ pub struct OcfEnv {
     tester_fail_have_binary: bool,
     /// Parameters whose value was not UTF-8 (kept lossily in `params`).
     not_utf8: BTreeSet<String>,
+    /// The cluster the agent works on: a CIB file when `CIB_file` is set
+    /// (tests, benchmarks), else the live one.
+    cluster: Cluster,
 }
 
 impl std::fmt::Debug for OcfEnv {
@@ -67,6 +72,7 @@ impl std::fmt::Debug for OcfEnv {
             .field("debug", &self.debug)
             .field("tester_fail_have_binary", &self.tester_fail_have_binary)
             .field("not_utf8", &self.not_utf8)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -138,11 +144,19 @@ impl OcfEnv {
                 env.check_level = v.trim().parse().ok();
             } else if k == HA_DEBUG {
                 env.debug = matches!(v.trim(), "1" | "yes" | "true" | "on");
+            } else if k == CIB_FILE_ENV {
+                // The one place the agent reads `CIB_file`.
+                env.cluster = Cluster::from_cib_env(Some(OsStr::new(v)));
             } else if k == TESTER_FAIL_HAVE_BINARY {
                 env.tester_fail_have_binary = v.trim() == "1";
             }
         }
         env
+    }
+
+    /// The cluster this invocation works on (see [`Cluster::from_cib_env`]).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// `OCF_RESOURCE_INSTANCE` as given (`stack`, or `stack:1` for a clone
@@ -261,6 +275,24 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> OcfEnv {
         OcfEnv::from_vars(vars.iter().copied())
+    }
+
+    #[test]
+    fn the_agent_works_on_the_cib_file_its_environment_names() {
+        let e = env(&[("CIB_file", "/var/tmp/cib.xml")]);
+        assert_eq!(
+            e.cluster(),
+            &Cluster::from_cib_file("/var/tmp/cib.xml"),
+            "{e:?}"
+        );
+        // Unset or empty, as Pacemaker's tools read it: the live cluster.
+        assert_eq!(env(&[]).cluster(), &Cluster::live());
+        assert_eq!(env(&[("CIB_file", "")]).cluster(), &Cluster::live());
+        // Not the process environment: a test's own CIB_file changes nothing.
+        assert_eq!(
+            OcfEnv::from_vars([("OCF_RESKEY_pgport", "5433")]).cluster(),
+            &Cluster::live()
+        );
     }
 
     #[test]

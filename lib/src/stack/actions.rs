@@ -16,7 +16,7 @@ use super::decide::{
 };
 use super::state::State;
 use super::{Ctx, Error, Outcome};
-use crate::cluster::{self, ClusterError, NodeName};
+use crate::cluster::{ClusterError, NodeName};
 use crate::config::Config;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -214,7 +214,8 @@ fn best_effort(what: &str, r: Result<(), ClusterError>) -> bool {
 fn set_score(ctx: &Ctx<'_>, node: &NodeName, score: i64) -> bool {
     best_effort(
         &format!("setting the promotion score of {node} to {score}"),
-        cluster::set_promotion_score(ctx.env.instance(), node, score, &ctx.deadline),
+        ctx.cluster
+            .set_promotion_score(ctx.env.instance(), node, score, &ctx.deadline),
     )
 }
 
@@ -615,7 +616,7 @@ pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = match Ctx::new(env, deadline) {
         Ok(c) => c,
         // No such system user on this host: nothing of ours can run here.
-        Err(Error::Config(c)) if c.rc != OcfRc::ErrConfigured => {
+        Err(Error::Config(c)) if c.rc() != OcfRc::ErrConfigured => {
             log::warn!("{c}: nothing to stop");
             return Ok(Outcome::ok());
         }
@@ -628,7 +629,8 @@ pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     ctx.pg.stop(&ctx.deadline)?;
     best_effort(
         "deleting this node's promotion score",
-        cluster::delete_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline),
+        ctx.cluster
+            .delete_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline),
     );
     forget_scores(&ctx);
     log::info!("stopped");
@@ -677,7 +679,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     promote_redis(&ctx)?;
     best_effort(
         "clearing this node's published position",
-        cluster::delete_private(
+        ctx.cluster.delete_private(
             &position_attribute(env.resource()),
             &ctx.node,
             &ctx.deadline,
@@ -699,7 +701,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
 fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
     // Observe.
     let primary_at = primary_at(ctx)?;
-    let nodes = cluster::partition(&ctx.deadline).unwrap_or_else(|e| {
+    let nodes = ctx.cluster.partition(&ctx.deadline).unwrap_or_else(|e| {
         log::warn!("cannot list the partition's nodes: {e}");
         Vec::new()
     });
@@ -754,7 +756,7 @@ fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'
 /// ignores their scores.
 fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
     let attr = position_attribute(ctx.env.resource());
-    let published = match cluster::read_private(&attr, nodes, &ctx.deadline) {
+    let published = match ctx.cluster.read_private(&attr, nodes, &ctx.deadline) {
         Ok(v) => v,
         Err(e) => {
             log::warn!(
@@ -898,7 +900,7 @@ pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         Ok(c) => c,
         // A probe on a node where the service cannot even be configured
         // finds it not running; anything else is a configuration error.
-        Err(Error::Config(c)) if env.is_probe() && c.rc != OcfRc::ErrConfigured => {
+        Err(Error::Config(c)) if env.is_probe() && c.rc() != OcfRc::ErrConfigured => {
             return Ok(Outcome::code(OcfRc::NotRunning))
         }
         Err(e) => return Err(e),
@@ -1310,7 +1312,10 @@ fn keep_promotable(ctx: &Ctx<'_>) {
     if state.candidate_checked {
         return;
     }
-    match cluster::get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline) {
+    match ctx
+        .cluster
+        .get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline)
+    {
         Ok(Some(s)) => {
             log::debug!("no primary; this standby keeps its score {s}");
             state.candidate_checked = true;
@@ -1348,7 +1353,7 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         (NotifyKind::Post, NotifyOp::Promote) => {
             best_effort(
                 "clearing this node's published position",
-                cluster::delete_private(
+                ctx.cluster.delete_private(
                     &position_attribute(env.resource()),
                     &ctx.node,
                     &ctx.deadline,
@@ -1392,7 +1397,7 @@ fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
         return Ok(());
     };
     log::info!("publishing position {pos} for the promotion");
-    cluster::publish_private(
+    ctx.cluster.publish_private(
         &position_attribute(ctx.env.resource()),
         &ctx.node,
         &pos.to_string(),

@@ -15,7 +15,7 @@ pub mod state;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cluster::{ClusterError, NodeName};
+use crate::cluster::{Cluster, ClusterError, NodeName};
 use crate::config::{Config, ConfigError};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -53,7 +53,7 @@ pub enum Error {
 /// The exit code of a failed action: the one place errors become codes.
 pub fn ocf_rc(e: &Error) -> OcfRc {
     match e {
-        Error::Config(c) => c.rc,
+        Error::Config(c) => c.rc(),
         Error::Postgres(PgError::Command(crate::cmd::CommandError::NotFound { .. }))
         | Error::Redis(RedisError::Command(crate::cmd::CommandError::NotFound { .. })) => {
             OcfRc::ErrInstalled
@@ -106,6 +106,8 @@ pub struct Ctx<'a> {
     pub env: &'a OcfEnv,
     /// The validated parameters.
     pub cfg: Config,
+    /// The cluster: the live one, or the CIB file `CIB_file` named.
+    pub cluster: Cluster,
     /// This node's name.
     pub node: NodeName,
     /// The action's deadline.
@@ -131,7 +133,8 @@ impl<'a> Ctx<'a> {
     pub fn new(env: &'a OcfEnv, deadline: Deadline) -> Result<Ctx<'a>, Error> {
         let cfg = Config::from_env(env)?;
         let pg = cfg.pg_server()?;
-        let node = crate::cluster::local_node_name(env.on_node(), &deadline);
+        let cluster = env.cluster().clone();
+        let node = cluster.local_node_name(env.on_node(), &deadline);
         let redis = ServerSpec {
             redis_server: cfg.redis_server.clone(),
             config: cfg.redis_config.clone(),
@@ -148,6 +151,7 @@ impl<'a> Ctx<'a> {
         Ok(Ctx {
             env,
             cfg,
+            cluster,
             node,
             deadline,
             pg,
