@@ -304,8 +304,18 @@ pub fn self_score(primary_at: &PrimaryAt, current: Option<i64>, stale: bool) -> 
 /// has flushed past the last WAL written while commits were asynchronous
 /// ([`has_async_commits`]). `off` promised no durability and `strict` never
 /// acknowledges asynchronously: no marks.
-pub fn stale_mark(sync: SyncMode, has_async_commits: bool, marked: bool) -> Option<bool> {
-    stale_mark_under(sync, has_async_commits, marked, Rules::ALL)
+///
+/// `async_now`: commits were asynchronous since the last monitor or are
+/// from now on (`synchronous_standby_names` was or becomes empty). Only
+/// then are nodes marked, so the primary lists the cluster's nodes only
+/// then, never in the steady state.
+pub fn stale_mark(
+    sync: SyncMode,
+    has_async_commits: bool,
+    marked: bool,
+    async_now: bool,
+) -> Option<bool> {
+    stale_mark_under(sync, has_async_commits, marked, async_now, Rules::ALL)
 }
 
 /// [`stale_mark`] under `rules`.
@@ -313,9 +323,14 @@ pub fn stale_mark_under(
     sync: SyncMode,
     has_async_commits: bool,
     marked: bool,
+    async_now: bool,
     rules: Rules,
 ) -> Option<bool> {
-    let want = rules.mark_stale_nodes && sync == SyncMode::On && !has_async_commits;
+    let want = if !rules.mark_stale_nodes || sync != SyncMode::On || has_async_commits {
+        false
+    } else {
+        async_now || marked
+    };
     (want != marked).then_some(want)
 }
 
@@ -620,20 +635,24 @@ mod tests {
 
     #[test]
     fn only_sync_on_marks_a_node_that_lacks_asynchronous_commits() {
+        // (sync, has the async commits, marked, async now) -> change
         let cases = [
-            (SyncMode::On, false, false, Some(true)),
-            (SyncMode::On, false, true, None),
-            (SyncMode::On, true, true, Some(false)),
-            (SyncMode::On, true, false, None),
-            (SyncMode::Strict, false, false, None),
-            (SyncMode::Off, false, false, None),
-            (SyncMode::Off, false, true, Some(false)),
+            (SyncMode::On, false, false, true, Some(true)),
+            (SyncMode::On, false, false, false, None),
+            (SyncMode::On, false, true, false, None),
+            (SyncMode::On, false, true, true, None),
+            (SyncMode::On, true, true, false, Some(false)),
+            (SyncMode::On, true, true, true, Some(false)),
+            (SyncMode::On, true, false, true, None),
+            (SyncMode::Strict, false, false, true, None),
+            (SyncMode::Off, false, false, true, None),
+            (SyncMode::Off, false, true, false, Some(false)),
         ];
-        for (sync, complete, marked, want) in cases {
+        for (sync, complete, marked, now, want) in cases {
             assert_eq!(
-                stale_mark(sync, complete, marked),
+                stale_mark(sync, complete, marked, now),
                 want,
-                "{sync:?} {complete} {marked}"
+                "{sync:?} complete={complete} marked={marked} async_now={now}"
             );
         }
     }

@@ -428,9 +428,14 @@ impl Cluster {
                 for j in (0..s.nodes.len()).filter(|&j| j != i) {
                     let row = rows.iter().find(|r| r.name == format!("n{j}"));
                     let complete = decide::has_async_commits(row, async_until);
-                    if let Some(stale) =
-                        decide::stale_mark_under(self.sync, complete, s.nodes[j].stale, self.rules)
-                    {
+                    let async_now = !s.nodes[i].sync_names || names.is_empty();
+                    if let Some(stale) = decide::stale_mark_under(
+                        self.sync,
+                        complete,
+                        s.nodes[j].stale,
+                        async_now,
+                        self.rules,
+                    ) {
                         s.nodes[j].stale = stale;
                     }
                 }
