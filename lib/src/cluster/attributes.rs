@@ -23,6 +23,21 @@ const ATTRD_UPDATER: &str = "attrd_updater";
 /// compatibility (`crm_attribute --promotion` writes `master-<rsc>`).
 const PROMOTION_PREFIX: &str = "master-";
 const LIFETIME_REBOOT: &str = "--lifetime=reboot";
+/// Permanent node attributes (the `nodes` section of the CIB): they
+/// survive a node's reboot and a restart of the whole cluster.
+const LIFETIME_FOREVER: &str = "--lifetime=forever";
+
+/// The permanent node attribute that marks a node stale for `resource`: a
+/// primary acknowledged commits asynchronously that the node may lack
+/// ([`crate::stack::decide::stale_mark`]). Its value says who marked it and
+/// up to which WAL location, for the operator.
+pub fn stale_attribute(resource: &str) -> String {
+    let base = match resource.rfind(':') {
+        Some(i) => &resource[..i],
+        None => resource,
+    };
+    format!("rapidpro-stale-{base}")
+}
 
 /// Pacemaker's promotion-score attribute for a resource instance:
 /// `master-` and the instance name without its clone suffix, so that
@@ -123,6 +138,33 @@ impl Cluster {
     ) -> Result<(), ClusterError> {
         let name = promotion_attribute(resource_instance);
         self.delete_node_attribute(&name, node, deadline)
+    }
+
+    /// Marks `node` stale for `resource` (`value` says who and up to
+    /// where), or clears the mark: a permanent node attribute,
+    /// `crm_attribute --lifetime=forever`.
+    pub fn set_stale(
+        &self,
+        resource: &str,
+        node: &NodeName,
+        value: Option<&str>,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
+        let name = stale_attribute(resource);
+        match value {
+            Some(v) => self.update_attribute(LIFETIME_FOREVER, &name, node, v, deadline),
+            None => self.delete_attribute(LIFETIME_FOREVER, &name, node, deadline),
+        }
+    }
+
+    /// The stale mark of `node` for `resource`, if any.
+    pub fn stale_mark(
+        &self,
+        resource: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<Option<String>, ClusterError> {
+        self.query_attribute(LIFETIME_FOREVER, &stale_attribute(resource), node, deadline)
     }
 
     /// Publishes a private node attribute: one that lives only in
@@ -275,8 +317,19 @@ impl Cluster {
         value: &str,
         deadline: &Deadline,
     ) -> Result<(), ClusterError> {
+        self.update_attribute(LIFETIME_REBOOT, name, node, value, deadline)
+    }
+
+    fn update_attribute(
+        &self,
+        lifetime: &str,
+        name: &str,
+        node: &NodeName,
+        value: &str,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
         let spec = self.tool(CRM_ATTRIBUTE, deadline.cap(CALL_TIMEOUT)).args([
-            LIFETIME_REBOOT.to_string(),
+            lifetime.to_string(),
             node_arg(node),
             name_arg(name),
             update_arg(value),
@@ -292,8 +345,18 @@ impl Cluster {
         node: &NodeName,
         deadline: &Deadline,
     ) -> Result<Option<String>, ClusterError> {
+        self.query_attribute(LIFETIME_REBOOT, name, node, deadline)
+    }
+
+    fn query_attribute(
+        &self,
+        lifetime: &str,
+        name: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<Option<String>, ClusterError> {
         let spec = self.tool(CRM_ATTRIBUTE, deadline.cap(CALL_TIMEOUT)).args([
-            LIFETIME_REBOOT.to_string(),
+            lifetime.to_string(),
             node_arg(node),
             name_arg(name),
             "--query".to_string(),
@@ -322,8 +385,18 @@ impl Cluster {
         node: &NodeName,
         deadline: &Deadline,
     ) -> Result<(), ClusterError> {
+        self.delete_attribute(LIFETIME_REBOOT, name, node, deadline)
+    }
+
+    fn delete_attribute(
+        &self,
+        lifetime: &str,
+        name: &str,
+        node: &NodeName,
+        deadline: &Deadline,
+    ) -> Result<(), ClusterError> {
         let spec = self.tool(CRM_ATTRIBUTE, deadline.cap(CALL_TIMEOUT)).args([
-            LIFETIME_REBOOT.to_string(),
+            lifetime.to_string(),
             node_arg(node),
             name_arg(name),
             "--delete".to_string(),
@@ -449,6 +522,29 @@ mod tests {
             ],
         );
         assert_eq!(out.stdout.trim(), "-1000");
+    }
+
+    /// A stale mark is a permanent attribute (the CIB's `nodes` section),
+    /// so a reboot, which clears transient attributes, keeps it.
+    #[test]
+    fn a_stale_mark_is_permanent_and_clears() {
+        let cib = OfflineCib::new(&["node1", "node2"]);
+        let p = cib.cluster();
+        let n2 = node("node2");
+        assert_eq!(p.stale_mark("stack", &n2, &deadline()).unwrap(), None);
+        p.set_stale("stack:1", &n2, Some("node1@0/3000060"), &deadline())
+            .unwrap();
+        assert_eq!(
+            p.stale_mark("stack", &n2, &deadline()).unwrap().as_deref(),
+            Some("node1@0/3000060")
+        );
+        let xml = std::fs::read_to_string(cib.path()).unwrap();
+        let nodes = &xml[xml.find("<nodes>").unwrap()..xml.find("</nodes>").unwrap()];
+        assert!(nodes.contains("rapidpro-stale-stack"), "{xml}");
+        p.set_stale("stack", &n2, None, &deadline()).unwrap();
+        assert_eq!(p.stale_mark("stack", &n2, &deadline()).unwrap(), None);
+        let nodes = p.nodes(&deadline()).unwrap();
+        assert_eq!(nodes, vec![node("node1"), n2]);
     }
 
     #[test]

@@ -36,7 +36,9 @@ mod attributes;
 mod crm_mon;
 pub(crate) mod xml;
 
-pub use attributes::{parse_attrd_query, parse_score, promotion_attribute, INFINITY};
+pub use attributes::{
+    parse_attrd_query, parse_score, promotion_attribute, stale_attribute, INFINITY,
+};
 pub use crm_mon::{
     parse_crm_mon, CloneStatus, ClusterStatus, Failure, NodeStatus, PendingOperation,
     ResourceStatus, Role,
@@ -375,6 +377,37 @@ impl Cluster {
             }
         }
     }
+}
+
+impl Cluster {
+    /// Every node the cluster knows, up or not: the names in the CIB's
+    /// `nodes` section (`cibadmin --query --scope=nodes`), which a CIB file
+    /// answers too. A primary that acknowledges commits asynchronously
+    /// marks every other node stale, including one that is down.
+    pub fn nodes(&self, deadline: &Deadline) -> Result<Vec<NodeName>, ClusterError> {
+        let spec = self
+            .tool(CIBADMIN, deadline.cap(CALL_TIMEOUT))
+            .args(["--query", "--scope=nodes"]);
+        let out = run_tool(&spec)?;
+        parse_cib_nodes(&out.stdout)
+    }
+}
+
+/// The `uname` of every `node` element of the CIB's `nodes` section.
+pub(crate) fn parse_cib_nodes(text: &str) -> Result<Vec<NodeName>, ClusterError> {
+    let root = xml::parse(text).map_err(|e| ClusterError::parse(format!("nodes ({e})"), text))?;
+    let mut nodes = Vec::new();
+    let mut elements = root.descendants_named("node");
+    if root.name == "node" {
+        elements.insert(0, &root);
+    }
+    for n in elements {
+        let uname = n
+            .attr("uname")
+            .ok_or_else(|| ClusterError::parse("node without uname", text))?;
+        nodes.push(NodeName::new(uname)?);
+    }
+    Ok(nodes)
 }
 
 /// Reads `crm_node --partition` output: node names separated by whitespace.

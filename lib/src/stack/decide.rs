@@ -338,17 +338,20 @@ pub fn stale_mark_under(
 /// been acknowledged asynchronously, kept in the state file. Moved to the
 /// current end of the WAL by every monitor that finds or leaves
 /// `synchronous_standby_names` empty: commits acknowledged since the last
-/// monitor, and the ones released now, were not waited for.
+/// monitor, and the ones released now, were not waited for. Only
+/// `sync_replication=on` keeps one: `strict` never acknowledges
+/// asynchronously, and `off` promised nothing.
 pub fn async_until(
+    sync: SyncMode,
     names_were_empty: bool,
     names_now_empty: bool,
     current: Lsn,
     before: Option<Lsn>,
 ) -> Option<Lsn> {
-    if names_were_empty || names_now_empty {
-        Some(current)
-    } else {
-        before
+    match sync {
+        SyncMode::On if names_were_empty || names_now_empty => Some(current),
+        SyncMode::On => before,
+        SyncMode::Off | SyncMode::Strict => None,
     }
 }
 
@@ -675,12 +678,21 @@ mod tests {
 
     #[test]
     fn the_async_horizon_moves_with_every_monitor_that_finds_or_leaves_commits_asynchronous() {
+        let on = SyncMode::On;
         let before = Some(Lsn(10));
-        assert_eq!(async_until(true, true, Lsn(50), before), Some(Lsn(50)));
-        assert_eq!(async_until(false, true, Lsn(50), before), Some(Lsn(50)));
-        assert_eq!(async_until(true, false, Lsn(50), before), Some(Lsn(50)));
-        assert_eq!(async_until(false, false, Lsn(50), before), before);
-        assert_eq!(async_until(false, false, Lsn(50), None), None);
+        assert_eq!(async_until(on, true, true, Lsn(50), before), Some(Lsn(50)));
+        assert_eq!(async_until(on, false, true, Lsn(50), before), Some(Lsn(50)));
+        assert_eq!(async_until(on, true, false, Lsn(50), before), Some(Lsn(50)));
+        assert_eq!(async_until(on, false, false, Lsn(50), before), before);
+        assert_eq!(async_until(on, false, false, Lsn(50), None), None);
+        assert_eq!(
+            async_until(SyncMode::Off, true, true, Lsn(50), before),
+            None
+        );
+        assert_eq!(
+            async_until(SyncMode::Strict, false, false, Lsn(50), before),
+            None
+        );
     }
 
     #[test]

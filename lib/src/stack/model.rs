@@ -401,6 +401,7 @@ impl Cluster {
                 let streaming = decide::streaming_standbys(&rows, &own).len();
                 let names = decide::sync_standby_names(self.sync, streaming);
                 let async_until = decide::async_until(
+                    self.sync,
                     !s.nodes[i].sync_names,
                     names.is_empty(),
                     current,
@@ -440,6 +441,8 @@ impl Cluster {
                     }
                 }
                 s.nodes[i].score = Some(decide::PROMOTED_SCORE);
+                // A primary has every commit: its own mark goes.
+                s.nodes[i].stale = false;
                 let kind = s.async_ack(i);
                 s.nodes[i].names_by_monitor = true;
                 s.nodes[i].sync_names = !names.is_empty();
@@ -537,7 +540,6 @@ impl Cluster {
                 n.wal.push(TIMELINE_RECORD + tl as u8);
                 n.role = Role::Promoted;
                 n.score = Some(decide::PROMOTED_SCORE);
-                n.stale = false;
                 n.vip = true;
                 n.sync_names = !plan.synchronous_standby_names.is_empty();
                 n.names_by_monitor = false;
