@@ -36,6 +36,13 @@ pub struct State {
     /// On the primary: since when (Unix seconds) its PostgreSQL or Redis has
     /// not answered at primary_host, where standbys and replicas connect.
     pub unreachable_since: Option<u64>,
+    /// On the primary, with `sync_replication=on`: the end of its WAL (an
+    /// LSN as a number) up to which commits may have been acknowledged
+    /// asynchronously ([`super::decide::async_until`]).
+    pub async_until: Option<u64>,
+    /// On the primary: the stale marks it knows, by node name (`true`:
+    /// marked), so that the steady state asks and writes nothing.
+    pub stale: BTreeMap<String, bool>,
 }
 
 impl State {
@@ -84,6 +91,8 @@ impl State {
         self.candidate_checked = false;
         self.broken_since = None;
         self.unreachable_since = None;
+        self.async_until = None;
+        self.stale.clear();
     }
 }
 
