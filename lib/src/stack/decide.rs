@@ -337,19 +337,24 @@ pub fn stale_mark_under(
 /// The primary's monitor: the end of the WAL up to which commits may have
 /// been acknowledged asynchronously, kept in the state file. Moved to the
 /// current end of the WAL by every monitor that finds or leaves
-/// `synchronous_standby_names` empty: commits acknowledged since the last
-/// monitor, and the ones released now, were not waited for. Only
-/// `sync_replication=on` keeps one: `strict` never acknowledges
-/// asynchronously, and `off` promised nothing.
+/// `synchronous_standby_names` empty because no standby streams: commits
+/// acknowledged since the last monitor, and the ones released now, were
+/// not waited for. Not for the asynchronous start of a promotion (the first
+/// monitor since): that is README's documented window of `on`, and marking
+/// every standby after each failover would leave none promotable for a
+/// monitor interval. Only `sync_replication=on` keeps one: `strict` never
+/// acknowledges asynchronously, and `off` promised nothing.
 pub fn async_until(
     sync: SyncMode,
     names_were_empty: bool,
+    first_monitor_since_promotion: bool,
     names_now_empty: bool,
     current: Lsn,
     before: Option<Lsn>,
 ) -> Option<Lsn> {
+    let were = names_were_empty && !first_monitor_since_promotion;
     match sync {
-        SyncMode::On if names_were_empty || names_now_empty => Some(current),
+        SyncMode::On if were || names_now_empty => Some(current),
         SyncMode::On => before,
         SyncMode::Off | SyncMode::Strict => None,
     }
@@ -679,18 +684,29 @@ mod tests {
     #[test]
     fn the_async_horizon_moves_with_every_monitor_that_finds_or_leaves_commits_asynchronous() {
         let on = SyncMode::On;
-        let before = Some(Lsn(10));
-        assert_eq!(async_until(on, true, true, Lsn(50), before), Some(Lsn(50)));
-        assert_eq!(async_until(on, false, true, Lsn(50), before), Some(Lsn(50)));
-        assert_eq!(async_until(on, true, false, Lsn(50), before), Some(Lsn(50)));
-        assert_eq!(async_until(on, false, false, Lsn(50), before), before);
-        assert_eq!(async_until(on, false, false, Lsn(50), None), None);
+        let b = Some(Lsn(10));
+        let now = Lsn(50);
+        // (names were empty, first monitor since promotion, now empty) -> horizon
+        let cases = [
+            (true, false, true, Some(now)),
+            (false, false, true, Some(now)),
+            (true, false, false, Some(now)),
+            (false, false, false, b),
+            // The promotion's own asynchronous start is the documented window.
+            (true, true, false, b),
+            (true, true, true, Some(now)),
+        ];
+        for (were, first, empty, want) in cases {
+            assert_eq!(
+                async_until(on, were, first, empty, now, b),
+                want,
+                "{were} {first} {empty}"
+            );
+        }
+        assert_eq!(async_until(on, false, false, false, now, None), None);
+        assert_eq!(async_until(SyncMode::Off, true, false, true, now, b), None);
         assert_eq!(
-            async_until(SyncMode::Off, true, true, Lsn(50), before),
-            None
-        );
-        assert_eq!(
-            async_until(SyncMode::Strict, false, false, Lsn(50), before),
+            async_until(SyncMode::Strict, false, false, false, now, b),
             None
         );
     }

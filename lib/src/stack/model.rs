@@ -403,6 +403,7 @@ impl Cluster {
                 let async_until = decide::async_until(
                     self.sync,
                     !s.nodes[i].sync_names,
+                    !s.nodes[i].names_by_monitor,
                     names.is_empty(),
                     current,
                     s.nodes[i].async_until.map(|l| Lsn(l as u64)),

@@ -43,6 +43,9 @@ pub struct State {
     /// On the primary: the stale marks it knows, by node name (`true`:
     /// marked), so that the steady state asks and writes nothing.
     pub stale: BTreeMap<String, bool>,
+    /// On a primary: promoted, and no monitor has run since (the
+    /// asynchronous start of a promotion is not an async horizon).
+    pub since_promotion: bool,
 }
 
 impl State {
@@ -93,6 +96,7 @@ impl State {
         self.unreachable_since = None;
         self.async_until = None;
         self.stale.clear();
+        self.since_promotion = false;
     }
 }
 
