@@ -67,6 +67,28 @@ fn promotion_score(c: &NsCluster, ask: &str, node: &str) -> Option<i64> {
     }
 }
 
+/// The stale mark (`rapidpro-stale-<rsc>`, a permanent node attribute) of
+/// `node`, asked on `ask`: its value if set.
+fn stale_mark(c: &NsCluster, ask: &str, node: &str) -> Option<String> {
+    let name = format!("rapidpro-stale-{}", stack_id(c, ask));
+    let out = c
+        .node(ask)
+        .run(&[
+            "crm_attribute",
+            "--query",
+            "--quiet",
+            "--lifetime",
+            "forever",
+            "--node",
+            node,
+            "--name",
+            &name,
+        ])
+        .ok()?;
+    let v = out.trim();
+    (!v.is_empty() && v != "(null)").then(|| v.to_owned())
+}
+
 /// The Redis replication role (`master`, `slave`) of a node.
 fn redis_role(c: &NsCluster, node: &str) -> Option<String> {
     let s = c.node(node).redis_cli(&["info", "replication"]).ok()?;
@@ -747,7 +769,9 @@ fn wait_one_promoted_elsewhere(c: &NsCluster, ask: &str, not: &str) -> String {
 /// and goes asynchronous; then the primary dies. The README says "a standby
 /// whose primary is gone is healthy and keeps a positive score: it may be
 /// the next primary", but `keep_promotable` keeps any score it finds,
-/// -1000 included: the cluster stays without a primary.
+/// -1000 included: the cluster stays without a primary. Before the primary
+/// dies, the standby's PostgreSQL crashes and is recovered, which deletes
+/// its -1000: its stale mark must keep it from scoring itself.
 #[test]
 fn standby_cut_off_before_the_primary_dies_waits_for_an_operator() {
     let c = cluster_with_rewind("cut_then_dead");
@@ -775,6 +799,30 @@ fn standby_cut_off_before_the_primary_dies_waits_for_an_operator() {
     poll(&format!("{new} scored not promotable"), SETTLE, || {
         (promotion_score(&c, &old, &new)? < 0).then_some(())
     });
+    // The primary went asynchronous without it, so it also marks it stale:
+    // a permanent node attribute, which a stop or a reboot keeps.
+    poll(&format!("{new} marked stale by {old}"), SETTLE, || {
+        stale_mark(&c, &old, &new)
+    });
+    // A crash of the standby's PostgreSQL: Pacemaker recovers the instance,
+    // and its stop deletes the -1000. Its start finds no primary (it cannot
+    // reach the VIP). Before the stale marks it then scored itself 1, and
+    // the power-off below promoted it without the writes the old primary
+    // had acknowledged alone: the counterexample of the model checker
+    // (lib/src/stack/model.rs), here in a real cluster.
+    let fails = fail_count(&c, &old, &new).unwrap_or(0);
+    c.kill9(&new, "postgres");
+    poll(&format!("{new} recovered after its crash"), SETTLE, || {
+        let again = fail_count(&c, &old, &new)? > fails;
+        (again && stack_role(&c, &old, &new)? == "Unpromoted").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let score = promotion_score(&c, &old, &new);
+    assert!(
+        score.is_none_or(|s| s < 0),
+        "{new}, marked stale, scored itself {score:?} when it restarted without a primary\n{}",
+        c.diagnostics()
+    );
     let start = Instant::now();
     c.power_off(&old);
     c.node(&new)
