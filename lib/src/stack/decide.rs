@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use crate::config::SyncMode;
 use crate::postgres::db::StandbyRow;
+use crate::postgres::server::DataOrigin;
 use crate::postgres::Position;
+
+use super::observe::{LastStop, NoSession, Processes};
 
 /// The promoted instance's own score.
 pub const PROMOTED_SCORE: i64 = 1001;
@@ -284,6 +287,308 @@ pub fn replica_link_problem(
         )),
         (false, RedisAtPrimary::TlsRefused(reason)) => Some(format!("Redis link down: {reason}")),
         (false, RedisAtPrimary::Replica | RedisAtPrimary::NoAnswer(_)) => None,
+    }
+}
+
+// ---------------------------------------------------------------- monitor
+
+/// What a monitor concludes. [`super::Outcome`]'s `From<Verdict>` is the one
+/// place a verdict becomes an exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing runs, cleanly (7).
+    NotRunning,
+    /// A healthy standby (0).
+    Unpromoted,
+    /// A healthy primary (8).
+    Promoted,
+    /// A standby that runs but does not do its job (190).
+    Degraded(String),
+    /// A primary that runs but does not do its job (191).
+    DegradedPromoted(String),
+    /// A failure. `promoted`: this instance was the primary, so Pacemaker
+    /// must hear "failed promoted" (9) to demote and recover it; otherwise
+    /// a generic error (1).
+    Failed { promoted: bool, reason: String },
+}
+
+impl Verdict {
+    /// A failure of an instance that was (`promoted`) or was not the primary.
+    pub fn failed(promoted: bool, reason: impl Into<String>) -> Verdict {
+        Verdict::Failed {
+            promoted,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The verdict on the processes alone, before any connection; `None` when
+/// both PostgreSQL and Redis run and the monitor goes on to ask them.
+///
+/// A probe that finds neither running reports "not running", also with pid
+/// files left by a crash or a power loss: a failure would count against
+/// migration-threshold at every reboot, and start cleans up and recovers as
+/// a standby.
+pub fn monitor_processes(p: &Processes) -> Option<Verdict> {
+    use crate::postgres::server::ProcessState as Pg;
+    use crate::redis::ProcessState as Rd;
+    let fail = |reason: String| Some(Verdict::failed(p.was_primary, reason));
+    if p.probe && !matches!(p.pg, Pg::Running(_)) && !matches!(p.redis, Rd::Running(_)) {
+        return Some(Verdict::NotRunning);
+    }
+    match (p.pg, &p.redis) {
+        (Pg::Stopped, Rd::NotRunning) => Some(Verdict::NotRunning),
+        (Pg::Crashed(pid), _) => fail(format!(
+            "PostgreSQL postmaster {pid} died (stale postmaster.pid)"
+        )),
+        (Pg::Stopped, _) => fail("PostgreSQL is stopped but Redis runs".into()),
+        (Pg::Running(_), Rd::Crashed(pid)) => fail(format!("Redis {pid} died (stale pidfile)")),
+        (Pg::Running(_), Rd::NotRunning) => fail("Redis is not running".into()),
+        (Pg::Running(_), Rd::Running(_)) => None,
+    }
+}
+
+/// The verdict when the local PostgreSQL runs but gives no session: a
+/// standby still replaying WAL up to consistency is degraded, not failed.
+pub fn monitor_no_session(was_primary: bool, why: &NoSession) -> Verdict {
+    match why {
+        NoSession::StartingUp(_) if !was_primary => {
+            Verdict::Degraded("standby still recovering: not accepting connections yet".into())
+        }
+        NoSession::StartingUp(e) | NoSession::Failed(e) => Verdict::failed(was_primary, e.clone()),
+    }
+}
+
+/// Why a standby that does not stream is a problem, given what answers at
+/// primary_host (`at`, shown as `primary`): `None` when no primary is there
+/// to stream from (it may have to become the primary itself).
+pub fn not_streaming_problem(at: &PrimaryAt, primary: &str) -> Option<String> {
+    match at {
+        PrimaryAt::Writable => Some(format!(
+            "standby not streaming from the primary at {primary}"
+        )),
+        PrimaryAt::Untrusted(e) => Some(format!("standby not streaming: {e}")),
+        PrimaryAt::Standby | PrimaryAt::NoAnswer(_) | PrimaryAt::Unknown(_) => None,
+    }
+}
+
+/// A problem seen since `since`, now `now` (Unix seconds), by a monitor
+/// recurring every `interval`: replication (re)connects within seconds
+/// after a start or a promotion elsewhere, and a virtual IP starts after
+/// the promotion, so only a problem that outlasts two intervals makes the
+/// instance degraded (Pacemaker 2.1.5 also lists a degraded monitor among
+/// the failed actions). A probe has no history: never degraded. Returns the
+/// verdict and how long the problem has lasted.
+pub fn after_grace(
+    problem: &str,
+    since: u64,
+    now: u64,
+    interval: std::time::Duration,
+    probe: bool,
+    promoted: bool,
+) -> (Verdict, u64) {
+    let lasted = now.saturating_sub(since);
+    let within = probe || lasted < 2 * interval.as_secs();
+    let verdict = match (within, promoted) {
+        (true, false) => Verdict::Unpromoted,
+        (true, true) => Verdict::Promoted,
+        (false, false) => Verdict::Degraded(format!("{problem} for {lasted} s")),
+        (false, true) => Verdict::DegradedPromoted(format!("{problem} (for {lasted} s)")),
+    };
+    (verdict, lasted)
+}
+
+// ---------------------------------------------------------------- start
+
+/// Why a start must not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartRefusal {
+    /// The local PostgreSQL already runs as a primary: an instance starts
+    /// unpromoted, and only promote makes a primary.
+    AlreadyPrimary,
+    /// The server at primary_host failed TLS: a start does not follow (or
+    /// wait for) a server it cannot trust.
+    Untrusted(crate::postgres::tls::TlsError),
+}
+
+impl std::fmt::Display for StartRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartRefusal::AlreadyPrimary => f.write_str(
+                "PostgreSQL already runs as a primary here; an instance starts unpromoted: demote or stop it first",
+            ),
+            StartRefusal::Untrusted(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A start on a running PostgreSQL: only a standby is followed on.
+pub fn start_running(in_recovery: bool) -> Result<(), StartRefusal> {
+    if in_recovery {
+        Ok(())
+    } else {
+        Err(StartRefusal::AlreadyPrimary)
+    }
+}
+
+/// What a start of stopped data looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFacts {
+    /// Where the data comes from (backup_label, control-file state,
+    /// standby.signal).
+    pub origin: DataOrigin,
+    /// What answers at primary_host (never `Untrusted`: a start stops
+    /// before, see `observe::trusted_primary_at`).
+    pub primary_at: PrimaryAt,
+    /// The newest timeline of the local data.
+    pub local_timeline: u32,
+    /// The timeline the primary writes, when read
+    /// ([`needs_primary_timeline`]) and readable.
+    pub primary_timeline: Option<u32>,
+    /// How the data was last stopped.
+    pub last_stop: LastStop,
+}
+
+/// Who is checked against the primary's history (named in the exit reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// Data last used by a primary.
+    OldPrimary,
+    /// A standby on another timeline than the primary's.
+    Standby { local: u32, primary: Option<u32> },
+}
+
+impl Who {
+    /// The words of the log lines and exit reasons.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Who::OldPrimary => "this old primary",
+            Who::Standby { .. } => "this standby",
+        }
+    }
+}
+
+/// Whether a start checks the local history against the primary's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum History {
+    /// A base backup: PostgreSQL recovers it from its backup_label.
+    BaseBackup,
+    /// Same timeline as the primary's: nothing to check.
+    SameTimeline,
+    /// No primary to check against: a standby answers at primary_host.
+    StandbyAnswers,
+    /// No primary to check against: nothing answers (the reason).
+    NoAnswer(String),
+    /// No primary to check against: cannot tell what answers (the reason).
+    CannotTell(String),
+    /// Check (pg_rewind dry run, or the timeline history), rewind or refuse.
+    Check(Who),
+    /// A standby on another timeline that was not stopped cleanly: pg_rewind
+    /// reads only cleanly stopped data, and crash recovery outside standby
+    /// mode would add WAL past the fork. Started anyway: PostgreSQL refuses
+    /// to follow a timeline that forked before its WAL ends, the monitor then
+    /// reports it not streaming, and it is never promoted.
+    Unverifiable {
+        local: u32,
+        primary: Option<u32>,
+        state: String,
+    },
+}
+
+/// How stopped data is started as a standby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPlan {
+    /// A crashed primary: finish its crash recovery in single-user mode
+    /// first, whoever answers at primary_host. Started as a standby it would
+    /// replay WAL no other node may have, and its control file would go on
+    /// naming an older checkpoint, hiding that WAL from the history check of
+    /// a later start.
+    pub crash_recover_first: bool,
+    /// The history check.
+    pub history: History,
+}
+
+/// Whether a start needs the primary's timeline (a connection and a query):
+/// only a standby's data following a writable primary is compared by
+/// timeline.
+pub fn needs_primary_timeline(origin: DataOrigin, at: &PrimaryAt) -> bool {
+    origin == DataOrigin::Standby && *at == PrimaryAt::Writable
+}
+
+/// How stopped data is started as a standby (pure).
+pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
+    let history = match (&f.primary_at, f.origin) {
+        (PrimaryAt::Writable, DataOrigin::BaseBackup) => History::BaseBackup,
+        (PrimaryAt::Writable, DataOrigin::Primary | DataOrigin::CrashedPrimary) => {
+            History::Check(Who::OldPrimary)
+        }
+        // A standby whose last timeline is older than the primary's (a
+        // failover happened while it was down, or it was a primary demoted
+        // while no primary answered) may hold WAL past the fork.
+        (PrimaryAt::Writable, DataOrigin::Standby) => {
+            let (local, primary) = (f.local_timeline, f.primary_timeline);
+            match &f.last_stop {
+                _ if primary == Some(local) => History::SameTimeline,
+                LastStop::CleanInRecovery => History::Check(Who::Standby { local, primary }),
+                LastStop::Other(state) => History::Unverifiable {
+                    local,
+                    primary,
+                    state: state.clone(),
+                },
+            }
+        }
+        (PrimaryAt::Standby, _) => History::StandbyAnswers,
+        (PrimaryAt::NoAnswer(r), _) => History::NoAnswer(r.clone()),
+        (PrimaryAt::Unknown(r), _) => History::CannotTell(r.clone()),
+        (PrimaryAt::Untrusted(e), _) => return Err(StartRefusal::Untrusted(e.clone())),
+    };
+    Ok(StartPlan {
+        crash_recover_first: f.origin == DataOrigin::CrashedPrimary,
+        history,
+    })
+}
+
+/// Whether a started standby scores itself [`CANDIDATE_SCORE`] at once: no
+/// primary to follow, so it may have to become it, and Pacemaker can promote
+/// it without waiting for its first monitor (promote still checks that no
+/// standby is ahead).
+pub fn candidate_after_start(at: &PrimaryAt) -> bool {
+    *at != PrimaryAt::Writable
+}
+
+// ---------------------------------------------------------------- notify
+
+/// What a notification makes this node do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyPlan {
+    /// Pre-promote: publish this standby's position.
+    PublishPosition,
+    /// Post-promote on the promoted node: clear its published position,
+    /// forget scores, checkpoint so the control file names the new timeline.
+    Promoted,
+    /// Post-promote elsewhere: clear, forget, follow primary_host again.
+    Refollow,
+    /// Nodes came or went: forget scores, so they are re-asserted.
+    ForgetScores,
+    /// Nothing to do.
+    Nothing,
+}
+
+/// The plan for a notification `kind`-`op`, `promoted` naming the nodes
+/// being promoted and `me` this node.
+pub fn notify(
+    kind: crate::ocf::notify::NotifyKind,
+    op: crate::ocf::notify::NotifyOp,
+    promoted: &[String],
+    me: &str,
+) -> NotifyPlan {
+    use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+    match (kind, op) {
+        (K::Pre, O::Promote) => NotifyPlan::PublishPosition,
+        (K::Post, O::Promote) if promoted.iter().any(|p| p == me) => NotifyPlan::Promoted,
+        (K::Post, O::Promote) => NotifyPlan::Refollow,
+        (K::Post, O::Start | O::Stop) => NotifyPlan::ForgetScores,
+        _ => NotifyPlan::Nothing,
     }
 }
 

@@ -1,0 +1,163 @@
+//! `monitor`: 8 promoted, 0 unpromoted, 7 cleanly stopped, 9/1 failed,
+//! 191/190 degraded. In steady state: two socket connections, no process.
+//!
+//! Every answer is a [`Verdict`]; `Outcome::from` gives its exit code.
+
+use super::monitor_primary::monitor_primary;
+use super::{forget_scores, load_state, primary_desc, save_state, set_score, unix_now};
+use crate::cluster;
+use crate::deadline::Deadline;
+use crate::ocf::env::OcfEnv;
+use crate::ocf::OcfRc;
+use crate::postgres::db::LocalStatus;
+use crate::postgres::server::ProcessState;
+use crate::redis::{self, LinkStatus, Role};
+use crate::stack::decide::{self, Verdict, CANDIDATE_SCORE};
+use crate::stack::observe;
+use crate::stack::{Ctx, Error, Outcome};
+
+/// `monitor`.
+pub fn monitor(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    verdict(env, deadline).map(Outcome::from)
+}
+
+fn verdict(env: &OcfEnv, deadline: Deadline) -> Result<Verdict, Error> {
+    if env.tester_fail_have_binary() && env.is_probe() {
+        return Ok(Verdict::NotRunning);
+    }
+    let ctx = match Ctx::new(env, deadline) {
+        Ok(c) => c,
+        // A probe on a node where the service cannot even be configured
+        // finds it not running; anything else is a configuration error.
+        Err(Error::Config(c)) if env.is_probe() && c.rc != OcfRc::ErrConfigured => {
+            return Ok(Verdict::NotRunning)
+        }
+        Err(e) => return Err(e),
+    };
+    if env.is_probe() {
+        // Pacemaker may have restarted and lost the node attributes: a probe
+        // re-asserts every score.
+        forget_scores(&ctx);
+    }
+    let procs = observe::processes(&ctx);
+    let was_primary = procs.was_primary;
+    if let Some(v) = decide::monitor_processes(&procs) {
+        if v == Verdict::NotRunning
+            && (procs.pg != ProcessState::Stopped || procs.redis != redis::ProcessState::NotRunning)
+        {
+            log::info!("probe: nothing runs (stale pid files from a crash or power loss)");
+        }
+        return Ok(v);
+    }
+    let db = match observe::local_session(&ctx) {
+        Ok(db) => db,
+        Err(why) => return Ok(decide::monitor_no_session(was_primary, &why)),
+    };
+    let failed = |e: &dyn std::fmt::Display| Ok(Verdict::failed(was_primary, e.to_string()));
+    // Redis is asked on a helper thread while PostgreSQL answers the status
+    // query: the monitor waits for the slower of the two, not for both in
+    // turn. The answers are looked at in the same order as ever.
+    let redis_info = observe::local_redis_info_soon(&ctx);
+    // On a primary, its view of the standbys comes in the same round trip.
+    let status = if was_primary {
+        db.status_and_standbys().map(|(st, sb)| (st, Some(sb)))
+    } else {
+        db.status().map(|st| (st, None))
+    };
+    let (st, standbys) = match status {
+        Ok(s) => s,
+        Err(e) => return failed(&e),
+    };
+    let info = match redis_info() {
+        Ok(i) => i,
+        Err(e) => return failed(&e),
+    };
+    if st.in_recovery {
+        monitor_standby(&ctx, &st, &info)
+    } else {
+        monitor_primary(&ctx, &db, &st, &info, standbys)
+    }
+}
+
+fn monitor_standby(
+    ctx: &Ctx<'_>,
+    st: &LocalStatus,
+    info: &redis::ReplicationInfo,
+) -> Result<Verdict, Error> {
+    if info.role == Role::Master {
+        return Ok(Verdict::failed(
+            false,
+            "Redis is a master on an unpromoted node",
+        ));
+    }
+    let link_up = info.master_link_status == Some(LinkStatus::Up);
+    if st.streaming() && link_up {
+        let mut state = load_state(ctx);
+        if state.candidate_checked || state.broken_since.is_some() {
+            state.candidate_checked = false;
+            state.broken_since = None;
+            save_state(ctx, &state);
+        }
+        return Ok(Verdict::Unpromoted);
+    }
+    // Off the steady path: find out whether a primary is there to follow.
+    let mut broken = None;
+    if !st.streaming() {
+        broken = decide::not_streaming_problem(&observe::primary_at(ctx)?, &primary_desc(ctx));
+        if broken.is_none() {
+            keep_promotable(ctx);
+        }
+    }
+    if broken.is_none() && !link_up {
+        broken = decide::replica_link_problem(
+            link_up,
+            &observe::redis_at_primary_host(ctx),
+            &format!("{}:{}", ctx.cfg.primary_host, ctx.cfg.redis_primary_port),
+        );
+    }
+    let mut state = load_state(ctx);
+    let Some(reason) = broken else {
+        if state.broken_since.take().is_some() {
+            save_state(ctx, &state);
+        }
+        return Ok(Verdict::Unpromoted);
+    };
+    let now = unix_now();
+    let since = *state.broken_since.get_or_insert(now);
+    save_state(ctx, &state);
+    let (verdict, lasted) = decide::after_grace(
+        &reason,
+        since,
+        now,
+        ctx.env.interval(),
+        ctx.env.is_probe(),
+        false,
+    );
+    if verdict == Verdict::Unpromoted {
+        log::info!("{reason} (for {lasted} s)");
+    }
+    Ok(verdict)
+}
+
+/// A standby with no primary may be the next primary: make sure it has a
+/// score, once per episode (one crm_attribute query).
+fn keep_promotable(ctx: &Ctx<'_>) {
+    let mut state = load_state(ctx);
+    if state.candidate_checked {
+        return;
+    }
+    match cluster::get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline) {
+        Ok(Some(s)) => {
+            log::debug!("no primary; this standby keeps its score {s}");
+            state.candidate_checked = true;
+        }
+        Ok(None) => {
+            log::info!("no primary answers; making this standby promotable");
+            state.candidate_checked = set_score(ctx, &ctx.node, CANDIDATE_SCORE);
+        }
+        Err(e) => log::debug!("cannot read this node's promotion score: {e}"),
+    }
+    if state.candidate_checked {
+        save_state(ctx, &state);
+    }
+}
