@@ -2,12 +2,12 @@
 //! replication, and whether followers can reach it at primary_host.
 
 use super::notify::checkpoint_new_timeline;
-use super::{load_state, primary_desc, save_state, set_score, unix_now};
+use super::{load_state, save_state, set_score, unix_now};
 use crate::cluster::NodeName;
 use crate::postgres::db::{Db, LocalStatus, StandbyRow};
 use crate::postgres::PgError;
 use crate::redis::{self, Role};
-use crate::stack::decide::{self, PrimaryAt, RedisAtPrimary, Verdict, PROMOTED_SCORE};
+use crate::stack::decide::{self, Verdict, PROMOTED_SCORE};
 use crate::stack::observe;
 use crate::stack::Ctx;
 use crate::stack::Error;
@@ -109,49 +109,27 @@ fn unreachable_at_primary_host(
         .saturating_sub(1);
     let (ask_pg, ask_redis) =
         decide::self_checks_needed(others, streaming, info.connected_slaves as usize);
-    let mut problems = Vec::new();
-    if (ask_pg || ask_redis) && observe::primary_host_is_local(ctx) == Some(false) {
-        // The VIP is not (yet) here: right after a promotion it starts only
-        // once the promote is done. Connecting would only wait for a
-        // connect timeout; followers cannot reach this primary either way.
-        problems.push(format!(
-            "primary_host {} is not an address of this node: standbys and replicas connecting \
-             there cannot reach this primary; primary_host must be the virtual IP colocated with \
-             the Promoted role",
-            ctx.cfg.primary_host
-        ));
-    } else if ask_pg {
-        let what = match observe::primary_at(ctx)? {
-            PrimaryAt::Writable => None,
-            PrimaryAt::Standby => Some("a standby answers there, not this primary".to_string()),
-            PrimaryAt::NoAnswer(r) | PrimaryAt::Unknown(r) => Some(r),
-            PrimaryAt::Untrusted(e) => {
-                // Its own fix (the certificate), not listen_addresses.
-                problems.push(format!("standbys cannot connect: {e}"));
-                None
-            }
-        };
-        if let Some(r) = what {
-            problems.push(format!(
-                "PostgreSQL does not answer at primary_host {} as {} ({r}): standbys cannot \
-                 connect; put primary_host in listen_addresses (or '*') and admit {} from the \
-                 peers in pg_hba.conf",
-                primary_desc(ctx),
-                ctx.cfg.repl_user,
-                ctx.cfg.repl_user
-            ));
-        }
-    }
-    if ask_redis {
-        if let Err(r) = redis_master_at_primary_host(ctx) {
-            problems.push(format!(
-                "Redis does not answer as master at primary_host {}:{} ({r}): replicas cannot \
-                 follow and its data would be lost at a failover; bind Redis to primary_host \
-                 too (e.g. bind * -::*) with requirepass set to redis_password",
-                ctx.cfg.primary_host, ctx.cfg.redis_primary_port
-            ));
-        }
-    }
+    // The VIP is not (yet) here: right after a promotion it starts only
+    // once the promote is done. Connecting would only wait for a connect
+    // timeout; followers cannot reach this primary either way.
+    let vip_away = (ask_pg || ask_redis) && observe::primary_host_is_local(ctx) == Some(false);
+    let seen = decide::AtPrimaryHost {
+        vip_away,
+        postgres: match ask_pg && !vip_away {
+            true => Some(observe::primary_at(ctx)?),
+            false => None,
+        },
+        redis: ask_redis.then(|| observe::redis_at_primary_host(ctx)),
+    };
+    let problems = decide::primary_host_problems(
+        &seen,
+        &decide::Addresses {
+            primary_host: &ctx.cfg.primary_host,
+            primary_port: ctx.cfg.primary_port,
+            redis_port: ctx.cfg.redis_primary_port,
+            repl_user: &ctx.cfg.repl_user,
+        },
+    );
     let mut state = load_state(ctx);
     if problems.is_empty() {
         if state.unreachable_since.take().is_some() {
@@ -175,13 +153,4 @@ fn unreachable_at_primary_host(
         log::info!("{reason} (for {lasted} s)");
     }
     Ok(verdict)
-}
-
-/// Asks primary_host's Redis whether it is a master; the reason if not.
-fn redis_master_at_primary_host(ctx: &Ctx<'_>) -> Result<(), String> {
-    match observe::redis_at_primary_host(ctx) {
-        RedisAtPrimary::Master => Ok(()),
-        RedisAtPrimary::Replica => Err("a replica answers there, not this master".into()),
-        RedisAtPrimary::TlsRefused(r) | RedisAtPrimary::NoAnswer(r) => Err(r),
-    }
 }
