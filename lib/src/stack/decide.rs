@@ -372,6 +372,24 @@ pub fn not_streaming_problem(at: &PrimaryAt, primary: &str) -> Option<String> {
     }
 }
 
+/// A standby's first look at its replication: a Redis master on an
+/// unpromoted node has failed (two masters); `Ok(true)` when PostgreSQL
+/// streams and Redis's link is up (the steady state, nothing more to ask),
+/// `Ok(false)` when the monitor must find out whether a primary is there.
+pub fn standby_steady(
+    redis_role: &crate::redis::Role,
+    streaming: bool,
+    link_up: bool,
+) -> Result<bool, Verdict> {
+    if *redis_role == crate::redis::Role::Master {
+        return Err(Verdict::failed(
+            false,
+            "Redis is a master on an unpromoted node",
+        ));
+    }
+    Ok(streaming && link_up)
+}
+
 /// A problem seen since `since`, now `now` (Unix seconds), by a monitor
 /// recurring every `interval`: replication (re)connects within seconds
 /// after a start or a promotion elsewhere, and a virtual IP starts after
@@ -1020,6 +1038,32 @@ mod tests {
             monitor_no_session(true, &other),
             Verdict::failed(true, "connection refused")
         );
+    }
+
+    #[test]
+    fn a_standby_is_steady_when_both_replicate_and_failed_when_its_redis_is_a_master() {
+        use crate::redis::Role;
+        let two_masters = Err(Verdict::failed(
+            false,
+            "Redis is a master on an unpromoted node",
+        ));
+        #[rustfmt::skip]
+        let table = [
+            // Redis role, streaming, link up -> steady?
+            (Role::Replica, true, true, Ok(true)),
+            (Role::Replica, false, true, Ok(false)),
+            (Role::Replica, true, false, Ok(false)),
+            (Role::Replica, false, false, Ok(false)),
+            (Role::Master, true, true, two_masters.clone()),
+            (Role::Master, false, false, two_masters),
+        ];
+        for (role, streaming, link, want) in table {
+            assert_eq!(
+                standby_steady(&role, streaming, link),
+                want,
+                "{role:?} {streaming} {link}"
+            );
+        }
     }
 
     #[test]

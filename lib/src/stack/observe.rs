@@ -10,8 +10,9 @@ use std::time::Duration;
 use super::act::{local_db, primary_target, redis_local};
 use super::decide::{self, PrimaryAt, RedisAtPrimary, StartFacts};
 use super::{Ctx, Error};
-use crate::postgres::db::{Db, Reach};
+use crate::postgres::db::{Db, LocalStatus, Reach, StandbyRow};
 use crate::postgres::server::{ControlData, DataOrigin, ProcessState};
+use crate::postgres::PgError;
 use crate::redis::{self, Role};
 
 /// The processes a monitor finds, before any connection.
@@ -56,6 +57,39 @@ pub fn local_session(ctx: &Ctx<'_>) -> Result<Db, NoSession> {
         } else {
             NoSession::Failed(text)
         }
+    })
+}
+
+/// What the monitor asks the running local servers, in one round trip each.
+#[derive(Debug)]
+pub struct LocalServers {
+    /// PostgreSQL's status (recovery, positions, settings).
+    pub status: LocalStatus,
+    /// On a primary: its `pg_stat_replication`, fetched with the status.
+    pub standbys: Option<Result<Vec<StandbyRow>, PgError>>,
+    /// Redis's `INFO replication`.
+    pub redis: redis::ReplicationInfo,
+}
+
+/// Asks the local PostgreSQL (over `db`) and Redis what they are; the
+/// error's text if either fails. Redis is asked on a helper thread while
+/// PostgreSQL answers the status query: the monitor waits for the slower of
+/// the two, not for both in turn. The answers are looked at in the same
+/// order as ever (PostgreSQL's error first).
+pub fn local_servers(ctx: &Ctx<'_>, db: &Db, was_primary: bool) -> Result<LocalServers, String> {
+    let redis_info = local_redis_info_soon(ctx);
+    // On a primary, its view of the standbys comes in the same round trip.
+    let status = if was_primary {
+        db.status_and_standbys().map(|(st, sb)| (st, Some(sb)))
+    } else {
+        db.status().map(|st| (st, None))
+    };
+    let (status, standbys) = status.map_err(|e| e.to_string())?;
+    let redis = redis_info().map_err(|e| e.to_string())?;
+    Ok(LocalServers {
+        status,
+        standbys,
+        redis,
     })
 }
 
@@ -191,7 +225,7 @@ pub fn primary_timeline(ctx: &Ctx<'_>) -> Option<u32> {
 /// effective uid of the whole process for peer authentication, and glibc
 /// does so in every thread by a signal, which would open Redis's socket as
 /// `system_user` and interrupt its reads (EINTR on a socket with a timeout).
-pub fn local_redis_info_soon<'c>(
+fn local_redis_info_soon<'c>(
     ctx: &'c Ctx<'_>,
 ) -> impl FnOnce() -> Result<redis::ReplicationInfo, Error> + 'c {
     let endpoint = ctx.redis.endpoint();

@@ -11,7 +11,7 @@ use crate::ocf::env::OcfEnv;
 use crate::ocf::OcfRc;
 use crate::postgres::db::LocalStatus;
 use crate::postgres::server::ProcessState;
-use crate::redis::{self, LinkStatus, Role};
+use crate::redis::{self, LinkStatus};
 use crate::stack::decide::{self, Verdict, CANDIDATE_SCORE};
 use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
@@ -53,29 +53,14 @@ fn verdict(env: &OcfEnv, deadline: Deadline) -> Result<Verdict, Error> {
         Ok(db) => db,
         Err(why) => return Ok(decide::monitor_no_session(was_primary, &why)),
     };
-    let failed = |e: &dyn std::fmt::Display| Ok(Verdict::failed(was_primary, e.to_string()));
-    // Redis is asked on a helper thread while PostgreSQL answers the status
-    // query: the monitor waits for the slower of the two, not for both in
-    // turn. The answers are looked at in the same order as ever.
-    let redis_info = observe::local_redis_info_soon(&ctx);
-    // On a primary, its view of the standbys comes in the same round trip.
-    let status = if was_primary {
-        db.status_and_standbys().map(|(st, sb)| (st, Some(sb)))
+    let local = match observe::local_servers(&ctx, &db, was_primary) {
+        Ok(l) => l,
+        Err(e) => return Ok(Verdict::failed(was_primary, e)),
+    };
+    if local.status.in_recovery {
+        monitor_standby(&ctx, &local.status, &local.redis)
     } else {
-        db.status().map(|st| (st, None))
-    };
-    let (st, standbys) = match status {
-        Ok(s) => s,
-        Err(e) => return failed(&e),
-    };
-    let info = match redis_info() {
-        Ok(i) => i,
-        Err(e) => return failed(&e),
-    };
-    if st.in_recovery {
-        monitor_standby(&ctx, &st, &info)
-    } else {
-        monitor_primary(&ctx, &db, &st, &info, standbys)
+        monitor_primary(&ctx, &db, &local.status, &local.redis, local.standbys)
     }
 }
 
@@ -84,14 +69,12 @@ fn monitor_standby(
     st: &LocalStatus,
     info: &redis::ReplicationInfo,
 ) -> Result<Verdict, Error> {
-    if info.role == Role::Master {
-        return Ok(Verdict::failed(
-            false,
-            "Redis is a master on an unpromoted node",
-        ));
-    }
     let link_up = info.master_link_status == Some(LinkStatus::Up);
-    if st.streaming() && link_up {
+    let steady = match decide::standby_steady(&info.role, st.streaming(), link_up) {
+        Err(v) => return Ok(v),
+        Ok(steady) => steady,
+    };
+    if steady {
         let mut state = load_state(ctx);
         if state.candidate_checked || state.broken_since.is_some() {
             state.candidate_checked = false;
