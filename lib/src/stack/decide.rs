@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use crate::config::SyncMode;
 use crate::postgres::db::StandbyRow;
 use crate::postgres::queries::WalSenderState;
+use crate::postgres::server::DataOrigin;
 use crate::postgres::{Lsn, Position};
+
+use super::observe::{LastStop, NoSession, Processes};
 
 /// The promoted instance's own score.
 pub const PROMOTED_SCORE: i64 = 1001;
@@ -406,6 +409,393 @@ pub fn replica_link_problem(
     }
 }
 
+// ---------------------------------------------------------------- monitor
+
+/// What a monitor concludes. [`super::Outcome`]'s `From<Verdict>` is the one
+/// place a verdict becomes an exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing runs, cleanly (7).
+    NotRunning,
+    /// A healthy standby (0).
+    Unpromoted,
+    /// A healthy primary (8).
+    Promoted,
+    /// A standby that runs but does not do its job (190).
+    Degraded(String),
+    /// A primary that runs but does not do its job (191).
+    DegradedPromoted(String),
+    /// A failure. `promoted`: this instance was the primary, so Pacemaker
+    /// must hear "failed promoted" (9) to demote and recover it; otherwise
+    /// a generic error (1).
+    Failed { promoted: bool, reason: String },
+}
+
+impl Verdict {
+    /// A failure of an instance that was (`promoted`) or was not the primary.
+    pub fn failed(promoted: bool, reason: impl Into<String>) -> Verdict {
+        Verdict::Failed {
+            promoted,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The verdict on the processes alone, before any connection; `None` when
+/// both PostgreSQL and Redis run and the monitor goes on to ask them.
+///
+/// A probe that finds neither running reports "not running", also with pid
+/// files left by a crash or a power loss: a failure would count against
+/// migration-threshold at every reboot, and start cleans up and recovers as
+/// a standby.
+pub fn monitor_processes(p: &Processes) -> Option<Verdict> {
+    use crate::postgres::server::ProcessState as Pg;
+    use crate::redis::ProcessState as Rd;
+    let fail = |reason: String| Some(Verdict::failed(p.was_primary, reason));
+    if p.probe && !matches!(p.pg, Pg::Running(_)) && !matches!(p.redis, Rd::Running(_)) {
+        return Some(Verdict::NotRunning);
+    }
+    match (p.pg, &p.redis) {
+        (Pg::Stopped, Rd::NotRunning) => Some(Verdict::NotRunning),
+        (Pg::Crashed(pid), _) => fail(format!(
+            "PostgreSQL postmaster {pid} died (stale postmaster.pid)"
+        )),
+        (Pg::Stopped, _) => fail("PostgreSQL is stopped but Redis runs".into()),
+        (Pg::Running(_), Rd::Crashed(pid)) => fail(format!("Redis {pid} died (stale pidfile)")),
+        (Pg::Running(_), Rd::NotRunning) => fail("Redis is not running".into()),
+        (Pg::Running(_), Rd::Running(_)) => None,
+    }
+}
+
+/// The verdict when the local PostgreSQL runs but gives no session: a
+/// standby still replaying WAL up to consistency is degraded, not failed.
+pub fn monitor_no_session(was_primary: bool, why: &NoSession) -> Verdict {
+    match why {
+        NoSession::StartingUp(_) if !was_primary => {
+            Verdict::Degraded("standby still recovering: not accepting connections yet".into())
+        }
+        NoSession::StartingUp(e) | NoSession::Failed(e) => Verdict::failed(was_primary, e.clone()),
+    }
+}
+
+/// Why a standby that does not stream is a problem, given what answers at
+/// primary_host (`at`, shown as `primary`): `None` when no primary is there
+/// to stream from (it may have to become the primary itself).
+pub fn not_streaming_problem(at: &PrimaryAt, primary: &str) -> Option<String> {
+    match at {
+        PrimaryAt::Writable => Some(format!(
+            "standby not streaming from the primary at {primary}"
+        )),
+        PrimaryAt::Untrusted(e) => Some(format!("standby not streaming: {e}")),
+        PrimaryAt::Standby | PrimaryAt::NoAnswer(_) | PrimaryAt::Unknown(_) => None,
+    }
+}
+
+/// A standby's first look at its replication: a Redis master on an
+/// unpromoted node has failed (two masters); `Ok(true)` when PostgreSQL
+/// streams and Redis's link is up (the steady state, nothing more to ask),
+/// `Ok(false)` when the monitor must find out whether a primary is there.
+pub fn standby_steady(
+    redis_role: &crate::redis::Role,
+    streaming: bool,
+    link_up: bool,
+) -> Result<bool, Verdict> {
+    if *redis_role == crate::redis::Role::Master {
+        return Err(Verdict::failed(
+            false,
+            "Redis is a master on an unpromoted node",
+        ));
+    }
+    Ok(streaming && link_up)
+}
+
+/// A problem seen since `since`, now `now` (Unix seconds), by a monitor
+/// recurring every `interval`: replication (re)connects within seconds
+/// after a start or a promotion elsewhere, and a virtual IP starts after
+/// the promotion, so only a problem that outlasts two intervals makes the
+/// instance degraded (Pacemaker 2.1.5 also lists a degraded monitor among
+/// the failed actions). A probe has no history: never degraded. Returns the
+/// verdict and how long the problem has lasted.
+pub fn after_grace(
+    problem: &str,
+    since: u64,
+    now: u64,
+    interval: std::time::Duration,
+    probe: bool,
+    promoted: bool,
+) -> (Verdict, u64) {
+    let lasted = now.saturating_sub(since);
+    let within = probe || lasted < 2 * interval.as_secs();
+    let verdict = match (within, promoted) {
+        (true, false) => Verdict::Unpromoted,
+        (true, true) => Verdict::Promoted,
+        (false, false) => Verdict::Degraded(format!("{problem} for {lasted} s")),
+        (false, true) => Verdict::DegradedPromoted(format!("{problem} (for {lasted} s)")),
+    };
+    (verdict, lasted)
+}
+
+/// What the primary's monitor found at primary_host, where its followers
+/// connect. `None`: not asked (every member follows, or the VIP is away).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtPrimaryHost {
+    /// Some member does not follow and primary_host is not an address of
+    /// this node (the virtual IP is elsewhere, or not up yet).
+    pub vip_away: bool,
+    /// What answers as PostgreSQL there.
+    pub postgres: Option<PrimaryAt>,
+    /// What answers as Redis there.
+    pub redis: Option<RedisAtPrimary>,
+}
+
+/// The addresses and names the primary's problems name in their fix.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses<'a> {
+    /// primary_host.
+    pub primary_host: &'a str,
+    /// primary_port.
+    pub primary_port: u16,
+    /// redis_primary_port.
+    pub redis_port: u16,
+    /// repl_user.
+    pub repl_user: &'a str,
+}
+
+/// Why followers cannot reach this primary at primary_host, each with its
+/// fix; empty when nothing is wrong. A Redis bound to 127.0.0.1 (Debian's
+/// default) or a `listen_addresses` without primary_host leaves every
+/// follower retrying forever, and a failover then loses what only the
+/// primary had (celery's queue of outgoing SMS).
+pub fn primary_host_problems(seen: &AtPrimaryHost, a: &Addresses<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if seen.vip_away {
+        problems.push(format!(
+            "primary_host {} is not an address of this node: standbys and replicas connecting \
+             there cannot reach this primary; primary_host must be the virtual IP colocated with \
+             the Promoted role",
+            a.primary_host
+        ));
+    }
+    let what = match &seen.postgres {
+        None | Some(PrimaryAt::Writable) => None,
+        Some(PrimaryAt::Standby) => Some("a standby answers there, not this primary".to_string()),
+        Some(PrimaryAt::NoAnswer(r) | PrimaryAt::Unknown(r)) => Some(r.clone()),
+        Some(PrimaryAt::Untrusted(e)) => {
+            // Its own fix (the certificate), not listen_addresses.
+            problems.push(format!("standbys cannot connect: {e}"));
+            None
+        }
+    };
+    if let Some(r) = what {
+        problems.push(format!(
+            "PostgreSQL does not answer at primary_host {}:{} as {} ({r}): standbys cannot \
+             connect; put primary_host in listen_addresses (or '*') and admit {} from the \
+             peers in pg_hba.conf",
+            a.primary_host, a.primary_port, a.repl_user, a.repl_user
+        ));
+    }
+    let redis = match &seen.redis {
+        None | Some(RedisAtPrimary::Master) => None,
+        Some(RedisAtPrimary::Replica) => Some("a replica answers there, not this master".into()),
+        Some(RedisAtPrimary::TlsRefused(r) | RedisAtPrimary::NoAnswer(r)) => Some(r.clone()),
+    };
+    if let Some(r) = redis {
+        problems.push(format!(
+            "Redis does not answer as master at primary_host {}:{} ({r}): replicas cannot \
+             follow and its data would be lost at a failover; bind Redis to primary_host \
+             too (e.g. bind * -::*) with requirepass set to redis_password",
+            a.primary_host, a.redis_port
+        ));
+    }
+    problems
+}
+
+// ---------------------------------------------------------------- start
+
+/// Why a start must not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartRefusal {
+    /// The local PostgreSQL already runs as a primary: an instance starts
+    /// unpromoted, and only promote makes a primary.
+    AlreadyPrimary,
+    /// The server at primary_host failed TLS: a start does not follow (or
+    /// wait for) a server it cannot trust.
+    Untrusted(crate::postgres::tls::TlsError),
+}
+
+impl std::fmt::Display for StartRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartRefusal::AlreadyPrimary => f.write_str(
+                "PostgreSQL already runs as a primary here; an instance starts unpromoted: demote or stop it first",
+            ),
+            StartRefusal::Untrusted(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A start on a running PostgreSQL: only a standby is followed on.
+pub fn start_running(in_recovery: bool) -> Result<(), StartRefusal> {
+    if in_recovery {
+        Ok(())
+    } else {
+        Err(StartRefusal::AlreadyPrimary)
+    }
+}
+
+/// What a start of stopped data looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartFacts {
+    /// Where the data comes from (backup_label, control-file state,
+    /// standby.signal).
+    pub origin: DataOrigin,
+    /// What answers at primary_host (never `Untrusted`: a start stops
+    /// before, see `observe::trusted_primary_at`).
+    pub primary_at: PrimaryAt,
+    /// The newest timeline of the local data.
+    pub local_timeline: u32,
+    /// The timeline the primary writes, when read
+    /// ([`needs_primary_timeline`]) and readable.
+    pub primary_timeline: Option<u32>,
+    /// How the data was last stopped.
+    pub last_stop: LastStop,
+}
+
+/// Who is checked against the primary's history (named in the exit reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// Data last used by a primary.
+    OldPrimary,
+    /// A standby on another timeline than the primary's.
+    Standby { local: u32, primary: Option<u32> },
+}
+
+impl Who {
+    /// The words of the log lines and exit reasons.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Who::OldPrimary => "this old primary",
+            Who::Standby { .. } => "this standby",
+        }
+    }
+}
+
+/// Whether a start checks the local history against the primary's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum History {
+    /// A base backup: PostgreSQL recovers it from its backup_label.
+    BaseBackup,
+    /// Same timeline as the primary's: nothing to check.
+    SameTimeline,
+    /// No primary to check against: a standby answers at primary_host.
+    StandbyAnswers,
+    /// No primary to check against: nothing answers (the reason).
+    NoAnswer(String),
+    /// No primary to check against: cannot tell what answers (the reason).
+    CannotTell(String),
+    /// Check (pg_rewind dry run, or the timeline history), rewind or refuse.
+    Check(Who),
+    /// A standby on another timeline that was not stopped cleanly: pg_rewind
+    /// reads only cleanly stopped data, and crash recovery outside standby
+    /// mode would add WAL past the fork. Started anyway: PostgreSQL refuses
+    /// to follow a timeline that forked before its WAL ends, the monitor then
+    /// reports it not streaming, and it is never promoted.
+    Unverifiable {
+        local: u32,
+        primary: Option<u32>,
+        state: String,
+    },
+}
+
+/// How stopped data is started as a standby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPlan {
+    /// A crashed primary: finish its crash recovery in single-user mode
+    /// first, whoever answers at primary_host. Started as a standby it would
+    /// replay WAL no other node may have, and its control file would go on
+    /// naming an older checkpoint, hiding that WAL from the history check of
+    /// a later start.
+    pub crash_recover_first: bool,
+    /// The history check.
+    pub history: History,
+}
+
+/// Whether a start needs the primary's timeline (a connection and a query):
+/// only a standby's data following a writable primary is compared by
+/// timeline.
+pub fn needs_primary_timeline(origin: DataOrigin, at: &PrimaryAt) -> bool {
+    origin == DataOrigin::Standby && *at == PrimaryAt::Writable
+}
+
+/// How stopped data is started as a standby (pure).
+pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
+    let history = match (&f.primary_at, f.origin) {
+        (PrimaryAt::Writable, DataOrigin::BaseBackup) => History::BaseBackup,
+        (PrimaryAt::Writable, DataOrigin::Primary | DataOrigin::CrashedPrimary) => {
+            History::Check(Who::OldPrimary)
+        }
+        // A standby whose last timeline is older than the primary's (a
+        // failover happened while it was down, or it was a primary demoted
+        // while no primary answered) may hold WAL past the fork.
+        (PrimaryAt::Writable, DataOrigin::Standby) => {
+            let (local, primary) = (f.local_timeline, f.primary_timeline);
+            match &f.last_stop {
+                _ if primary == Some(local) => History::SameTimeline,
+                LastStop::CleanInRecovery => History::Check(Who::Standby { local, primary }),
+                LastStop::Other(state) => History::Unverifiable {
+                    local,
+                    primary,
+                    state: state.clone(),
+                },
+            }
+        }
+        (PrimaryAt::Standby, _) => History::StandbyAnswers,
+        (PrimaryAt::NoAnswer(r), _) => History::NoAnswer(r.clone()),
+        (PrimaryAt::Unknown(r), _) => History::CannotTell(r.clone()),
+        (PrimaryAt::Untrusted(e), _) => return Err(StartRefusal::Untrusted(e.clone())),
+    };
+    Ok(StartPlan {
+        crash_recover_first: f.origin == DataOrigin::CrashedPrimary,
+        history,
+    })
+}
+
+// ---------------------------------------------------------------- notify
+
+/// What a notification makes this node do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyPlan {
+    /// Pre-promote: publish this standby's position.
+    PublishPosition,
+    /// Post-promote on the promoted node: clear its published position,
+    /// forget scores, checkpoint so the control file names the new timeline.
+    Promoted,
+    /// Post-promote elsewhere: clear, forget, follow primary_host again.
+    Refollow,
+    /// Nodes came or went: forget scores, so they are re-asserted.
+    ForgetScores,
+    /// Nothing to do.
+    Nothing,
+}
+
+/// The plan for a notification `kind`-`op`, `promoted` naming the nodes
+/// being promoted and `me` this node.
+pub fn notify(
+    kind: crate::ocf::notify::NotifyKind,
+    op: crate::ocf::notify::NotifyOp,
+    promoted: &[String],
+    me: &str,
+) -> NotifyPlan {
+    use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+    match (kind, op) {
+        (K::Pre, O::Promote) => NotifyPlan::PublishPosition,
+        (K::Post, O::Promote) if promoted.iter().any(|p| p == me) => NotifyPlan::Promoted,
+        (K::Post, O::Promote) => NotifyPlan::Refollow,
+        (K::Post, O::Start | O::Stop) => NotifyPlan::ForgetScores,
+        _ => NotifyPlan::Nothing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,5 +1183,404 @@ mod tests {
         assert!(is_local(&[ip("10.0.0.100"), ip("::1")], &own));
         assert!(!is_local(&[ip("10.0.0.100")], &own));
         assert!(!is_local(&[], &own));
+    }
+
+    // ------------------------------------------------------------ monitor
+
+    use crate::postgres::server::ProcessState as Pg;
+    use crate::redis::ProcessState as Rd;
+
+    fn procs(pg: Pg, redis: Rd, was_primary: bool, probe: bool) -> Processes {
+        Processes {
+            pg,
+            redis,
+            was_primary,
+            probe,
+        }
+    }
+
+    /// The monitor's verdict on the processes alone: PostgreSQL × Redis ×
+    /// was the primary × probe.
+    #[test]
+    fn the_monitor_judges_the_processes_before_connecting() {
+        let failed = |promoted: bool, r: &str| Some(Verdict::failed(promoted, r));
+        #[rustfmt::skip]
+        let table: Vec<(Pg, Rd, bool, bool, Option<Verdict>)> = vec![
+            // Both run: go on and ask them.
+            (Pg::Running(10), Rd::Running(11), false, false, None),
+            (Pg::Running(10), Rd::Running(11), true, true, None),
+            // Cleanly stopped.
+            (Pg::Stopped, Rd::NotRunning, false, false, Some(Verdict::NotRunning)),
+            (Pg::Stopped, Rd::NotRunning, true, true, Some(Verdict::NotRunning)),
+            // After a power loss: stale pid files, nothing runs. A probe says
+            // "not running" (start recovers); a recurring monitor, a failure.
+            (Pg::Crashed(10), Rd::Crashed(11), true, true, Some(Verdict::NotRunning)),
+            (Pg::Crashed(10), Rd::NotRunning, false, true, Some(Verdict::NotRunning)),
+            (Pg::Crashed(10), Rd::Crashed(11), true, false,
+             failed(true, "PostgreSQL postmaster 10 died (stale postmaster.pid)")),
+            // Crashed primary, seen by the recurring monitor: failed promoted.
+            (Pg::Crashed(10), Rd::Running(11), true, false,
+             failed(true, "PostgreSQL postmaster 10 died (stale postmaster.pid)")),
+            // Crashed standby: a generic error.
+            (Pg::Crashed(10), Rd::Running(11), false, false,
+             failed(false, "PostgreSQL postmaster 10 died (stale postmaster.pid)")),
+            // A probe finding one of the two running: failed too.
+            (Pg::Crashed(10), Rd::Running(11), false, true,
+             failed(false, "PostgreSQL postmaster 10 died (stale postmaster.pid)")),
+            (Pg::Stopped, Rd::Running(11), false, false,
+             failed(false, "PostgreSQL is stopped but Redis runs")),
+            (Pg::Running(10), Rd::Crashed(11), true, false,
+             failed(true, "Redis 11 died (stale pidfile)")),
+            (Pg::Running(10), Rd::NotRunning, false, true,
+             failed(false, "Redis is not running")),
+        ];
+        for (pg, redis, was_primary, probe, want) in table {
+            let p = procs(pg, redis.clone(), was_primary, probe);
+            assert_eq!(monitor_processes(&p), want, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_standby_still_starting_up_is_degraded_and_a_primary_that_refuses_has_failed() {
+        let up = NoSession::StartingUp("the database system is starting up".into());
+        let other = NoSession::Failed("connection refused".into());
+        assert_eq!(
+            monitor_no_session(false, &up),
+            Verdict::Degraded("standby still recovering: not accepting connections yet".into())
+        );
+        assert_eq!(
+            monitor_no_session(true, &up),
+            Verdict::failed(true, "the database system is starting up")
+        );
+        assert_eq!(
+            monitor_no_session(false, &other),
+            Verdict::failed(false, "connection refused")
+        );
+        assert_eq!(
+            monitor_no_session(true, &other),
+            Verdict::failed(true, "connection refused")
+        );
+    }
+
+    #[test]
+    fn a_standby_is_steady_when_both_replicate_and_failed_when_its_redis_is_a_master() {
+        use crate::redis::Role;
+        let two_masters = Err(Verdict::failed(
+            false,
+            "Redis is a master on an unpromoted node",
+        ));
+        #[rustfmt::skip]
+        let table = [
+            // Redis role, streaming, link up -> steady?
+            (Role::Replica, true, true, Ok(true)),
+            (Role::Replica, false, true, Ok(false)),
+            (Role::Replica, true, false, Ok(false)),
+            (Role::Replica, false, false, Ok(false)),
+            (Role::Master, true, true, two_masters.clone()),
+            (Role::Master, false, false, two_masters),
+        ];
+        for (role, streaming, link, want) in table {
+            assert_eq!(
+                standby_steady(&role, streaming, link),
+                want,
+                "{role:?} {streaming} {link}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_standby_not_streaming_is_a_problem_only_while_a_primary_answers() {
+        let p = "10.0.0.10:5432";
+        assert_eq!(
+            not_streaming_problem(&PrimaryAt::Writable, p).as_deref(),
+            Some("standby not streaming from the primary at 10.0.0.10:5432")
+        );
+        let tls = untrusted_tls();
+        let untrusted = not_streaming_problem(&PrimaryAt::Untrusted(tls), p).unwrap();
+        assert!(
+            untrusted.starts_with("standby not streaming: "),
+            "{untrusted}"
+        );
+        for at in [
+            PrimaryAt::Standby,
+            PrimaryAt::NoAnswer("no route".into()),
+            PrimaryAt::Unknown("hung".into()),
+        ] {
+            assert_eq!(not_streaming_problem(&at, p), None, "{at:?}");
+        }
+    }
+
+    /// The grace period: a problem since `since`, now `now`, monitor
+    /// interval, probe, on the primary or a standby.
+    #[test]
+    fn only_a_problem_that_outlasts_two_monitor_intervals_is_degraded() {
+        let s = std::time::Duration::from_secs;
+        let p = "link down";
+        #[rustfmt::skip]
+        let table = [
+            // since, now, interval, probe, promoted -> verdict, lasted
+            (100, 100, s(10), false, false, Verdict::Unpromoted, 0),
+            (100, 119, s(10), false, false, Verdict::Unpromoted, 19),
+            (100, 120, s(10), false, false, Verdict::Degraded("link down for 20 s".into()), 20),
+            (100, 500, s(10), true, false, Verdict::Unpromoted, 400),
+            (100, 119, s(10), false, true, Verdict::Promoted, 19),
+            (100, 130, s(10), false, true,
+             Verdict::DegradedPromoted("link down (for 30 s)".into()), 30),
+            (100, 500, s(10), true, true, Verdict::Promoted, 400),
+            // A clock that went back: lasted 0, not a wrap-around.
+            (100, 50, s(10), false, false, Verdict::Unpromoted, 0),
+        ];
+        for (since, now, interval, probe, promoted, want, lasted) in table {
+            assert_eq!(
+                after_grace(p, since, now, interval, probe, promoted),
+                (want, lasted),
+                "since {since}, now {now}, probe {probe}, promoted {promoted}"
+            );
+        }
+    }
+
+    fn untrusted_tls() -> crate::postgres::tls::TlsError {
+        crate::postgres::tls::TlsError {
+            target: "10.0.0.10:5432".into(),
+            tls: crate::postgres::tls::PgTls::DISABLED,
+            failure: crate::postgres::tls::TlsFailure::Untrusted("self-signed".into()),
+        }
+    }
+
+    fn addresses() -> Addresses<'static> {
+        Addresses {
+            primary_host: "10.0.0.10",
+            primary_port: 5432,
+            redis_port: 6379,
+            repl_user: "replicator",
+        }
+    }
+
+    #[test]
+    fn the_vip_unowned_is_a_problem_of_the_primary_with_its_fix() {
+        let seen = AtPrimaryHost {
+            vip_away: true,
+            postgres: None,
+            redis: None,
+        };
+        let p = primary_host_problems(&seen, &addresses());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("primary_host 10.0.0.10 is not an address of this node")
+                && p[0].contains("virtual IP colocated with the Promoted role"),
+            "{p:?}"
+        );
+    }
+
+    /// What answers at primary_host, asked by the primary itself.
+    #[test]
+    fn the_primary_reports_each_server_that_followers_cannot_reach() {
+        let t = |pg: Option<PrimaryAt>, redis: Option<RedisAtPrimary>| {
+            primary_host_problems(
+                &AtPrimaryHost {
+                    vip_away: false,
+                    postgres: pg,
+                    redis,
+                },
+                &addresses(),
+            )
+        };
+        assert!(t(None, None).is_empty());
+        assert!(t(Some(PrimaryAt::Writable), Some(RedisAtPrimary::Master)).is_empty());
+        let pg = t(Some(PrimaryAt::Standby), None);
+        assert_eq!(pg.len(), 1);
+        assert!(
+            pg[0].starts_with("PostgreSQL does not answer at primary_host 10.0.0.10:5432 as replicator (a standby answers there, not this primary)")
+                && pg[0].contains("listen_addresses"),
+            "{pg:?}"
+        );
+        let rd = t(
+            None,
+            Some(RedisAtPrimary::NoAnswer("connection refused".into())),
+        );
+        assert_eq!(rd.len(), 1);
+        assert!(
+            rd[0].starts_with("Redis does not answer as master at primary_host 10.0.0.10:6379 (connection refused)")
+                && rd[0].contains("bind"),
+            "{rd:?}"
+        );
+        let both = t(
+            Some(PrimaryAt::NoAnswer("no TCP connection within 1.0 s".into())),
+            Some(RedisAtPrimary::Replica),
+        );
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[1].contains("a replica answers there, not this master"));
+    }
+
+    // ------------------------------------------------------------ start
+
+    fn control(state: &str, timeline: u32) -> crate::postgres::server::ControlData {
+        crate::postgres::server::ControlData {
+            state: state.into(),
+            timeline,
+            checkpoint: crate::postgres::Lsn(0x3000028),
+            min_recovery_timeline: 0,
+            min_recovery: crate::postgres::Lsn(0),
+            system_identifier: "7300000000000000001".into(),
+        }
+    }
+
+    /// Facts as `observe::start_facts` builds them from the control file,
+    /// backup_label and standby.signal.
+    fn start_facts(
+        control: &crate::postgres::server::ControlData,
+        backup_label: bool,
+        standby_signal: bool,
+        at: PrimaryAt,
+        primary_timeline: Option<u32>,
+    ) -> StartFacts {
+        StartFacts {
+            origin: DataOrigin::of(control, backup_label, standby_signal),
+            primary_at: at,
+            local_timeline: control.newest_timeline(),
+            primary_timeline,
+            last_stop: LastStop::of(control),
+        }
+    }
+
+    /// Start's decision table, with the cases the cluster tests recorded:
+    /// the data's origin × what answers at primary_host × timelines × how
+    /// the data was stopped.
+    #[test]
+    fn a_start_checks_history_exactly_where_the_data_may_have_diverged() {
+        let w = PrimaryAt::Writable;
+        let none = PrimaryAt::NoAnswer("no TCP connection within 2.0 s".into());
+        let plan = |crash: bool, history: History| {
+            Ok(StartPlan {
+                crash_recover_first: crash,
+                history,
+            })
+        };
+        let standby = |local, primary| History::Check(Who::Standby { local, primary });
+        #[rustfmt::skip]
+        let table: Vec<(&str, StartFacts, Result<StartPlan, StartRefusal>)> = vec![
+            // A base backup's control file says "in production" (the
+            // primary's state when the copy began): no crash recovery, no
+            // rewind; PostgreSQL recovers it from its backup_label.
+            ("base backup",
+             start_facts(&control("in production", 2), true, true, w.clone(), None),
+             plan(false, History::BaseBackup)),
+            // A crashed primary: crash recovery first, then its history.
+            ("crashed primary",
+             start_facts(&control("in production", 1), false, false, w.clone(), None),
+             plan(true, History::Check(Who::OldPrimary))),
+            ("crashed primary, no primary answers",
+             start_facts(&control("in production", 1), false, false, none.clone(), None),
+             plan(true, History::NoAnswer("no TCP connection within 2.0 s".into()))),
+            // An old primary stopped cleanly, possibly diverged: checked.
+            ("diverged old primary",
+             start_facts(&control("shut down", 1), false, false, w.clone(), None),
+             plan(false, History::Check(Who::OldPrimary))),
+            ("old primary, a standby answers",
+             start_facts(&control("shut down", 1), false, false, PrimaryAt::Standby, None),
+             plan(false, History::StandbyAnswers)),
+            // A standby on an older timeline, stopped cleanly: checked.
+            ("standby on an older timeline, stopped cleanly",
+             start_facts(&control("shut down in recovery", 1), false, true, w.clone(), Some(2)),
+             plan(false, standby(1, Some(2)))),
+            ("standby, the primary's timeline unreadable, stopped cleanly",
+             start_facts(&control("shut down in recovery", 2), false, true, w.clone(), None),
+             plan(false, standby(2, None))),
+            // ... and crashed: pg_rewind cannot read it; started, logged.
+            ("standby on an older timeline, crashed",
+             start_facts(&control("in archive recovery", 1), false, true, w.clone(), Some(2)),
+             plan(false, History::Unverifiable {
+                 local: 1, primary: Some(2), state: "in archive recovery".into(),
+             })),
+            ("standby on the primary's timeline, crashed",
+             start_facts(&control("in archive recovery", 2), false, true, w.clone(), Some(2)),
+             plan(false, History::SameTimeline)),
+            ("standby on the primary's timeline",
+             start_facts(&control("shut down in recovery", 2), false, true, w.clone(), Some(2)),
+             plan(false, History::SameTimeline)),
+            ("standby, nothing answers",
+             start_facts(&control("shut down in recovery", 1), false, true, none.clone(), None),
+             plan(false, History::NoAnswer("no TCP connection within 2.0 s".into()))),
+            ("standby, cannot tell",
+             start_facts(&control("shut down in recovery", 1), false, true,
+                         PrimaryAt::Unknown("timeout".into()), None),
+             plan(false, History::CannotTell("timeout".into()))),
+            // Data with no standby.signal is a primary's.
+            ("no standby.signal",
+             start_facts(&control("shut down in recovery", 1), false, false, w.clone(), None),
+             plan(false, History::Check(Who::OldPrimary))),
+        ];
+        for (case, facts, want) in table {
+            assert_eq!(start(&facts), want, "{case}: {facts:?}");
+        }
+        let tls = untrusted_tls();
+        let untrusted = start_facts(
+            &control("shut down in recovery", 1),
+            false,
+            true,
+            PrimaryAt::Untrusted(tls.clone()),
+            None,
+        );
+        assert_eq!(start(&untrusted), Err(StartRefusal::Untrusted(tls)));
+    }
+
+    #[test]
+    fn a_start_reads_the_primary_timeline_only_for_standby_data_and_a_writable_primary() {
+        use DataOrigin::*;
+        for origin in [BaseBackup, CrashedPrimary, Primary, Standby] {
+            for at in [
+                PrimaryAt::Writable,
+                PrimaryAt::Standby,
+                PrimaryAt::NoAnswer("x".into()),
+                PrimaryAt::Unknown("x".into()),
+            ] {
+                let want = origin == Standby && at == PrimaryAt::Writable;
+                assert_eq!(
+                    needs_primary_timeline(origin, &at),
+                    want,
+                    "{origin:?} {at:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_refuses_a_postgres_already_running_as_a_primary() {
+        assert_eq!(start_running(true), Ok(()));
+        assert_eq!(start_running(false), Err(StartRefusal::AlreadyPrimary));
+        assert!(StartRefusal::AlreadyPrimary
+            .to_string()
+            .contains("demote or stop it first"));
+    }
+
+    // ------------------------------------------------------------ notify
+
+    #[test]
+    fn notifications_publish_before_a_promotion_and_refollow_after_it() {
+        use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+        let me = "node2";
+        let here = ["node2".to_string()];
+        let there = ["node1".to_string()];
+        #[rustfmt::skip]
+        let table: [(K, O, &[String], NotifyPlan); 9] = [
+            (K::Pre, O::Promote, &there, NotifyPlan::PublishPosition),
+            (K::Pre, O::Promote, &here, NotifyPlan::PublishPosition),
+            (K::Post, O::Promote, &here, NotifyPlan::Promoted),
+            (K::Post, O::Promote, &there, NotifyPlan::Refollow),
+            // An empty or garbled promote list: refollow, which does nothing
+            // on a node that runs the primary.
+            (K::Post, O::Promote, &[], NotifyPlan::Refollow),
+            (K::Post, O::Start, &[], NotifyPlan::ForgetScores),
+            (K::Post, O::Stop, &[], NotifyPlan::ForgetScores),
+            (K::Pre, O::Stop, &[], NotifyPlan::Nothing),
+            (K::Post, O::Demote, &[], NotifyPlan::Nothing),
+        ];
+        for (kind, op, promoted, want) in table {
+            assert_eq!(
+                notify(kind, op, promoted, me),
+                want,
+                "{kind:?}-{op:?} {promoted:?}"
+            );
+        }
     }
 }

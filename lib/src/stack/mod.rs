@@ -1,15 +1,17 @@
 //! `ocf:rapidpro:stack`: the agent's actions over PostgreSQL and Redis.
 //!
-//! Each action reads its configuration, builds a [`Ctx`], observes, asks the
-//! pure functions of [`decide`] what to do, then acts. Failures travel as
+//! Each action reads its configuration once into a [`Ctx`], reads the
+//! world into typed facts ([`observe`]), asks the pure functions of
+//! [`decide`] what to do, then acts ([`act`], one file per action). Failures travel as
 //! [`Error`]; states (stopped, promoted, degraded...) are values of
 //! [`Outcome`]. The exit code of every error is chosen in one place,
-//! [`ocf_rc`].
+//! [`ocf_rc`], and that of every monitor verdict in another, `From<Verdict>`.
 
-pub mod actions;
+pub mod act;
 pub mod decide;
 #[cfg(test)]
 mod model;
+pub mod observe;
 pub mod state;
 
 use std::path::PathBuf;
@@ -68,6 +70,28 @@ pub fn ocf_rc(e: &Error) -> OcfRc {
             OcfRc::ErrPerm
         }
         _ => OcfRc::ErrGeneric,
+    }
+}
+
+/// The exit code of a monitor's verdict: the one place verdicts become codes.
+impl From<decide::Verdict> for Outcome {
+    fn from(v: decide::Verdict) -> Outcome {
+        use decide::Verdict as V;
+        match v {
+            V::NotRunning => Outcome::code(OcfRc::NotRunning),
+            V::Unpromoted => Outcome::ok(),
+            V::Promoted => Outcome::code(OcfRc::RunningPromoted),
+            V::Degraded(r) => Outcome::because(OcfRc::Degraded, r),
+            V::DegradedPromoted(r) => Outcome::because(OcfRc::DegradedPromoted, r),
+            V::Failed {
+                promoted: true,
+                reason,
+            } => Outcome::because(OcfRc::FailedPromoted, reason),
+            V::Failed {
+                promoted: false,
+                reason,
+            } => Outcome::because(OcfRc::ErrGeneric, reason),
+        }
     }
 }
 
@@ -130,8 +154,24 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 impl<'a> Ctx<'a> {
     /// Builds the context: parameters checked for form (errors are
     /// OCF_ERR_CONFIGURED), users looked up (errors are host problems).
+    /// The one place an action parses its parameters.
     pub fn new(env: &'a OcfEnv, deadline: Deadline) -> Result<Ctx<'a>, Error> {
+        Ctx::build(env, deadline, false)
+    }
+
+    /// [`Ctx::new`] for the actions that change something (start, promote,
+    /// demote): the host is checked too ([`Config::check_host`]: programs,
+    /// directories), before the users are looked up, so its errors and
+    /// their exit codes come first, as they always did.
+    pub fn checked(env: &'a OcfEnv, deadline: Deadline) -> Result<Ctx<'a>, Error> {
+        Ctx::build(env, deadline, true)
+    }
+
+    fn build(env: &'a OcfEnv, deadline: Deadline, check_host: bool) -> Result<Ctx<'a>, Error> {
         let cfg = Config::from_env(env)?;
+        if check_host {
+            cfg.check_host()?;
+        }
         let pg = cfg.pg_server()?;
         let cluster = env.cluster().clone();
         let node = cluster.local_node_name(env.on_node(), &deadline);
@@ -188,13 +228,13 @@ pub fn run(action: Action, env: &OcfEnv) -> Outcome {
     let deadline = Deadline::for_action(env.timeout(), DEFAULT_TIMEOUT);
     let result = match action {
         Action::MetaData | Action::Usage => Ok(Outcome::ok()),
-        Action::ValidateAll => actions::validate_all(env),
-        Action::Notify => Ok(actions::notify(env, deadline)),
-        Action::Monitor => actions::monitor(env, deadline),
-        Action::Stop => actions::stop(env, deadline),
-        Action::Start => actions::start(env, deadline),
-        Action::Promote => actions::promote(env, deadline),
-        Action::Demote => actions::demote(env, deadline),
+        Action::ValidateAll => act::validate_all(env),
+        Action::Notify => Ok(act::notify(env, deadline)),
+        Action::Monitor => act::monitor(env, deadline),
+        Action::Stop => act::stop(env, deadline),
+        Action::Start => act::start(env, deadline),
+        Action::Promote => act::promote(env, deadline),
+        Action::Demote => act::demote(env, deadline),
     };
     match result {
         Ok(o) => o,

@@ -19,7 +19,8 @@
 //! primary_host), [`decide::standby_scores_under`] and
 //! [`decide::sync_standby_names`] for the primary's monitor,
 //! [`decide::sync_standby_names_at_promote`] for a promotion, and
-//! [`decide::start_score`] for a start. Only Pacemaker, PostgreSQL and the
+//! [`decide::self_score`], [`decide::stale_mark`] and [`decide::async_until`]
+//! for a start and the monitors. Only Pacemaker, PostgreSQL and the
 //! client are modelled here.
 //!
 //! Properties, checked in every reachable state:

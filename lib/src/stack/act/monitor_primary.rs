@@ -1,0 +1,171 @@
+//! `monitor` on the primary: scores for the standbys, synchronous
+//! replication, and whether followers can reach it at primary_host.
+
+use super::notify::checkpoint_new_timeline;
+use super::{load_state, save_state, set_score, stale, unix_now};
+use crate::cluster::NodeName;
+use crate::postgres::db::{Db, LocalStatus, StandbyRow};
+use crate::postgres::{Lsn, PgError};
+use crate::redis::{self, Role};
+use crate::stack::decide::{self, Verdict, PROMOTED_SCORE};
+use crate::stack::observe;
+use crate::stack::Ctx;
+use crate::stack::Error;
+
+/// `standbys`: `pg_stat_replication` if it was fetched with the status.
+pub(super) fn monitor_primary(
+    ctx: &Ctx<'_>,
+    db: &Db,
+    st: &LocalStatus,
+    info: &redis::ReplicationInfo,
+    standbys: Option<Result<Vec<StandbyRow>, PgError>>,
+) -> Result<Verdict, Error> {
+    if info.role != Role::Master {
+        return Ok(Verdict::failed(
+            true,
+            "PostgreSQL is primary but Redis is a replica",
+        ));
+    }
+    let standbys = match standbys.unwrap_or_else(|| db.standbys()) {
+        Ok(s) => s,
+        Err(e) => return Ok(Verdict::failed(true, e.to_string())),
+    };
+    let own = ctx.node.as_str();
+    // Synchronous replication follows the streaming standbys.
+    let streamers: Vec<String> = decide::streaming_standbys(&standbys, own)
+        .iter()
+        .map(|s| format!("{} ({})", s.name, s.sync_state))
+        .collect();
+    let streaming = streamers.len();
+    let names = decide::sync_standby_names(ctx.cfg.sync_replication, streaming);
+    let mut state = load_state(ctx);
+    // What was acknowledged without waiting for a standby (sync_replication=on).
+    let names_were_empty = st.synchronous_standby_names.is_empty();
+    let async_until = decide::async_until(
+        ctx.cfg.sync_replication,
+        names_were_empty,
+        state.since_promotion,
+        names.is_empty(),
+        st.current_lsn.unwrap_or_default(),
+        state.async_until.map(Lsn),
+    );
+    let mut changed = state.async_until != async_until.map(|l| l.0) || state.since_promotion;
+    state.async_until = async_until.map(|l| l.0);
+    state.since_promotion = false;
+    // Promotion scores, set only when they change.
+    let mut want = decide::standby_scores(
+        &standbys,
+        ctx.cfg.maxlag,
+        async_until,
+        state.scores.keys().map(String::as_str),
+        own,
+    );
+    want.insert(own.to_string(), PROMOTED_SCORE);
+    for (node, score) in &want {
+        if state.scores.get(node) == Some(score) {
+            continue;
+        }
+        let Ok(n) = NodeName::new(node) else {
+            log::warn!("ignoring standby with unusable application_name {node:?}");
+            continue;
+        };
+        if set_score(ctx, &n, *score) {
+            state.scores.insert(node.clone(), *score);
+            changed = true;
+        }
+    }
+    let async_now = names_were_empty || names.is_empty();
+    changed |= stale::mark(ctx, &mut state, &standbys, async_until, async_now);
+    if changed {
+        save_state(ctx, &state);
+    }
+    // Normally done by the post-promote notification; this covers a
+    // cluster without notifications. A query, not a process.
+    if st.checkpoint_timeline < st.primary_timeline {
+        if let Err(e) = checkpoint_new_timeline(ctx) {
+            log::warn!("{e}");
+        }
+    }
+    if st.synchronous_standby_names != names {
+        log::info!(
+            "synchronous_standby_names = '{names}' (streaming: {})",
+            streamers.join(", ")
+        );
+        if let Err(e) = db.alter_system("synchronous_standby_names", names) {
+            return Ok(Verdict::failed(true, e.to_string()));
+        }
+    }
+    if ctx.cfg.sync_replication == crate::config::SyncMode::Strict && streaming == 0 {
+        return Ok(Verdict::DegradedPromoted(
+            "sync_replication=strict and no standby streams: commits wait".into(),
+        ));
+    }
+    unreachable_at_primary_host(ctx, streaming, info)
+}
+
+/// Whether this primary's PostgreSQL and Redis answer at primary_host, where
+/// the standbys and replicas connect: a Redis bound to 127.0.0.1 (Debian's
+/// default) or a `listen_addresses` without primary_host leaves every
+/// follower retrying forever, and a failover then loses what only the
+/// primary had (celery's queue of outgoing SMS). Asked only while some
+/// member does not follow ([`decide::self_checks_needed`]). A failure that
+/// outlasts two monitor intervals (the VIP starts after the promotion, and
+/// followers take a moment to connect) makes it degraded, with the fix.
+fn unreachable_at_primary_host(
+    ctx: &Ctx<'_>,
+    streaming: usize,
+    info: &redis::ReplicationInfo,
+) -> Result<Verdict, Error> {
+    let others = ctx
+        .env
+        .meta(crate::ocf::env::meta::CLONE_MAX)
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2)
+        .saturating_sub(1);
+    let (ask_pg, ask_redis) =
+        decide::self_checks_needed(others, streaming, info.connected_slaves as usize);
+    // The VIP is not (yet) here: right after a promotion it starts only
+    // once the promote is done. Connecting would only wait for a connect
+    // timeout; followers cannot reach this primary either way.
+    let vip_away = (ask_pg || ask_redis) && observe::primary_host_is_local(ctx) == Some(false);
+    let seen = decide::AtPrimaryHost {
+        vip_away,
+        postgres: match ask_pg && !vip_away {
+            true => Some(observe::primary_at(ctx)?),
+            false => None,
+        },
+        redis: ask_redis.then(|| observe::redis_at_primary_host(ctx)),
+    };
+    let problems = decide::primary_host_problems(
+        &seen,
+        &decide::Addresses {
+            primary_host: &ctx.cfg.primary_host,
+            primary_port: ctx.cfg.primary_port,
+            redis_port: ctx.cfg.redis_primary_port,
+            repl_user: &ctx.cfg.repl_user,
+        },
+    );
+    let mut state = load_state(ctx);
+    if problems.is_empty() {
+        if state.unreachable_since.take().is_some() {
+            save_state(ctx, &state);
+        }
+        return Ok(Verdict::Promoted);
+    }
+    let reason = problems.join("; ");
+    let now = unix_now();
+    let since = *state.unreachable_since.get_or_insert(now);
+    save_state(ctx, &state);
+    let (verdict, lasted) = decide::after_grace(
+        &reason,
+        since,
+        now,
+        ctx.env.interval(),
+        ctx.env.is_probe(),
+        true,
+    );
+    if verdict == Verdict::Promoted {
+        log::info!("{reason} (for {lasted} s)");
+    }
+    Ok(verdict)
+}

@@ -1,0 +1,124 @@
+//! `notify`.
+
+use super::follow::{follow_primary, follow_redis_primary};
+use super::{best_effort, forget_scores, local_db, position_attribute};
+use crate::deadline::Deadline;
+use crate::ocf::env::OcfEnv;
+use crate::postgres::server::ProcessState;
+use crate::redis;
+use crate::stack::decide::{self, NotifyPlan};
+use crate::stack::{Ctx, Error, Outcome};
+
+/// `notify`: never fails (a failed notify would stop the clone). Publishes
+/// this standby's position before a promotion, re-points followers after
+/// one, and makes the primary re-assert scores when nodes come and go.
+pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
+    let Some(n) = env.notification() else {
+        return Outcome::ok();
+    };
+    let ctx = match Ctx::new(env, deadline) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("notify: {e}");
+            return Outcome::ok();
+        }
+    };
+    let plan = decide::notify(n.kind, n.operation, &n.promote, ctx.node.as_str());
+    let result = match plan {
+        NotifyPlan::PublishPosition => publish_position(&ctx),
+        NotifyPlan::Promoted | NotifyPlan::Refollow => {
+            best_effort(
+                "clearing this node's published position",
+                ctx.cluster.delete_private(
+                    &position_attribute(env.resource()),
+                    &ctx.node,
+                    &ctx.deadline,
+                ),
+            );
+            forget_scores(&ctx);
+            if plan == NotifyPlan::Promoted {
+                checkpoint_new_timeline(&ctx)
+            } else {
+                refollow(&ctx)
+            }
+        }
+        NotifyPlan::ForgetScores => {
+            forget_scores(&ctx);
+            Ok(())
+        }
+        NotifyPlan::Nothing => Ok(()),
+    };
+    if let Err(e) = result {
+        log::warn!("notify {:?}-{:?}: {e}", n.kind, n.operation);
+    }
+    Outcome::ok()
+}
+
+/// Pre-promote, on every standby: force a restartpoint so the control file's
+/// timeline is current, then publish `timeline#lsn` as a private attribute.
+fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        return Ok(());
+    }
+    let db = local_db(ctx)?;
+    let st = db.status()?;
+    if !st.in_recovery {
+        return Ok(());
+    }
+    if let Err(e) = db.execute("CHECKPOINT", "CHECKPOINT") {
+        log::warn!("restartpoint before publishing the position: {e}");
+    }
+    let st = db.status()?;
+    let Some(pos) = st.position() else {
+        return Ok(());
+    };
+    log::info!("publishing position {pos} for the promotion");
+    ctx.cluster.publish_private(
+        &position_attribute(ctx.env.resource()),
+        &ctx.node,
+        &pos.to_string(),
+        &ctx.deadline,
+    )?;
+    Ok(())
+}
+
+/// Right after a promotion the control file still names the old timeline
+/// until the end-of-recovery checkpoint completes, and pg_rewind compares
+/// control files: an old primary checked against it in that window would be
+/// told "same timeline, no rewind required" and start on a diverged
+/// history. An immediate checkpoint closes the window.
+pub(super) fn checkpoint_new_timeline(ctx: &Ctx<'_>) -> Result<(), Error> {
+    let db = local_db(ctx)?;
+    let st = db.status()?;
+    if !st.in_recovery && st.checkpoint_timeline < st.primary_timeline {
+        log::info!("checkpointing so the control file names the new timeline");
+        db.execute("CHECKPOINT", "CHECKPOINT")?;
+    }
+    Ok(())
+}
+
+/// Post-promote, on the others: follow primary_host again. A node whose
+/// PostgreSQL is a primary is not an "other", whatever the notification's
+/// lists say (an empty or garbled promote list): its Redis stays the master.
+/// Re-pointing it at primary_host, which is itself, made it a replica of
+/// itself, and the next monitor failed the primary.
+fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        let db = local_db(ctx)?;
+        if !db.in_recovery()? {
+            log::warn!(
+                "post-promote notification that does not name this node, which runs the primary: \
+                 nothing re-pointed"
+            );
+            return Ok(());
+        }
+        follow_primary(ctx, &db)?;
+    }
+    if matches!(
+        redis::process_state(&ctx.redis),
+        redis::ProcessState::Running(_)
+    ) {
+        follow_redis_primary(ctx)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! `promote`.
+
+use std::time::Duration;
+
+use super::follow::start_redis_replica;
+use super::{
+    best_effort, load_state, local_db, position_attribute, primary_desc, redis_local, save_state,
+    set_score,
+};
+use crate::cluster::NodeName;
+use crate::deadline::Deadline;
+use crate::ocf::env::OcfEnv;
+use crate::postgres::db::{Db, LocalStatus};
+use crate::postgres::server::{wait_until, ProcessState};
+use crate::postgres::Position;
+use crate::redis::{self, Role};
+use crate::stack::decide::{self, PromoteFacts, PromoteRefusal, CANDIDATE_SCORE, PROMOTED_SCORE};
+use crate::stack::observe;
+use crate::stack::{Ctx, Error, Outcome};
+
+/// `promote`: refuses when another primary answers at primary_host or a
+/// standby is ahead of this one; otherwise promotes PostgreSQL, then Redis,
+/// and returns once both accept writes.
+pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let ctx = Ctx::checked(env, deadline)?;
+    if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        return Err(Error::Failed(
+            "PostgreSQL is not running: cannot promote".into(),
+        ));
+    }
+    let db = local_db(&ctx)?;
+    let st = db.status()?;
+    if st.in_recovery {
+        let names = promote_standby_safely(&ctx, &db, &st)?;
+        if st.synchronous_standby_names != names {
+            db.alter_system("synchronous_standby_names", names)?;
+        }
+        let wait = ctx
+            .deadline
+            .remaining()
+            .saturating_sub(Duration::from_secs(2));
+        if !db.promote(wait)? {
+            return Err(Error::Failed(format!(
+                "pg_promote() did not finish within {} s",
+                wait.as_secs()
+            )));
+        }
+        let writable = wait_until(&ctx.deadline, || matches!(db.in_recovery(), Ok(false)));
+        if !writable {
+            return Err(Error::Failed(
+                "PostgreSQL still in recovery after pg_promote()".into(),
+            ));
+        }
+        log::info!("PostgreSQL promoted");
+    }
+    promote_redis(&ctx)?;
+    best_effort(
+        "clearing this node's published position",
+        ctx.cluster.delete_private(
+            &position_attribute(env.resource()),
+            &ctx.node,
+            &ctx.deadline,
+        ),
+    );
+    let mut state = load_state(&ctx);
+    state.forget();
+    state.since_promotion = true;
+    if set_score(&ctx, &ctx.node, PROMOTED_SCORE) {
+        state.scores.insert(ctx.node.to_string(), PROMOTED_SCORE);
+    }
+    save_state(&ctx, &state);
+    Ok(Outcome::ok())
+}
+
+/// Observes what a promotion depends on, asks [`decide::promote`], and
+/// acts on a refusal (hands the promotion to a peer ahead) or on the plan
+/// (resumes paused replay). Returns the `synchronous_standby_names` to
+/// promote with.
+fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
+    // Observe.
+    let primary_at = observe::primary_at(ctx)?;
+    let nodes = ctx.cluster.partition(&ctx.deadline).unwrap_or_else(|e| {
+        log::warn!("cannot list the partition's nodes: {e}");
+        Vec::new()
+    });
+    let peers = published_positions(ctx, &nodes);
+    let own = st.position();
+    if let Some(own) = own {
+        let members: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+        let seen: Vec<String> = peers.iter().map(|(n, p)| format!("{n} at {p}")).collect();
+        log::info!(
+            "this node is at {own}; partition: {}; standbys published: {}",
+            members.join(" "),
+            if seen.is_empty() {
+                "none".to_string()
+            } else {
+                seen.join(", ")
+            }
+        );
+    }
+    // Decide.
+    let facts = PromoteFacts {
+        primary_at: &primary_at,
+        own,
+        peers: &peers,
+        replay_paused: st.replay_paused,
+        sync: ctx.cfg.sync_replication,
+    };
+    // Act.
+    let plan = match decide::promote(&facts) {
+        Ok(plan) => plan,
+        Err(refusal) => return Err(refuse_promotion(ctx, refusal)),
+    };
+    if plan.resume_replay_first {
+        log::warn!("WAL replay is paused; resuming it before promotion");
+        db.execute("pg_wal_replay_resume()", "SELECT pg_wal_replay_resume()")?;
+        let target = st.receive_lsn.unwrap_or_default();
+        let caught_up = wait_until(&ctx.deadline, || {
+            db.status()
+                .map(|s| s.replay_lsn.unwrap_or_default() >= target)
+                .unwrap_or(false)
+        });
+        if !caught_up {
+            return Err(Error::Failed(format!(
+                "replay did not reach the received WAL ({target}) before the timeout"
+            )));
+        }
+    }
+    Ok(plan.synchronous_standby_names)
+}
+
+/// The positions the other standbys of this partition published before the
+/// promotion. Standbys outside the partition are ignored, as Pacemaker
+/// ignores their scores.
+fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
+    let attr = position_attribute(ctx.env.resource());
+    let published = match ctx.cluster.read_private(&attr, nodes, &ctx.deadline) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!(
+                "cannot read the standbys' positions ({e}); promoting on this node's data alone"
+            );
+            Vec::new()
+        }
+    };
+    published
+        .into_iter()
+        .filter(|(n, _)| *n != ctx.node)
+        .filter_map(|(n, v)| match v.parse::<Position>() {
+            Ok(p) => Some((n.to_string(), p)),
+            Err(e) => {
+                log::warn!("ignoring the position published by {n}: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The error a refused promotion exits with; a peer ahead gets the
+/// promotion handed over first: the next transition promotes it, as PAF
+/// does, but with the ranking the right way round.
+fn refuse_promotion(ctx: &Ctx<'_>, refusal: PromoteRefusal) -> Error {
+    let why = match refusal {
+        PromoteRefusal::PrimaryAnswers => {
+            format!(
+                "a writable primary already answers at {}",
+                primary_desc(ctx)
+            )
+        }
+        PromoteRefusal::CannotTell(r) => {
+            format!(
+                "cannot tell whether {} is a primary: {r}",
+                primary_desc(ctx)
+            )
+        }
+        PromoteRefusal::Untrusted(e) => {
+            format!("cannot tell whether primary_host is a primary: {e}")
+        }
+        PromoteRefusal::NoPosition => {
+            return Error::Failed("cannot read this standby's WAL position".into())
+        }
+        PromoteRefusal::PeerAhead { peer, peer_at, own } => {
+            if let Ok(n) = NodeName::new(&peer) {
+                set_score(ctx, &n, decide::AHEAD_SCORE);
+            }
+            set_score(ctx, &ctx.node, CANDIDATE_SCORE);
+            format!("{peer} is ahead ({peer_at}) of this node ({own})")
+        }
+    };
+    Error::PromotionRefused(why)
+}
+
+fn promote_redis(ctx: &Ctx<'_>) -> Result<(), Error> {
+    if !matches!(
+        redis::process_state(&ctx.redis),
+        redis::ProcessState::Running(_)
+    ) {
+        start_redis_replica(ctx)?;
+    }
+    let mut c = redis_local(ctx)?;
+    if c.info_replication()?.role != Role::Master {
+        c.replicaof(None)?;
+        log::info!("Redis promoted");
+    }
+    let ok = wait_until(
+        &ctx.deadline,
+        || matches!(c.info_replication(), Ok(i) if i.role == Role::Master),
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Failed("Redis did not become master".into()))
+    }
+}

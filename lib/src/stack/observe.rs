@@ -1,0 +1,276 @@
+//! What the actions read, as typed facts: the servers, the data directory,
+//! primary_host. All reading of the world that a decision depends on is
+//! here or in `act/`; [`super::decide`] only looks at the values.
+//!
+//! Where a fact still arrives as text from the lower layers (a control-file
+//! state, a connection error), it is turned into an enum here, in one place.
+
+use std::time::Duration;
+
+use super::act::{local_db, primary_target, redis_local};
+use super::decide::{self, PrimaryAt, RedisAtPrimary, StartFacts};
+use super::{Ctx, Error};
+use crate::postgres::db::{Db, LocalStatus, Reach, StandbyRow};
+use crate::postgres::server::{ControlData, ControlState, DataOrigin, ProcessState};
+use crate::postgres::PgError;
+use crate::redis::{self, Role};
+
+/// The processes a monitor finds, before any connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processes {
+    /// PostgreSQL's postmaster.
+    pub pg: ProcessState,
+    /// redis-server.
+    pub redis: redis::ProcessState,
+    /// No `standby.signal`: this instance was the primary.
+    pub was_primary: bool,
+    /// A probe (interval 0): no history, Pacemaker may have restarted.
+    pub probe: bool,
+}
+
+/// Reads the processes of this instance (pid files, no connection).
+pub fn processes(ctx: &Ctx<'_>) -> Processes {
+    Processes {
+        pg: ctx.pg.process_state(),
+        redis: redis::process_state(&ctx.redis),
+        was_primary: !ctx.pg.is_standby_configured(),
+        probe: ctx.env.is_probe(),
+    }
+}
+
+/// Why the local PostgreSQL, whose postmaster runs, gave no session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoSession {
+    /// It is starting up (a standby replaying WAL up to consistency): the
+    /// error's text.
+    StartingUp(String),
+    /// Anything else: the error's text.
+    Failed(String),
+}
+
+/// A session on the local PostgreSQL, or why there is none.
+pub fn local_session(ctx: &Ctx<'_>) -> Result<Db, NoSession> {
+    local_db(ctx).map_err(|e| match e {
+        Error::Postgres(pg) if pg.is_cannot_connect_now() => NoSession::StartingUp(pg.to_string()),
+        e => NoSession::Failed(e.to_string()),
+    })
+}
+
+/// What the monitor asks the running local servers, in one round trip each.
+#[derive(Debug)]
+pub struct LocalServers {
+    /// PostgreSQL's status (recovery, positions, settings).
+    pub status: LocalStatus,
+    /// On a primary: its `pg_stat_replication`, fetched with the status.
+    pub standbys: Option<Result<Vec<StandbyRow>, PgError>>,
+    /// Redis's `INFO replication`.
+    pub redis: redis::ReplicationInfo,
+}
+
+/// Asks the local PostgreSQL (over `db`) and Redis what they are; the
+/// error's text if either fails. Redis is asked on a helper thread while
+/// PostgreSQL answers the status query: the monitor waits for the slower of
+/// the two, not for both in turn. The answers are looked at in the same
+/// order as ever (PostgreSQL's error first).
+pub fn local_servers(ctx: &Ctx<'_>, db: &Db, was_primary: bool) -> Result<LocalServers, String> {
+    let redis_info = local_redis_info_soon(ctx);
+    // On a primary, its view of the standbys comes in the same round trip.
+    let status = if was_primary {
+        db.status_and_standbys().map(|(st, sb)| (st, Some(sb)))
+    } else {
+        db.status().map(|st| (st, None))
+    };
+    let (status, standbys) = status.map_err(|e| e.to_string())?;
+    let redis = redis_info().map_err(|e| e.to_string())?;
+    Ok(LocalServers {
+        status,
+        standbys,
+        redis,
+    })
+}
+
+/// How stopped data was last stopped, as far as a standby's history check
+/// cares: pg_rewind reads only cleanly stopped data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastStop {
+    /// `shut down in recovery`: a standby stopped cleanly.
+    CleanInRecovery,
+    /// Any other control-file state (the text, for the log).
+    Other(String),
+}
+
+impl LastStop {
+    /// From the control file.
+    pub fn of(control: &ControlData) -> LastStop {
+        if control.state == ControlState::ShutDownInRecovery {
+            LastStop::CleanInRecovery
+        } else {
+            LastStop::Other(control.state.to_string())
+        }
+    }
+}
+
+/// What a start of stopped data looks at: `primary_at` as already read
+/// (trusted), the control file, and the primary's timeline when it matters.
+pub fn start_facts(ctx: &Ctx<'_>, primary_at: &PrimaryAt, control: &ControlData) -> StartFacts {
+    let origin = DataOrigin::of(
+        control,
+        ctx.pg.has_backup_label(),
+        ctx.pg.is_standby_configured(),
+    );
+    let primary_timeline = if decide::needs_primary_timeline(origin, primary_at) {
+        primary_timeline(ctx)
+    } else {
+        None
+    };
+    StartFacts {
+        origin,
+        primary_at: primary_at.clone(),
+        local_timeline: control.newest_timeline(),
+        primary_timeline,
+        last_stop: LastStop::of(control),
+    }
+}
+
+/// What answers at primary_host.
+pub fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+    // First a bare TCP connect, bounded by connect_timeout: nothing there
+    // (the virtual IP down during a failover) is known quickly. Whatever
+    // accepts it gets the whole query_timeout for the PostgreSQL handshake,
+    // and is a possible primary until it says otherwise.
+    let addr = format!("{}:{}", ctx.cfg.primary_host, ctx.cfg.primary_port);
+    let sockaddrs: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(&addr)
+    {
+        Ok(a) => a.collect(),
+        Err(e) => return Ok(PrimaryAt::NoAnswer(format!("cannot resolve {addr}: {e}"))),
+    };
+    let timeout = ctx
+        .deadline
+        .cap(ctx.cfg.connect_timeout)
+        .max(Duration::from_millis(1));
+    let tcp = sockaddrs
+        .iter()
+        .find_map(|sa| std::net::TcpStream::connect_timeout(sa, timeout).ok());
+    if tcp.is_none() {
+        return Ok(PrimaryAt::NoAnswer(format!(
+            "no TCP connection within {:.1} s",
+            timeout.as_secs_f64()
+        )));
+    }
+    drop(tcp);
+    let t = primary_target(ctx);
+    let q = ctx.cfg.query_timeout;
+    Ok(match Db::reach(&t, q, q, &ctx.deadline)? {
+        Reach::Connected(db) => match db.in_recovery() {
+            Ok(true) => PrimaryAt::Standby,
+            Ok(false) => PrimaryAt::Writable,
+            Err(e) => PrimaryAt::Unknown(e.to_string()),
+        },
+        // It accepted TCP a moment ago: gone since, or hung.
+        Reach::NoAnswer(r) => PrimaryAt::Unknown(r),
+        Reach::Refused(e) if e.is_cannot_connect_now() => PrimaryAt::Standby,
+        Reach::Refused(e) => PrimaryAt::Unknown(e.to_string()),
+        Reach::Tls(e) => PrimaryAt::Untrusted(e),
+    })
+}
+
+/// What answers at primary_host, unless it failed TLS: a start does not
+/// go on to follow (or to wait for) a server it cannot trust, and says
+/// why in its exit reason.
+pub fn trusted_primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+    match primary_at(ctx)? {
+        PrimaryAt::Untrusted(e) => {
+            log::error!("{e}");
+            Err(Error::Failed(e.to_string()))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The timeline the primary at primary_host writes, from the name of its
+/// current WAL file; `None` when it cannot be read.
+pub fn primary_timeline(ctx: &Ctx<'_>) -> Option<u32> {
+    let t = primary_target(ctx);
+    let q = ctx.cfg.query_timeout;
+    let db = match Db::reach(&t, ctx.cfg.connect_timeout, q, &ctx.deadline) {
+        Ok(Reach::Connected(db)) => db,
+        Ok(_) | Err(_) => return None,
+    };
+    let row = db
+        .row(
+            "the primary's timeline",
+            "select pg_walfile_name(pg_current_wal_lsn())",
+        )
+        .ok()?;
+    let name = row.into_iter().next().flatten()?;
+    u32::from_str_radix(name.get(..8)?, 16).ok()
+}
+
+/// it overlaps with PostgreSQL's queries, and returns what waits for the
+/// answer (asking there and then if no thread could be started). Bounded
+/// like [`redis_local`].
+///
+/// Call it only once connected to PostgreSQL: that connection switches the
+/// effective uid of the whole process for peer authentication, and glibc
+/// does so in every thread by a signal, which would open Redis's socket as
+/// `system_user` and interrupt its reads (EINTR on a socket with a timeout).
+fn local_redis_info_soon<'c>(
+    ctx: &'c Ctx<'_>,
+) -> impl FnOnce() -> Result<redis::ReplicationInfo, Error> + 'c {
+    let endpoint = ctx.redis.endpoint();
+    let password = ctx.cfg.redis_password.clone();
+    let timeout = ctx.deadline.cap(ctx.cfg.query_timeout);
+    let thread = std::thread::Builder::new()
+        .name("redis-info".into())
+        .spawn(move || {
+            redis::connect(&endpoint, password.as_deref(), timeout)
+                .and_then(|mut c| c.info_replication())
+        })
+        .ok();
+    move || match thread {
+        Some(t) => match t.join() {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(Error::Failed("the Redis query thread panicked".into())),
+        },
+        None => Ok(redis_local(ctx)?.info_replication()?),
+    }
+}
+
+/// Whether primary_host resolves to an address of this node's interfaces
+/// (`getifaddrs`, no process); `None` when either cannot be read.
+pub fn primary_host_is_local(ctx: &Ctx<'_>) -> Option<bool> {
+    let wanted: Vec<std::net::IpAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(ctx.cfg.primary_host.as_str(), 0))
+            .ok()?
+            .map(|sa| sa.ip())
+            .collect();
+    let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            a.as_sockaddr_in()
+                .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+        })
+        .collect();
+    Some(decide::is_local(&wanted, &local))
+}
+
+/// What answers as Redis at primary_host (over TLS with redis_tls).
+pub fn redis_at_primary_host(ctx: &Ctx<'_>) -> RedisAtPrimary {
+    let ep = ctx
+        .cfg
+        .redis_endpoint(&ctx.cfg.primary_host, ctx.cfg.redis_primary_port);
+    let info = redis::connect(
+        &ep,
+        ctx.cfg.redis_password.as_deref(),
+        ctx.deadline.cap(ctx.cfg.connect_timeout),
+    )
+    .and_then(|mut c| c.info_replication());
+    match info {
+        Ok(i) if i.role == Role::Master => RedisAtPrimary::Master,
+        Ok(_) => RedisAtPrimary::Replica,
+        Err(e) if e.is_tls() => RedisAtPrimary::TlsRefused(e.to_string()),
+        Err(e) => RedisAtPrimary::NoAnswer(e.to_string()),
+    }
+}
