@@ -688,7 +688,7 @@ fn sync_replication_strict_is_degraded_without_a_standby() {
 }
 
 #[test]
-fn the_steady_state_monitor_execs_nothing_but_itself() {
+fn the_steady_state_monitor_makes_no_process_and_execs_nothing_but_itself() {
     let (c, cib) = three_nodes("strace_monitor");
     let n = &c.nodes;
     wait_redis_link(&n[1]);
@@ -715,7 +715,35 @@ fn the_steady_state_monitor_execs_nothing_but_itself() {
             .collect();
         assert_eq!(execs.len(), 1, "{}: {execs:#?}", node.name);
         assert!(execs[0].contains("rapidpro-agent"), "{execs:?}");
+        // Threads are allowed (Redis is asked on one while PostgreSQL
+        // answers); a process is not, even one that never execs.
+        let (threads, processes) = clones(&trace);
+        assert!(
+            processes.is_empty(),
+            "{}: the steady-state monitor made a process: {processes:#?}",
+            node.name
+        );
+        assert!(
+            !threads.is_empty(),
+            "{}: no clone traced at all, so the trace proves nothing:\n{trace}",
+            node.name
+        );
     }
+}
+
+/// The successful clones in an strace log (`fork`, `vfork`, `clone`,
+/// `clone3`), as (threads, processes): a thread shares its creator's
+/// thread group (`CLONE_THREAD`); anything else is a new process.
+fn clones(trace: &str) -> (Vec<&str>, Vec<&str>) {
+    trace
+        .lines()
+        .filter(|l| {
+            ["fork(", "vfork(", "clone(", "clone3("]
+                .iter()
+                .any(|call| l.contains(call))
+        })
+        .filter(|l| !l.contains("= -1"))
+        .partition(|l| l.contains("CLONE_THREAD"))
 }
 
 #[test]

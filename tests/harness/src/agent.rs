@@ -149,11 +149,17 @@ impl Agent {
     /// `strace -f -e trace=execve -o <log>`, to see which programs the agent
     /// executes. strace exits with the agent's status.
     pub fn strace(mut self, log: impl AsRef<Path>) -> Agent {
-        self.prefix = ["strace", "-f", "-e", "trace=execve", "-o"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([log.as_ref().display().to_string()])
-            .collect();
+        self.prefix = [
+            "strace",
+            "-f",
+            "-e",
+            "trace=execve,fork,vfork,clone,clone3",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([log.as_ref().display().to_string()])
+        .collect();
         self
     }
 
