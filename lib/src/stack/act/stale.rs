@@ -27,12 +27,23 @@ pub(super) fn mark(
     let own = ctx.node.as_str();
     let mut nodes: BTreeSet<String> = state.stale.keys().cloned().collect();
     nodes.insert(own.to_string());
-    nodes.extend(standbys.iter().map(|r| r.name.clone()));
-    if async_now && ctx.cfg.sync_replication == crate::config::SyncMode::On {
-        match ctx.cluster.nodes(&ctx.deadline) {
-            Ok(all) => nodes.extend(all.into_iter().map(|n| n.to_string())),
-            Err(e) => log::warn!("cannot list the cluster's nodes to mark them stale: {e}"),
-        }
+    let listed = (async_now && ctx.cfg.sync_replication == crate::config::SyncMode::On)
+        .then(|| match ctx.cluster.nodes(&ctx.deadline) {
+            Ok(all) => Some(
+                all.into_iter()
+                    .map(|n| n.to_string())
+                    .collect::<BTreeSet<_>>(),
+            ),
+            Err(e) => {
+                log::warn!("cannot list the cluster's nodes to mark them stale: {e}");
+                None
+            }
+        })
+        .flatten();
+    match listed {
+        // A WAL sender that is not a node (pg_basebackup's) is no one to mark.
+        Some(all) => nodes.extend(all),
+        None => nodes.extend(standbys.iter().map(|r| r.name.clone())),
     }
     let resource = ctx.env.resource();
     let mut changed = false;
