@@ -64,7 +64,8 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     );
     let mut state = load_state(&ctx);
     state.forget();
-    state.since_promotion = true;
+    // Only a real promotion starts asynchronous (README's window of `on`).
+    state.since_promotion = st.in_recovery;
     if set_score(&ctx, &ctx.node, PROMOTED_SCORE) {
         state.scores.insert(ctx.node.to_string(), PROMOTED_SCORE);
     }
