@@ -104,6 +104,10 @@ pub fn steady_pair(c: &NsCluster) -> (String, String) {
     c.wait_settled("node1", SETTLE);
     let standby = other(c, &primary);
     wait_replicating(c.node(&standby));
+    // Steady means synchronous: until the primary's first monitor after the
+    // standby streams, sync_replication=on acknowledges commits at once
+    // (README's window), and a fault then may lose one legitimately.
+    wait_synchronous(c, &primary);
     (primary, standby)
 }
 

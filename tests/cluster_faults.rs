@@ -106,6 +106,8 @@ fn settled_primary(c: &NsCluster) -> String {
     for n in c.nodes().iter().filter(|n| n.name != primary) {
         wait_replicating(n);
     }
+    // See steady_pair: the premise of "no acknowledged write lost".
+    super::cluster::wait_synchronous(c, &primary);
     primary
 }
 
