@@ -151,6 +151,9 @@ enum Action {
     /// (`no-quorum-policy=stop`), whenever it gets to it.
     QuorumStop(usize),
     PowerOff(usize),
+    /// An operator's switchover: Pacemaker demotes the primary (the
+    /// agent's demote), then promotes by the scores.
+    Switchover(usize),
     CrashPostgres(usize),
     RingSplit {
         loser: usize,
@@ -555,6 +558,68 @@ impl Cluster {
         }
     }
 
+    /// The agent's demote: the standbys streaming within maxlag are scored
+    /// (`decide::standby_scores`, no async horizon: a clean shutdown sends
+    /// every streaming standby the WAL up to its end), PostgreSQL stops
+    /// cleanly, and starts again as a standby with [`decide::CANDIDATE_SCORE`].
+    fn demote(&self, s: &mut State, i: usize) {
+        let own = format!("n{i}");
+        let rows: Vec<StandbyRow> = (0..s.nodes.len())
+            .filter(|&j| j != i && s.streams(j))
+            .map(|j| self.row(s, j, i))
+            .collect();
+        let scores = decide::standby_scores_under(&rows, 0, None, [], &own, self.rules);
+        for (name, score) in scores
+            .into_iter()
+            .filter(|(_, sc)| *sc > decide::CANDIDATE_SCORE)
+        {
+            let j: usize = name[1..].parse().expect("model node name");
+            s.nodes[j].score = Some(score);
+        }
+        // The shutdown checkpoint reaches every streaming standby.
+        let (wal, history) = (s.nodes[i].wal.clone(), s.nodes[i].history.clone());
+        let streaming: Vec<usize> = (0..s.nodes.len())
+            .filter(|&j| j != i && s.streams(j))
+            .collect();
+        for j in streaming {
+            s.nodes[j].wal = wal.clone();
+            s.nodes[j].follow(&history);
+        }
+        // The commit waiting for a standby fails with the shutdown.
+        s.drop_pending_of(i);
+        let n = &mut s.nodes[i];
+        n.pg = Pg::Standby;
+        n.role = Role::Unpromoted;
+        n.vip = false;
+        n.score = Some(decide::CANDIDATE_SCORE);
+        for n in s.nodes.iter_mut() {
+            n.caught_up = false;
+        }
+    }
+
+    /// The `pg_stat_replication` row of standby `j` on primary `p`.
+    fn row(&self, s: &State, j: usize, p: usize) -> StandbyRow {
+        let at = Some(Lsn(s.nodes[j].wal.len() as u64));
+        StandbyRow {
+            name: format!("n{j}"),
+            client_addr: None,
+            state: if s.nodes[j].caught_up {
+                WalSenderState::Streaming
+            } else {
+                WalSenderState::Catchup
+            },
+            sync_state: SyncState::Quorum,
+            sent_lsn: at,
+            write_lsn: at,
+            flush_lsn: at,
+            replay_lsn: at,
+            current_lsn: Lsn(s.nodes[p].wal.len() as u64),
+            write_lag_time: None,
+            flush_lag_time: None,
+            replay_lag_time: None,
+        }
+    }
+
     fn power_off(s: &mut State, i: usize) {
         s.drop_pending_of(i);
         let n = &mut s.nodes[i];
@@ -647,6 +712,9 @@ impl Model for Cluster {
                 if !n.cut_off && s.nodes.iter().filter(|m| m.up && !m.cut_off).count() >= 2 {
                     actions.push(Action::RingSplit { loser: i });
                 }
+                if n.role == Role::Promoted {
+                    actions.push(Action::Switchover(i));
+                }
             }
         }
         // Pacemaker starts every startable instance before it promotes one
@@ -706,6 +774,10 @@ impl Model for Cluster {
             Action::PowerOff(i) => {
                 s.faults += 1;
                 Self::power_off(&mut s, i);
+            }
+            Action::Switchover(i) => {
+                s.faults += 1;
+                self.demote(&mut s, i);
             }
             Action::CrashPostgres(i) => {
                 s.faults += 1;
