@@ -413,7 +413,8 @@ pub fn newest(dir: &Path, kind: Kind) -> Result<StoredRun, String> {
 }
 
 /// What README holds between the kind's markers for `run`: the run's
-/// files, command, date, commit and machine, then its tables verbatim.
+/// files, command and duration, then its output verbatim (whose first line
+/// is the date, commit, machine, load and versions: [`Recorder::describe`]).
 /// `rel` shows the files' paths relative to the repository root.
 pub fn readme_block(run: &StoredRun, rel: &dyn Fn(&Path) -> String) -> String {
     let command = run.record["command"]
@@ -439,11 +440,11 @@ pub fn readme_block(run: &StoredRun, rel: &dyn Fn(&Path) -> String) -> String {
     );
     let _ = writeln!(
         b,
-        "Stored run `{}` (raw samples; tables as printed: `{}`), `{command}`, {} s: {}",
+        "Stored run `{}` (every sample, the commit, machine and versions; the tables as printed: `{}`), \
+         made with `{command}` in {} s:",
         rel(&run.json_path),
         rel(&run.md_path),
         run.record["duration_s"],
-        describe_header(&run.record)
     );
     let _ = writeln!(b);
     b.push_str(run.tables.trim_end());
