@@ -6,6 +6,7 @@ mod agent_node;
 mod alert;
 mod app_standin;
 mod bad_input;
+mod bench_results;
 mod by_the_book;
 mod child_environment;
 mod cluster;

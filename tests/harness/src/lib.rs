@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 mod agent;
+pub mod bench;
 mod cib;
 mod cluster;
 mod cmd;

@@ -47,11 +47,20 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::User;
+use rapidpro_ha_harness::bench::{self, Recorder};
 use rapidpro_ha_harness::ocf::param;
 use rapidpro_ha_harness::{
     offline_cib, poll, run_command, Node, Pair, LOOPBACK, PG_BINDIR, PG_USER, REDIS_CLI,
     REDIS_SERVER, REDIS_USER,
 };
+use serde_json::{json, Value};
+
+/// `writeln!` into the report, which is printed and stored.
+macro_rules! out {
+    ($o:expr, $($t:tt)*) => {
+        let _ = writeln!($o, $($t)*);
+    };
+}
 
 /// When set, the servers stay up after the report until Ctrl-C.
 const HOLD_ENV: &str = "RAPIDPRO_BENCH_HOLD";
@@ -933,46 +942,6 @@ impl Stat {
     }
 }
 
-fn machine() -> String {
-    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_default();
-    let mem_kib: f64 = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let mut versions = String::new();
-    for pkg in [
-        "postgresql-15",
-        "redis-server",
-        "pacemaker",
-        "resource-agents",
-        "resource-agents-paf",
-    ] {
-        let mut c = Command::new("dpkg-query");
-        c.args(["-W", "-f", "${Version}", pkg]);
-        let v = run_command(c, RUN_TIMEOUT)
-            .map(|o| o.stdout)
-            .unwrap_or_default();
-        let _ = write!(versions, ", {pkg} {v}");
-    }
-    let load = read("/proc/loadavg");
-    format!(
-        "{nproc} CPUs ({cpu}), {:.0} GiB RAM, Debian {}, kernel {}{versions}; load average at start: {}",
-        mem_kib / 1024.0 / 1024.0,
-        read("/etc/debian_version").trim(),
-        read("/proc/sys/kernel/osrelease").trim(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-    )
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(LAUNCH) {
@@ -990,7 +959,9 @@ fn main() {
     let me = std::env::current_exe().expect("own path");
     install_teardown();
 
-    let machine = machine();
+    // Before anything runs: the load average is the machine's.
+    let recorder = Recorder::start(bench::Kind::Agents, &args);
+    let machine = recorder.describe();
     eprintln!("bench: starting PostgreSQL primary + standby and Redis master + replica");
     let pair = Pair::new("bench_agents");
     if let Ok(mut g) = TEARDOWN.lock() {
@@ -1139,7 +1110,26 @@ fn main() {
         }
     }
 
-    report(&machine, rounds, &cases, &results, &md, &agent_bin);
+    let shown_bin = std::env::current_dir()
+        .ok()
+        .and_then(|d| {
+            Path::new(&agent_bin)
+                .strip_prefix(d)
+                .ok()
+                .map(Path::to_path_buf)
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| agent_bin.clone());
+    let tables = report(&machine, rounds, &cases, &results, &md, &shown_bin);
+    println!();
+    print!("{tables}");
+    match recorder.finish(raw(rounds, &cases, &results, &md), &tables) {
+        Ok(Some((json, md))) => {
+            eprintln!("bench: stored {} and {}", json.display(), md.display())
+        }
+        Ok(None) => eprintln!("bench: not stored ({} unset)", bench::RESULTS_ENV),
+        Err(e) => eprintln!("bench: could not store the run: {e}"),
+    }
     if std::env::var_os(HOLD_ENV).is_some() {
         // For profiling by hand: each case's environment is in case-<i>.env.
         for (i, c) in cases.iter().enumerate() {
@@ -1163,6 +1153,55 @@ fn main() {
     }
 }
 
+/// Every measured sample and the census of every case, for the stored run.
+fn raw(rounds: usize, cases: &[Case], results: &[Results], md: &[(String, Results)]) -> Value {
+    let samples = |r: &Results| -> Vec<Value> {
+        r.samples
+            .iter()
+            .map(|s| json!({"wall_ms": s.wall_ms, "cpu_ms": s.cpu_ms, "rss_kib": s.rss_kib, "exit": s.code}))
+            .collect()
+    };
+    let monitor: Vec<Value> = cases
+        .iter()
+        .zip(results)
+        .map(|(c, r)| {
+            let census = r.census.as_ref().map(|c| {
+                json!({
+                    "exit": c.code,
+                    "execs": c.execs,
+                    "forks": c.forks,
+                    "daemon_calls": c.daemon_calls,
+                    "programs": c.programs,
+                    "cluster_calls": c.cluster_calls.iter()
+                        .map(|((call, how), n)| json!({"call": call, "answered": how, "count": n}))
+                        .collect::<Vec<_>>(),
+                })
+            });
+            json!({
+                "label": c.label,
+                "kind": format!("{:?}", c.kind),
+                "program": c.program,
+                "args": c.args,
+                "expected_exit": c.expected,
+                "samples": samples(r),
+                "census": census,
+                "unexpected": r.unexpected,
+            })
+        })
+        .collect();
+    let meta_data: Vec<Value> = md
+        .iter()
+        .map(|(name, r)| json!({"label": name, "samples": samples(r)}))
+        .collect();
+    json!({
+        "rounds": rounds,
+        "run_order": run_order_note(),
+        "ipc_ms_per_daemon_call": IPC_MS,
+        "monitor": monitor,
+        "meta_data": meta_data,
+    })
+}
+
 fn run_order_note() -> String {
     let pause = std::env::var(PAUSE_ENV).unwrap_or_default();
     format!(
@@ -1182,7 +1221,8 @@ fn report(
     results: &[Results],
     md: &[(String, Results)],
     agent_bin: &str,
-) {
+) -> String {
+    let mut o = String::new();
     let stats: Vec<Stat> = results.iter().map(Stat::of).collect();
     let ours = |side: Side| {
         cases
@@ -1196,18 +1236,21 @@ fn report(
         .position(|c| c.label.starts_with("floor: psql"))
         .expect("psql floor");
 
-    println!("\n## bench/agents: monitor, {rounds} rounds, interleaved round-robin");
-    println!("{machine}");
-    println!("agent under test: {agent_bin}");
-    println!("{}", run_order_note());
-    println!(
+    out!(
+        o,
+        "#### bench/agents: monitor, {rounds} rounds, interleaved round-robin"
+    );
+    out!(o, "{machine}");
+    out!(o, "agent under test: {agent_bin}");
+    out!(o, "{}", run_order_note());
+    out!(o,
         "\nmedian (p10–p90); peak RSS = ru_maxrss from wait4: the largest process of the tree (median, max); \
          processes = per monitor, from one strace run: execve / process-creating fork or clone"
     );
-    println!(
+    out!(o,
         "| monitor | wall ms | CPU ms (user+sys, tree) | peak RSS MiB | processes (execve / forks) | exit codes | wall: this / ours | CPU: this / ours |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    out!(o, "|---|---|---|---|---|---|---|---|");
     for (i, c) in cases.iter().enumerate() {
         let s = &stats[i];
         let mut codes: BTreeMap<i32, usize> = BTreeMap::new();
@@ -1234,7 +1277,8 @@ fn report(
             ),
             Kind::Ours(_) => ("1".into(), "1".into()),
         };
-        println!(
+        out!(
+            o,
             "| {} | {} ({}–{}) | {} ({}–{}) | {:.1} (max {:.1}) | {procs} | {} | {rw} | {rc} |",
             c.label,
             fmt_ms(median(&s.wall)),
@@ -1263,25 +1307,25 @@ fn report(
         ),
     ] {
         if let (Some(a), Some(b)) = (idx(paf), idx(redis)) {
-            let o = if side == Side::Primary { op } else { os };
+            let ours = if side == Side::Primary { op } else { os };
             let w = median(&stats[a].wall) + median(&stats[b].wall);
             let cpu = median(&stats[a].cpu) + median(&stats[b].cpu);
-            println!(
+            out!(o,
                 "| PAF + heartbeat/redis, {} (sum of medians: what our one monitor replaces) | {} | {} | | | | {:.1}× | {:.1}× |",
                 side_name(side, false),
                 fmt_ms(w),
                 fmt_ms(cpu),
-                w / median(&stats[o].wall),
-                cpu / median(&stats[o].cpu)
+                w / median(&stats[ours].wall),
+                cpu / median(&stats[ours].cpu)
             );
         }
     }
 
-    println!("\n### How each action's tool calls were satisfied (strace census of one steady-state monitor)");
-    println!(
+    out!(o, "\n#### How each action's tool calls were satisfied (strace census of one steady-state monitor)");
+    out!(o,
         "| monitor | exit | daemon calls | wall ms with a live cluster, estimated (median + calls × {IPC_MS:.0} ms) | programs executed (count) | Pacemaker tool calls: how answered (count) |"
     );
-    println!("|---|---|---|---|---|---|");
+    out!(o, "|---|---|---|---|---|---|");
     for (i, c) in cases.iter().enumerate() {
         let Some(cen) = &results[i].census else {
             continue;
@@ -1297,7 +1341,8 @@ fn report(
             .map(|((call, how), n)| format!("`{call}`: {how} ({n})"))
             .collect();
         let live = median(&stats[i].wall) + cen.daemon_calls as f64 * IPC_MS;
-        println!(
+        out!(
+            o,
             "| {} | {} | {} | {} | {} | {} |",
             c.label,
             cen.code,
@@ -1315,8 +1360,8 @@ fn report(
             }
         );
     }
-    println!(
-        "The programs include the action itself. Daemon calls: Pacemaker tool calls that talk to a daemon in a \
+    out!(o,
+        "\nThe programs include the action itself. Daemon calls: Pacemaker tool calls that talk to a daemon in a \
          live cluster (crm_attribute, crm_resource, crm_mon, crm_node, attrd_updater, ...; crm_master is a shell \
          wrapper whose crm_attribute is counted). Shims: `crm_node` (-n, --partition, -l, -q answered for a \
          2-node cluster node1/node2) and `uname -n` (answers OCF_RESKEY_CRM_meta_on_node), placed first on PATH \
@@ -1325,12 +1370,16 @@ fn report(
          (about {IPC_MS:.0} ms each on this machine), so the anchors' measured figures are lower bounds."
     );
 
-    println!("\n### meta-data");
-    println!("| agent | runs | wall ms median (p10–p90) | CPU ms | peak RSS MiB |");
-    println!("|---|---|---|---|---|");
+    out!(o, "\n#### meta-data");
+    out!(
+        o,
+        "| agent | runs | wall ms median (p10–p90) | CPU ms | peak RSS MiB |"
+    );
+    out!(o, "|---|---|---|---|---|");
     for (name, r) in md {
         let s = Stat::of(r);
-        println!(
+        out!(
+            o,
             "| {name} | {} | {} ({}–{}) | {} | {:.1} |",
             r.samples.len(),
             fmt_ms(median(&s.wall)),
@@ -1364,10 +1413,13 @@ fn report(
         .map(|(_, r)| median(&Stat::of(r).wall))
         .unwrap_or(f64::NAN);
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
-    println!("\n### Goals (issue 5), ours = the worse of primary and standby unless said");
-    println!("| goal | measured | |");
-    println!("|---|---|---|");
-    println!(
+    out!(
+        o,
+        "\n#### Goals (issue 5), ours = the worse of primary and standby unless said"
+    );
+    out!(o, "| goal | measured | |");
+    out!(o, "|---|---|---|");
+    out!(o,
         "| monitor: no child process in steady state | {children} processes (execve + forks) | {} |",
         met(children == 0)
     );
@@ -1377,7 +1429,7 @@ fn report(
         .map(|c| c.daemon_calls)
         .unwrap_or(0);
     let paf_live = median(&stats[paf_p].wall) + paf_calls as f64 * IPC_MS;
-    println!(
+    out!(o,
         "| monitor: median wall ≥ 20× lower than pgsqlms on the primary | {speedup:.1}× ({} ms vs {} ms); \
          pgsqlms / psql floor: {:.1}×; with a live cluster, estimated: {:.1}× ({} ms: + {paf_calls} daemon calls × {IPC_MS:.0} ms) | {} |",
         fmt_ms(median(&stats[paf_p].wall)),
@@ -1387,22 +1439,26 @@ fn report(
         fmt_ms(paf_live),
         met(speedup >= 20.0)
     );
-    println!(
+    out!(
+        o,
         "| monitor: median wall within 1.5× one psql query | {vs_psql:.2}× ({} ms vs {} ms) | {} |",
         fmt_ms(worst(&|s| median(&s.wall))),
         fmt_ms(median(&stats[psql_i].wall)),
         met(vs_psql <= 1.5)
     );
-    println!(
+    out!(
+        o,
         "| monitor: CPU < 5 ms (median) | {} ms | {} |",
         fmt_ms(cpu),
         met(cpu < 5.0)
     );
-    println!(
+    out!(
+        o,
         "| monitor: peak RSS < 10 MiB (largest of all runs) | {rss:.1} MiB | {} |",
         met(rss < 10.0)
     );
-    println!(
+    out!(
+        o,
         "| meta-data < 2 ms (median) | {} ms | {} |",
         fmt_ms(md_ours),
         met(md_ours < 2.0)
@@ -1412,15 +1468,20 @@ fn report(
     for (i, c) in cases.iter().enumerate() {
         for u in &results[i].unexpected {
             if !any {
-                println!("\n### Unexpected exit codes (first 3 per case, with the output)");
+                out!(
+                    o,
+                    "\n#### Unexpected exit codes (first 3 per case, with the output)"
+                );
                 any = true;
             }
-            println!("--- {}: {u}", c.label);
+            out!(o, "--- {}: {u}", c.label);
         }
     }
     if !any {
-        println!(
+        out!(
+            o,
             "\nEvery run exited with the expected code (8 on the primary/master, 0 elsewhere)."
         );
     }
+    o
 }

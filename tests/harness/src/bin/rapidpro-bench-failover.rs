@@ -6,13 +6,23 @@
 //!
 //! Usage: rapidpro-bench-failover <path of rapidpro-agent> [runs (default 5)]
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use rapidpro_ha_harness::bench::{self, Recorder};
 use rapidpro_ha_harness::workload::Writer;
 use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
+use serde_json::json;
 
 const SETTLE: Duration = Duration::from_secs(120);
 const STATEFUL: &str = "ocf:pacemaker:Stateful";
+
+/// `writeln!` into the report, which is printed and stored.
+macro_rules! out {
+    ($o:expr, $($t:tt)*) => {
+        let _ = writeln!($o, $($t)*);
+    };
+}
 
 #[derive(Default)]
 struct Figures {
@@ -147,6 +157,9 @@ fn main() {
         .next()
         .expect("usage: rapidpro-bench-failover <rapidpro-agent> [runs]");
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
+    // Before anything runs: the load average is the machine's.
+    let argv: Vec<String> = std::env::args().collect();
+    let recorder = Recorder::start(bench::Kind::Failover, &argv);
     let (mut ours, mut floor) = (Figures::default(), Figures::default());
     for i in 1..=runs {
         eprintln!("run {i}/{runs}: ocf:rapidpro:stack");
@@ -154,11 +167,14 @@ fn main() {
         eprintln!("run {i}/{runs}: {STATEFUL}");
         run(&agent_bin, STATEFUL, &mut floor);
     }
-    println!("\n2-node namespaced cluster, corosync token 1000 ms, priority-fencing-delay 3 s, {runs} runs each, interleaved");
-    println!(
+    let mut o = String::new();
+    out!(o, "#### bench/failover: {runs} runs each");
+    out!(o, "{}", recorder.describe());
+    out!(o, "\n2-node namespaced cluster, corosync token 1000 ms, priority-fencing-delay 3 s, {runs} runs each, interleaved");
+    out!(o,
         "| case | {STATEFUL} median (spread) s | ocf:rapidpro:stack median (spread) s | difference s | ratio |"
     );
-    println!("|---|---|---|---|---|");
+    out!(o, "|---|---|---|---|---|");
     for (name, a, b) in [
         (
             "planned switchover (ban --promoted) to promoted + VIP",
@@ -172,7 +188,8 @@ fn main() {
         ),
     ] {
         let (ma, mb) = (median(a), median(b));
-        println!(
+        out!(
+            o,
             "| {name} | {ma:.2} ({}) | {mb:.2} ({}) | {:+.2} | {:.2} |",
             spread(a),
             spread(b),
@@ -180,14 +197,40 @@ fn main() {
             mb / ma
         );
     }
-    println!(
+    out!(
+        o,
         "| write unavailability during the switchover (stack) | - | {:.2} ({}) | | |",
         median(&ours.switchover_write_gap),
         spread(&ours.switchover_write_gap)
     );
-    println!(
+    out!(
+        o,
         "| write unavailability after the power-off (stack) | - | {:.2} ({}) | | |",
         median(&ours.failover_write_gap),
         spread(&ours.failover_write_gap)
     );
+    println!();
+    print!("{o}");
+    let figures = |f: &Figures| {
+        json!({
+            "switchover_s": f.switchover,
+            "switchover_write_gap_s": f.switchover_write_gap,
+            "failover_s": f.failover,
+            "failover_write_gap_s": f.failover_write_gap,
+        })
+    };
+    let raw = json!({
+        "runs": runs,
+        "order": "each run: ocf:rapidpro:stack, then ocf:pacemaker:Stateful",
+        "settle_timeout_s": SETTLE.as_secs(),
+        STACK_AGENT: figures(&ours),
+        STATEFUL: figures(&floor),
+    });
+    match recorder.finish(raw, &o) {
+        Ok(Some((json, md))) => {
+            eprintln!("bench: stored {} and {}", json.display(), md.display())
+        }
+        Ok(None) => eprintln!("bench: not stored ({} unset)", bench::RESULTS_ENV),
+        Err(e) => eprintln!("bench: could not store the run: {e}"),
+    }
 }
