@@ -438,10 +438,10 @@ impl Sampler {
             let connected = {
                 let _euid = rapidpro_ha::euid::borrow(Some(self.pg_uid))
                     .expect("borrow postgres's euid on a sampler thread");
-                rt.block_on(tokio::time::timeout(
-                    SAMPLE_BUDGET,
-                    cfg.connect(tokio_postgres::NoTls),
-                ))
+                // The timer needs the runtime's context: built inside.
+                rt.block_on(async {
+                    tokio::time::timeout(SAMPLE_BUDGET, cfg.connect(tokio_postgres::NoTls)).await
+                })
             };
             match connected {
                 Err(_) => return State::Unknown,
@@ -458,10 +458,9 @@ impl Sampler {
             return State::Unknown;
         };
         let left = SAMPLE_BUDGET.saturating_sub(started.elapsed());
-        let q = rt.block_on(tokio::time::timeout(
-            left,
-            client.simple_query("SELECT pg_is_in_recovery()"),
-        ));
+        let q = rt.block_on(async {
+            tokio::time::timeout(left, client.simple_query("SELECT pg_is_in_recovery()")).await
+        });
         let state = match q {
             Err(_) => State::Unknown,
             Ok(Err(e)) => pg_error_state(&e),
@@ -492,7 +491,7 @@ impl Sampler {
             *conn = None;
         }
         let password = self.redis_password.as_deref();
-        let answer = rt.block_on(tokio::time::timeout(SAMPLE_BUDGET, async {
+        let ask = async {
             if conn.is_none() {
                 let s = tokio::net::UnixStream::connect(REDIS_SOCKET)
                     .await
@@ -548,7 +547,8 @@ impl Sampler {
                     _ => State::Unknown,
                 },
             )
-        }));
+        };
+        let answer = rt.block_on(async { tokio::time::timeout(SAMPLE_BUDGET, ask).await });
         let state = match answer {
             Err(_) => State::Unknown,
             Ok(Err(s)) | Ok(Ok(s)) => s,
