@@ -556,7 +556,11 @@ fn watcher_sees_two_primaries_forced_by_hand() {
         .nodes(2)
         .agent(bin())
         .build();
+    let built = WatchMark::at_build(&c);
     let (primary, standby) = steady_pair(&c);
+    // The rule holds until the primaries made by hand below, which break it
+    // on purpose: asserted up to here.
+    assert_watched(&c, &built, "watcher self-test, bootstrap to steady pair");
     let out = c.crm(
         &primary,
         &[

@@ -65,13 +65,19 @@ fn assert_partition_watched(
         before_fence.samples(isolated, Service::Redis),
     );
     eprintln!(
-        "measured: {scenario}: two writable primaries {} ms (upper bound from sampling {} ms),          two Redis masters {} ms (upper bound {} ms); isolated {isolated} sampled {pg} (PostgreSQL)          and {redis} (Redis) times in the {:.2} s from the partition to {}",
+        "measured: {scenario}: two writable primaries {} ms (upper bound from sampling {} ms), \
+         two Redis masters {} ms (upper bound {} ms); isolated {isolated} sampled {pg} \
+         (PostgreSQL) and {redis} (Redis) times in the {:.2} s from the partition to {}",
         r.pg.known_ns / 1_000_000,
         r.pg.upper_ns / 1_000_000,
         r.redis.known_ns / 1_000_000,
         r.redis.upper_ns / 1_000_000,
         (seen_until - start) as f64 / 1e9,
-        if fenced_at.is_some() { "its fencing" } else { "now" }
+        if fenced_at.is_some() {
+            "its fencing"
+        } else {
+            "now"
+        }
     );
     assert!(
         pg >= needed.max(1) && redis >= needed.max(1),

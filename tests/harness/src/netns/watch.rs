@@ -321,18 +321,14 @@ impl Sampler {
                 (f, *flag)
             })
             .collect();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let mut rt = runtime();
         let mut inside: Option<Inside> = None;
         let mut conn: Option<Conn> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let tick = Instant::now();
             // A dead PID 1 (power-off, fencing): leave its namespaces now.
             if inside.as_ref().is_some_and(|i| dead(&i.pidfd)) {
-                conn = None;
-                self.leave(&home);
+                self.leave(&home, &mut conn, &mut rt);
                 inside = None;
             }
             if inside.is_none() {
@@ -342,8 +338,7 @@ impl Sampler {
                 let cur = p.as_ref().map(|p| p.init);
                 drop(p);
                 if cur != inside.as_ref().map(|i| i.init) {
-                    conn = None;
-                    self.leave(&home);
+                    self.leave(&home, &mut conn, &mut rt);
                     inside = self.enter();
                 }
             }
@@ -366,9 +361,8 @@ impl Sampler {
                 std::thread::sleep(rest);
             }
         }
-        drop(conn);
         if inside.is_some() {
-            self.leave(&home);
+            self.leave(&home, &mut conn, &mut rt);
         }
     }
 
@@ -409,8 +403,19 @@ impl Sampler {
         })
     }
 
-    /// Returns to the test process's namespaces.
-    fn leave(&self, home: &[(File, CloneFlags)]) {
+    /// Closes every socket opened in the node and returns to the test
+    /// process's namespaces. A socket holds its network namespace, and so
+    /// the node's veth, alive: the PostgreSQL connection's socket belongs
+    /// to a task of the runtime, which runs only inside `block_on`, so the
+    /// runtime goes too (dropping it drops its tasks).
+    fn leave(
+        &self,
+        home: &[(File, CloneFlags)],
+        conn: &mut Option<Conn>,
+        rt: &mut tokio::runtime::Runtime,
+    ) {
+        *conn = None;
+        *rt = runtime();
         for (f, flag) in home {
             if let Err(e) = setns(f, *flag) {
                 panic!(
@@ -558,6 +563,13 @@ impl Sampler {
         }
         state
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 /// Whether the process of `pidfd` has ended (readable pidfd; a zombie
