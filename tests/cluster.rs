@@ -421,8 +421,9 @@ pub fn start_load(c: &NsCluster) -> Load {
 
 /// Waits until writes flow again, stops the load, and asserts: every
 /// acknowledged row (and SMS) is on the primary (read through the VIP),
-/// and there were never two writable PostgreSQL servers nor two Redis
-/// masters, nor celery on two nodes. Prints the write figures.
+/// no celery on two nodes, and over the load's window what
+/// [`assert_watched`] asserts (never two writable PostgreSQL servers nor
+/// two Redis masters, every node sampled every 250 ms). Prints the figures.
 #[track_caller]
 pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
     load.writer.wait_for_acks(20, SETTLE);

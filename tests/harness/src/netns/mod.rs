@@ -493,7 +493,7 @@ impl NsCluster {
 
     /// Host pid of a process in the clients' network namespace (the bridge's,
     /// which has an address on the cluster subnet): give it to
-    /// [`crate::workload::Writer::start`] and [`crate::workload::Watcher::start`].
+    /// [`crate::workload::Writer::start`].
     pub fn client_netns_pid(&self) -> i32 {
         self.bridge.holder()
     }
@@ -614,7 +614,7 @@ impl NsCluster {
     }
 
     /// The nodes' PID 1s as they are now, for the watcher's per-node
-    /// process checks ([`crate::workload::Watcher::watch_processes`]).
+    /// process checks ([`crate::workload::CeleryWatcher::start`]).
     pub fn node_inits(&self) -> NodeInits {
         NodeInits(
             self.nodes
