@@ -4,11 +4,15 @@
 //! namespace on the bridge) and the watcher (never two writable primaries
 //! nor two Redis masters) across the fault, and prints what it measured.
 //! After [`NsCluster::partition`] the clients only reach the side still
-//! attached to the bridge: that is what the writer and the watcher observe.
+//! attached to the bridge: that is what the writer observes. The in-node
+//! watcher samples every node from inside it, the cut-off one included:
+//! the partition tests assert that no moment had two writable primaries,
+//! before the isolated node was fenced or demoted itself too.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rapidpro_ha_harness::netns::{mono_now, mono_of, Service, MAX_GAP};
 use rapidpro_ha_harness::workload::{WRITER_PASSWORD, WRITER_USER};
 use rapidpro_ha_harness::{poll, FenceEvent, NsCluster, STACK_AGENT};
 
@@ -34,6 +38,73 @@ fn fenced_since(c: &NsCluster, since: Instant) -> Vec<FenceEvent> {
         .into_iter()
         .filter(|e| e.at >= since)
         .collect()
+}
+
+/// Asserts what the in-node watcher saw of a partition of `isolated` that
+/// began at `start` (`CLOCK_MONOTONIC` ns), until now: no moment with two
+/// writable PostgreSQL primaries nor two Redis masters, the isolated node's
+/// own moments before it was fenced or demoted itself included; and the
+/// isolated node sampled after the partition began, every 250 ms at least
+/// until it was fenced (`fenced_at`), if it was: the partition did not
+/// hide it from the watcher.
+#[track_caller]
+fn assert_partition_watched(
+    c: &NsCluster,
+    isolated: &str,
+    start: u64,
+    fenced_at: Option<Instant>,
+    scenario: &str,
+) {
+    let until = mono_now();
+    let r = c.watch_report(start, until);
+    let seen_until = fenced_at.map_or(until, mono_of).min(until);
+    let before_fence = c.watch_report(start, seen_until);
+    let needed = ((seen_until.saturating_sub(start)) / MAX_GAP.as_nanos() as u64) as usize;
+    let (pg, redis) = (
+        before_fence.samples(isolated, Service::Pg),
+        before_fence.samples(isolated, Service::Redis),
+    );
+    eprintln!(
+        "measured: {scenario}: two writable primaries {} ms (upper bound from sampling {} ms), \
+         two Redis masters {} ms (upper bound {} ms); isolated {isolated} sampled {pg} \
+         (PostgreSQL) and {redis} (Redis) times in the {:.2} s from the partition to {}",
+        r.pg.known_ns / 1_000_000,
+        r.pg.upper_ns / 1_000_000,
+        r.redis.known_ns / 1_000_000,
+        r.redis.upper_ns / 1_000_000,
+        (seen_until - start) as f64 / 1e9,
+        if fenced_at.is_some() {
+            "its fencing"
+        } else {
+            "now"
+        }
+    );
+    assert!(
+        pg >= needed.max(1) && redis >= needed.max(1),
+        "{scenario}: the watcher sampled the isolated {isolated} {pg} (PostgreSQL) and {redis} \
+         (Redis) times between the partition and {}, fewer than once per {} ms ({needed}): the \
+         partition hid it",
+        if fenced_at.is_some() {
+            "its fencing"
+        } else {
+            "now"
+        },
+        MAX_GAP.as_millis()
+    );
+    assert!(
+        r.pg.known.is_empty(),
+        "{scenario}: two writable PostgreSQL primaries for {} ms during the partition: {}\n{}",
+        r.pg.known_ns / 1_000_000,
+        r.describe(&r.pg),
+        c.diagnostics()
+    );
+    assert!(
+        r.redis.known.is_empty(),
+        "{scenario}: two Redis masters for {} ms during the partition: {}\n{}",
+        r.redis.known_ns / 1_000_000,
+        r.describe(&r.redis),
+        c.diagnostics()
+    );
 }
 
 /// Waits until some node was fenced since `since`; returns the first
@@ -234,6 +305,7 @@ fn partition_of_the_primary_in_two_nodes_fences_the_unpromoted_side() {
         shorten_orphan_retries(&c, &n.name);
     }
     let start = Instant::now();
+    let start_mono = mono_now();
     c.partition(&primary);
     let fence = wait_any_fenced(&c, start);
     eprintln!(
@@ -273,6 +345,22 @@ fn partition_of_the_primary_in_two_nodes_fences_the_unpromoted_side() {
         c.diagnostics()
     );
     assert!(c.node(&primary).is_up(), "{primary} is down");
+    // Each side was alone: the cut-off primary (not fenced) and the
+    // standby until its fencing were both sampled; never both writable.
+    assert_partition_watched(
+        &c,
+        &primary,
+        start_mono,
+        None,
+        "2-node partition of the primary",
+    );
+    assert_partition_watched(
+        &c,
+        &standby,
+        start_mono,
+        Some(fence.at),
+        "2-node partition of the primary, its standby's side",
+    );
     // What the clients see meanwhile: the winner is the side they cannot
     // reach, and nothing else holds the VIP. No service until the heal.
     let probe = ask_through_vip(&c);
@@ -325,6 +413,7 @@ fn partition_of_the_primary_in_three_nodes_the_majority_promotes_a_standby() {
 
     shorten_orphan_retries(&c, &old);
     let start = Instant::now();
+    let start_mono = mono_now();
     c.partition(&old);
     let ask = &standbys[0];
     // crm_mon shows the old view until the majority's membership changes.
@@ -389,6 +478,15 @@ fn partition_of_the_primary_in_three_nodes_the_majority_promotes_a_standby() {
         );
     }
     assert_primary(&c, &new);
+    // No moment with two writable primaries, also before the isolated old
+    // primary was fenced or demoted itself: the watcher saw it from inside.
+    assert_partition_watched(
+        &c,
+        &old,
+        start_mono,
+        fenced.first().map(|e| e.at),
+        "3-node partition of the primary",
+    );
 
     let back = Instant::now();
     if isolated_down {

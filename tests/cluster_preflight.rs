@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::bin;
 use super::cluster::steady_pair;
+use super::cluster::{assert_watched, WatchMark};
 
 /// Longest one `rapidproctl check` may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -116,6 +117,9 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
         .agent(bin())
         .param("rewind", "true")
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let (p, s) = steady_pair(&c);
     let p_addr = c.node(&p).addr.clone();
     let s_addr = c.node(&s).addr.clone();
@@ -460,4 +464,9 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
     // Everything repaired: the whole check passes again.
     let (code, doc) = check(&c, &p);
     assert_eq!(code, 0, "{doc:#}");
+    assert_watched(
+        &c,
+        &watch_mark,
+        "check names every condition that breaks failover rejoin or replication",
+    );
 }

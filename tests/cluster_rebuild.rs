@@ -13,7 +13,9 @@ use rapidpro_ha_harness::{poll, CmdOutput, NsCluster, REPL_PASSWORD, STACK_AGENT
 use serde_json::Value;
 
 use super::bin;
-use super::cluster::{steady_pair, wait_one_promoted, wait_replicating, watch, PG_PORT, SETTLE};
+use super::cluster::{
+    assert_watched, steady_pair, wait_one_promoted, wait_replicating, WatchMark, PG_PORT, SETTLE,
+};
 
 /// Longest a rapidproctl run may take here.
 const CTL_TIMEOUT: Duration = Duration::from_secs(240);
@@ -75,7 +77,7 @@ fn rebuild_reclones_a_standby_under_writes_and_keeps_its_old_data() {
     let pid = c.client_netns_pid();
     let writer = Writer::start(pid, c.vip(), PG_PORT);
     writer.wait_for_acks(20, SETTLE);
-    let watcher = watch(&c);
+    let mark = WatchMark::now(&c);
 
     // The primary is refused, wherever it is asked; and the standby must be
     // rebuilt on itself.
@@ -280,7 +282,6 @@ fn rebuild_reclones_a_standby_under_writes_and_keeps_its_old_data() {
     // No acknowledged write lost, and the rebuilt standby has them all.
     writer.wait_for_acks(20, SETTLE);
     let written = writer.stop();
-    let seen = watcher.stop();
     let lost = missing_rows(pid, c.vip(), PG_PORT, &written.acked);
     assert!(
         lost.is_empty(),
@@ -298,12 +299,7 @@ fn rebuild_reclones_a_standby_under_writes_and_keeps_its_old_data() {
                 .then_some(())
         },
     );
-    assert!(seen.dual_primary.is_empty(), "{:?}", seen.dual_primary);
-    assert!(
-        seen.dual_redis_master.is_empty(),
-        "{:?}",
-        seen.dual_redis_master
-    );
+    assert_watched(&c, &mark, "rebuild under writes");
     eprintln!(
         "measured: rebuild under writes: {} writes acknowledged, {} attempts failed, longest \
          write gap {:.2} s",

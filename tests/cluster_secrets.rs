@@ -16,6 +16,7 @@ use rapidpro_ha_harness::netns::PGDATA;
 use rapidpro_ha_harness::{NsCluster, REPL_PASSWORD};
 
 use super::bin;
+use super::cluster::{assert_watched, WatchMark};
 use super::cluster::{other, wait_one_promoted, wait_replicating, SETTLE};
 
 /// The nodes' Redis `requirepass`, found nowhere else in the cluster's text.
@@ -28,6 +29,9 @@ fn cluster_secrets_reach_the_agent_from_lrm_files_and_no_cib_view_shows_them() {
         .agent(bin())
         .redis_password(REDIS_PASSWORD)
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let primary = wait_one_promoted(&c, "node1", None);
     c.wait_settled("node1", SETTLE);
     let standby = other(&c, &primary);
@@ -102,4 +106,9 @@ fn cluster_secrets_reach_the_agent_from_lrm_files_and_no_cib_view_shows_them() {
             );
         }
     }
+    assert_watched(
+        &c,
+        &watch_mark,
+        "cluster secrets reach the agent from lrm files and no cib view shows them",
+    );
 }

@@ -11,6 +11,7 @@ use rapidpro_ha_harness::{poll, NsCluster, TestCa};
 use serde_json::Value;
 
 use super::bin;
+use super::cluster::{assert_watched, WatchMark};
 use super::cluster::{steady_pair, wait_one_promoted, wait_replicating, SETTLE};
 
 #[test]
@@ -20,6 +21,9 @@ fn a_cluster_with_verify_full_and_redis_tls_replicates_and_switches_over() {
         .agent(bin())
         .tls(true)
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let (old, new) = steady_pair(&c);
     assert_replication_over_tls(&c, &old, &new);
     check_passes_over_tls(&c, &new);
@@ -35,6 +39,11 @@ fn a_cluster_with_verify_full_and_redis_tls_replicates_and_switches_over() {
     c.wait_settled(&new, SETTLE);
     wait_replicating(c.node(&old));
     assert_replication_over_tls(&c, &new, &old);
+    assert_watched(
+        &c,
+        &watch_mark,
+        "a cluster with verify full and redis tls replicates and switches over",
+    );
 }
 
 /// `standby` streams from `primary` over TLS, for PostgreSQL and Redis, and

@@ -14,6 +14,7 @@ use super::cluster::{
     assert_primary, finish_load, start_load, steady_pair, wait_one_promoted, wait_synchronous,
     SETTLE,
 };
+use super::cluster::{assert_watched, WatchMark};
 
 /// The freshly built rapidproctl.
 fn ctl_bin() -> &'static str {
@@ -292,6 +293,9 @@ fn switchover_refuses_a_lagging_standby_and_leaves_the_roles_alone() {
         .agent(bin())
         .param("maxlag", "65536")
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let (primary, standby) = steady_pair(&c);
     c.node(&standby)
         .psql("select pg_wal_replay_pause()")
@@ -356,6 +360,11 @@ fn switchover_refuses_a_lagging_standby_and_leaves_the_roles_alone() {
         s["postgres"]["lag_bytes"].as_u64().unwrap() > 65536,
         "{st:#}"
     );
+    assert_watched(
+        &c,
+        &watch_mark,
+        "switchover refuses a lagging standby and leaves the roles alone",
+    );
 }
 
 #[test]
@@ -364,6 +373,9 @@ fn state_postgres_check_health_and_pgdump_answer_on_a_running_pair() {
         .nodes(2)
         .agent(bin())
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let (primary, standby) = steady_pair(&c);
 
     // state: this node by default, or the one named.
@@ -535,6 +547,11 @@ fn state_postgres_check_health_and_pgdump_answer_on_a_running_pair() {
     assert!(std::fs::read_to_string(&remote)
         .unwrap()
         .contains("CREATE TABLE public.sms"));
+    assert_watched(
+        &c,
+        &watch_mark,
+        "state postgres check health and pgdump answer on a running pair",
+    );
 }
 
 #[test]
@@ -547,6 +564,9 @@ fn check_passes_alert_test_delivers_and_status_shows_the_app_where_it_runs() {
         .alerts(&[recipient])
         .sbin(env!("CARGO_BIN_EXE_rapidpro-alert"))
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let (primary, standby) = steady_pair(&c);
 
     // Every check ok but the one warning of the harness's Redis, which
@@ -642,4 +662,9 @@ fn check_passes_alert_test_delivers_and_status_shows_the_app_where_it_runs() {
         text.stdout
     );
     eprintln!("rapidproctl status with the app tier:\n{}", text.stdout);
+    assert_watched(
+        &c,
+        &watch_mark,
+        "check passes alert test delivers and status shows the app where it runs",
+    );
 }

@@ -19,6 +19,7 @@ use rapidpro_ha_harness::{run_command, CmdOutput, NsCluster, TestDir};
 use rapidpro_tools::manpages;
 use serde_json::Value;
 
+use super::cluster::{assert_watched, WatchMark};
 use super::cluster::{wait_one_promoted, SETTLE};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -376,6 +377,9 @@ fn dpkg_i_then_pcs_resource_describe_works_and_leaves_the_host_alone() {
 fn a_cluster_installed_from_the_package_promotes_and_rapidproctl_answers() {
     let deb = deb();
     let c = NsCluster::builder("package").nodes(2).from_deb(deb).build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let first = c.nodes()[0].name.clone();
     c.wait_settled(&first, SETTLE);
     let primary = wait_one_promoted(&c, &first, None);
@@ -436,6 +440,11 @@ fn a_cluster_installed_from_the_package_promotes_and_rapidproctl_answers() {
     eprintln!("{}", text.stdout);
     assert!(text.success(), "{}", text.failure_message());
     assert!(text.stdout.contains(&primary), "{}", text.stdout);
+    assert_watched(
+        &c,
+        &watch_mark,
+        "a cluster installed from the package promotes and rapidproctl answers",
+    );
 }
 
 /// The shipped crates (the library and the binaries) forbid `unsafe` in

@@ -15,6 +15,7 @@ use rapidpro_ha_harness::sinks::{HttpSink, SmtpSink};
 use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
+use super::cluster::{assert_watched, WatchMark};
 use super::cluster::{steady_pair, wait_one_promoted, wait_replicating, SETTLE};
 
 const RUNBOOK: &str = include_str!("../RUNBOOK.md");
@@ -198,6 +199,9 @@ fn runbook_procedures_run_as_written() {
         .sbin(env!("CARGO_BIN_EXE_rapidproctl"))
         .sbin(env!("CARGO_BIN_EXE_rapidpro-alert"))
         .build();
+    // Every moment of the cluster's life: never two primaries, every
+    // node sampled every 250 ms.
+    let watch_mark = WatchMark::at_build(&c);
     let (primary, _) = steady_pair(&c);
     let (smtp, sms) = (c.alert_smtp(), c.alert_sms());
 
@@ -262,6 +266,7 @@ fn runbook_procedures_run_as_written() {
         st.failures
     );
     assert_eq!(st.nodes_with_role(STACK_AGENT, "Unpromoted").len(), 1);
+    assert_watched(&c, &watch_mark, "runbook procedures run as written");
 }
 
 /// What each procedure must have achieved, checked right after its block.

@@ -38,6 +38,7 @@ mod crm;
 mod fence;
 mod net;
 mod node;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -50,6 +51,10 @@ pub use fence::FenceEvent;
 pub use node::{
     NsNode, PACEMAKER_LOG, PGDATA, PGHOST, PG_CA_FILE, PG_LOGFILE, REDIS_CONFIG, REDIS_SOCKET,
     REDIS_TLS_CA, REDIS_TLS_CERT, REDIS_TLS_KEY, STATE_DIR, TLS_PARAMS,
+};
+pub use watch::{
+    mono_now, mono_of, report, NodeWatcher, Overlap, Overlaps, Sample, Service, ServiceStats,
+    State, WatchReport, Writable, MAX_GAP, PERIOD, SAMPLE_BUDGET, WATCHER_ENV,
 };
 
 use crate::cmd::{clean_command, must, CmdOutput};
@@ -386,7 +391,18 @@ impl NsClusterBuilder {
                 HttpSink::start(Some(bridge.holder()), &client_ip),
             )
         });
+        // Watching from before the first node boots: every moment of the
+        // cluster's life is sampled, bootstrap included.
+        let watcher = NodeWatcher::start(
+            dir.path(),
+            &nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.procs.clone()))
+                .collect::<Vec<_>>(),
+            self.redis_password.clone(),
+        );
         let mut c = NsCluster {
+            watcher,
             nodes,
             files,
             vip,
@@ -410,6 +426,9 @@ impl NsClusterBuilder {
 /// A running namespaced cluster; torn down on drop (see the module docs).
 #[derive(Debug)]
 pub struct NsCluster {
+    /// The in-node watcher (see [`NsCluster::watch_report`]); stopped
+    /// first at teardown.
+    watcher: NodeWatcher,
     nodes: Vec<NsNode>,
     files: BootFiles,
     vip: String,
@@ -474,7 +493,7 @@ impl NsCluster {
 
     /// Host pid of a process in the clients' network namespace (the bridge's,
     /// which has an address on the cluster subnet): give it to
-    /// [`crate::workload::Writer::start`] and [`crate::workload::Watcher::start`].
+    /// [`crate::workload::Writer::start`].
     pub fn client_netns_pid(&self) -> i32 {
         self.bridge.holder()
     }
@@ -577,13 +596,25 @@ impl NsCluster {
         &self.client_ip
     }
 
+    /// What the in-node watcher saw over `[since, until]` (`CLOCK_MONOTONIC`
+    /// ns: [`mono_now`], [`mono_of`]). See the module `watch`.
+    pub fn watch_report(&self, since: u64, until: u64) -> WatchReport {
+        self.watcher.report(since, until)
+    }
+
+    /// Whether the in-node watcher samples (`RAPIDPRO_TEST_WATCHER` is not
+    /// `off`).
+    pub fn watching(&self) -> bool {
+        self.watcher.enabled()
+    }
+
     /// Whether the cluster runs the application tier.
     pub fn has_app(&self) -> bool {
         self.builder.app
     }
 
     /// The nodes' PID 1s as they are now, for the watcher's per-node
-    /// process checks ([`crate::workload::Watcher::watch_processes`]).
+    /// process checks ([`crate::workload::CeleryWatcher::start`]).
     pub fn node_inits(&self) -> NodeInits {
         NodeInits(
             self.nodes
@@ -1052,6 +1083,8 @@ impl NsCluster {
                 self.diagnostics()
             );
         }
+        // The samplers leave the nodes' namespaces before the nodes go.
+        self.watcher.stop();
         // No fencing during a shutdown of the whole cluster.
         self.fence.stop();
         // Maintenance mode first: Pacemaker then leaves the resources alone
