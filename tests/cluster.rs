@@ -321,14 +321,14 @@ pub fn assert_watched(c: &NsCluster, mark: &WatchMark, scenario: &str) -> WatchR
         }
         assert!(
             st.samples >= needed,
-            "{scenario}: the watcher sampled {node}'s {service:?} {} times in {:.1} s, fewer than              once per {} ms ({needed}) (up all along: {all_along})",
+            "{scenario}: the watcher sampled {node}'s {service:?} {} times in {:.1} s, fewer than once per {} ms ({needed}) (up all along: {all_along})",
             st.samples,
             window.as_secs_f64(),
             MAX_GAP.as_millis()
         );
         assert!(
             st.max_gap < per,
-            "{scenario}: {node}'s {service:?} not sampled for {} ms (gap ending {:.3} s into the              window; at most {} ms)",
+            "{scenario}: {node}'s {service:?} not sampled for {} ms (gap ending {:.3} s into the window; at most {} ms)",
             st.max_gap / 1_000_000,
             (st.max_gap_end as f64 - mark.since as f64) / 1e9,
             MAX_GAP.as_millis()
