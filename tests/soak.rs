@@ -473,6 +473,24 @@ fn by<T>(deadline: Instant, what: &str, f: impl FnMut() -> Option<T>) -> T {
     )
 }
 
+#[test]
+fn waits_of_one_recovery_share_its_deadline() {
+    // The second wait gets what the first left, not a bound of its own:
+    // with its own 2 s it would end near 3.5 s.
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(2);
+    by(deadline, "the first 1.5 s", || {
+        (start.elapsed() >= Duration::from_millis(1500)).then_some(())
+    });
+    let second = std::panic::catch_unwind(|| by(deadline, "never", || None::<()>));
+    assert!(second.is_err(), "a wait past the deadline must fail");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the second wait ran past the shared deadline: {took:?}"
+    );
+}
+
 /// Waits until `node`'s PostgreSQL streams from the primary (the same WAL
 /// receiver for [`STEADY`]) and its Redis replica link is up, by `deadline`.
 #[track_caller]
@@ -527,12 +545,6 @@ fn recover(c: &NsCluster, repaired: Instant) -> Recovery {
     let streaming = repaired.elapsed();
     c.wait_synchronous(&primary, deadline.saturating_duration_since(Instant::now()));
     let synchronous = repaired.elapsed();
-    assert_eq!(
-        c.promoted_node().as_deref(),
-        Some(primary.as_str()),
-        "the Promoted role moved while the standbys caught up\n{}",
-        c.diagnostics()
-    );
     Recovery {
         primary,
         streaming,
@@ -586,12 +598,15 @@ fn soak(plan: Plan) {
             (drawn, rng)
         }
     };
-    let (c, mut primary) = settled_three_nodes(NsCluster::builder("soak").pg_disk_mb(PG_DISK_MB));
+    let (c, _) = settled_three_nodes(NsCluster::builder("soak").pg_disk_mb(PG_DISK_MB));
     let load = start_load(&c);
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     let mut covered: Vec<Fault> = Vec::new();
     for (i, &fault) in faults.iter().enumerate() {
+        // Read again: nothing forbids the cluster to move the Promoted
+        // role once the standbys have caught up.
+        let primary = settled_primary(&c);
         let target = match fault.hits() {
             Role::Primary => primary.clone(),
             Role::Standby => {
@@ -619,7 +634,6 @@ fn soak(plan: Plan) {
             r.primary
         );
         slowest = slowest.max(r.streaming);
-        primary = r.primary;
         if !covered.contains(&fault) {
             covered.push(fault);
         }
