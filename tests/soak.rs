@@ -22,8 +22,8 @@
 //! property of a seed. A long run draws random faults:
 //! `scripts/soak 30 [seed]` (or `RAPIDPRO_SOAK_FAULTS=30
 //! RAPIDPRO_SOAK_SEED=<n> cargo test -p rapidpro-agent --test integration
-//! -- soak::soak_through --nocapture`). Its seed is printed first, so any failure
-//! can be replayed.
+//! -- soak::soak_through --nocapture`). Its seed is printed first, so any
+//! failure can be replayed.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
