@@ -117,8 +117,9 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
         .agent(bin())
         .param("rewind", "true")
         .build();
-    // Every moment of the cluster's life: never two primaries, every
-    // node sampled every 250 ms.
+    // Every moment of the cluster's life but the foreign database cluster
+    // made by hand below: never two primaries, every node sampled every
+    // 250 ms.
     let watch_mark = WatchMark::at_build(&c);
     let (p, s) = steady_pair(&c);
     let p_addr = c.node(&p).addr.clone();
@@ -359,7 +360,16 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
     expect_ok(&c, &p, "wal_log_hints");
 
     // Another database cluster on the standby: a different system
-    // identifier (its own data kept aside meanwhile).
+    // identifier (its own data kept aside meanwhile). A fresh initdb is a
+    // writable PostgreSQL beside the primary, made by hand on purpose: the
+    // watcher sees it (two primaries for as long as it runs), so the watch
+    // is asserted up to here, and again from when the standby's own data
+    // is back.
+    assert_watched(
+        &c,
+        &watch_mark,
+        "preflight, up to the foreign database cluster made by hand",
+    );
     sh(
         &c,
         &s,
@@ -388,6 +398,7 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
         ),
     );
     expect_ok(&c, &p, "system identifier");
+    let watch_mark = WatchMark::now(&c);
 
     // Redis requires a password that redis_password does not give.
     let redis_sh = |cmd: &str| sh(&c, &p, &format!("redis-cli -s {REDIS_SOCKET} {cmd}"));
@@ -467,6 +478,6 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
     assert_watched(
         &c,
         &watch_mark,
-        "check names every condition that breaks failover rejoin or replication",
+        "preflight, from the standby's own data back to the end",
     );
 }
