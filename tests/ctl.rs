@@ -121,9 +121,6 @@ fn assert_status_matches(c: &NsCluster, ask: &str, status: &Value) {
     }
 }
 
-/// Waits until `status --json` on `ask` shows `standby` streaming with no
-/// lag (replication caught up) and its Redis link up; returns that status.
-#[track_caller]
 /// Polls `rapidproctl status` on `ask` until one snapshot shows `standby`
 /// streaming with lag 0 and at the very LSN `primary` reports in it.
 /// `rapidproctl status` asks the nodes one after the other, and an idle
@@ -131,6 +128,8 @@ fn assert_status_matches(c: &NsCluster, ask: &str, status: &Value) {
 /// running-transactions record): one snapshot may catch the primary a record
 /// ahead (CI: primary 0/17AC8F8, standby 0/17AC9F8). A caught-up standby
 /// shows the same LSN in a later snapshot, so that is what is waited for.
+/// Also waits for its Redis link up; returns that status.
+#[track_caller]
 fn wait_caught_up(c: &NsCluster, ask: &str, primary: &str, standby: &str) -> Value {
     poll(
         &format!(
