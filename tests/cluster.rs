@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use rapidpro_ha_harness::netns::{mono_now, Service, WatchReport, MAX_GAP};
-use rapidpro_ha_harness::workload::{missing_rows, missing_sms, CeleryWatcher, Writer};
+use rapidpro_ha_harness::workload::{
+    missing_rows, missing_sms, CeleryReport, CeleryWatcher, Writer,
+};
 use rapidpro_ha_harness::{poll, NsCluster, NsNode, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
@@ -453,15 +455,7 @@ pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
             &lost[..lost.len().min(20)],
             c.diagnostics()
         );
-        assert!(
-            seen.dual_celery.is_empty(),
-            "{scenario}: celery on two nodes at once: {:?}",
-            seen.dual_celery
-        );
-        assert!(
-            seen.celery_rounds > 0,
-            "{scenario}: the watcher never saw celery and celerybeat running"
-        );
+        assert_celery_once(&seen, scenario);
     }
     let missing = missing_rows(c.client_netns_pid(), c.vip(), PG_PORT, &w.acked);
     eprintln!(
@@ -638,5 +632,20 @@ fn watcher_sees_two_primaries_forced_by_hand() {
         "the watcher did not report two Redis masters ({primary} and {standby} were, by hand): \
          {:?}",
         report.redis
+    );
+}
+
+/// Celery (worker and beat) ran on exactly one node at a time, and was
+/// seen running at all.
+#[track_caller]
+pub fn assert_celery_once(seen: &CeleryReport, scenario: &str) {
+    assert!(
+        seen.dual_celery.is_empty(),
+        "{scenario}: celery on two nodes at once: {:?}",
+        seen.dual_celery
+    );
+    assert!(
+        seen.celery_rounds > 0,
+        "{scenario}: the watcher never saw celery and celerybeat running"
     );
 }

@@ -13,7 +13,7 @@ use rapidpro_ha_harness::workload::{missing_rows, CeleryWatcher, Writer};
 use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
 
 use super::bin;
-use super::cluster::assert_watched;
+use super::cluster::{assert_celery_once, assert_watched};
 use super::cluster::{
     assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load,
     wait_one_promoted, wait_replicating, watch_celery, WatchMark, PG_PORT, SETTLE,
@@ -731,15 +731,7 @@ impl Diverged {
     fn finish(self, c: &NsCluster, scenario: &str) {
         if let Some(celery) = self.celery {
             let seen = celery.stop();
-            assert!(
-                seen.dual_celery.is_empty(),
-                "{scenario}: celery on two nodes at once: {:?}",
-                seen.dual_celery
-            );
-            assert!(
-                seen.celery_rounds > 0,
-                "{scenario}: the watcher never saw celery and celerybeat running"
-            );
+            assert_celery_once(&seen, scenario);
         }
         assert_watched(c, &self.mark, scenario);
     }
