@@ -402,6 +402,14 @@ pub struct Load {
     mark: WatchMark,
 }
 
+impl Load {
+    /// Waits until at least `n` more writes are acknowledged through the VIP.
+    #[track_caller]
+    pub fn wait_for_acks(&self, n: usize) {
+        self.writer.wait_for_acks(n, SETTLE);
+    }
+}
+
 /// Starts writing through the VIP (rows, and with the app tier incoming
 /// SMS) and watching every node, once writes are acknowledged.
 pub fn start_load(c: &NsCluster) -> Load {

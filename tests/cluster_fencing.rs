@@ -33,7 +33,7 @@ fn three_nodes_with_rewind(name: &str) -> NsCluster {
 }
 
 /// The fencings carried out since `since`.
-fn fenced_since(c: &NsCluster, since: Instant) -> Vec<FenceEvent> {
+pub fn fenced_since(c: &NsCluster, since: Instant) -> Vec<FenceEvent> {
     c.fence_events()
         .into_iter()
         .filter(|e| e.at >= since)
@@ -48,7 +48,7 @@ fn fenced_since(c: &NsCluster, since: Instant) -> Vec<FenceEvent> {
 /// until it was fenced (`fenced_at`), if it was: the partition did not
 /// hide it from the watcher.
 #[track_caller]
-fn assert_partition_watched(
+pub fn assert_partition_watched(
     c: &NsCluster,
     isolated: &str,
     start: u64,
@@ -168,7 +168,7 @@ fn ask_through_vip(c: &NsCluster) -> Result<(String, String), String> {
 /// Waits until the clients reach, through the VIP, a writable PostgreSQL
 /// (which node holds the VIP is checked by `assert_primary`).
 #[track_caller]
-fn wait_vip_writable(c: &NsCluster) {
+pub fn wait_vip_writable(c: &NsCluster) {
     poll(
         &format!(
             "a writable PostgreSQL through the VIP {} from the clients",

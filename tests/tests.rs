@@ -17,6 +17,7 @@ mod cluster_fencing;
 mod cluster_preflight;
 mod cluster_rebuild;
 mod cluster_secrets;
+mod cluster_split;
 mod cluster_tls;
 mod ctl;
 mod ocf_tools;

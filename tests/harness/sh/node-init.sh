@@ -20,7 +20,7 @@ mount --make-rprivate /
 
 # /run and /dev/shm: fresh per boot, as on a real machine.
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-mkdir -p /run/crm /run/lock /run/resource-agents /run/postgresql /run/redis /run/rapidpro-ha
+mkdir -p /run/crm /run/lock /run/resource-agents /run/postgresql /run/redis /run/rapidpro-ha /run/corosync-qdevice
 chmod 1755 /run/crm /run/lock /run/resource-agents
 chown hacluster:haclient /run/crm
 chown postgres:postgres /run/postgresql && chmod 2775 /run/postgresql

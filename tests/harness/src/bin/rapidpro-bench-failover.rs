@@ -1,7 +1,8 @@
 //! `bench/failover`: planned switchover and power-off failover of a 2-node
 //! namespaced cluster running `ocf:rapidpro:stack`, interleaved in the same
 //! run with the same cluster running `ocf:pacemaker:Stateful` (the floor:
-//! Pacemaker and Corosync alone). Prints medians, spreads and the
+//! Pacemaker and Corosync alone); then, in clusters with a quorum device,
+//! the primary's link cut. Prints medians, spreads and the
 //! differences; asserts nothing about time.
 //!
 //! Usage: rapidpro-bench-failover <path of rapidpro-agent> [runs (default 5)]
@@ -30,6 +31,8 @@ struct Figures {
     switchover_write_gap: Vec<f64>,
     failover: Vec<f64>,
     failover_write_gap: Vec<f64>,
+    link_cut: Vec<f64>,
+    link_cut_write_gap: Vec<f64>,
 }
 
 fn one_promoted(c: &NsCluster, agent: &str, ask: &str) -> Option<String> {
@@ -131,6 +134,55 @@ fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
     }
 }
 
+/// One run of the "two servers and a network split", case 1: a
+/// 2-node cluster with a quorum device (qnetd on its own host, `ffsplit`,
+/// heuristics pinging the gateway), the primary's link cut.
+fn run_link_cut(agent_bin: &str, agent: &str, f: &mut Figures) {
+    let stack = agent == STACK_AGENT;
+    let mut b = NsCluster::builder(if stack {
+        "bench-cut-stack"
+    } else {
+        "bench-cut-stateful"
+    })
+    .nodes(2)
+    .agent(agent_bin)
+    .stack_agent(agent)
+    .qdevice(true);
+    if stack {
+        b = b.param("rewind", "true");
+    }
+    let c = b.build();
+    let primary = poll("one node promoted", SETTLE, || {
+        one_promoted(&c, agent, "node1")
+    });
+    let standby = other(&primary);
+    if stack {
+        poll("the standby streaming", SETTLE, || {
+            streaming(&c, standby).then_some(())
+        });
+    }
+    c.wait_settled("node1", SETTLE);
+    let writer = stack.then(|| {
+        let w = Writer::start(c.client_netns_pid(), c.vip(), 5432);
+        w.wait_for_acks(20, SETTLE);
+        w
+    });
+    if stack {
+        c.wait_synchronous(&primary, SETTLE);
+    }
+    let t = Instant::now();
+    c.partition(&primary);
+    poll("the standby promoted", SETTLE, || {
+        one_promoted(&c, agent, standby).filter(|p| p == standby)
+    });
+    f.link_cut.push(t.elapsed().as_secs_f64());
+    if let Some(w) = writer {
+        w.wait_for_acks(20, SETTLE);
+        f.link_cut_write_gap
+            .push(w.stop().longest_gap.as_secs_f64());
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -166,6 +218,12 @@ fn main() {
         run(&agent_bin, STACK_AGENT, &mut ours);
         eprintln!("run {i}/{runs}: {STATEFUL}");
         run(&agent_bin, STATEFUL, &mut floor);
+        eprintln!(
+            "run {i}/{runs}: the primary's link cut, with a quorum device: ocf:rapidpro:stack"
+        );
+        run_link_cut(&agent_bin, STACK_AGENT, &mut ours);
+        eprintln!("run {i}/{runs}: the primary's link cut, with a quorum device: {STATEFUL}");
+        run_link_cut(&agent_bin, STATEFUL, &mut floor);
     }
     let mut o = String::new();
     out!(o, "#### bench/failover: {runs} runs each");
@@ -185,6 +243,11 @@ fn main() {
             "power-off of the primary to promoted + VIP",
             &floor.failover,
             &ours.failover,
+        ),
+        (
+            "the primary's link cut, quorum device (qnetd, ffsplit, heuristics; priority-fencing-delay 0), to promoted + VIP",
+            &floor.link_cut,
+            &ours.link_cut,
         ),
     ] {
         let (ma, mb) = (median(a), median(b));
@@ -209,6 +272,12 @@ fn main() {
         median(&ours.failover_write_gap),
         spread(&ours.failover_write_gap)
     );
+    out!(
+        o,
+        "| write unavailability after the primary's link cut, quorum device (stack) | - | {:.2} ({}) | | |",
+        median(&ours.link_cut_write_gap),
+        spread(&ours.link_cut_write_gap)
+    );
     println!();
     print!("{o}");
     let figures = |f: &Figures| {
@@ -217,11 +286,13 @@ fn main() {
             "switchover_write_gap_s": f.switchover_write_gap,
             "failover_s": f.failover,
             "failover_write_gap_s": f.failover_write_gap,
+            "link_cut_s": f.link_cut,
+            "link_cut_write_gap_s": f.link_cut_write_gap,
         })
     };
     let raw = json!({
         "runs": runs,
-        "order": "each run: ocf:rapidpro:stack, then ocf:pacemaker:Stateful",
+        "order": "each run: ocf:rapidpro:stack, then ocf:pacemaker:Stateful; then the link cut with a quorum device, in the same order",
         "settle_timeout_s": SETTLE.as_secs(),
         STACK_AGENT: figures(&ours),
         STATEFUL: figures(&floor),

@@ -45,6 +45,8 @@ pub struct CrmStatus {
     /// Every `<failure>`, as its attributes (`op_key`, `node`, `exitstatus`,
     /// `exitreason`, …).
     pub failures: Vec<BTreeMap<String, String>>,
+    /// The partition has quorum (`<current_dc with_quorum="true">`).
+    pub with_quorum: bool,
 }
 
 impl CrmStatus {
@@ -111,6 +113,7 @@ impl CrmStatus {
                 }
             }
             ("failure", Some("failures")) => self.failures.push(a),
+            ("current_dc", _) => self.with_quorum = get("with_quorum") == "true",
             _ => {}
         }
         name

@@ -38,6 +38,7 @@ mod crm;
 mod fence;
 mod net;
 mod node;
+mod qnetd;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -65,6 +66,7 @@ use crate::{poll, template, TestDir, REPL_PASSWORD};
 use fence::FenceWatcher;
 use net::Bridge;
 use node::{BootFiles, NS_TIMEOUT, TINI};
+use qnetd::{QnetdHost, QNETD_HOST_PART, QNETD_PORT};
 
 /// The agent's resource type as crm_mon shows it.
 pub const STACK_AGENT: &str = "ocf:rapidpro:stack";
@@ -119,9 +121,20 @@ pub struct NsClusterBuilder {
     by_the_book: bool,
     redis_password: Option<String>,
     tls: bool,
+    qdevice: bool,
 }
 
 impl NsClusterBuilder {
+    /// Whether the cluster has a quorum device (default false): a qnetd
+    /// host on the bridge (not a node), and the configuration script run
+    /// with `QNETD_HOST` (its heuristics ping the clients' address, the
+    /// nodes' gateway); then the certificates, `corosync-cfgtool -R` and
+    /// `corosync-qdevice` on every node, as `pcs quorum device add` does.
+    pub fn qdevice(mut self, yes: bool) -> Self {
+        self.qdevice = yes;
+        self
+    }
+
     /// Number of nodes, 2 or 3 (default 2).
     pub fn nodes(mut self, n: usize) -> Self {
         self.nodes = n;
@@ -378,6 +391,13 @@ impl NsClusterBuilder {
         let bridge = Bridge::new(&dir.join("bridge.out"));
         let client_ip = format!("{subnet}.{CLIENT_HOST}");
         bridge.add_address(&format!("{client_ip}/{PREFIX}"));
+        let qnetd = self.qdevice.then(|| {
+            let q = QnetdHost::create(dir.path(), format!("{subnet}.{QNETD_HOST_PART}"));
+            q.power_on();
+            bridge.attach(QNETD_PORT, q.init_pid().expect("the qnetd host is up"));
+            q.start_daemon(PREFIX);
+            q
+        });
         let gateway = self.app.then(|| {
             let sink = HttpSink::start(Some(bridge.holder()), &client_ip);
             for n in &nodes {
@@ -408,6 +428,7 @@ impl NsClusterBuilder {
             vip,
             fence,
             bridge,
+            qnetd,
             gateway,
             alert_sinks,
             client_ip,
@@ -418,6 +439,9 @@ impl NsClusterBuilder {
         c.start_all();
         if c.builder.configure {
             c.apply_configuration();
+            if c.qnetd.is_some() {
+                c.install_qdevice();
+            }
         }
         c
     }
@@ -434,6 +458,8 @@ pub struct NsCluster {
     vip: String,
     fence: FenceWatcher,
     bridge: Bridge,
+    /// The quorum device's host ([`NsClusterBuilder::qdevice`]).
+    qnetd: Option<QnetdHost>,
     gateway: Option<HttpSink>,
     alert_sinks: Option<(SmtpSink, HttpSink)>,
     client_ip: String,
@@ -520,6 +546,7 @@ impl NsCluster {
             by_the_book: false,
             redis_password: None,
             tls: false,
+            qdevice: false,
         }
     }
 
@@ -767,12 +794,24 @@ impl NsCluster {
             "VIP_NIC=eth0".to_owned(),
             format!("STACK_PARAMS={}", params.join(" ")),
             format!("STACK_SECRETS={}", secrets.join(" ")),
-            format!("FENCE_DELAY={}", self.builder.fence_delay),
             format!("STACK_AGENT={}", self.builder.stack_agent),
             format!("APP={}", if self.builder.app { "yes" } else { "no" }),
             format!("APP_DIR={}", app::app_dir().display()),
             format!("STANDIN_ETC={}", app::STANDIN_ETC),
         ];
+        // The quorum device: the script edits a copy of corosync.conf as it
+        // edits a dump of the CIB; install_qdevice then does what an
+        // administrator (or pcs, through pcsd) does with it.
+        let qdevice = self.qnetd.as_ref().map(|q| {
+            let conf = self.qdevice_conf();
+            fs::copy(n1.host_path("etc-corosync/corosync.conf"), &conf)
+                .unwrap_or_else(|e| panic!("cannot copy node1's corosync.conf: {e}"));
+            [
+                format!("QNETD_HOST={}", q.addr),
+                format!("QNETD_GATEWAY={}", self.client_ip),
+                format!("COROSYNC_CONF={}", conf.display()),
+            ]
+        });
         let alerts = self.alert_sinks.as_ref().map(|(smtp, sms)| {
             [
                 format!(
@@ -787,9 +826,15 @@ impl NsCluster {
                 ),
             ]
         });
+        // With a quorum device the script's own default applies (no fence
+        // race is left to win).
+        let fence_delay =
+            (self.qnetd.is_none()).then(|| format!("FENCE_DELAY={}", self.builder.fence_delay));
         let env: Vec<String> = env
             .into_iter()
+            .chain(fence_delay)
             .chain(alerts.into_iter().flatten())
+            .chain(qdevice.into_iter().flatten())
             .chain(
                 self.builder
                     .script_env
@@ -824,6 +869,189 @@ impl NsCluster {
             .unwrap_or_else(|e| panic!("{e}"));
         if !push.success() {
             panic!("pushing the configuration: {}", push.failure_message());
+        }
+    }
+
+    /// The copy of corosync.conf the configuration script edits when the
+    /// cluster has a quorum device.
+    fn qdevice_conf(&self) -> PathBuf {
+        self.dir.join("corosync-qdevice.conf")
+    }
+
+    /// Puts the quorum device in service, as corosync-qdevice-net-certutil(8)
+    /// describes it (and `pcs quorum device add` does through pcsd): the
+    /// script's corosync.conf on every node; qnetd's certificate authority
+    /// in every node's database; node1's certificate request signed by
+    /// qnetd, imported on node1 and copied to the others; `corosync-cfgtool
+    /// -R`; `corosync-qdevice` on every node. Returns once every node counts
+    /// the device's vote.
+    fn install_qdevice(&self) {
+        let q = self.qnetd.as_ref().expect("a cluster with a quorum device");
+        let conf = fs::read_to_string(self.qdevice_conf())
+            .unwrap_or_else(|e| panic!("cannot read the script's corosync.conf: {e}"));
+        assert!(
+            conf.contains("model: net") && !conf.contains("two_node"),
+            "the configuration script, given QNETD_HOST, did not add a quorum device:\n{conf}"
+        );
+        let ca = q.ca_cert().display().to_string();
+        for n in &self.nodes {
+            write_file(
+                &n.host_path("etc-corosync/corosync.conf"),
+                &conf,
+                None,
+                0o644,
+            );
+            n.run(&["corosync-qdevice-net-certutil", "-i", "-c", &ca])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let n1 = &self.nodes[0];
+        n1.run(&["corosync-qdevice-net-certutil", "-r", "-n", "rapidpro"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let crt = q.sign(
+            &n1.host_path("etc-corosync/qdevice/net/nssdb/qdevice-net-node.crq"),
+            "rapidpro",
+        );
+        n1.run(&[
+            "corosync-qdevice-net-certutil",
+            "-M",
+            "-c",
+            &crt.display().to_string(),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let p12 = n1
+            .host_path("etc-corosync/qdevice/net/nssdb/qdevice-net-node.p12")
+            .display()
+            .to_string();
+        for n in &self.nodes[1..] {
+            n.run(&["corosync-qdevice-net-certutil", "-m", "-c", &p12])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        n1.run(&["corosync-cfgtool", "-R"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        for n in &self.nodes {
+            self.start_qdevice(n);
+        }
+        for n in &self.nodes {
+            self.wait_qdevice_vote(&n.name, Duration::from_secs(60));
+        }
+    }
+
+    /// Starts `corosync-qdevice` in node `n` (it daemonizes; tini adopts
+    /// it). Right after a boot corosync may not answer its IPC yet, and
+    /// qdevice then exits at once: tried again, for 20 s at most.
+    fn start_qdevice(&self, n: &NsNode) {
+        let deadline = Instant::now() + NS_TIMEOUT;
+        while let Err(e) = n.run(&["corosync-qdevice"]) {
+            if Instant::now() > deadline {
+                panic!("{e}\n{}", n.tail("var-log/corosync/corosync.log", 30));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until node `name`'s quorum device is connected to qnetd and
+    /// casts its vote (`corosync-qdevice-tool -s -v`).
+    #[track_caller]
+    pub fn wait_qdevice_vote(&self, name: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !qdevice_vote_cast(&self.qdevice_tool(name)) {
+            if Instant::now() > deadline {
+                let n = self.node(name);
+                let tool = self.qdevice_tool(name);
+                panic!(
+                    "{name} does not count the quorum device's vote after {timeout:?}:\n{}\n\
+                     corosync-qdevice-tool -sv:\n{tool}\nqnetd:\n{}\n{}",
+                    self.quorumtool(name),
+                    self.qnetd_status(),
+                    n.tail("var-log/corosync/corosync.log", 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `corosync-qdevice-tool -s -v` in node `name` (stdout and stderr).
+    pub fn qdevice_tool(&self, name: &str) -> String {
+        match self
+            .node(name)
+            .exec(&["corosync-qdevice-tool", "-s", "-v"], NS_TIMEOUT)
+        {
+            Ok(out) => format!("{}{}", out.stdout, out.stderr),
+            Err(e) => e,
+        }
+    }
+
+    /// `corosync-quorumtool -s` in node `name`.
+    pub fn quorumtool(&self, name: &str) -> String {
+        match self
+            .node(name)
+            .exec(&["corosync-quorumtool", "-s"], NS_TIMEOUT)
+        {
+            Ok(out) => out.stdout,
+            Err(e) => e,
+        }
+    }
+
+    /// `corosync-qnetd-tool -l -v` on the qnetd host, for messages.
+    pub fn qnetd_status(&self) -> String {
+        self.qnetd
+            .as_ref()
+            .map_or_else(String::new, QnetdHost::status)
+    }
+
+    /// The qnetd host's address (clusters with a quorum device).
+    pub fn qnetd_addr(&self) -> Option<&str> {
+        self.qnetd.as_ref().map(|q| q.addr.as_str())
+    }
+
+    /// Cuts the qnetd host's power: corosync-qnetd is gone.
+    #[track_caller]
+    pub fn qnetd_power_off(&self) {
+        let q = self.qnetd.as_ref().expect("a cluster with a quorum device");
+        let left = q.power_off();
+        assert!(
+            left.is_empty(),
+            "power-off of the qnetd host: {}",
+            left.join("; ")
+        );
+    }
+
+    /// Boots the qnetd host again (same certificate authority).
+    #[track_caller]
+    pub fn qnetd_boot(&self) {
+        let q = self.qnetd.as_ref().expect("a cluster with a quorum device");
+        self.bridge.wait_port_gone(QNETD_PORT);
+        q.power_on();
+        self.bridge
+            .attach(QNETD_PORT, q.init_pid().expect("the qnetd host is up"));
+        q.start_daemon(PREFIX);
+    }
+
+    /// Cuts only the link between nodes `a` and `b`: each drops what it
+    /// would send to the other (a blackhole route), while both still reach
+    /// the clients, the gateway and the qnetd host.
+    #[track_caller]
+    pub fn cut_between(&self, a: &str, b: &str) {
+        self.route_between(a, b, "add");
+    }
+
+    /// Undoes [`NsCluster::cut_between`].
+    #[track_caller]
+    pub fn mend_between(&self, a: &str, b: &str) {
+        self.route_between(a, b, "del");
+    }
+
+    /// Adds or deletes the blackhole routes; a node that is down (fenced)
+    /// has lost its routes with its namespaces and is skipped.
+    fn route_between(&self, a: &str, b: &str, verb: &str) {
+        for (from, to) in [(a, b), (b, a)] {
+            if !self.node(from).is_up() {
+                continue;
+            }
+            let dest = format!("{}/32", self.node(to).addr);
+            self.node(from)
+                .run(&["ip", "route", verb, "blackhole", &dest])
+                .unwrap_or_else(|e| panic!("ip route {verb} blackhole {dest} on {from}: {e}"));
         }
     }
 
@@ -929,6 +1157,9 @@ impl NsCluster {
         n.power_on(&self.files);
         self.connect(n);
         n.start_corosync();
+        if self.qnetd.is_some() {
+            self.start_qdevice(n);
+        }
         n.start_pacemaker();
         let names: Vec<String> = std::iter::once(name.to_owned())
             .chain(
@@ -1203,6 +1434,19 @@ fn copy_executable(from: &Path, to: &Path) {
     fs::copy(from, to)
         .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", from.display(), to.display()));
     set_mode(to, 0o755);
+}
+
+/// Whether `corosync-qdevice-tool -s -v` shows the device connected to
+/// qnetd and its vote cast (`State: Connected`, `Poll timer running: Yes
+/// (cast vote)`).
+fn qdevice_vote_cast(tool: &str) -> bool {
+    let field = |name: &str| {
+        tool.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(str::trim))
+            .map(str::to_owned)
+    };
+    field("State:").as_deref() == Some("Connected")
+        && field("Poll timer running:").as_deref() == Some("Yes (cast vote)")
 }
 
 /// `corosync.conf`: knet without crypto, a short token for fast tests,

@@ -1,0 +1,276 @@
+//! Two servers and a network split (issue 14): a 2-node cluster with a
+//! quorum device (corosync-qnetd on a host of its own on the bridge, not a
+//! node; `ffsplit` with heuristics that ping the nodes' gateway), configured
+//! by `pcs-examples/rapidpro-cluster.pcs.sh` with `QNETD_HOST`.
+//!
+//! Every case runs the writer through the VIP and the in-node watcher (never
+//! two writable primaries nor two Redis masters, the cut-off node included),
+//! then heals and checks that the other node comes back as a streaming
+//! standby (case 5 of the issue, after each case).
+
+use std::time::Instant;
+
+use rapidpro_ha_harness::netns::mono_now;
+use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT};
+
+use super::bin;
+use super::cluster::{
+    assert_primary, boot_and_rejoin, finish_load, start_load, steady_pair, wait_one_promoted,
+    SETTLE,
+};
+use super::cluster_fencing::{
+    assert_partition_watched, fenced_since, shorten_orphan_retries, wait_port_gone,
+};
+
+/// Two nodes with a quorum device, synchronous replication and `pg_rewind`,
+/// configured as README's "Two servers and a network split" says.
+fn qdevice_pair(name: &str) -> NsCluster {
+    NsCluster::builder(name)
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .param("sync_replication", "on")
+        .qdevice(true)
+        .build()
+}
+
+/// Waits until `name` was fenced since `since`; returns when.
+#[track_caller]
+fn wait_fenced(c: &NsCluster, name: &str, since: Instant) -> Instant {
+    poll(&format!("{name} fenced"), SETTLE, || {
+        fenced_since(c, since)
+            .into_iter()
+            .find(|e| e.node == name)
+            .map(|e| e.at)
+    })
+}
+
+/// Only `expected` was fenced since `since`.
+#[track_caller]
+fn assert_only_fenced(c: &NsCluster, expected: &str, since: Instant, scenario: &str) {
+    let fenced: Vec<String> = fenced_since(c, since).into_iter().map(|e| e.node).collect();
+    assert!(
+        fenced.iter().all(|n| n == expected),
+        "{scenario}: only {expected} may be fenced, fenced: {fenced:?}\n{}",
+        c.diagnostics()
+    );
+}
+
+#[test]
+fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
+    let c = qdevice_pair("split_primary");
+    let (primary, standby) = steady_pair(&c);
+    for n in c.nodes() {
+        shorten_orphan_retries(&c, &n.name);
+    }
+    let load = start_load(&c);
+
+    let start = Instant::now();
+    let start_mono = mono_now();
+    c.partition(&primary);
+    let promoted = wait_one_promoted(&c, &standby, Some(&standby));
+    let took = start.elapsed();
+    let fenced_at = wait_fenced(&c, &primary, start);
+    eprintln!(
+        "measured: primary's link cut (qdevice): {primary} fenced after {:.2} s, {standby} \
+         Promoted with the VIP after {:.2} s",
+        (fenced_at - start).as_secs_f64(),
+        took.as_secs_f64()
+    );
+    assert_eq!(promoted, standby, "{}", c.diagnostics());
+    assert_primary(&c, &standby);
+    assert_only_fenced(&c, &primary, start, "primary's link cut");
+    assert_partition_watched(
+        &c,
+        &primary,
+        start_mono,
+        Some(fenced_at),
+        "primary's link cut (qdevice)",
+    );
+
+    // The fenced node's veth went with its namespaces: booting it attaches
+    // a working link again (the repair of the link).
+    wait_port_gone(&c, &primary, fenced_at);
+    let rejoined = boot_and_rejoin(&c, &primary, &standby);
+    eprintln!(
+        "measured: primary's link cut (qdevice): {primary} booted and streaming from {standby} \
+         after {:.2} s",
+        rejoined.as_secs_f64()
+    );
+    finish_load(&c, load, "primary's link cut (qdevice)");
+}
+
+#[test]
+fn standby_link_cut_the_primary_keeps_writing_and_the_standby_rejoins() {
+    let c = qdevice_pair("split_standby");
+    let (primary, standby) = steady_pair(&c);
+    for n in c.nodes() {
+        shorten_orphan_retries(&c, &n.name);
+    }
+    let load = start_load(&c);
+
+    let start = Instant::now();
+    let start_mono = mono_now();
+    c.partition(&standby);
+    let fenced_at = wait_fenced(&c, &standby, start);
+    eprintln!(
+        "measured: standby's link cut (qdevice): {standby} fenced after {:.2} s",
+        (fenced_at - start).as_secs_f64()
+    );
+    assert_eq!(
+        wait_one_promoted(&c, &primary, Some(&primary)),
+        primary,
+        "{}",
+        c.diagnostics()
+    );
+    c.wait_settled(&primary, SETTLE);
+    assert_primary(&c, &primary);
+    assert_only_fenced(&c, &standby, start, "standby's link cut");
+    assert_partition_watched(
+        &c,
+        &standby,
+        start_mono,
+        Some(fenced_at),
+        "standby's link cut (qdevice)",
+    );
+
+    // The fenced node's veth went with its namespaces: booting it attaches
+    // a working link again (the repair of the link).
+    wait_port_gone(&c, &standby, fenced_at);
+    let rejoined = boot_and_rejoin(&c, &standby, &primary);
+    eprintln!(
+        "measured: standby's link cut (qdevice): {standby} booted and streaming from {primary} \
+         after {:.2} s",
+        rejoined.as_secs_f64()
+    );
+    finish_load(&c, load, "standby's link cut (qdevice)");
+}
+
+/// With both nodes reaching the gateway and qnetd, the heuristics tie, and
+/// `ffsplit` gives the vote to the partition with the lowest node id
+/// (corosync-qdevice's default `tie_breaker: lowest`): node1.
+const TIE_WINNER: &str = "node1";
+
+#[test]
+fn link_between_the_nodes_cut_exactly_one_side_keeps_running() {
+    let c = qdevice_pair("split_between");
+    let (primary, standby) = steady_pair(&c);
+    for n in c.nodes() {
+        shorten_orphan_retries(&c, &n.name);
+    }
+    let loser = if TIE_WINNER == primary {
+        standby.clone()
+    } else {
+        primary.clone()
+    };
+    let load = start_load(&c);
+
+    let start = Instant::now();
+    let start_mono = mono_now();
+    c.cut_between(&primary, &standby);
+    let fenced_at = wait_fenced(&c, &loser, start);
+    let promoted = wait_one_promoted(&c, TIE_WINNER, Some(TIE_WINNER));
+    let took = start.elapsed();
+    eprintln!(
+        "measured: link between the nodes cut (qdevice, primary {primary}): {loser} fenced \
+         after {:.2} s, {TIE_WINNER} Promoted with the VIP after {:.2} s",
+        (fenced_at - start).as_secs_f64(),
+        took.as_secs_f64()
+    );
+    assert_eq!(promoted, TIE_WINNER, "{}", c.diagnostics());
+    c.wait_settled(TIE_WINNER, SETTLE);
+    assert_primary(&c, TIE_WINNER);
+    assert_only_fenced(&c, &loser, start, "link between the nodes cut");
+    assert_partition_watched(
+        &c,
+        &loser,
+        start_mono,
+        Some(fenced_at),
+        "link between the nodes cut (qdevice)",
+    );
+
+    c.mend_between(&primary, &standby);
+    wait_port_gone(&c, &loser, fenced_at);
+    let rejoined = boot_and_rejoin(&c, &loser, TIE_WINNER);
+    eprintln!(
+        "measured: link between the nodes cut (qdevice): {loser} booted and streaming from \
+         {TIE_WINNER} after {:.2} s",
+        rejoined.as_secs_f64()
+    );
+    finish_load(&c, load, "link between the nodes cut (qdevice)");
+}
+
+/// Whether node `ask` has quorum, as its crm_mon says.
+fn has_quorum(c: &NsCluster, ask: &str) -> Option<bool> {
+    c.status(ask).ok().map(|st| st.with_quorum)
+}
+
+#[test]
+fn qnetd_down_then_a_node_fails_the_survivor_stops_until_qnetd_is_back() {
+    let c = qdevice_pair("split_qnetd_down");
+    let (primary, standby) = steady_pair(&c);
+    let load = start_load(&c);
+
+    // The arbiter goes: both nodes still make 2 of 3 votes; nothing moves.
+    c.qnetd_power_off();
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    for n in [&primary, &standby] {
+        assert_eq!(
+            has_quorum(&c, n),
+            Some(true),
+            "{n} lost quorum with both nodes up and qnetd down:\n{}",
+            c.quorumtool(n)
+        );
+    }
+    assert_eq!(
+        wait_one_promoted(&c, &primary, Some(&primary)),
+        primary,
+        "{}",
+        c.diagnostics()
+    );
+    load.wait_for_acks(20);
+
+    // Then the standby fails: the survivor has 1 vote of 3, no quorum, and
+    // with no-quorum-policy=stop it stops everything and fences nobody.
+    let start = Instant::now();
+    c.power_off(&standby);
+    poll(&format!("{primary} without quorum"), SETTLE, || {
+        (has_quorum(&c, &primary) == Some(false)).then_some(())
+    });
+    poll(&format!("{primary}'s stack stopped"), SETTLE, || {
+        let st = c.status(&primary).ok()?;
+        let running = st
+            .of_agent(STACK_AGENT)
+            .any(|r| r.role != "Stopped" && r.nodes.contains(&primary));
+        (!running).then_some(())
+    });
+    let stopped = start.elapsed();
+    eprintln!(
+        "measured: qnetd down, then {standby} powered off: {primary} lost quorum and stopped \
+         its stack after {:.2} s",
+        stopped.as_secs_f64()
+    );
+    assert!(
+        fenced_since(&c, start).is_empty(),
+        "a node without quorum fenced: {:?}",
+        fenced_since(&c, start)
+    );
+
+    // qnetd back: the survivor gets the vote, fences the lost node (already
+    // off) and promotes itself.
+    let back = Instant::now();
+    c.qnetd_boot();
+    c.wait_qdevice_vote(&primary, SETTLE);
+    let promoted = wait_one_promoted(&c, &primary, Some(&primary));
+    eprintln!(
+        "measured: qnetd back: {primary} Promoted with the VIP after {:.2} s",
+        back.elapsed().as_secs_f64()
+    );
+    assert_eq!(promoted, primary, "{}", c.diagnostics());
+    let rejoined = boot_and_rejoin(&c, &standby, &primary);
+    eprintln!(
+        "measured: qnetd down: {standby} booted and streaming from {primary} after {:.2} s",
+        rejoined.as_secs_f64()
+    );
+    finish_load(&c, load, "qnetd down, then a node fails (qdevice)");
+}
