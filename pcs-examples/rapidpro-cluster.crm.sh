@@ -35,6 +35,46 @@
 # systemd. `crm -F -f ...` forces the commit: acceptable for the sandbox, or
 # for production on a machine that is not a cluster node, only.
 #
+# Quorum device (QNETD_HOST set; why: README.md, "Two servers and a network
+# split"): crmsh has no offline command for it (`crm cluster init qdevice`
+# works over ssh on the live cluster), so this script edits COROSYNC_CONF, a
+# copy of /etc/corosync/corosync.conf, itself: in the quorum section it
+# removes two_node and adds the same device block as `pcs quorum device add`
+# (model net, votes 1, net { host, algorithm ffsplit }, heuristics { mode
+# sync, exec_gateway and exec_pingN: /bin/ping -q -n -c 1 -W 1 ADDRESS },
+# timeout, sync_timeout). The crm script it prints sets no-quorum-policy=stop
+# and priority-fencing-delay=0s (FENCE_DELAY still wins when given). Then, on
+# the live cluster, in this order (CLUSTER is totem.cluster_name; the script
+# prints the steps with the names filled in):
+#   on QNETD_HOST (TCP port 5403 open to the nodes):
+#     apt install corosync-qnetd
+#     corosync-qnetd-certutil -i          (skip if /etc/corosync/qnetd/nssdb
+#                                          exists: Debian's package made it)
+#     systemctl enable --now corosync-qnetd
+#   on every node: apt install corosync-qdevice; copy
+#     /etc/corosync/qnetd/nssdb/qnetd-cacert.crt from QNETD_HOST, then
+#     corosync-qdevice-net-certutil -i -c qnetd-cacert.crt
+#   on one node (sms1):
+#     corosync-qdevice-net-certutil -r -n CLUSTER
+#     (copy /etc/corosync/qdevice/net/nssdb/qdevice-net-node.crq to QNETD_HOST)
+#   on QNETD_HOST:
+#     corosync-qnetd-certutil -s -c qdevice-net-node.crq -n CLUSTER
+#     (copy /etc/corosync/qnetd/nssdb/cluster-CLUSTER.crt back to sms1)
+#   on sms1: corosync-qdevice-net-certutil -M -c cluster-CLUSTER.crt
+#     (copy /etc/corosync/qdevice/net/nssdb/qdevice-net-node.p12 to the others)
+#   on every other node: corosync-qdevice-net-certutil -m -c qdevice-net-node.p12
+#   copy COROSYNC_CONF to /etc/corosync/corosync.conf on every node, then on
+#   one node: corosync-cfgtool -R (every node reloads it)
+#   on every node: systemctl enable --now corosync-qdevice
+#   check: corosync-qdevice-tool -sv, corosync-quorumtool -s; then crm -f.
+# (pcs users: `pcs quorum device add ...` does all of this through pcsd; see
+# rapidpro-cluster.pcs.sh.)
+#
+# Ping fallback (PING_HOSTS set; two nodes without a third host): the clone
+# ping-clone of ocf:pacemaker:ping and a rule keeping the Promoted role off a
+# node that reaches none of PING_HOSTS. It does not stop a cut-off primary
+# from winning the fence race: see README.md in this directory.
+#
 # Environment: the same as rapidpro-cluster.pcs.sh, without CIB and FORCE:
 #   VARIANT (production|sandbox), NODES ("sms1 sms2"), VIP (10.172.20.200),
 #   VIP_CIDR (24), VIP_NIC (eth0), PRIMARY_HOST ($VIP), STACK_PARAMS (extra
@@ -51,7 +91,11 @@
 #   (/var/log/rapidpro-standin; must exist on every node), STANDIN_UWSGI_SOCKET
 #   (127.0.0.1:3031); alerts: ALERT_RECIPIENTS (space separated; empty: no
 #   alert), ALERT_OPTIONS (name=value words), ALERT_PATH
-#   (/usr/sbin/rapidpro-alert). See rapidpro-cluster.pcs.sh for each.
+#   (/usr/sbin/rapidpro-alert); quorum device: QNETD_HOST (empty: none),
+#   QNETD_GATEWAY and COROSYNC_CONF (both required with QNETD_HOST),
+#   QNETD_PING_HOSTS, QDEVICE_TIMEOUT_MS (2000), QDEVICE_SYNC_TIMEOUT_MS
+#   (5000); ping fallback: PING_HOSTS (empty: none). See
+#   rapidpro-cluster.pcs.sh for each.
 #
 # No secret goes into the output, hence into the CIB (see "Secrets" in
 # rapidpro-cluster.pcs.sh): repl_password and redis_password in STACK_PARAMS
@@ -70,6 +114,10 @@ warn() {
     printf 'rapidpro-cluster.crm.sh: WARNING: %s\n' "$*" >&2
 }
 
+say() {
+    printf 'rapidpro-cluster.crm.sh: %s\n' "$*" >&2
+}
+
 VARIANT=${VARIANT:-production}
 NODES=${NODES:-sms1 sms2}
 VIP=${VIP:-10.172.20.200}
@@ -80,7 +128,20 @@ STACK_PARAMS=${STACK_PARAMS:-}
 STACK_SECRETS=${STACK_SECRETS:-}
 MONITOR_PROMOTED=${MONITOR_PROMOTED:-15s}
 MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
-FENCE_DELAY=${FENCE_DELAY:-5s}
+QNETD_HOST=${QNETD_HOST:-}
+QNETD_GATEWAY=${QNETD_GATEWAY:-}
+QNETD_PING_HOSTS=${QNETD_PING_HOSTS:-}
+COROSYNC_CONF=${COROSYNC_CONF:-}
+QDEVICE_TIMEOUT_MS=${QDEVICE_TIMEOUT_MS:-2000}
+QDEVICE_SYNC_TIMEOUT_MS=${QDEVICE_SYNC_TIMEOUT_MS:-5000}
+PING_HOSTS=${PING_HOSTS:-}
+# With a quorum device only the quorate side fences: no fence race is left to
+# win, and a delay would only slow the failover.
+if [ -n "$QNETD_HOST" ]; then
+    FENCE_DELAY=${FENCE_DELAY:-0s}
+else
+    FENCE_DELAY=${FENCE_DELAY:-5s}
+fi
 APP=${APP:-yes}
 APP_DIR=${APP_DIR:-/usr/share/rapidpro-ha/standin}
 STANDIN_ETC=${STANDIN_ETC:-/etc/rapidpro-standin}
@@ -282,11 +343,153 @@ for node in $NODES; do
     fi
 done
 
+# check_address NAME WORD: WORD is one IP address or host name. It goes on a
+# ping command line that corosync-qdevice splits like a shell would, and into
+# ocf:pacemaker:ping's host_list: no blanks, quotes or options.
+check_address() {
+    case $2 in
+        '' | -* | *[!A-Za-z0-9.:-]*)
+            die "$1 must hold plain IP addresses or host names (letters, digits and . : - only, not starting with -), not '$2'" ;;
+    esac
+}
+
+# check_ms NAME VALUE: a quorum device timeout in milliseconds. corosync-qdevice
+# gives its heuristics half of it and accepts no heuristics timeout below
+# 1000 ms, nor a heartbeat above 120000 ms.
+check_ms() {
+    case $2 in
+        '' | *[!0-9]* | ???????*) die "$1 must be a whole number of milliseconds, not '$2'" ;;
+    esac
+    if [ "$2" -lt 2000 ] || [ "$2" -gt 120000 ]; then
+        die "$1 must be between 2000 and 120000 ms, not $2 (corosync-qdevice gives its heuristics half of it, and takes no heuristics timeout below 1000 ms)"
+    fi
+}
+
+ping_hosts=
+for host in $PING_HOSTS; do
+    check_address PING_HOSTS "$host"
+    ping_hosts="$ping_hosts${ping_hosts:+ }$host"
+done
+if [ -n "$QNETD_HOST" ]; then
+    check_address QNETD_HOST "$QNETD_HOST"
+    [ -n "$QNETD_GATEWAY" ] ||
+        die "QNETD_GATEWAY is not set: with QNETD_HOST, give the address the quorum device's heuristics ping, the nodes' default gateway ('ip route show default'), e.g. QNETD_GATEWAY=10.172.20.1"
+    check_address QNETD_GATEWAY "$QNETD_GATEWAY"
+    qnetd_ping_hosts=
+    for host in $QNETD_PING_HOSTS; do
+        check_address QNETD_PING_HOSTS "$host"
+        qnetd_ping_hosts="$qnetd_ping_hosts $host"
+    done
+    check_ms QDEVICE_TIMEOUT_MS "$QDEVICE_TIMEOUT_MS"
+    check_ms QDEVICE_SYNC_TIMEOUT_MS "$QDEVICE_SYNC_TIMEOUT_MS"
+    [ -n "$COROSYNC_CONF" ] ||
+        die "COROSYNC_CONF is not set: with QNETD_HOST, give a copy of /etc/corosync/corosync.conf for the script to edit, e.g. 'cp /etc/corosync/corosync.conf corosync.conf.new' then COROSYNC_CONF=corosync.conf.new"
+    [ -f "$COROSYNC_CONF" ] ||
+        die "COROSYNC_CONF file '$COROSYNC_CONF' does not exist: copy /etc/corosync/corosync.conf there first"
+    [ $((node_count % 2)) -eq 0 ] ||
+        die "QNETD_HOST with $node_count nodes: the ffsplit algorithm is for an even number of nodes (corosync-qdevice(8)), and an odd number of nodes has a majority of its own: leave QNETD_HOST empty"
+else
+    for name in QNETD_GATEWAY QNETD_PING_HOSTS COROSYNC_CONF; do
+        if eval "[ -n \"\$$name\" ]"; then
+            warn "$name is set but QNETD_HOST is empty: no quorum device configured"
+        fi
+    done
+fi
+
 no_quorum=
-if [ "$node_count" -ge 3 ]; then
-    # With two nodes, corosync's two_node mode handles quorum: keep the default.
+if [ "$node_count" -ge 3 ] || [ -n "$QNETD_HOST" ]; then
+    # A partition without quorum stops everything and fences nobody: that is
+    # what makes the majority (or the side holding the quorum device's vote)
+    # the only one to act. stop is the default, written so that it shows.
+    # With two nodes and no device, corosync's two_node mode keeps both sides
+    # quorate: the default stays implicit there.
     no_quorum=" no-quorum-policy=stop"
 fi
+
+# qdevice_block: the quorum.device section `pcs quorum device add` writes
+# (same keys, values and order; pcs adds votes: 1, which ffsplit requires).
+# Heuristics: each exec_* pings one address once, 1 s at most (-W 1; -n: no
+# name lookup of the reply). They run in parallel and pass only if every one
+# succeeds; mode sync runs them at startup, on a membership change and when
+# qdevice connects to qnetd: exactly when a split is decided.
+qdevice_block() {
+    ping_cmd="/bin/ping -q -n -c 1 -W 1"
+    printf '\n    device {\n'
+    printf '        sync_timeout: %s\n        timeout: %s\n' "$QDEVICE_SYNC_TIMEOUT_MS" "$QDEVICE_TIMEOUT_MS"
+    printf '        model: net\n        votes: 1\n\n'
+    printf '        net {\n            algorithm: ffsplit\n            host: %s\n        }\n\n' "$QNETD_HOST"
+    printf '        heuristics {\n'
+    printf '            exec_gateway: %s %s\n' "$ping_cmd" "$QNETD_GATEWAY"
+    n=0
+    for host in $qnetd_ping_hosts; do
+        n=$((n + 1))
+        printf '            exec_ping%s: %s %s\n' "$n" "$ping_cmd" "$host"
+    done
+    printf '            mode: sync\n        }\n    }\n'
+}
+
+# add_qdevice FILE: FILE (a corosync.conf) on stdout with the quorum device
+# added at the end of its one top-level quorum section, and that section's
+# two_node line removed (two_node is for two votes without an arbiter; with
+# the device's third vote it must go, as pcs removes it). Comments and
+# every other line are kept as they are. Fails, writing nothing useful, on a
+# file without exactly one quorum section, with a device already, or with
+# unbalanced braces.
+add_qdevice() {
+    DEVICE_BLOCK=$(qdevice_block) awk '
+        function fail(message) {
+            print "rapidpro-cluster.crm.sh: error: COROSYNC_CONF " FILENAME ": " message > "/dev/stderr"
+            failed = 1
+            exit 1
+        }
+        {
+            line = $0
+            sub(/^[ \t]+/, "", line)
+            sub(/[ \t]+$/, "", line)
+        }
+        line == "" || line ~ /^#/ { print; next }
+        line ~ /\{$/ {
+            name = line
+            sub(/[ \t]*\{$/, "", name)
+            depth++
+            if (depth == 1 && name == "quorum") { in_quorum = 1; quorums++ }
+            if (in_quorum && depth == 2 && name == "device")
+                fail("the quorum section has a device already: remove it first (pcs quorum device remove, or delete the block)")
+            print
+            next
+        }
+        line == "}" {
+            if (depth == 0) fail("a } closes no section (line " NR ")")
+            if (in_quorum && depth == 1) {
+                print ENVIRON["DEVICE_BLOCK"]
+                in_quorum = 0
+                added = 1
+            }
+            depth--
+            print
+            next
+        }
+        in_quorum && depth == 1 && line ~ /^two_node[ \t]*:/ { next }
+        { print }
+        END {
+            if (failed) exit 1
+            if (depth != 0) fail("a section is not closed")
+            if (quorums != 1) fail("expected one top-level quorum section, found " quorums + 0)
+            if (!added) fail("no quorum device added")
+        }
+    ' "$1"
+}
+
+# The cluster's name, for the certificate steps printed at the end.
+cluster_name() {
+    awk '
+        /^[ \t]*totem[ \t]*\{/ { in_totem = 1; next }
+        in_totem && /^[ \t]*\}/ { in_totem = 0 }
+        in_totem && /^[ \t]*cluster_name[ \t]*:/ {
+            sub(/^[^:]*:[ \t]*/, ""); sub(/[ \t]+$/, ""); print; exit
+        }
+    ' "$1"
+}
 
 # generate: the whole crm script. It is printed only once complete: crm -f
 # commits whatever it read when its input ends, even without "commit".
@@ -372,6 +575,27 @@ EOF
 
     if [ "$APP" = yes ]; then
         generate_app
+    fi
+
+    if [ -n "$ping_hosts" ]; then
+        cat <<EOF
+
+# Ping fallback (two nodes without a third host): ocf:pacemaker:ping on every
+# node sets the node attribute pingd to 1000 times the number of PING_HOSTS it
+# reaches (dampen=5s: written 5 s after a change settles). The rule keeps the
+# Promoted role (and with it the VIP and the app) off a node that reaches none
+# of them, or has not pinged yet. It does not stop the fence race of a split:
+# a cut-off primary still fences the standby first, then gives up the Promoted
+# role, and RapidPro is down until the link heals.
+primitive ping ocf:pacemaker:ping \\
+	params host_list=$(q "$ping_hosts") multiplier=1000 dampen=5s \\
+	op start timeout=60s interval=0 \\
+	op stop timeout=20s interval=0 \\
+	op monitor interval=10s timeout=60s
+clone ping-clone ping
+location stack-promoted-needs-ping stack-clone \\
+	rule \$id=stack-promoted-needs-ping-rule \$role=Promoted -inf: not_defined pingd or pingd number:lte 0
+EOF
     fi
 
     if [ -n "$ALERT_RECIPIENTS" ]; then
@@ -463,4 +687,25 @@ EOF
 }
 
 config=$(generate)
+
+# The quorum device goes into COROSYNC_CONF only once the crm script is
+# complete, and whole: edited into a temporary file first.
+if [ -n "$QNETD_HOST" ]; then
+    corosync_new=$(mktemp)
+    trap 'rm -f "$corosync_new"' EXIT
+    add_qdevice "$COROSYNC_CONF" >"$corosync_new" || exit 1
+    cluster=$(cluster_name "$COROSYNC_CONF")
+    cluster=${cluster:-CLUSTER}
+    cat "$corosync_new" >"$COROSYNC_CONF"
+    say "$COROSYNC_CONF: quorum.device added (model net, host $QNETD_HOST, ffsplit, heuristics mode sync pinging $QNETD_GATEWAY$qnetd_ping_hosts), two_node removed"
+    say "next, on the live cluster, before crm -f (corosync-qdevice-net-certutil(8); pcs users: pcs quorum device add does all this):"
+    say "  on $QNETD_HOST (TCP port 5403 open to the nodes): apt install corosync-qnetd; corosync-qnetd-certutil -i (skip if /etc/corosync/qnetd/nssdb exists); systemctl enable --now corosync-qnetd"
+    say "  on every node: apt install corosync-qdevice; copy $QNETD_HOST:/etc/corosync/qnetd/nssdb/qnetd-cacert.crt here; corosync-qdevice-net-certutil -i -c qnetd-cacert.crt"
+    say "  on one node: corosync-qdevice-net-certutil -r -n $cluster; copy /etc/corosync/qdevice/net/nssdb/qdevice-net-node.crq to $QNETD_HOST"
+    say "  on $QNETD_HOST: corosync-qnetd-certutil -s -c qdevice-net-node.crq -n $cluster; copy /etc/corosync/qnetd/nssdb/cluster-$cluster.crt back to that node"
+    say "  on that node: corosync-qdevice-net-certutil -M -c cluster-$cluster.crt; copy /etc/corosync/qdevice/net/nssdb/qdevice-net-node.p12 to every other node"
+    say "  on every other node: corosync-qdevice-net-certutil -m -c qdevice-net-node.p12"
+    say "  copy $COROSYNC_CONF to /etc/corosync/corosync.conf on every node, then on one node: corosync-cfgtool -R"
+    say "  on every node: systemctl enable --now corosync-qdevice; check with corosync-qdevice-tool -sv and corosync-quorumtool -s"
+fi
 printf '%s\n' "$config"

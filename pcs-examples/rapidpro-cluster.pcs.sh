@@ -18,7 +18,42 @@
 #     with the Promoted instance and started after the promotion: systemd
 #     units on production, the stand-in app under ocf:heartbeat:anything on
 #     the sandbox; nginx is ocf:heartbeat:nginx in both, checked with GET /;
-#   - the alert rapidpro-alert (email + SMS) when ALERT_RECIPIENTS is set.
+#   - the alert rapidpro-alert (email + SMS) when ALERT_RECIPIENTS is set;
+#   - with QNETD_HOST, a corosync quorum device (model net, algorithm ffsplit,
+#     heuristics pinging QNETD_GATEWAY and QNETD_PING_HOSTS) in COROSYNC_CONF,
+#     a copy of corosync.conf, and no-quorum-policy=stop with
+#     priority-fencing-delay=0s in the CIB;
+#   - with PING_HOSTS, the ping fallback for two nodes without a third host:
+#     the clone ping-clone (ocf:pacemaker:ping) and a rule keeping the
+#     Promoted role off a node that reaches none of PING_HOSTS.
+#
+# Why a quorum device (README.md, "Two servers and a network split"): with
+# corosync's two_node alone, a primary whose network link is cut still wins
+# the fence race (priority-fencing-delay favours it) and powers off the healthy
+# standby, while no client reaches it. With a quorum device on a third, small
+# host (corosync-qnetd), the side whose heuristics reach the gateway gets the
+# device's vote; the other side loses quorum, stops its resources and fences
+# nobody. So no fence race is left to win, and priority-fencing-delay
+# defaults to 0s (FENCE_DELAY still wins when given).
+#
+# Quorum device on a live cluster (QNETD_HOST set): the script edits only the
+# COPY of corosync.conf named by COROSYNC_CONF, to show and check the result.
+# On the live cluster pcs does everything itself, through pcsd:
+#   on QNETD_HOST (Debian 12), TCP port 5403 open to the nodes:
+#     apt install corosync-qnetd pcs
+#     pcs qdevice setup model net --enable --start
+#   on every node: apt install corosync-qdevice
+#   on one node:
+#     pcs host auth QNETD_HOST
+#     pcs quorum device add ...   (the script prints the exact command)
+#   pcs then creates and distributes the TLS certificates, writes
+#   corosync.conf on every node (without two_node), reloads corosync and
+#   starts corosync-qdevice everywhere. Check: pcs quorum device status,
+#   corosync-qdevice-tool -sv. Then push the CIB as below.
+# Without pcsd (crmsh users): see rapidpro-cluster.crm.sh and README.md in
+# this directory (copy the edited file to every node, the certificates of
+# corosync-qdevice-net-certutil(8), corosync-cfgtool -R, start
+# corosync-qdevice).
 #
 # Admin procedure on a live cluster (run as root on one cluster node, where
 # ocf:rapidpro:stack is installed as /usr/lib/ocf/resource.d/rapidpro/stack):
@@ -81,7 +116,21 @@
 #   MONITOR_PROMOTED    monitor interval in the Promoted role (15s)
 #   MONITOR_UNPROMOTED  monitor interval in the Unpromoted role (16s); it must
 #                       differ from MONITOR_PROMOTED
-#   FENCE_DELAY         priority-fencing-delay (5s)
+#   FENCE_DELAY         priority-fencing-delay (5s; 0s with QNETD_HOST)
+#   quorum device (empty QNETD_HOST: none):
+#   QNETD_HOST          address or name of the corosync-qnetd host
+#   QNETD_GATEWAY       required with QNETD_HOST: the address the heuristics
+#                       ping (the nodes' default gateway)
+#   QNETD_PING_HOSTS    more addresses the heuristics ping, space separated
+#                       (e.g. the SMS gateway); every one must answer
+#   COROSYNC_CONF       required with QNETD_HOST: a copy of
+#                       /etc/corosync/corosync.conf, edited in place
+#   QDEVICE_TIMEOUT_MS  quorum.device.timeout (2000; 2000 to 120000)
+#   QDEVICE_SYNC_TIMEOUT_MS
+#                       quorum.device.sync_timeout (5000; 2000 to 120000)
+#   ping fallback (two nodes, no third host; also allowed with QNETD_HOST):
+#   PING_HOSTS          addresses ocf:pacemaker:ping pings, space separated;
+#                       empty (default): no ping clone
 #   STACK_AGENT         benchmarks only: ocf:pacemaker:Stateful in place of
 #                       ocf:rapidpro:stack measures what Pacemaker and
 #                       Corosync alone take (PRIMARY_HOST and STACK_PARAMS
@@ -154,7 +203,20 @@ STACK_PARAMS=${STACK_PARAMS:-}
 STACK_SECRETS=${STACK_SECRETS:-}
 MONITOR_PROMOTED=${MONITOR_PROMOTED:-15s}
 MONITOR_UNPROMOTED=${MONITOR_UNPROMOTED:-16s}
-FENCE_DELAY=${FENCE_DELAY:-5s}
+QNETD_HOST=${QNETD_HOST:-}
+QNETD_GATEWAY=${QNETD_GATEWAY:-}
+QNETD_PING_HOSTS=${QNETD_PING_HOSTS:-}
+COROSYNC_CONF=${COROSYNC_CONF:-}
+QDEVICE_TIMEOUT_MS=${QDEVICE_TIMEOUT_MS:-2000}
+QDEVICE_SYNC_TIMEOUT_MS=${QDEVICE_SYNC_TIMEOUT_MS:-5000}
+PING_HOSTS=${PING_HOSTS:-}
+# With a quorum device only the quorate side fences: no fence race is left to
+# win, and a delay would only slow the failover.
+if [ -n "$QNETD_HOST" ]; then
+    FENCE_DELAY=${FENCE_DELAY:-0s}
+else
+    FENCE_DELAY=${FENCE_DELAY:-5s}
+fi
 FORCE=${FORCE:-}
 STACK_AGENT=${STACK_AGENT:-ocf:rapidpro:stack}
 APP=${APP:-yes}
@@ -320,6 +382,59 @@ elif [ -n "$ALERT_OPTIONS" ]; then
     say "WARNING: ALERT_OPTIONS is set but ALERT_RECIPIENTS is empty: no alert configured"
 fi
 
+# check_address NAME WORD: WORD is one IP address or host name. It goes on a
+# ping command line that corosync-qdevice splits like a shell would, and into
+# ocf:pacemaker:ping's host_list: no blanks, quotes or options.
+check_address() {
+    case $2 in
+        '' | -* | *[!A-Za-z0-9.:-]*)
+            die "$1 must hold plain IP addresses or host names (letters, digits and . : - only, not starting with -), not '$2'" ;;
+    esac
+}
+
+# check_ms NAME VALUE: a quorum device timeout in milliseconds. corosync-qdevice
+# gives its heuristics half of it and accepts no heuristics timeout below
+# 1000 ms, nor a heartbeat above 120000 ms.
+check_ms() {
+    case $2 in
+        '' | *[!0-9]* | ???????*) die "$1 must be a whole number of milliseconds, not '$2'" ;;
+    esac
+    if [ "$2" -lt 2000 ] || [ "$2" -gt 120000 ]; then
+        die "$1 must be between 2000 and 120000 ms, not $2 (corosync-qdevice gives its heuristics half of it, and takes no heuristics timeout below 1000 ms)"
+    fi
+}
+
+ping_hosts=
+for host in $PING_HOSTS; do
+    check_address PING_HOSTS "$host"
+    ping_hosts="$ping_hosts${ping_hosts:+ }$host"
+done
+if [ -n "$QNETD_HOST" ]; then
+    check_address QNETD_HOST "$QNETD_HOST"
+    [ -n "$QNETD_GATEWAY" ] ||
+        die "QNETD_GATEWAY is not set: with QNETD_HOST, give the address the quorum device's heuristics ping, the nodes' default gateway ('ip route show default'), e.g. QNETD_GATEWAY=10.172.20.1"
+    check_address QNETD_GATEWAY "$QNETD_GATEWAY"
+    qnetd_ping_hosts=
+    for host in $QNETD_PING_HOSTS; do
+        check_address QNETD_PING_HOSTS "$host"
+        qnetd_ping_hosts="$qnetd_ping_hosts $host"
+    done
+    check_ms QDEVICE_TIMEOUT_MS "$QDEVICE_TIMEOUT_MS"
+    check_ms QDEVICE_SYNC_TIMEOUT_MS "$QDEVICE_SYNC_TIMEOUT_MS"
+    [ -n "$COROSYNC_CONF" ] ||
+        die "COROSYNC_CONF is not set: with QNETD_HOST, give a copy of /etc/corosync/corosync.conf for the script to edit, e.g. 'cp /etc/corosync/corosync.conf corosync.conf.new' then COROSYNC_CONF=corosync.conf.new"
+    [ -f "$COROSYNC_CONF" ] ||
+        die "COROSYNC_CONF file '$COROSYNC_CONF' does not exist: copy /etc/corosync/corosync.conf there first"
+    [ $((node_count % 2)) -eq 0 ] ||
+        die "QNETD_HOST with $node_count nodes: the ffsplit algorithm is for an even number of nodes (corosync-qdevice(8)), and an odd number of nodes has a majority of its own: leave QNETD_HOST empty"
+else
+    for name in QNETD_GATEWAY QNETD_PING_HOSTS COROSYNC_CONF; do
+        if eval "[ -n \"\$$name\" ]"; then
+            say "WARNING: $name is set but QNETD_HOST is empty: no quorum device configured"
+        fi
+    done
+fi
+
 force=
 if [ "$FORCE" = 1 ]; then
     force=--force
@@ -376,11 +491,43 @@ pcs_f() {
     pcs -f "$CIB" "$@"
 }
 
+# --- Quorum device: corosync.conf --------------------------------------------
+# Done first, on a temporary copy: if pcs refuses it (a device already
+# there, say), neither COROSYNC_CONF nor the CIB has been touched. The copy
+# replaces COROSYNC_CONF's content once the CIB is written too.
+# Heuristics: each exec_* pings one address once, 1 s at most (-W 1; -n: no
+# name lookup of the reply). They run in parallel and pass only if every one
+# succeeds; mode=sync runs them at startup, on a membership change and when
+# qdevice connects to qnetd: exactly when a split is decided.
+if [ -n "$QNETD_HOST" ]; then
+    ping_cmd="/bin/ping -q -n -c 1 -W 1"
+    heuristics="exec_gateway=\"$ping_cmd $QNETD_GATEWAY\""
+    n=0
+    for host in $qnetd_ping_hosts; do
+        n=$((n + 1))
+        heuristics="$heuristics exec_ping$n=\"$ping_cmd $host\""
+    done
+    qdevice_args="sync_timeout=$QDEVICE_SYNC_TIMEOUT_MS timeout=$QDEVICE_TIMEOUT_MS model net host=$QNETD_HOST algorithm=ffsplit heuristics mode=sync $heuristics"
+    corosync_new=$(mktemp)
+    trap 'rm -f "$corosync_new"' EXIT
+    cat "$COROSYNC_CONF" >"$corosync_new"
+    say "quorum device: host $QNETD_HOST, algorithm ffsplit, heuristics pinging $QNETD_GATEWAY$qnetd_ping_hosts (in $COROSYNC_CONF)"
+    # eval only splits qdevice_args and removes its double quotes: every word
+    # in it was checked above (addresses, numbers, fixed text).
+    eval "pcs --corosync_conf=\"\$corosync_new\" quorum device add $qdevice_args" ||
+        die "pcs refused the quorum device (see above): $COROSYNC_CONF and $CIB are unchanged"
+fi
+
 # --- Cluster properties -----------------------------------------------------
 say "cluster properties"
 pcs_f property set stonith-enabled=true "priority-fencing-delay=$FENCE_DELAY"
-if [ "$node_count" -ge 3 ]; then
-    # With two nodes, corosync's two_node mode handles quorum: keep the default.
+if [ "$node_count" -ge 3 ] || [ -n "$QNETD_HOST" ]; then
+    # A partition without quorum stops everything and fences nobody: that is
+    # what makes the majority (or the side holding the quorum device's vote)
+    # the only one to act. stop is the default; it is written so that it
+    # shows, and stays if a default elsewhere changes. With two nodes and no
+    # device, corosync's two_node mode keeps both sides quorate: the default
+    # stays implicit there.
     pcs_f property set no-quorum-policy=stop
 fi
 
@@ -520,6 +667,27 @@ if [ "$APP" = yes ]; then
     pcs_f constraint order promote stack-clone then start app kind=Mandatory symmetrical=true
 fi
 
+# --- Ping fallback: two nodes without a third host ----------------------------
+# ocf:pacemaker:ping on every node sets the node attribute pingd to 1000 times
+# the number of PING_HOSTS it reaches (dampen=5s: changes are written 5 s
+# after they settle). The rule keeps the Promoted role (and with it the VIP
+# and the app) off a node that reaches none of them, or has not pinged yet.
+# It does not stop the fence race of a split (see README.md in this
+# directory): a cut-off primary still fences the standby first, then gives up
+# the Promoted role, and RapidPro is down until the link heals.
+if [ -n "$ping_hosts" ]; then
+    say "ping-clone (ocf:pacemaker:ping to $ping_hosts) and the rule keeping Promoted off a node that reaches none"
+    pcs_f resource create ping ocf:pacemaker:ping \
+        "host_list=$ping_hosts" multiplier=1000 dampen=5s \
+        op start timeout=60s \
+        op stop timeout=20s \
+        op monitor interval=10s timeout=60s \
+        clone --no-default-ops
+    pcs_f constraint location stack-clone rule role=Promoted \
+        constraint-id=stack-promoted-needs-ping id=stack-promoted-needs-ping-rule \
+        score=-INFINITY not_defined pingd or pingd lte number 0
+fi
+
 # --- Fencing -----------------------------------------------------------------
 if [ "$VARIANT" = production ]; then
     # REPLACE WITH YOUR HARDWARE'S FENCE AGENT. fence_ipmilan is an example
@@ -588,4 +756,14 @@ if [ -n "$ALERT_RECIPIENTS" ]; then
     done
 fi
 
+if [ -n "$QNETD_HOST" ]; then
+    cat "$corosync_new" >"$COROSYNC_CONF"
+    say "$COROSYNC_CONF: quorum.device added (model net, ffsplit, heuristics mode sync), two_node removed"
+    say "next, on the live cluster, before pushing the CIB (pcs sets up the quorum device itself, through pcsd; do not copy $COROSYNC_CONF by hand):"
+    say "  on $QNETD_HOST (TCP port 5403 open to the nodes): apt install corosync-qnetd pcs; pcs qdevice setup model net --enable --start"
+    say "  on every node: apt install corosync-qdevice"
+    say "  on one node: pcs host auth $QNETD_HOST"
+    say "  on one node: pcs quorum device add $qdevice_args"
+    say "  pcs creates and distributes the TLS certificates, writes corosync.conf on every node, reloads corosync and starts corosync-qdevice; check with 'pcs quorum device status' and 'corosync-qdevice-tool -sv'"
+fi
 say "done: check with 'crm_verify --xml-file $CIB -V', push with 'pcs cluster cib-push $CIB --config'"

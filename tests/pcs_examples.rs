@@ -2,7 +2,9 @@
 //! scripts applied to empty CIB files, checked by `crm_verify` and by XPath
 //! on the result (the app tier and the alert through one description both
 //! tools must match), the scheduler's answer to app failures
-//! (`crm_simulate`), the app tier's agents run as configured, and the
+//! (`crm_simulate`), the app tier's agents run as configured, the quorum
+//! device both scripts write into a copy of corosync.conf (parsed, and the
+//! same from both), the ping fallback's rule under `crm_simulate`, and the
 //! sandbox fence agent's protocol.
 //!
 //! The production app tier's systemd units cannot exist where no systemd
@@ -1205,6 +1207,548 @@ fn pcs_script_sets_no_quorum_policy_and_clone_max_for_three_nodes() {
         "fence device",
         "//primitive[@id='fence-sandbox']/instance_attributes/nvpair[@name='pcmk_host_list' and @value='n1 n2 n3']",
     );
+}
+
+/// A 2-node corosync.conf as `pcs cluster setup` and the cluster test
+/// harness write it: `two_node: 1` in the quorum section, and a comment the
+/// crm script's edit must keep.
+const COROSYNC_TWO_NODES: &str = "totem {
+    version: 2
+    cluster_name: rapidpro
+    transport: knet
+    crypto_cipher: none
+    crypto_hash: none
+    token: 1000
+}
+
+nodelist {
+    node {
+        name: sms1
+        nodeid: 1
+        ring0_addr: 192.0.2.11
+    }
+    node {
+        name: sms2
+        nodeid: 2
+        ring0_addr: 192.0.2.12
+    }
+}
+
+quorum {
+    # votequorum, two nodes
+    provider: corosync_votequorum
+    two_node: 1
+}
+
+logging {
+    to_logfile: yes
+    logfile: /var/log/corosync/corosync.log
+    to_syslog: no
+    timestamp: on
+}
+";
+
+/// The quorum device of the runs below: qnetd at 192.0.2.50, the gateway
+/// 192.0.2.1 and the SMS gateway 192.0.2.90 pinged by the heuristics.
+const QDEVICE_ENV: &[(&str, &str)] = &[
+    ("QNETD_HOST", "192.0.2.50"),
+    ("QNETD_GATEWAY", "192.0.2.1"),
+    ("QNETD_PING_HOSTS", "192.0.2.90"),
+];
+
+/// corosync.conf as `section.subsection.key` and value pairs, in file order
+/// (comments and blank lines left out; a repeated section, such as
+/// `nodelist.node`, repeats its keys). Panics on a line that is neither a
+/// section, its end, nor `key: value`, and on unbalanced braces.
+fn corosync_keys(text: &str) -> Vec<(String, String)> {
+    let mut path: Vec<String> = Vec::new();
+    let mut keys = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_suffix('{') {
+            path.push(name.trim().to_owned());
+        } else if line == "}" {
+            path.pop()
+                .unwrap_or_else(|| panic!("a }} closes no section in:\n{text}"));
+        } else {
+            let (key, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("not `key: value`: {line:?} in:\n{text}"));
+            let mut full = path.clone();
+            full.push(key.trim().to_owned());
+            keys.push((full.join("."), value.trim().to_owned()));
+        }
+    }
+    assert!(path.is_empty(), "unclosed sections {path:?} in:\n{text}");
+    keys
+}
+
+/// The keys of `keys` whose path starts with `prefix`.
+fn keys_under<'a>(keys: &'a [(String, String)], prefix: &str) -> Vec<(&'a str, &'a str)> {
+    keys.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// What a script with [`QDEVICE_ENV`] must make of [`COROSYNC_TWO_NODES`]:
+/// the quorum section holds the device (and no more `two_node`), every
+/// other section is unchanged.
+fn assert_quorum_device(conf: &Path, what: &str) {
+    let text = fs::read_to_string(conf).unwrap();
+    let keys = corosync_keys(&text);
+    assert_eq!(
+        keys_under(&keys, "quorum."),
+        [
+            ("quorum.provider", "corosync_votequorum"),
+            ("quorum.device.sync_timeout", "5000"),
+            ("quorum.device.timeout", "2000"),
+            ("quorum.device.model", "net"),
+            ("quorum.device.votes", "1"),
+            ("quorum.device.net.algorithm", "ffsplit"),
+            ("quorum.device.net.host", "192.0.2.50"),
+            (
+                "quorum.device.heuristics.exec_gateway",
+                "/bin/ping -q -n -c 1 -W 1 192.0.2.1"
+            ),
+            (
+                "quorum.device.heuristics.exec_ping1",
+                "/bin/ping -q -n -c 1 -W 1 192.0.2.90"
+            ),
+            ("quorum.device.heuristics.mode", "sync"),
+        ],
+        "{what}: the quorum section, in:\n{text}"
+    );
+    let before = corosync_keys(COROSYNC_TWO_NODES);
+    let others = |keys: &[(String, String)]| -> Vec<(String, String)> {
+        keys.iter()
+            .filter(|(k, _)| !k.starts_with("quorum."))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&keys), others(&before), "{what}: the other sections");
+}
+
+/// The cluster properties a quorum device implies: fencing on, no fence
+/// delay, a partition without quorum stops.
+fn assert_qdevice_properties(cib: &Path, fence_delay: &str) {
+    let verify = run(
+        &["crm_verify", "--xml-file", cib.to_str().unwrap(), "-V"],
+        &[],
+        None,
+    );
+    assert_success("crm_verify", &verify);
+    let props = "/cib/configuration/crm_config/cluster_property_set";
+    for (name, value) in [
+        ("stonith-enabled", "true"),
+        ("priority-fencing-delay", fence_delay),
+        ("no-quorum-policy", "stop"),
+    ] {
+        assert_one(
+            cib,
+            "cluster property",
+            &format!("{props}/nvpair[@name='{name}' and @value='{value}']"),
+        );
+    }
+}
+
+#[test]
+fn both_scripts_with_qnetd_host_write_the_same_quorum_device_and_stop_without_quorum() {
+    let installed = Installed::new("qdevice");
+    let dir = installed.dir.path().to_owned();
+    let common = [("VARIANT", "sandbox"), ("APP", "no")];
+
+    let pcs_conf = dir.join("pcs-corosync.conf");
+    fs::write(&pcs_conf, COROSYNC_TWO_NODES).unwrap();
+    let cib = installed.cib("pcs.xml");
+    let mut env = [&common[..], QDEVICE_ENV].concat();
+    env.extend([
+        ("CIB", cib.to_str().unwrap()),
+        ("COROSYNC_CONF", pcs_conf.to_str().unwrap()),
+    ]);
+    let out = installed.run(
+        &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+        &env,
+    );
+    assert_success("QNETD_HOST=... rapidpro-cluster.pcs.sh", &out);
+    assert_quorum_device(&pcs_conf, "pcs script");
+    assert_qdevice_properties(&cib, "0s");
+    // What the admin runs next on the live cluster: the same device, live.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "pcs quorum device add sync_timeout=5000 timeout=2000 model net host=192.0.2.50 \
+             algorithm=ffsplit heuristics mode=sync \
+             exec_gateway=\"/bin/ping -q -n -c 1 -W 1 192.0.2.1\" \
+             exec_ping1=\"/bin/ping -q -n -c 1 -W 1 192.0.2.90\""
+        ) && stderr.contains("pcs qdevice setup model net --enable --start"),
+        "the pcs script names the live commands: {stderr}"
+    );
+
+    let crm_conf = dir.join("crm-corosync.conf");
+    fs::write(&crm_conf, COROSYNC_TWO_NODES).unwrap();
+    let cib = installed.cib("crm.xml");
+    let mut env = [&common[..], QDEVICE_ENV].concat();
+    env.extend([
+        ("CIB_file", cib.to_str().unwrap()),
+        ("COROSYNC_CONF", crm_conf.to_str().unwrap()),
+    ]);
+    let pipeline = format!(
+        "sh {} > {dir}/rapidpro.crm && crm -f {dir}/rapidpro.crm",
+        script("rapidpro-cluster.crm.sh").display(),
+        dir = dir.display()
+    );
+    let out = installed.run(&["sh", "-euc", &pipeline], &env);
+    assert_success("QNETD_HOST=... rapidpro-cluster.crm.sh | crm -f", &out);
+    assert_quorum_device(&crm_conf, "crm script");
+    assert_qdevice_properties(&cib, "0s");
+    let crm_text = fs::read_to_string(&crm_conf).unwrap();
+    assert!(
+        crm_text.contains("# votequorum, two nodes"),
+        "the crm script's edit keeps comments:\n{crm_text}"
+    );
+    // Without pcsd: the certificates by hand, the reload, qdevice started.
+    let stderr = text(&out.stderr);
+    for step in [
+        "corosync-qnetd-certutil -i",
+        "corosync-qdevice-net-certutil -i -c qnetd-cacert.crt",
+        "corosync-qdevice-net-certutil -r -n rapidpro",
+        "corosync-qnetd-certutil -s -c qdevice-net-node.crq -n rapidpro",
+        "corosync-qdevice-net-certutil -M -c cluster-rapidpro.crt",
+        "corosync-qdevice-net-certutil -m -c qdevice-net-node.p12",
+        "corosync-cfgtool -R",
+        "systemctl enable --now corosync-qdevice",
+    ] {
+        assert!(
+            stderr.contains(step),
+            "the crm script names `{step}`: {stderr}"
+        );
+    }
+
+    // pcs wrote the file, the crm script edited it: the same configuration.
+    assert_eq!(
+        corosync_keys(&fs::read_to_string(&pcs_conf).unwrap()),
+        corosync_keys(&crm_text),
+        "pcs and crm scripts, the same corosync.conf"
+    );
+}
+
+#[test]
+fn fence_delay_given_explicitly_wins_over_the_quorum_device_default() {
+    let installed = Installed::new("qdevice-delay");
+    let conf = installed.dir.path().join("corosync.conf");
+    fs::write(&conf, COROSYNC_TWO_NODES).unwrap();
+    let cib = installed.cib("cib.xml");
+    let mut env = QDEVICE_ENV.to_vec();
+    env.extend([
+        ("VARIANT", "sandbox"),
+        ("APP", "no"),
+        ("FENCE_DELAY", "2s"),
+        ("CIB", cib.to_str().unwrap()),
+        ("COROSYNC_CONF", conf.to_str().unwrap()),
+    ]);
+    let out = installed.run(
+        &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+        &env,
+    );
+    assert_success(
+        "FENCE_DELAY=2s QNETD_HOST=... rapidpro-cluster.pcs.sh",
+        &out,
+    );
+    assert_qdevice_properties(&cib, "2s");
+
+    fs::write(&conf, COROSYNC_TWO_NODES).unwrap();
+    let out = run(
+        &["sh", script("rapidpro-cluster.crm.sh").to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert_success(
+        "FENCE_DELAY=2s QNETD_HOST=... rapidpro-cluster.crm.sh",
+        &out,
+    );
+    assert!(
+        text(&out.stdout).contains(
+            "property cib-bootstrap-options: stonith-enabled=true \
+             priority-fencing-delay=\"2s\" no-quorum-policy=stop"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn scripts_refuse_a_bad_quorum_device_or_ping_setting_naming_the_variable() {
+    let dir = TempDir::new("qdevice-bad");
+    let cib = dir.path().join("cib.xml");
+    let empty = run(&["cibadmin", "--empty"], &[], None);
+    assert_success("cibadmin --empty", &empty);
+    fs::write(&cib, &empty.stdout).unwrap();
+    let conf = dir.path().join("corosync.conf");
+    fs::write(&conf, COROSYNC_TWO_NODES).unwrap();
+    let missing = dir.path().join("no-such-corosync.conf");
+
+    // (variable, value or None to unset it, message)
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        (
+            "QNETD_GATEWAY",
+            None,
+            "QNETD_GATEWAY is not set: with QNETD_HOST, give the address",
+        ),
+        (
+            "QNETD_GATEWAY",
+            Some("192.0.2.1 192.0.2.2"),
+            "QNETD_GATEWAY must hold plain IP addresses or host names",
+        ),
+        (
+            "QNETD_GATEWAY",
+            Some("-f"),
+            "QNETD_GATEWAY must hold plain IP addresses or host names",
+        ),
+        (
+            "COROSYNC_CONF",
+            None,
+            "COROSYNC_CONF is not set: with QNETD_HOST, give a copy of /etc/corosync/corosync.conf",
+        ),
+        (
+            "COROSYNC_CONF",
+            Some(missing.to_str().unwrap()),
+            "COROSYNC_CONF file",
+        ),
+        (
+            "QNETD_HOST",
+            Some("qnetd;reboot"),
+            "QNETD_HOST must hold plain IP addresses or host names",
+        ),
+        (
+            "QNETD_PING_HOSTS",
+            Some("192.0.2.90 $(true)"),
+            "QNETD_PING_HOSTS must hold plain IP addresses or host names",
+        ),
+        (
+            "PING_HOSTS",
+            Some("192.0.2.1 \"gw\""),
+            "PING_HOSTS must hold plain IP addresses or host names",
+        ),
+        (
+            "QDEVICE_TIMEOUT_MS",
+            Some("1000"),
+            "QDEVICE_TIMEOUT_MS must be between 2000 and 120000 ms",
+        ),
+        (
+            "QDEVICE_SYNC_TIMEOUT_MS",
+            Some("5s"),
+            "QDEVICE_SYNC_TIMEOUT_MS must be a whole number of milliseconds",
+        ),
+        (
+            "NODES",
+            Some("n1 n2 n3"),
+            "QNETD_HOST with 3 nodes: the ffsplit algorithm is for an even number of nodes",
+        ),
+    ];
+    for &(name, value, message) in cases {
+        let mut env = QDEVICE_ENV.to_vec();
+        env.extend([
+            ("VARIANT", "sandbox"),
+            ("APP", "no"),
+            ("COROSYNC_CONF", conf.to_str().unwrap()),
+        ]);
+        env.retain(|(n, _)| *n != name);
+        if let Some(v) = value {
+            env.push((name, v));
+        }
+        let shown = format!("{name}={value:?}");
+
+        let mut pcs_env = env.clone();
+        pcs_env.push(("CIB", cib.to_str().unwrap()));
+        let out = run(
+            &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+            &pcs_env,
+            None,
+        );
+        assert!(!out.status.success(), "pcs script refuses {shown}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "pcs script, {shown}: expected '{message}' in: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(fs::read(&cib).unwrap(), empty.stdout, "CIB untouched");
+
+        let out = run(
+            &["sh", script("rapidpro-cluster.crm.sh").to_str().unwrap()],
+            &env,
+            None,
+        );
+        assert!(!out.status.success(), "crm script refuses {shown}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "crm script, {shown}: expected '{message}' in: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "no crm script printed");
+        assert_eq!(
+            fs::read_to_string(&conf).unwrap(),
+            COROSYNC_TWO_NODES,
+            "{shown}: corosync.conf untouched"
+        );
+    }
+}
+
+#[test]
+fn crm_script_refuses_a_corosync_conf_that_has_a_quorum_device_already() {
+    let dir = TempDir::new("qdevice-twice");
+    let conf = dir.path().join("corosync.conf");
+    let with_device = COROSYNC_TWO_NODES.replace(
+        "    two_node: 1\n",
+        "    device {\n        model: net\n        net {\n            host: 192.0.2.51\n        }\n    }\n",
+    );
+    fs::write(&conf, &with_device).unwrap();
+    let mut env = QDEVICE_ENV.to_vec();
+    env.extend([
+        ("VARIANT", "sandbox"),
+        ("APP", "no"),
+        ("COROSYNC_CONF", conf.to_str().unwrap()),
+    ]);
+    let out = run(
+        &["sh", script("rapidpro-cluster.crm.sh").to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(!out.status.success(), "refused: {out:?}");
+    assert!(
+        text(&out.stderr).contains("the quorum section has a device already"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "no crm script printed");
+    assert_eq!(fs::read_to_string(&conf).unwrap(), with_device, "untouched");
+}
+
+/// The ping clone and its rule, as both scripts must write them.
+fn assert_ping_fallback(cib: &Path) {
+    let verify = run(
+        &["crm_verify", "--xml-file", cib.to_str().unwrap(), "-V"],
+        &[],
+        None,
+    );
+    assert_success("crm_verify", &verify);
+    let ping = "/cib/configuration/resources/clone[@id='ping-clone']\
+                /primitive[@id='ping' and @class='ocf' and @provider='pacemaker' and @type='ping']";
+    assert_one(cib, "the ping clone", ping);
+    let mut params = nvpairs(cib, &format!("{ping}/instance_attributes"));
+    params.sort();
+    assert_eq!(
+        params,
+        [
+            "dampen=5s",
+            "host_list=192.0.2.1 192.0.2.90",
+            "multiplier=1000"
+        ],
+        "ping parameters (blanks of PING_HOSTS squeezed)"
+    );
+    assert_one(
+        cib,
+        "ping monitor",
+        &format!("{ping}/operations/op[@name='monitor' and @interval='10s' and @timeout='60s']"),
+    );
+    let rule = "/cib/configuration/constraints/rsc_location[@id='stack-promoted-needs-ping' \
+                and @rsc='stack-clone']/rule[@role='Promoted' and @score='-INFINITY' \
+                and @boolean-op='or']";
+    assert_one(cib, "the rule on the Promoted role", rule);
+    assert_eq!(xpath(cib, &format!("count({rule}/expression)")), "2");
+    assert_one(
+        cib,
+        "pingd not defined",
+        &format!("{rule}/expression[@attribute='pingd' and @operation='not_defined']"),
+    );
+    assert_one(
+        cib,
+        "pingd 0 or less",
+        &format!(
+            "{rule}/expression[@attribute='pingd' and @operation='lte' \
+             and @type='number' and @value='0']"
+        ),
+    );
+}
+
+/// Sets the transient node attribute `name` of `node` in the CIB file.
+fn set_node_attribute(installed: &Installed, cib: &Path, node: &str, name: &str, value: &str) {
+    let out = installed.run(
+        &[
+            "crm_attribute",
+            "-N",
+            node,
+            "-n",
+            name,
+            "-v",
+            value,
+            "-l",
+            "reboot",
+        ],
+        &[("CIB_file", cib.to_str().unwrap())],
+    );
+    assert_success(&format!("crm_attribute {name} on {node}"), &out);
+}
+
+#[test]
+fn ping_hosts_add_a_ping_clone_that_keeps_promoted_off_a_node_reaching_none() {
+    let installed = Installed::new("ping");
+    let common = [
+        ("VARIANT", "sandbox"),
+        ("APP", "no"),
+        ("PING_HOSTS", " 192.0.2.1   192.0.2.90 "),
+        ("STACK_PARAMS", "pgdata=/srv/pg rewind=true"),
+    ];
+
+    let cib = installed.cib("pcs.xml");
+    let mut env = common.to_vec();
+    env.push(("CIB", cib.to_str().unwrap()));
+    let out = installed.run(
+        &["sh", script("rapidpro-cluster.pcs.sh").to_str().unwrap()],
+        &env,
+    );
+    assert_success("PING_HOSTS=... rapidpro-cluster.pcs.sh", &out);
+    assert_ping_fallback(&cib);
+    // Two nodes without a quorum device: two_node's quorum, as before.
+    assert_rapidpro_cluster(&cib, "sandbox");
+    let pcs_cib = cib;
+
+    let cib = installed.cib("crm.xml");
+    let mut env = common.to_vec();
+    env.push(("CIB_file", cib.to_str().unwrap()));
+    let pipeline = format!(
+        "sh {} > {dir}/rapidpro.crm && crm -f {dir}/rapidpro.crm",
+        script("rapidpro-cluster.crm.sh").display(),
+        dir = installed.dir.path().display()
+    );
+    let out = installed.run(&["sh", "-euc", &pipeline], &env);
+    assert_success("PING_HOSTS=... rapidpro-cluster.crm.sh | crm -f", &out);
+    assert_ping_fallback(&cib);
+    assert_rapidpro_cluster(&cib, "sandbox");
+
+    // The scheduler's answer (crm_simulate, no agent runs): sms1 preferred
+    // by the stack agent's scores and both nodes reaching the gateway, sms1
+    // is Promoted; once sms1 reaches nothing (pingd 0), the Promoted role
+    // and the VIP move to sms2.
+    let cib = pcs_cib;
+    let xml = fs::read_to_string(&cib).unwrap();
+    fs::write(&cib, xml.replacen("<cib ", "<cib have-quorum=\"1\" ", 1)).unwrap();
+    settle(&installed, &cib, &["-u", "sms1", "-u", "sms2"]);
+    for (node, score) in [("sms1", "100"), ("sms2", "50")] {
+        set_node_attribute(&installed, &cib, node, "master-stack", score);
+        set_node_attribute(&installed, &cib, node, "pingd", "2000");
+    }
+    settle(&installed, &cib, &[]);
+    assert_eq!(placed(&installed, &cib, "stack", "Promoted"), "sms1");
+    assert_eq!(placed(&installed, &cib, "vip", "Started"), "sms1");
+
+    set_node_attribute(&installed, &cib, "sms1", "pingd", "0");
+    settle(&installed, &cib, &[]);
+    assert_eq!(placed(&installed, &cib, "stack", "Promoted"), "sms2");
+    assert_eq!(placed(&installed, &cib, "vip", "Started"), "sms2");
 }
 
 /// Runs `cmd` in a private mount namespace where /usr/lib/ocf/resource.d
