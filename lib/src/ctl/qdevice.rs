@@ -882,7 +882,11 @@ fn vote_check(vq: &Votequorum) -> Check {
         check(
             NAME,
             Status::Error,
-            format!("{} ({votes}): {NO_VOTE}", problems.join("; ")),
+            format!(
+                "{} ({votes}): a node whose device casts no vote loses quorum as soon as its \
+                 peer fails, and the arbiter cannot decide a split for it",
+                problems.join("; ")
+            ),
         )
     }
 }
