@@ -125,8 +125,9 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
     let p_addr = c.node(&p).addr.clone();
     let s_addr = c.node(&s).addr.clone();
 
-    // As built: every check ok, but Redis without requirepass (a warning)
-    // and no alert configured (a warning of the alerts check).
+    // As built: every check ok, but Redis without requirepass (a warning),
+    // no alert configured (a warning of the alerts check) and two nodes
+    // with two_node and no quorum device (a warning).
     let (code, doc) = check(&c, &p);
     assert_eq!(code, 0, "{doc:#}\n{}", c.diagnostics());
     for chk in doc["checks"].as_array().unwrap() {
@@ -135,7 +136,7 @@ fn check_names_every_condition_that_breaks_failover_rejoin_or_replication() {
             chk["status"].as_str().unwrap(),
         );
         match name {
-            "redis requirepass" => assert_eq!(status, "warning", "{chk}"),
+            "redis requirepass" | "quorum device" => assert_eq!(status, "warning", "{chk}"),
             "alerts" | "node-health-strategy" => {}
             _ => assert_eq!(status, "ok", "{chk}"),
         }

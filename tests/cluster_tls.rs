@@ -153,7 +153,7 @@ fn check_passes_over_tls(c: &NsCluster, standby: &str) {
             chk["status"].as_str().unwrap(),
         );
         match name {
-            "redis requirepass" | "alerts" | "node-health-strategy" => {}
+            "redis requirepass" | "alerts" | "node-health-strategy" | "quorum device" => {}
             _ => assert_eq!(status, "ok", "{chk}\n{doc:#}"),
         }
     }

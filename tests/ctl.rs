@@ -217,6 +217,9 @@ fn status_json_matches_the_cluster_before_and_after_a_power_off_failover() {
     assert_eq!(old["postgres"]["role"], "down", "{st:#}");
     assert_eq!(old["redis"]["role"], "down", "{st:#}");
     assert_eq!(st["vip"]["node"], standby.as_str(), "{st:#}");
+    // The harness's two nodes have two_node and no arbiter.
+    assert_eq!(st["quorum_device"]["configured"], false, "{st:#}");
+    assert_eq!(st["quorum_device"]["two_node"], true, "{st:#}");
     let new = node(&st, &standby);
     assert_eq!(new["postgres"]["role"], "primary", "{st:#}");
     assert_eq!(new["redis"]["role"], "master", "{st:#}");
@@ -430,12 +433,16 @@ fn state_postgres_check_health_and_pgdump_answer_on_a_running_pair() {
     );
 
     // check: the configuration the example script builds passes; with no
-    // alert configured, and the harness's Redis without requirepass, those
-    // are the two warnings.
+    // alert configured, the harness's Redis without requirepass, and its
+    // two nodes with two_node and no quorum device, those are the three
+    // warnings.
     let chk = ctl_json(&c, &standby, &["check"]);
     assert_eq!(chk["status"], "warning", "{chk:#}");
     for k in chk["checks"].as_array().unwrap() {
-        let expected = if k["check"] == "alerts" || k["check"] == "redis requirepass" {
+        let expected = if k["check"] == "alerts"
+            || k["check"] == "redis requirepass"
+            || k["check"] == "quorum device"
+        {
             "warning"
         } else {
             "ok"
@@ -568,12 +575,12 @@ fn check_passes_alert_test_delivers_and_status_shows_the_app_where_it_runs() {
     let watch_mark = WatchMark::at_build(&c);
     let (primary, standby) = steady_pair(&c);
 
-    // Every check ok but the one warning of the harness's Redis, which
-    // runs without requirepass.
+    // Every check ok but the warnings of the harness: its Redis runs
+    // without requirepass, its two nodes have two_node and no quorum device.
     let chk = ctl_json(&c, &standby, &["check"]);
     assert_eq!(chk["status"], "warning", "{chk:#}");
     for k in chk["checks"].as_array().unwrap() {
-        let expected = if k["check"] == "redis requirepass" {
+        let expected = if k["check"] == "redis requirepass" || k["check"] == "quorum device" {
             "warning"
         } else {
             "ok"

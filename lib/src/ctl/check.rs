@@ -14,6 +14,11 @@
 //!   configured parameters (`crm_resource --validate`), which also checks
 //!   this host (binaries, users, data directory);
 //! - `fencing device`: a `class="stonith"` primitive that is not disabled;
+//! - `quorum device`, `qdevice`, `qnetd connection`, `qdevice heuristics`,
+//!   `qdevice vote` ([`super::qdevice`]): a 2-node cluster without an
+//!   arbiter is a warning (a cut-off primary wins the fence race); a
+//!   configured one must run on this node, be connected to qnetd, pass its
+//!   heuristics and have its vote counted on every member;
 //! - the preflight ([`super::preflight`]): PostgreSQL and Redis reachable at
 //!   `primary_host` and on every node, `pg_hba.conf` in both directions, the
 //!   pg_rewind grants, the replication settings, the same cluster
@@ -37,7 +42,7 @@ use crate::deadline::Deadline;
 
 use super::cib::{self, CibFacts};
 use super::table::Table;
-use super::{corosync, preflight};
+use super::{corosync, preflight, qdevice};
 use super::{Error, Outcome};
 
 /// How long the agent's validate-all may take.
@@ -295,6 +300,10 @@ pub fn run(cluster: &Cluster, deadline: &Deadline) -> Result<Outcome, Error> {
     let f = cib::query(cluster, deadline)?;
     let mut v = cib_checks(&f);
     v.extend(validate_check(&f));
+    v.extend(qdevice::verdicts(&qdevice::observe(
+        Path::new(corosync::COROSYNC_CONF),
+        deadline,
+    )));
     if let Some(cfg) = f.stack.as_ref().and_then(|s| s.config().ok()) {
         let o = preflight::observe(
             cluster,

@@ -29,6 +29,7 @@ pub mod pgdump;
 pub mod postgres;
 pub mod preflight;
 pub mod probe;
+pub mod qdevice;
 pub mod rebuild;
 pub mod status;
 pub mod switchover;

@@ -5,8 +5,9 @@
 //! failed and in-flight operations), `cibadmin --query` (the stack's
 //! parameters, the VIP's address, `#health-*` attributes), the DC's
 //! controller state (`crmadmin`: idle or in a transition), the nodes'
-//! addresses from `corosync.conf`, then each node's PostgreSQL and Redis
-//! asked over TCP ([`super::probe`]). [`assemble`] turns these into the
+//! addresses and the quorum device from `corosync.conf` (with a device:
+//! `corosync-qdevice-tool` and `corosync-quorumtool`, [`super::qdevice`]),
+//! then each node's PostgreSQL and Redis asked over TCP ([`super::probe`]). [`assemble`] turns these into the
 //! report and is pure, so the unit tests feed it recorded inputs.
 //!
 //! JSON field names (stable; `null` when unknown):
@@ -30,7 +31,16 @@
 //!   {`resource`, `operation`, `interval_ms`}, `transient` (an operation in
 //!   flight on the node or a role change under way);
 //! - `failed_actions[]`: `node`, `resource`, `operation`, `interval_ms`,
-//!   `rc`, `exit_status`, `exit_reason`, `status`, `last_rc_change`.
+//!   `rc`, `exit_status`, `exit_reason`, `status`, `last_rc_change`;
+//! - `quorum_device`: `configured`, `two_node`, `model`, `host`, `port`,
+//!   `algorithm` (`ffsplit`...), `tie_breaker`, `heuristics_mode` (`on`,
+//!   `sync`, `off`), `heuristics` (the `exec_NAME` names), then this node's
+//!   daemon: `daemon` (`running`, `not_running`, `not_installed`,
+//!   `unknown`), `connection` (to qnetd: `connected`, `connecting`,
+//!   `connect_failed`, `disconnected`), `heuristics_result` (`pass`, `fail`,
+//!   `undefined`), `vote` (`cast`, `not_cast`); `nodes[]` {`name`, `nodeid`,
+//!   `local`, `device` (`alive`, `not_alive`, `not_registered`),
+//!   `vote_cast`} (votequorum's view); `error`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,6 +54,7 @@ use crate::deadline::Deadline;
 use super::cib::{self, CibFacts};
 use super::corosync;
 use super::probe::{self, PgProbe, RedisProbe, Timeouts};
+use super::qdevice::{self, QuorumDeviceView};
 use super::table::{pairs, Table};
 use super::{human_bytes, Error, Outcome};
 
@@ -64,6 +75,8 @@ pub struct StatusReport {
     pub nodes: Vec<NodeView>,
     /// Every failed operation.
     pub failed_actions: Vec<FailedAction>,
+    /// The quorum device (the 2-node arbiter) and its vote.
+    pub quorum_device: QuorumDeviceView,
 }
 
 /// Cluster-wide facts.
@@ -251,6 +264,8 @@ pub struct Sources {
     pub addresses: BTreeMap<String, String>,
     /// The DC's controller state, if it could be read.
     pub controller_state: Option<String>,
+    /// The quorum device's configuration and state.
+    pub quorum: qdevice::Observed,
 }
 
 impl Sources {
@@ -277,11 +292,13 @@ impl Sources {
                 .map_err(|e| log::warn!("controller state of {dc}: {e}"))
                 .ok()
         });
+        let quorum = qdevice::observe(Path::new(corosync::COROSYNC_CONF), deadline);
         Ok(Sources {
             cluster,
             cib,
             addresses,
             controller_state,
+            quorum,
         })
     }
 
@@ -542,6 +559,7 @@ pub fn assemble(src: &Sources, probes: &BTreeMap<String, (PgProbe, RedisProbe)>)
         }),
         nodes,
         failed_actions: failed,
+        quorum_device: qdevice::view(&src.quorum),
     }
 }
 
@@ -765,6 +783,7 @@ pub fn render(r: &StatusReport) -> String {
     }
     let mut s = summary_line(r);
     s.push_str(&t.render());
+    s.push_str(&qdevice::render(&r.quorum_device, r.nodes.len()));
     let nodes: Vec<&NodeView> = r.nodes.iter().collect();
     let failed: Vec<&FailedAction> = r.failed_actions.iter().collect();
     s.push_str(&notes(&nodes, &failed));
@@ -843,6 +862,8 @@ mod tests {
     const OFFLINE: &str = include_str!("../cluster/fixtures/crm_mon-live-offline.xml");
     const PROMOTING: &str = include_str!("../cluster/fixtures/crm_mon-promoting.xml");
     const CIB: &str = include_str!("fixtures/cib-live.xml");
+    /// The test cluster's `corosync.conf`: two nodes, `two_node`, no device.
+    const COROSYNC: &str = include_str!("fixtures/corosync.conf");
 
     fn row(v: &[Option<&str>]) -> Vec<Option<String>> {
         v.iter().map(|c| c.map(str::to_string)).collect()
@@ -954,6 +975,12 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
             controller_state: Some("S_IDLE".into()),
+            quorum: qdevice::Observed {
+                config: Ok(corosync::parse_quorum(COROSYNC).unwrap()),
+                nodes: 2,
+                daemon: None,
+                votequorum: None,
+            },
         }
     }
 
@@ -1019,9 +1046,30 @@ mod tests {
             ]),
         );
         let v = serde_json::to_value(&r).unwrap();
-        for k in ["cluster", "vip", "nodes", "failed_actions"] {
+        for k in ["cluster", "vip", "nodes", "failed_actions", "quorum_device"] {
             assert!(v.get(k).is_some(), "{k}");
         }
+        for k in [
+            "configured",
+            "two_node",
+            "model",
+            "host",
+            "port",
+            "algorithm",
+            "tie_breaker",
+            "heuristics_mode",
+            "heuristics",
+            "daemon",
+            "connection",
+            "heuristics_result",
+            "vote",
+            "nodes",
+            "error",
+        ] {
+            assert!(v["quorum_device"].get(k).is_some(), "quorum_device.{k}");
+        }
+        assert_eq!(v["quorum_device"]["configured"], false);
+        assert_eq!(v["quorum_device"]["two_node"], true);
         let n = &v["nodes"][0];
         for k in [
             "name",
@@ -1233,6 +1281,46 @@ mod tests {
         assert_eq!(colour("-INFINITY"), "red");
         assert_eq!(colour("-10"), "yellow");
         assert_eq!(colour("100"), "green");
+    }
+
+    #[test]
+    fn the_quorum_device_is_a_line_under_the_table_and_an_object_in_the_json() {
+        let steady = probes(vec![
+            ("node1", (standby(), replica())),
+            ("node2", (primary(), master())),
+        ]);
+        let text = render(&assemble(&sources(STEADY), &steady));
+        assert!(
+            text.contains("\nQuorum device: none (two_node: in a network split the fence race"),
+            "{text}"
+        );
+        let mut src = sources(STEADY);
+        src.quorum = qdevice::Observed {
+            config: Ok(
+                corosync::parse_quorum(include_str!("fixtures/corosync-qdevice.conf")).unwrap(),
+            ),
+            nodes: 2,
+            daemon: Some(qdevice::Daemon::NotRunning("exit code 3".into())),
+            votequorum: Some(qdevice::Votequorum::Answered(
+                qdevice::parse_quorum_status(include_str!("fixtures/quorumtool-qdevice-lost.txt"))
+                    .unwrap(),
+            )),
+        };
+        let r = assemble(&src, &steady);
+        let text = render(&r);
+        assert!(
+            text.contains(
+                "\nQuorum device: net 10.200.200.3:5403 (ffsplit, heuristics on): this node \
+                 corosync-qdevice NOT RUNNING, NO VOTE; votes: node1 no vote, node2 no device\n"
+            ),
+            "{text}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["quorum_device"]["daemon"], "not_running");
+        assert_eq!(v["quorum_device"]["vote"], "not_cast");
+        assert_eq!(v["quorum_device"]["nodes"][1]["device"], "not_registered");
+        // The existing keys are unchanged.
+        assert_eq!(v["cluster"]["promoted"], "node2");
     }
 
     #[test]
