@@ -34,6 +34,80 @@ fn qdevice_pair(name: &str) -> NsCluster {
         .build()
 }
 
+/// The quorum device's checks of `rapidproctl check`.
+const QDEVICE_CHECKS: [&str; 5] = [
+    "quorum device",
+    "qdevice",
+    "qnetd connection",
+    "qdevice heuristics",
+    "qdevice vote",
+];
+
+/// Runs `rapidproctl --json args…` (the freshly built one) inside `node`,
+/// whatever its exit status, and parses what it printed.
+#[track_caller]
+fn ctl_json(c: &NsCluster, node: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec![env!("CARGO_BIN_EXE_rapidproctl"), "--json"];
+    all.extend_from_slice(args);
+    let out = c
+        .node(node)
+        .exec(&all, std::time::Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "rapidproctl {args:?} printed no JSON ({e}): {}",
+            out.failure_message()
+        )
+    })
+}
+
+/// The status of each of `rapidproctl check`'s quorum device checks on
+/// `node`, as `(check, status, message)`.
+fn qdevice_checks(c: &NsCluster, node: &str) -> Vec<(String, String, String)> {
+    let chk = ctl_json(c, node, &["check"]);
+    chk["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks in {chk:#}"))
+        .iter()
+        .filter(|k| QDEVICE_CHECKS.iter().any(|q| k["check"] == *q))
+        .map(|k| {
+            (
+                k["check"].as_str().unwrap_or_default().to_owned(),
+                k["status"].as_str().unwrap_or_default().to_owned(),
+                k["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `rapidproctl status` and `check` on every node show the device
+/// connected, its heuristics passing and its vote cast, and every one of
+/// its checks ok.
+#[track_caller]
+fn assert_qdevice_ok(c: &NsCluster) {
+    for n in c.nodes() {
+        let st = ctl_json(c, &n.name, &["status"]);
+        let q = &st["quorum_device"];
+        assert!(
+            q["configured"] == true
+                && q["two_node"] == false
+                && q["algorithm"] == "ffsplit"
+                && q["connection"] == "connected"
+                && q["heuristics_result"] == "pass"
+                && q["vote"] == "cast",
+            "rapidproctl status on {}: {q:#}",
+            n.name
+        );
+        let checks = qdevice_checks(c, &n.name);
+        assert_eq!(checks.len(), QDEVICE_CHECKS.len(), "{checks:?}");
+        assert!(
+            checks.iter().all(|(_, status, _)| status == "ok"),
+            "rapidproctl check on {}: {checks:#?}",
+            n.name
+        );
+    }
+}
+
 /// Waits until `name` was fenced since `since`; returns when.
 #[track_caller]
 fn wait_fenced(c: &NsCluster, name: &str, since: Instant) -> Instant {
@@ -60,6 +134,7 @@ fn assert_only_fenced(c: &NsCluster, expected: &str, since: Instant, scenario: &
 fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
     let c = qdevice_pair("split_primary");
     let (primary, standby) = steady_pair(&c);
+    assert_qdevice_ok(&c);
     for n in c.nodes() {
         shorten_orphan_retries(&c, &n.name);
     }
@@ -229,6 +304,18 @@ fn qnetd_down_then_a_node_fails_the_survivor_stops_until_qnetd_is_back() {
         c.diagnostics()
     );
     load.wait_for_acks(20);
+    // rapidproctl says so, loudly: the device is not connected, its vote
+    // not cast, while the cluster still runs.
+    let checks = qdevice_checks(&c, &primary);
+    eprintln!("measured: qnetd down: rapidproctl check on {primary}: {checks:?}");
+    for name in ["qnetd connection", "qdevice vote"] {
+        assert!(
+            checks
+                .iter()
+                .any(|(k, status, _)| k == name && status == "error"),
+            "rapidproctl check with qnetd down: {name} is not an error: {checks:#?}"
+        );
+    }
 
     // Then the standby fails: the survivor has 1 vote of 3, no quorum, and
     // with no-quorum-policy=stop it stops everything and fences nobody.
