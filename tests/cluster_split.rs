@@ -361,3 +361,75 @@ fn qnetd_down_then_a_node_fails_the_survivor_stops_until_qnetd_is_back() {
     );
     finish_load(&c, load, "qnetd down, then a node fails (qdevice)");
 }
+
+#[test]
+fn without_a_third_host_the_ping_rule_only_demotes_a_cut_off_primary_that_won_the_fence_race() {
+    // The fallback of README's "Two servers and a network split", and its
+    // remaining risk, measured: two_node, priority-fencing-delay, and the
+    // ping clone with its rule.
+    let c = NsCluster::builder("split_ping")
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .param("sync_replication", "on")
+        .ping_gateway(true)
+        .build();
+    let (primary, standby) = steady_pair(&c);
+    for n in c.nodes() {
+        shorten_orphan_retries(&c, &n.name);
+    }
+    let load = start_load(&c);
+
+    let start = Instant::now();
+    let start_mono = mono_now();
+    c.partition(&primary);
+    // The fence race: the Promoted side wins it (priority-fencing-delay).
+    let fenced_at = wait_fenced(&c, &standby, start);
+    // Then the rule: the cut-off primary reaches no PING_HOSTS and gives up
+    // the Promoted role, with nowhere to go.
+    poll(&format!("{primary} no longer Promoted"), SETTLE, || {
+        let st = c.status(&primary).ok()?;
+        st.nodes_with_role(STACK_AGENT, "Promoted")
+            .is_empty()
+            .then_some(())
+    });
+    let demoted = start.elapsed();
+    eprintln!(
+        "measured: primary's link cut (two_node + ping): {standby} fenced after {:.2} s, \
+         {primary} demoted by the ping rule after {:.2} s; nothing Promoted until the heal",
+        (fenced_at - start).as_secs_f64(),
+        demoted.as_secs_f64()
+    );
+    assert!(
+        !c.node(&primary).has_address(c.vip()),
+        "{primary} still holds the VIP with no route to its gateway\n{}",
+        c.diagnostics()
+    );
+    assert_only_fenced(&c, &standby, start, "primary's link cut (two_node + ping)");
+    assert_partition_watched(
+        &c,
+        &primary,
+        start_mono,
+        None,
+        "primary's link cut (two_node + ping)",
+    );
+
+    // The heal: the old primary reaches its gateway again, is promoted
+    // again, and the fenced standby boots and streams from it.
+    let heal = Instant::now();
+    c.heal(&primary);
+    let promoted = wait_one_promoted(&c, &primary, Some(&primary));
+    eprintln!(
+        "measured: primary's link cut (two_node + ping): healed, {promoted} Promoted again \
+         after {:.2} s",
+        heal.elapsed().as_secs_f64()
+    );
+    wait_port_gone(&c, &standby, fenced_at);
+    let rejoined = boot_and_rejoin(&c, &standby, &primary);
+    eprintln!(
+        "measured: primary's link cut (two_node + ping): {standby} booted and streaming after \
+         {:.2} s",
+        rejoined.as_secs_f64()
+    );
+    finish_load(&c, load, "primary's link cut (two_node + ping)");
+}

@@ -122,6 +122,7 @@ pub struct NsClusterBuilder {
     redis_password: Option<String>,
     tls: bool,
     qdevice: bool,
+    ping_gateway: bool,
 }
 
 impl NsClusterBuilder {
@@ -132,6 +133,14 @@ impl NsClusterBuilder {
     /// `corosync-qdevice` on every node, as `pcs quorum device add` does.
     pub fn qdevice(mut self, yes: bool) -> Self {
         self.qdevice = yes;
+        self
+    }
+
+    /// Whether the configuration script gets `PING_HOSTS` set to the
+    /// clients' address (the nodes' gateway): the ping fallback of a
+    /// 2-node cluster without a third host (default false).
+    pub fn ping_gateway(mut self, yes: bool) -> Self {
+        self.ping_gateway = yes;
         self
     }
 
@@ -547,6 +556,7 @@ impl NsCluster {
             redis_password: None,
             tls: false,
             qdevice: false,
+            ping_gateway: false,
         }
     }
 
@@ -830,9 +840,14 @@ impl NsCluster {
         // race is left to win).
         let fence_delay =
             (self.qnetd.is_none()).then(|| format!("FENCE_DELAY={}", self.builder.fence_delay));
+        let ping = self
+            .builder
+            .ping_gateway
+            .then(|| format!("PING_HOSTS={}", self.client_ip));
         let env: Vec<String> = env
             .into_iter()
             .chain(fence_delay)
+            .chain(ping)
             .chain(alerts.into_iter().flatten())
             .chain(qdevice.into_iter().flatten())
             .chain(
