@@ -304,6 +304,19 @@ fn qnetd_down_then_a_node_fails_the_survivor_stops_until_qnetd_is_back() {
         c.diagnostics()
     );
     load.wait_for_acks(20);
+    // What RUNBOOK's "The quorum device host is down or unreachable" tells
+    // to look at: votequorum counts 2 votes of 3 expected.
+    let q = c.quorumtool(&primary);
+    eprintln!("measured: qnetd down: corosync-quorumtool -s on {primary}:\n{q}");
+    let field = |name: &str| {
+        q.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    assert_eq!(
+        (field("Expected votes:"), field("Total votes:")),
+        (Some("3".to_owned()), Some("2".to_owned())),
+        "corosync-quorumtool -s with qnetd down:\n{q}"
+    );
     // rapidproctl says so, loudly: the device is not connected, its vote
     // not cast, while the cluster still runs.
     let checks = qdevice_checks(&c, &primary);
