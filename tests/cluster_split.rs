@@ -15,7 +15,7 @@ use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, boot_and_rejoin, finish_load, start_load, steady_pair, wait_one_promoted,
+    assert_primary, boot_and_rejoin, finish_load, start_load, steady_pair, wait_one_promoted, Load,
     SETTLE,
 };
 use super::cluster_fencing::{
@@ -130,6 +130,38 @@ fn assert_only_fenced(c: &NsCluster, expected: &str, since: Instant, scenario: &
     );
 }
 
+/// The end of a split that `winner` won and `loser` lost by fencing:
+/// `winner` alone is Promoted with the VIP, only `loser` was fenced, and the
+/// in-node watcher never saw two writable primaries nor two Redis masters
+/// (`loser` sampled until its fencing); then `loser` boots (its veth went
+/// with its namespaces: the boot attaches a working link again, the repair)
+/// and streams from `winner` (case 5), and the load loses no acknowledged
+/// write.
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+fn assert_split_then_rejoin(
+    c: &NsCluster,
+    load: Load,
+    winner: &str,
+    loser: &str,
+    start: Instant,
+    start_mono: u64,
+    fenced_at: Instant,
+    scenario: &str,
+) {
+    c.wait_settled(winner, SETTLE);
+    assert_primary(c, winner);
+    assert_only_fenced(c, loser, start, scenario);
+    assert_partition_watched(c, loser, start_mono, Some(fenced_at), scenario);
+    wait_port_gone(c, loser, fenced_at);
+    let rejoined = boot_and_rejoin(c, loser, winner);
+    eprintln!(
+        "measured: {scenario}: {loser} booted and streaming from {winner} after {:.2} s",
+        rejoined.as_secs_f64()
+    );
+    finish_load(c, load, scenario);
+}
+
 #[test]
 fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
     let c = qdevice_pair("split_primary");
@@ -153,26 +185,16 @@ fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
         took.as_secs_f64()
     );
     assert_eq!(promoted, standby, "{}", c.diagnostics());
-    assert_primary(&c, &standby);
-    assert_only_fenced(&c, &primary, start, "primary's link cut");
-    assert_partition_watched(
+    assert_split_then_rejoin(
         &c,
+        load,
+        &standby,
         &primary,
+        start,
         start_mono,
-        Some(fenced_at),
+        fenced_at,
         "primary's link cut (qdevice)",
     );
-
-    // The fenced node's veth went with its namespaces: booting it attaches
-    // a working link again (the repair of the link).
-    wait_port_gone(&c, &primary, fenced_at);
-    let rejoined = boot_and_rejoin(&c, &primary, &standby);
-    eprintln!(
-        "measured: primary's link cut (qdevice): {primary} booted and streaming from {standby} \
-         after {:.2} s",
-        rejoined.as_secs_f64()
-    );
-    finish_load(&c, load, "primary's link cut (qdevice)");
 }
 
 #[test]
@@ -198,27 +220,16 @@ fn standby_link_cut_the_primary_keeps_writing_and_the_standby_rejoins() {
         "{}",
         c.diagnostics()
     );
-    c.wait_settled(&primary, SETTLE);
-    assert_primary(&c, &primary);
-    assert_only_fenced(&c, &standby, start, "standby's link cut");
-    assert_partition_watched(
+    assert_split_then_rejoin(
         &c,
+        load,
+        &primary,
         &standby,
+        start,
         start_mono,
-        Some(fenced_at),
+        fenced_at,
         "standby's link cut (qdevice)",
     );
-
-    // The fenced node's veth went with its namespaces: booting it attaches
-    // a working link again (the repair of the link).
-    wait_port_gone(&c, &standby, fenced_at);
-    let rejoined = boot_and_rejoin(&c, &standby, &primary);
-    eprintln!(
-        "measured: standby's link cut (qdevice): {standby} booted and streaming from {primary} \
-         after {:.2} s",
-        rejoined.as_secs_f64()
-    );
-    finish_load(&c, load, "standby's link cut (qdevice)");
 }
 
 /// With both nodes reaching the gateway and qnetd, the heuristics tie, and
@@ -253,26 +264,19 @@ fn link_between_the_nodes_cut_exactly_one_side_keeps_running() {
         took.as_secs_f64()
     );
     assert_eq!(promoted, TIE_WINNER, "{}", c.diagnostics());
-    c.wait_settled(TIE_WINNER, SETTLE);
-    assert_primary(&c, TIE_WINNER);
-    assert_only_fenced(&c, &loser, start, "link between the nodes cut");
-    assert_partition_watched(
+    // The winner's blackhole route goes: the link between the nodes is
+    // repaired before the loser boots.
+    c.mend_between(&primary, &standby);
+    assert_split_then_rejoin(
         &c,
+        load,
+        TIE_WINNER,
         &loser,
+        start,
         start_mono,
-        Some(fenced_at),
+        fenced_at,
         "link between the nodes cut (qdevice)",
     );
-
-    c.mend_between(&primary, &standby);
-    wait_port_gone(&c, &loser, fenced_at);
-    let rejoined = boot_and_rejoin(&c, &loser, TIE_WINNER);
-    eprintln!(
-        "measured: link between the nodes cut (qdevice): {loser} booted and streaming from \
-         {TIE_WINNER} after {:.2} s",
-        rejoined.as_secs_f64()
-    );
-    finish_load(&c, load, "link between the nodes cut (qdevice)");
 }
 
 /// Whether node `ask` has quorum, as its crm_mon says.

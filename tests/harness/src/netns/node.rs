@@ -207,6 +207,25 @@ pub(crate) fn spawn_background(mut cmd: Command, log: &Path) -> i32 {
     child.id() as i32
 }
 
+/// Starts `cmd` (`setsid unshare … tini -- …`, whose init script creates
+/// `ready` once it has built the host's view) in the background, its
+/// output appended to `out`; waits until `ready` exists. Returns the host
+/// pids of `unshare` and of the namespaces' PID 1 (its child). Panics with
+/// `out` if `unshare` exits first. `host` names the host in messages.
+pub(crate) fn start_namespaces(cmd: Command, out: &Path, ready: &Path, host: &str) -> (i32, i32) {
+    let unshare = spawn_background(cmd, out);
+    let what = format!("{host}'s PID 1 has built the host");
+    let init = crate::poll(&what, NS_TIMEOUT, || {
+        if !proc::alive(unshare) {
+            let log = fs::read_to_string(out).unwrap_or_default();
+            panic!("{host}: unshare exited before the host was ready:\n{log}");
+        }
+        let init = proc::children(unshare).into_iter().next()?;
+        ready.exists().then_some(init)
+    });
+    (unshare, init)
+}
+
 impl NsNode {
     /// Lays out node `id` under `parent`: directories with the owners the
     /// daemons need, `corosync.conf`, a seed CIB, and PostgreSQL and Redis
@@ -515,20 +534,7 @@ impl NsNode {
                 "/bin/sh",
             ])
             .arg(&files.init_script);
-        let out = self.dir.join("init.out");
-        let unshare = spawn_background(cmd, &out);
-        let what = format!("{}'s PID 1 has built the node", self.name);
-        let init = crate::poll(&what, NS_TIMEOUT, || {
-            if !proc::alive(unshare) {
-                let log = fs::read_to_string(&out).unwrap_or_default();
-                panic!(
-                    "{}: unshare exited before the node was ready:\n{log}",
-                    self.name
-                );
-            }
-            let init = proc::children(unshare).into_iter().next()?;
-            ready.exists().then_some(init)
-        });
+        let (unshare, init) = start_namespaces(cmd, &self.dir.join("init.out"), &ready, &self.name);
         *procs = Some(Procs {
             unshare,
             init,

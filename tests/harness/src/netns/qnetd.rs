@@ -20,7 +20,7 @@ use crate::cmd::{clean_command, run_command, CmdOutput};
 use crate::dir::make_dir;
 use crate::proc;
 
-use super::node::{in_namespaces, spawn_background, NS_TIMEOUT, TINI};
+use super::node::{in_namespaces, start_namespaces, NS_TIMEOUT, TINI};
 
 /// The init of the qnetd host: its own `/run` and `/etc/corosync`, then
 /// `sleep infinity` under tini.
@@ -99,18 +99,7 @@ impl QnetdHost {
                 "-c",
                 QNETD_INIT,
             ]);
-        let out = self.dir.join("init.out");
-        let unshare = spawn_background(cmd, &out);
-        let init = crate::poll("the qnetd host is built", NS_TIMEOUT, || {
-            if !proc::alive(unshare) {
-                panic!(
-                    "qnetd host: unshare exited early:\n{}",
-                    fs::read_to_string(&out).unwrap_or_default()
-                );
-            }
-            let init = proc::children(unshare).into_iter().next()?;
-            ready.exists().then_some(init)
-        });
+        let (unshare, init) = start_namespaces(cmd, &self.dir.join("init.out"), &ready, "qnetd");
         *self.procs.lock().unwrap_or_else(|e| e.into_inner()) = Some((unshare, init));
     }
 
