@@ -108,6 +108,17 @@ fn assert_qdevice_ok(c: &NsCluster) {
     }
 }
 
+/// Waits for a steady pair, lets whichever node loses the split vanish
+/// fast (`shorten_orphan_retries`), and starts the load; returns (primary,
+/// standby, load).
+fn ready_to_split(c: &NsCluster) -> (String, String, Load) {
+    let (primary, standby) = steady_pair(c);
+    for n in c.nodes() {
+        shorten_orphan_retries(c, &n.name);
+    }
+    (primary, standby, start_load(c))
+}
+
 /// Waits until `name` was fenced since `since`; returns when.
 #[track_caller]
 fn wait_fenced(c: &NsCluster, name: &str, since: Instant) -> Instant {
@@ -165,12 +176,8 @@ fn assert_split_then_rejoin(
 #[test]
 fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
     let c = qdevice_pair("split_primary");
-    let (primary, standby) = steady_pair(&c);
+    let (primary, standby, load) = ready_to_split(&c);
     assert_qdevice_ok(&c);
-    for n in c.nodes() {
-        shorten_orphan_retries(&c, &n.name);
-    }
-    let load = start_load(&c);
 
     let start = Instant::now();
     let start_mono = mono_now();
@@ -200,11 +207,7 @@ fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
 #[test]
 fn standby_link_cut_the_primary_keeps_writing_and_the_standby_rejoins() {
     let c = qdevice_pair("split_standby");
-    let (primary, standby) = steady_pair(&c);
-    for n in c.nodes() {
-        shorten_orphan_retries(&c, &n.name);
-    }
-    let load = start_load(&c);
+    let (primary, standby, load) = ready_to_split(&c);
 
     let start = Instant::now();
     let start_mono = mono_now();
@@ -240,16 +243,12 @@ const TIE_WINNER: &str = "node1";
 #[test]
 fn link_between_the_nodes_cut_exactly_one_side_keeps_running() {
     let c = qdevice_pair("split_between");
-    let (primary, standby) = steady_pair(&c);
-    for n in c.nodes() {
-        shorten_orphan_retries(&c, &n.name);
-    }
+    let (primary, standby, load) = ready_to_split(&c);
     let loser = if TIE_WINNER == primary {
         standby.clone()
     } else {
         primary.clone()
     };
-    let load = start_load(&c);
 
     let start = Instant::now();
     let start_mono = mono_now();
@@ -391,11 +390,7 @@ fn without_a_third_host_the_ping_rule_only_demotes_a_cut_off_primary_that_won_th
         .param("sync_replication", "on")
         .ping_gateway(true)
         .build();
-    let (primary, standby) = steady_pair(&c);
-    for n in c.nodes() {
-        shorten_orphan_retries(&c, &n.name);
-    }
-    let load = start_load(&c);
+    let (primary, standby, load) = ready_to_split(&c);
 
     let start = Instant::now();
     let start_mono = mono_now();

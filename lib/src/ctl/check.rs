@@ -81,9 +81,11 @@ pub struct Check {
     pub detail: String,
 }
 
-fn check(name: &str, status: Status, detail: impl Into<String>) -> Check {
+/// A [`Check`], for every module that makes them (this one, `preflight`,
+/// `qdevice`).
+pub(super) fn check(name: impl Into<String>, status: Status, detail: impl Into<String>) -> Check {
     Check {
-        check: name.to_string(),
+        check: name.into(),
         status,
         detail: detail.into(),
     }

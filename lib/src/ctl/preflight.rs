@@ -32,7 +32,7 @@ use crate::postgres::wire::{self, Identity, ReplTarget, WireFailure};
 use crate::redis::{self as rds, RedisError, Role};
 use crate::systemd::{self, UnitFiles};
 
-use super::check::{Check, Status};
+use super::check::{check, Check, Status};
 
 /// Timeout of each connection and query of the preflight.
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -516,14 +516,6 @@ pub fn observe(
 }
 
 // ----------------------------------------------------------------- verdicts
-
-fn check(name: impl Into<String>, status: Status, detail: impl Into<String>) -> Check {
-    Check {
-        check: name.into(),
-        status,
-        detail: detail.into(),
-    }
-}
 
 fn major(version_num: u32) -> u32 {
     version_num / 10000

@@ -36,7 +36,7 @@ use serde::{Serialize, Serializer};
 use crate::cmd::{self, CommandError, Spec};
 use crate::deadline::Deadline;
 
-use super::check::{Check, Status};
+use super::check::{check, Check, Status};
 use super::corosync::{self, Algorithm, DeviceConfig, DeviceModel, HeuristicsMode, QuorumConfig};
 
 /// How long each of the two tools may take (they answer from memory over
@@ -519,14 +519,6 @@ pub fn observe(conf: &Path, deadline: &Deadline) -> Observed {
         nodes,
         daemon: configured.then(|| ask_daemon(deadline)),
         votequorum: configured.then(|| ask_votequorum(deadline)),
-    }
-}
-
-fn check(name: &str, status: Status, detail: impl Into<String>) -> Check {
-    Check {
-        check: name.to_string(),
-        status,
-        detail: detail.into(),
     }
 }
 

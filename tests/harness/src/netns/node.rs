@@ -207,6 +207,26 @@ pub(crate) fn spawn_background(mut cmd: Command, log: &Path) -> i32 {
     child.id() as i32
 }
 
+/// What a host of the sandbox (a node, the qnetd host) runs under `setsid`:
+/// fresh mount, UTS, IPC, network and PID namespaces with tini as PID 1
+/// running `/bin/sh`; the init script or `-c` command follows.
+pub(crate) const UNSHARE_HOST: [&str; 14] = [
+    "/usr/bin/unshare",
+    "--mount",
+    "--uts",
+    "--ipc",
+    "--net",
+    "--pid",
+    "--fork",
+    "--mount-proc",
+    "--propagation",
+    "private",
+    "--",
+    TINI,
+    "--",
+    "/bin/sh",
+];
+
 /// Starts `cmd` (`setsid unshare … tini -- …`, whose init script creates
 /// `ready` once it has built the host's view) in the background, its
 /// output appended to `out`; waits until `ready` exists. Returns the host
@@ -517,22 +537,7 @@ impl NsNode {
             // without its teardown, the next one finds the node by it and
             // stops it (`template::remove_stale_dirs`), which ends the node.
             .current_dir(&self.dir)
-            .args([
-                "/usr/bin/unshare",
-                "--mount",
-                "--uts",
-                "--ipc",
-                "--net",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--propagation",
-                "private",
-                "--",
-                TINI,
-                "--",
-                "/bin/sh",
-            ])
+            .args(UNSHARE_HOST)
             .arg(&files.init_script);
         let (unshare, init) = start_namespaces(cmd, &self.dir.join("init.out"), &ready, &self.name);
         *procs = Some(Procs {

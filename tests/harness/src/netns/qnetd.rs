@@ -20,7 +20,7 @@ use crate::cmd::{clean_command, run_command, CmdOutput};
 use crate::dir::make_dir;
 use crate::proc;
 
-use super::node::{in_namespaces, start_namespaces, NS_TIMEOUT, TINI};
+use super::node::{in_namespaces, start_namespaces, NS_TIMEOUT, UNSHARE_HOST};
 
 /// The init of the qnetd host: its own `/run` and `/etc/corosync`, then
 /// `sleep infinity` under tini.
@@ -81,24 +81,8 @@ impl QnetdHost {
             .env("QNETD_DIR", &self.dir)
             .env("READY", &ready)
             .current_dir(&self.dir)
-            .args([
-                "/usr/bin/unshare",
-                "--mount",
-                "--uts",
-                "--ipc",
-                "--net",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--propagation",
-                "private",
-                "--",
-                TINI,
-                "--",
-                "/bin/sh",
-                "-c",
-                QNETD_INIT,
-            ]);
+            .args(UNSHARE_HOST)
+            .args(["-c", QNETD_INIT]);
         let (unshare, init) = start_namespaces(cmd, &self.dir.join("init.out"), &ready, "qnetd");
         *self.procs.lock().unwrap_or_else(|e| e.into_inner()) = Some((unshare, init));
     }
