@@ -175,32 +175,48 @@ fn assert_split_then_rejoin(
 
 #[test]
 fn primary_link_cut_the_standby_wins_the_vote_and_the_old_primary_rejoins() {
-    let c = qdevice_pair("split_primary");
-    let (primary, standby, load) = ready_to_split(&c);
-    assert_qdevice_ok(&c);
+    primary_link_cut(
+        &qdevice_pair("split_primary"),
+        "primary's link cut (qdevice)",
+    );
+}
+
+#[test]
+fn the_crm_script_sets_up_the_same_quorum_device_and_the_standby_wins_a_primary_link_cut() {
+    // crmsh's users' path: rapidpro-cluster.crm.sh edits COROSYNC_CONF
+    // itself (crmsh has no offline qdevice command).
+    let c = NsCluster::builder("split_primary_crm")
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .param("sync_replication", "on")
+        .crmsh(true)
+        .qdevice(true)
+        .build();
+    primary_link_cut(&c, "primary's link cut (qdevice, crm script)");
+}
+
+/// Case 1: the primary's link is cut; the standby gets qnetd's vote, fences
+/// the primary and is promoted; the old primary comes back as a standby.
+fn primary_link_cut(c: &NsCluster, scenario: &str) {
+    let (primary, standby, load) = ready_to_split(c);
+    assert_qdevice_ok(c);
 
     let start = Instant::now();
     let start_mono = mono_now();
     c.partition(&primary);
-    let promoted = wait_one_promoted(&c, &standby, Some(&standby));
+    let promoted = wait_one_promoted(c, &standby, Some(&standby));
     let took = start.elapsed();
-    let fenced_at = wait_fenced(&c, &primary, start);
+    let fenced_at = wait_fenced(c, &primary, start);
     eprintln!(
-        "measured: primary's link cut (qdevice): {primary} fenced after {:.2} s, {standby} \
-         Promoted with the VIP after {:.2} s",
+        "measured: {scenario}: {primary} fenced after {:.2} s, {standby} Promoted with the VIP \
+         after {:.2} s",
         (fenced_at - start).as_secs_f64(),
         took.as_secs_f64()
     );
     assert_eq!(promoted, standby, "{}", c.diagnostics());
     assert_split_then_rejoin(
-        &c,
-        load,
-        &standby,
-        &primary,
-        start,
-        start_mono,
-        fenced_at,
-        "primary's link cut (qdevice)",
+        c, load, &standby, &primary, start, start_mono, fenced_at, scenario,
     );
 }
 
