@@ -397,7 +397,11 @@ pub const PARAMETERS: &[ParamSpec] = &[
         longdesc: "Longest wait for a TCP connection to primary_host (1 to 3600 \
                    seconds; a unit suffix s or ms is accepted). A primary that is up accepts a connection in \
                    milliseconds; when nothing holds primary_host (the virtual IP is down during a failover) \
-                   this is how long promote and start wait before concluding that no primary answers. \
+                   this is how long start and monitor wait before concluding that no primary answers. \
+                   Promote, which a failover waits for, sends three connection attempts within 0.2 s \
+                   (or within connect_timeout, when that is shorter) instead: on the nodes' own network \
+                   a live host's kernel answers in well under a millisecond, whatever its PostgreSQL is \
+                   doing. \
                    Something that accepts the connection but does not complete the PostgreSQL handshake \
                    within query_timeout is treated as a possible primary. Always also bounded by the \
                    operation's timeout.",

@@ -132,32 +132,94 @@ pub fn start_facts(ctx: &Ctx<'_>, primary_at: &PrimaryAt, control: &ControlData)
     }
 }
 
+/// How long promote waits for a TCP answer at primary_host before it
+/// concludes that nobody holds the address. On a LAN the kernel of a live
+/// host answers a SYN in well under a millisecond, whatever its PostgreSQL
+/// is doing (a hung postmaster's kernel still completes handshakes until
+/// its listen backlog is full), so 200 ms is generous; waiting out
+/// `connect_timeout` (1 s) here cost every failover a second while the
+/// virtual IP was down. connect_timeout's meta-data and README
+/// (Performance) say so: a shorter connect_timeout shortens it, nothing
+/// lengthens it, as primary_host is on the nodes' own network.
+pub const PROMOTE_SYN_WINDOW: Duration = Duration::from_millis(200);
+
+/// SYNs sent within the window, each on its own connection and spaced
+/// evenly: one lost packet does not pass for an empty address, without
+/// waiting for the kernel's 1 s retransmission.
+pub const SYNS: u32 = 3;
+
+/// Where connections to primary_host are tried, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Start and monitor: `connect_timeout`, one connection.
+    Patient,
+    /// Promote: [`SYNS`] connections within [`PROMOTE_SYN_WINDOW`] (or
+    /// `connect_timeout`, when that is shorter).
+    Lan,
+}
+
+/// Whether anything accepts a TCP connection at one of `addrs` within
+/// `window`, trying `syns` connections spaced evenly across it. Returns as
+/// soon as one is accepted.
+pub fn answers_tcp(addrs: &[std::net::SocketAddr], window: Duration, syns: u32) -> bool {
+    let syns = syns.max(1);
+    let start = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for k in 0..syns {
+        let offset = window * k / syns;
+        for &a in addrs {
+            let tx = tx.clone();
+            // Detached: each ends by itself within the window.
+            std::thread::spawn(move || {
+                std::thread::sleep(offset);
+                let left = window
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(1));
+                let _ = tx.send(std::net::TcpStream::connect_timeout(&a, left).is_ok());
+            });
+        }
+    }
+    drop(tx);
+    loop {
+        let left = window.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(true) => return true,
+            Ok(false) => continue,
+            // Every attempt failed (refused: nothing listens), or the
+            // window is over.
+            Err(_) => return false,
+        }
+    }
+}
+
 /// What answers at primary_host.
 pub fn primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
-    // First a bare TCP connect, bounded by connect_timeout: nothing there
-    // (the virtual IP down during a failover) is known quickly. Whatever
-    // accepts it gets the whole query_timeout for the PostgreSQL handshake,
-    // and is a possible primary until it says otherwise.
+    primary_at_by(ctx, Probe::Patient)
+}
+
+/// What answers at primary_host, its TCP step as `probe` says.
+pub fn primary_at_by(ctx: &Ctx<'_>, probe: Probe) -> Result<PrimaryAt, Error> {
+    // First a bare TCP connect: nothing there (the virtual IP down during a
+    // failover) is known quickly. Whatever accepts it gets the whole
+    // query_timeout for the PostgreSQL handshake, and is a possible primary
+    // until it says otherwise.
     let addr = format!("{}:{}", ctx.cfg.primary_host, ctx.cfg.primary_port);
     let sockaddrs: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(&addr)
     {
         Ok(a) => a.collect(),
         Err(e) => return Ok(PrimaryAt::NoAnswer(format!("cannot resolve {addr}: {e}"))),
     };
-    let timeout = ctx
-        .deadline
-        .cap(ctx.cfg.connect_timeout)
-        .max(Duration::from_millis(1));
-    let tcp = sockaddrs
-        .iter()
-        .find_map(|sa| std::net::TcpStream::connect_timeout(sa, timeout).ok());
-    if tcp.is_none() {
+    let (window, syns) = match probe {
+        Probe::Patient => (ctx.cfg.connect_timeout, 1),
+        Probe::Lan => (ctx.cfg.connect_timeout.min(PROMOTE_SYN_WINDOW), SYNS),
+    };
+    let timeout = ctx.deadline.cap(window).max(Duration::from_millis(1));
+    if !answers_tcp(&sockaddrs, timeout, syns) {
         return Ok(PrimaryAt::NoAnswer(format!(
             "no TCP connection within {:.1} s",
             timeout.as_secs_f64()
         )));
     }
-    drop(tcp);
     let t = primary_target(ctx);
     let q = ctx.cfg.query_timeout;
     Ok(match Db::reach(&t, q, q, &ctx.deadline)? {
@@ -272,5 +334,51 @@ pub fn redis_at_primary_host(ctx: &Ctx<'_>) -> RedisAtPrimary {
         Ok(_) => RedisAtPrimary::Replica,
         Err(e) if e.is_tls() => RedisAtPrimary::TlsRefused(e.to_string()),
         Err(e) => RedisAtPrimary::NoAnswer(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+    use std::time::Instant;
+
+    #[test]
+    fn a_listening_address_answers_the_probe_at_once() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a: SocketAddr = l.local_addr().unwrap();
+        let t = Instant::now();
+        assert!(answers_tcp(&[a], PROMOTE_SYN_WINDOW, SYNS));
+        assert!(t.elapsed() < PROMOTE_SYN_WINDOW, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn an_address_where_nothing_listens_does_not_answer_and_the_probe_ends_within_its_window() {
+        // Bound, then closed: the kernel refuses connections to it.
+        let a = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let t = Instant::now();
+        assert!(!answers_tcp(&[a], PROMOTE_SYN_WINDOW, SYNS));
+        assert!(
+            t.elapsed() < PROMOTE_SYN_WINDOW + Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn one_answering_address_among_several_is_enough() {
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(answers_tcp(
+            &[dead, l.local_addr().unwrap()],
+            PROMOTE_SYN_WINDOW,
+            SYNS
+        ));
     }
 }

@@ -79,7 +79,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
 /// promote with.
 fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
     // Observe.
-    let primary_at = observe::primary_at(ctx)?;
+    let primary_at = observe::primary_at_by(ctx, observe::Probe::Lan)?;
     let nodes = ctx.cluster.partition(&ctx.deadline).unwrap_or_else(|e| {
         log::warn!("cannot list the partition's nodes: {e}");
         Vec::new()
