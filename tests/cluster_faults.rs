@@ -114,9 +114,8 @@ fn settled_primary(c: &NsCluster) -> String {
 
 /// Scenario 4: `kill -9` of the Promoted node's postmaster, twice within
 /// failure-timeout (90 s). The first failure is recovered (in place when
-/// the scores allow it); the second reaches migration-threshold=2 and bans
-/// the node, so the promotion is on the other node (moved there now, or at
-/// the first failure already), where it stays until the failure is
+/// the scores allow it); the second reaches migration-threshold=2 and moves
+/// the promotion to the other node, where it stays until the failure is
 /// cleaned up; after `crm_resource --cleanup` the node rejoins and can be
 /// promoted again. No acknowledged write is lost.
 #[test]
@@ -158,17 +157,16 @@ fn postgres_killed_on_the_primary_is_recovered_then_moved_on_a_second_failure() 
         "{}",
         c.diagnostics()
     );
-    // The fail-count (1) is below migration-threshold, so Pacemaker recovers
-    // the instance in place; but the promotion goes to the highest score,
-    // and recovering deletes the failed node's own (stop) while the
-    // synchronous standby keeps the one its primary gave it: whether the
-    // recovered node or the standby is promoted depends on when Pacemaker
-    // recomputes. Both are safe (no acknowledged write is lost: asserted at
-    // the end); what the test pins down is the second failure.
-    let follower = if after1 == first { &standby } else { &first };
+    assert_eq!(
+        after1,
+        first,
+        "the first failure must be recovered in place: {first} was the primary, \
+         its fail-count (1) is below migration-threshold\n{}",
+        c.diagnostics()
+    );
 
     // Second failure of the same node, within failure-timeout.
-    wait_replicating(c.node(follower));
+    wait_replicating(c.node(&standby));
     assert!(
         kill1.elapsed() < Duration::from_secs(65),
         "too slow to fail {first} again within failure-timeout (90 s) of the first failure: \
