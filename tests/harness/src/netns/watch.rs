@@ -174,8 +174,9 @@ pub struct Sample {
 pub struct NodeWatcher {
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
-    /// Per node: its name, its `watch-<node>.tsv`, its samples so far.
-    logs: Vec<(String, PathBuf, SampleLog)>,
+    /// Per node: its `watch-<node>.tsv` and its samples so far (each
+    /// sample names its node).
+    logs: Vec<(PathBuf, SampleLog)>,
     enabled: bool,
 }
 
@@ -208,7 +209,7 @@ impl NodeWatcher {
                 .open(&path)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
             let log = SampleLog::default();
-            logs.push((name.clone(), path, log.clone()));
+            logs.push((path, log.clone()));
             if !enabled {
                 continue;
             }
@@ -247,7 +248,7 @@ impl NodeWatcher {
     /// Every sample taken so far, of every node, in time order.
     pub fn samples(&self) -> Vec<Sample> {
         let mut all = Vec::new();
-        for (_, _, log) in &self.logs {
+        for (_, log) in &self.logs {
             all.extend(
                 log.lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -274,7 +275,7 @@ impl NodeWatcher {
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
-        for (_, path, log) in &self.logs {
+        for (path, log) in &self.logs {
             let text: String = log
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
