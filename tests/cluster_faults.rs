@@ -164,6 +164,14 @@ fn postgres_killed_on_the_primary_is_recovered_then_moved_on_a_second_failure() 
          its fail-count (1) is below migration-threshold\n{}",
         c.diagnostics()
     );
+    // In place by the failed primary's own score, not by a promotion of the
+    // standby refused ("... is ahead"), which is a failure on a healthy node.
+    assert_eq!(
+        fail_count(&c, &standby, &standby).unwrap_or(0),
+        0,
+        "no failure may be recorded on the healthy standby {standby}\n{}",
+        c.diagnostics()
+    );
 
     // Second failure of the same node, within failure-timeout.
     wait_replicating(c.node(&standby));

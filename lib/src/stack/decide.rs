@@ -25,6 +25,9 @@ pub const NOT_PROMOTABLE: i64 = -1000;
 /// Score given to a standby found ahead of the node Pacemaker chose, so that
 /// the next transition promotes it.
 pub const AHEAD_SCORE: i64 = 1005;
+// A failed primary recovered in place ([`self_score`]) must outrank the
+// standbys its last monitor scored.
+const _: () = assert!(AHEAD_SCORE > BEST_STANDBY_SCORE);
 
 /// `synchronous_standby_names` for "any one standby".
 pub const ANY_ONE_STANDBY: &str = "ANY 1 (*)";
@@ -289,12 +292,41 @@ pub fn promote_under(f: &PromoteFacts<'_>, rules: Rules) -> Result<PromotePlan, 
 /// -1000), and never when a primary marked it stale: that primary then
 /// acknowledged commits asynchronously that this node may lack, and only
 /// an operator may accept losing them.
-pub fn self_score(primary_at: &PrimaryAt, current: Option<i64>, stale: bool) -> Option<i64> {
+///
+/// A failed primary that Pacemaker recovers in place (its demote found
+/// PostgreSQL down, [`OwnData::FailedPrimary`]) holds every WAL record its
+/// standbys have, and more: it scores itself [`AHEAD_SCORE`], above the
+/// standbys its last monitor scored. Otherwise the stop and start of its
+/// recovery leave it the lowest score, Pacemaker picks a standby, and the
+/// standby's promote is refused ("… is ahead"): a failed action on a healthy
+/// node, and a failover where RUNBOOK promises a restart in place.
+pub fn self_score(
+    primary_at: &PrimaryAt,
+    current: Option<i64>,
+    stale: bool,
+    own: OwnData,
+) -> Option<i64> {
     match (primary_at, current) {
         (PrimaryAt::Writable, _) | (_, Some(_)) => None,
         (_, None) if stale => None,
+        (_, None) if own == OwnData::FailedPrimary => Some(AHEAD_SCORE),
         (_, None) => Some(CANDIDATE_SCORE),
     }
+}
+
+/// Whose data a standby without a primary holds, for [`self_score`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OwnData {
+    /// A standby's (or nothing known): a prefix of some primary's WAL.
+    #[default]
+    Standby,
+    /// This node's own, as the primary Pacemaker was recovering when its
+    /// demote found PostgreSQL down, and no other primary answered since:
+    /// every standby's WAL is a prefix of it.
+    FailedPrimary,
 }
 
 /// The primary's monitor: the stale mark a node should carry, if it must
@@ -1024,7 +1056,29 @@ mod tests {
         ];
         for (at, current, stale, want) in cases {
             assert_eq!(
-                self_score(&at, current, stale),
+                self_score(&at, current, stale, OwnData::Standby),
+                want,
+                "{at:?} {current:?} stale={stale}"
+            );
+        }
+    }
+
+    /// A failed primary recovered in place outranks the standbys its last
+    /// monitor scored, but never a primary, a score it has, or a stale mark.
+    #[test]
+    fn a_failed_primary_recovered_in_place_outranks_its_standbys() {
+        let none = PrimaryAt::NoAnswer("down".into());
+        let failed = OwnData::FailedPrimary;
+        let cases = [
+            (none.clone(), None, false, Some(AHEAD_SCORE)),
+            (PrimaryAt::Standby, None, false, Some(AHEAD_SCORE)),
+            (PrimaryAt::Writable, None, false, None),
+            (none.clone(), Some(CANDIDATE_SCORE), false, None),
+            (none.clone(), None, true, None),
+        ];
+        for (at, current, stale, want) in cases {
+            assert_eq!(
+                self_score(&at, current, stale, failed),
                 want,
                 "{at:?} {current:?} stale={stale}"
             );

@@ -114,6 +114,9 @@ struct Node {
     /// Marked stale by a primary that went asynchronous without it (a
     /// permanent node attribute: it survives power-offs).
     stale: bool,
+    /// The agent's state file (tmpfs: a power-off loses it): whose data
+    /// this node holds, for [`decide::self_score`].
+    own_data: decide::OwnData,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
@@ -347,6 +350,7 @@ impl Cluster {
                 async_until: None,
                 cut_off: false,
                 stale: false,
+                own_data: decide::OwnData::Standby,
             });
         }
         State {
@@ -369,6 +373,10 @@ impl Cluster {
                 // cleans up after a crash; the VIP follows the Promoted role).
                 s.drop_pending_of(i);
                 let n = &mut s.nodes[i];
+                if n.role == Role::Promoted && n.pg != Pg::Primary {
+                    // Its demote found PostgreSQL down.
+                    n.own_data = decide::OwnData::FailedPrimary;
+                }
                 n.role = Role::Stopped;
                 n.pg = Pg::Stopped;
                 n.vip = false;
@@ -464,7 +472,7 @@ impl Cluster {
                 // makes itself promotable; a score it has stays.
                 let at = s.primary_at();
                 let n = &mut s.nodes[i];
-                if let Some(score) = decide::self_score(&at, n.score, n.stale) {
+                if let Some(score) = decide::self_score(&at, n.score, n.stale, n.own_data) {
                     n.score = Some(score);
                 }
             }
@@ -498,9 +506,12 @@ impl Cluster {
         if primary.is_none() {
             n.caught_up = false;
         }
+        if matches!(at, PrimaryAt::Writable) {
+            n.own_data = decide::OwnData::Standby;
+        }
         n.pg = Pg::Standby;
         n.role = Role::Unpromoted;
-        if let Some(score) = decide::self_score(&at, n.score, n.stale) {
+        if let Some(score) = decide::self_score(&at, n.score, n.stale, n.own_data) {
             n.score = Some(score);
         }
     }
@@ -532,6 +543,11 @@ impl Cluster {
                 for (j, n) in s.nodes.iter_mut().enumerate() {
                     if j != i && !n.cut_off {
                         n.vip = false;
+                    }
+                    // Promote resets its own, the running standbys'
+                    // post-promote notification theirs.
+                    if j == i || n.role == Role::Unpromoted {
+                        n.own_data = decide::OwnData::Standby;
                     }
                     // Standbys reconnect to a new WAL sender.
                     n.caught_up = false;
@@ -630,6 +646,7 @@ impl Cluster {
         n.role = Role::Stopped;
         n.score = None;
         n.cut_off = false;
+        n.own_data = decide::OwnData::Standby;
     }
 
     /// Pacemaker's own schedule from `s`: monitors, then starts, then the

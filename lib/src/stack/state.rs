@@ -18,6 +18,7 @@ use nix::unistd::{Gid, Uid};
 use serde::{Deserialize, Serialize};
 
 use crate::owned_dir::{self, OwnedDir};
+use crate::stack::decide::OwnData;
 
 /// Mode of the state file.
 const MODE: u32 = 0o644;
@@ -46,6 +47,10 @@ pub struct State {
     /// On a primary: promoted, and no monitor has run since (the
     /// asynchronous start of a promotion is not an async horizon).
     pub since_promotion: bool,
+    /// Whose data this node holds when no primary answers
+    /// ([`crate::stack::decide::self_score`]). Not a score: a stop keeps it, as a
+    /// recovery in place is a demote, a stop, a start and a promote.
+    pub own_data: OwnData,
 }
 
 impl State {

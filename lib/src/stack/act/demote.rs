@@ -8,13 +8,20 @@ use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::Db;
 use crate::postgres::server::ProcessState;
-use crate::stack::decide::{self, CANDIDATE_SCORE};
+use crate::stack::decide::{self, OwnData, AHEAD_SCORE, CANDIDATE_SCORE};
 use crate::stack::{Ctx, Error, Outcome};
 
 /// `demote`: PostgreSQL stopped cleanly and restarted as a standby of
 /// primary_host; Redis made its replica.
 pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = Ctx::checked(env, deadline)?;
+    // Pacemaker demotes the instance it holds Promoted, so no other node was
+    // promoted since: a PostgreSQL found down here is the failed primary,
+    // whose WAL every standby's is a prefix of.
+    let own_data = match ctx.pg.process_state() {
+        ProcessState::Running(_) => OwnData::Standby,
+        ProcessState::Crashed(_) | ProcessState::Stopped => OwnData::FailedPrimary,
+    };
     if let ProcessState::Running(_) = ctx.pg.process_state() {
         let db = local_db(&ctx)?;
         if !db.in_recovery()? {
@@ -33,8 +40,19 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     wait_ready(&ctx)?;
     let mut state = load_state(&ctx);
     state.forget();
-    if set_score(&ctx, &ctx.node, CANDIDATE_SCORE) {
-        state.scores.insert(ctx.node.to_string(), CANDIDATE_SCORE);
+    state.own_data = own_data;
+    let score = match own_data {
+        OwnData::FailedPrimary => {
+            log::info!(
+                "PostgreSQL was down: this failed primary holds every standby's WAL; scoring it \
+                 above them, to recover it in place"
+            );
+            AHEAD_SCORE
+        }
+        OwnData::Standby => CANDIDATE_SCORE,
+    };
+    if set_score(&ctx, &ctx.node, score) {
+        state.scores.insert(ctx.node.to_string(), score);
     }
     save_state(&ctx, &state);
     log::info!("demoted, following {}", primary_desc(&ctx));

@@ -173,6 +173,16 @@ pub(super) fn forget_scores(ctx: &Ctx<'_>) {
     }
 }
 
+/// Records whose data this node holds ([`crate::stack::decide::OwnData`]),
+/// writing the state file only on a change.
+pub(super) fn remember_own_data(ctx: &Ctx<'_>, own: crate::stack::decide::OwnData) {
+    let mut s = load_state(ctx);
+    if s.own_data != own {
+        s.own_data = own;
+        save_state(ctx, &s);
+    }
+}
+
 pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,12 +1,12 @@
 //! `notify`.
 
 use super::follow::{follow_primary, follow_redis_primary};
-use super::{best_effort, forget_scores, local_db, position_attribute};
+use super::{best_effort, forget_scores, local_db, position_attribute, remember_own_data};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::server::ProcessState;
 use crate::redis;
-use crate::stack::decide::{self, NotifyPlan};
+use crate::stack::decide::{self, NotifyPlan, OwnData};
 use crate::stack::{Ctx, Error, Outcome};
 
 /// `notify`: never fails (a failed notify would stop the clone). Publishes
@@ -39,6 +39,9 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
             if plan == NotifyPlan::Promoted {
                 checkpoint_new_timeline(&ctx)
             } else {
+                // Another node is the primary now: this node's data is no
+                // longer the last primary's.
+                remember_own_data(&ctx, OwnData::Standby);
                 refollow(&ctx)
             }
         }

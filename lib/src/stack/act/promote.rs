@@ -14,7 +14,9 @@ use crate::postgres::db::{Db, LocalStatus};
 use crate::postgres::server::{wait_until, ProcessState};
 use crate::postgres::Position;
 use crate::redis::{self, Role};
-use crate::stack::decide::{self, PromoteFacts, PromoteRefusal, CANDIDATE_SCORE, PROMOTED_SCORE};
+use crate::stack::decide::{
+    self, OwnData, PromoteFacts, PromoteRefusal, CANDIDATE_SCORE, PROMOTED_SCORE,
+};
 use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
 
@@ -64,6 +66,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     );
     let mut state = load_state(&ctx);
     state.forget();
+    state.own_data = OwnData::Standby;
     // Only a real promotion starts asynchronous (README's window of `on`).
     state.since_promotion = st.in_recovery;
     if set_score(&ctx, &ctx.node, PROMOTED_SCORE) {

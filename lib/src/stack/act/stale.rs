@@ -4,11 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use super::set_score;
+use super::{load_state, set_score};
 use crate::cluster::NodeName;
 use crate::postgres::db::StandbyRow;
 use crate::postgres::Lsn;
-use crate::stack::decide::{self, PrimaryAt};
+use crate::stack::decide::{self, OwnData, PrimaryAt};
 use crate::stack::state::State;
 use crate::stack::Ctx;
 
@@ -137,9 +137,17 @@ pub(super) fn score_self(ctx: &Ctx<'_>, primary_at: &PrimaryAt) -> bool {
             return false;
         }
     };
-    match decide::self_score(primary_at, current, stale) {
+    let own = load_state(ctx).own_data;
+    match decide::self_score(primary_at, current, stale, own) {
         Some(score) => {
-            log::info!("no primary answers; making this standby promotable");
+            if own == OwnData::FailedPrimary {
+                log::info!(
+                    "no primary answers, and this node holds the failed primary's WAL: \
+                     scoring it above its standbys, to recover the primary in place"
+                );
+            } else {
+                log::info!("no primary answers; making this standby promotable");
+            }
             set_score(ctx, &ctx.node, score)
         }
         None => true,

@@ -3,11 +3,11 @@
 
 use super::follow::{follow_primary, start_redis_replica, wait_ready};
 use super::history::check_history;
-use super::{forget_scores, local_db, primary_conninfo, primary_desc, stale};
+use super::{forget_scores, local_db, primary_conninfo, primary_desc, remember_own_data, stale};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::server::ProcessState;
-use crate::stack::decide::{self, History, PrimaryAt, StartRefusal, Who};
+use crate::stack::decide::{self, History, OwnData, PrimaryAt, StartRefusal, Who};
 use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
 
@@ -16,6 +16,10 @@ pub fn start(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = Ctx::checked(env, deadline)?;
     forget_scores(&ctx);
     let primary = start_postgres_standby(&ctx)?;
+    if matches!(primary, PrimaryAt::Writable) {
+        // It follows another primary now: its data is a standby's.
+        remember_own_data(&ctx, OwnData::Standby);
+    }
     start_redis_replica(&ctx)?;
     // No primary to follow: this node may have to become it, unless a
     // primary marked it stale. A score now lets Pacemaker promote at once.
