@@ -20,6 +20,7 @@ mod cluster_secrets;
 mod cluster_split;
 mod cluster_tls;
 mod ctl;
+mod hung_primary;
 mod ocf_tools;
 mod operator_world;
 mod package;
