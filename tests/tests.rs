@@ -15,6 +15,7 @@ mod cluster_app;
 mod cluster_cutoff;
 mod cluster_faults;
 mod cluster_fencing;
+mod cluster_hung;
 mod cluster_preflight;
 mod cluster_rebuild;
 mod cluster_secrets;
