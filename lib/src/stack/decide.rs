@@ -488,6 +488,12 @@ pub fn monitor_processes(p: &Processes) -> Option<Verdict> {
         return Some(Verdict::NotRunning);
     }
     match (p.pg, &p.redis) {
+        // A stopped postmaster (SIGSTOP, a debugger) accepts connections
+        // into its backlog and never answers them: waiting out query_timeout
+        // to find that out would only delay the recovery.
+        (Pg::Running(pid), _) if p.pg_frozen => fail(format!(
+            "PostgreSQL postmaster {pid} is stopped (SIGSTOP or a debugger): it answers no connection"
+        )),
         (Pg::Stopped, Rd::NotRunning) => Some(Verdict::NotRunning),
         (Pg::Crashed(pid), _) => fail(format!(
             "PostgreSQL postmaster {pid} died (stale postmaster.pid)"
@@ -790,6 +796,96 @@ pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
         crash_recover_first: f.origin == DataOrigin::CrashedPrimary,
         history,
     })
+}
+
+// ---------------------------------------------------------------- shutdown
+
+/// What a demote or stop found on the local PostgreSQL before shutting it
+/// down: what its fast shutdown may be left waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownFacts {
+    /// A standby, or a primary whose attached standbys all confirmed the WAL
+    /// written once writes had stopped (or none is attached): the fast
+    /// shutdown waits only for its own checkpoint and for standbys that
+    /// answer.
+    Clean,
+    /// A primary with a standby that did not confirm within
+    /// [`CONFIRM_WINDOW`] (unreachable, stopped, or far behind): its WAL
+    /// sender could hold the fast shutdown until `wal_sender_timeout`.
+    StandbysUnconfirmed,
+    /// The server gave no session within [`LOCAL_PROBE`], or its postmaster
+    /// is stopped by a signal: only SIGKILL is sure to end it.
+    Frozen,
+}
+
+/// How long a demote or stop waits for a session on the local server
+/// before it takes it for frozen: a live local server forks a backend in
+/// milliseconds, and a demote that waits out query_timeout (10 s) keeps the
+/// virtual IP on a dead primary that long.
+pub const LOCAL_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long the standbys get to confirm the WAL written once writes stopped.
+/// A standby on the same LAN confirms a flush in milliseconds.
+pub const CONFIRM_WINDOW: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The fast shutdown's bound when a standby did not confirm.
+pub const UNCLEAN_FAST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Each signal's bound when the server is frozen: it handles neither.
+pub const FROZEN_STEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The immediate shutdown's bound otherwise: it only signals the children
+/// and waits for them to exit, which takes milliseconds.
+pub const IMMEDIATE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Bounds of the first two steps of a shutdown; SIGKILL of the postmaster
+/// and of every process in its data directory gets the rest of the
+/// deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownPlan {
+    /// Fast shutdown (SIGINT): a clean shutdown checkpoint.
+    pub fast: std::time::Duration,
+    /// Immediate shutdown (SIGQUIT): crash recovery at the next start.
+    pub immediate: std::time::Duration,
+}
+
+/// The shutdown's bounds from what was found and the time left (pure).
+///
+/// A clean server gets half the time left for its checkpoint, as it always
+/// did. Otherwise the fast shutdown gets a short bound: committed data is
+/// safe either way (immediate and SIGKILL leave crash recovery to the next
+/// start, which replays the WAL), and every second spent waiting keeps the
+/// virtual IP on this node. Whatever the facts, a quarter of the time left
+/// stays for SIGKILL and the wait for the processes to be gone.
+pub fn shutdown_plan(facts: ShutdownFacts, remaining: std::time::Duration) -> ShutdownPlan {
+    let quarter = remaining / 4;
+    let (fast, immediate) = match facts {
+        ShutdownFacts::Clean => (remaining / 2, IMMEDIATE_BOUND.min(quarter)),
+        ShutdownFacts::StandbysUnconfirmed => {
+            (UNCLEAN_FAST.min(quarter), IMMEDIATE_BOUND.min(quarter))
+        }
+        ShutdownFacts::Frozen => (FROZEN_STEP.min(quarter), FROZEN_STEP.min(quarter)),
+    };
+    ShutdownPlan { fast, immediate }
+}
+
+/// The standbys (by application_name) that have not confirmed flushing
+/// `written`, the end of the WAL once writes had stopped (pure). A
+/// standby with no flush position yet has confirmed nothing.
+pub fn unconfirmed_standbys(rows: &[StandbyRow], written: Lsn) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.flush_lsn.is_none_or(|f| f < written))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The facts of a primary's shutdown from its unconfirmed standbys (pure).
+pub fn primary_shutdown_facts(unconfirmed: &[String]) -> ShutdownFacts {
+    if unconfirmed.is_empty() {
+        ShutdownFacts::Clean
+    } else {
+        ShutdownFacts::StandbysUnconfirmed
+    }
 }
 
 // ---------------------------------------------------------------- notify
@@ -1239,6 +1335,65 @@ mod tests {
         assert!(!is_local(&[], &own));
     }
 
+    // ------------------------------------------------------------ shutdown
+
+    /// Each fact's bounds, for a demote with plenty of time (108 s left of
+    /// its 120 s) and one nearly out of time (2 s left): SIGKILL always keeps
+    /// a quarter of what is left.
+    #[test]
+    fn a_shutdown_waits_long_only_for_a_clean_server() {
+        use std::time::Duration as D;
+        use ShutdownFacts::*;
+        let ms = D::from_millis;
+        #[rustfmt::skip]
+        let table = [
+            // facts, time left, fast, immediate
+            (Clean, ms(108_000), ms(54_000), ms(2_000)),
+            (StandbysUnconfirmed, ms(108_000), ms(1_000), ms(2_000)),
+            (Frozen, ms(108_000), ms(500), ms(500)),
+            (Clean, ms(2_000), ms(1_000), ms(500)),
+            (StandbysUnconfirmed, ms(2_000), ms(500), ms(500)),
+            (Frozen, ms(1_000), ms(250), ms(250)),
+            (Frozen, D::ZERO, D::ZERO, D::ZERO),
+        ];
+        for (facts, left, fast, immediate) in table {
+            let plan = shutdown_plan(facts, left);
+            assert_eq!(
+                plan,
+                ShutdownPlan { fast, immediate },
+                "{facts:?}, {left:?} left"
+            );
+            assert!(
+                plan.fast + plan.immediate <= left - left / 4,
+                "{facts:?}, {left:?}"
+            );
+        }
+    }
+
+    /// A standby that has not flushed the WAL written once writes stopped
+    /// (or says nothing of its flush) holds the fast shutdown; one that has
+    /// does not.
+    #[test]
+    fn standbys_that_did_not_confirm_the_last_wal_make_the_shutdown_unclean() {
+        let written = Lsn(500);
+        let mut behind = row("n2", "streaming", 400, 500);
+        behind.flush_lsn = Some(Lsn(499));
+        let mut silent = row("n3", "startup", 0, 500);
+        silent.flush_lsn = None;
+        let caught_up = row("n4", "streaming", 500, 500);
+        let mut ahead = row("n5", "streaming", 600, 600);
+        ahead.flush_lsn = Some(Lsn(600));
+        let rows = [behind, silent, caught_up, ahead];
+        let names = unconfirmed_standbys(&rows, written);
+        assert_eq!(names, ["n2", "n3"]);
+        assert_eq!(
+            primary_shutdown_facts(&names),
+            ShutdownFacts::StandbysUnconfirmed
+        );
+        assert!(unconfirmed_standbys(&rows[2..], written).is_empty());
+        assert_eq!(primary_shutdown_facts(&[]), ShutdownFacts::Clean);
+    }
+
     // ------------------------------------------------------------ monitor
 
     use crate::postgres::server::ProcessState as Pg;
@@ -1247,10 +1402,33 @@ mod tests {
     fn procs(pg: Pg, redis: Rd, was_primary: bool, probe: bool) -> Processes {
         Processes {
             pg,
+            pg_frozen: false,
             redis,
             was_primary,
             probe,
         }
+    }
+
+    #[test]
+    fn a_stopped_postmaster_fails_the_monitor_before_any_connection() {
+        let frozen = |was_primary, probe| Processes {
+            pg_frozen: true,
+            ..procs(Pg::Running(10), Rd::Running(11), was_primary, probe)
+        };
+        let reason =
+            "PostgreSQL postmaster 10 is stopped (SIGSTOP or a debugger): it answers no connection";
+        for (was_primary, probe) in [(true, false), (false, false), (true, true)] {
+            assert_eq!(
+                monitor_processes(&frozen(was_primary, probe)),
+                Some(Verdict::failed(was_primary, reason)),
+                "was_primary {was_primary}, probe {probe}"
+            );
+        }
+        // Not frozen: the monitor goes on and connects.
+        assert_eq!(
+            monitor_processes(&procs(Pg::Running(10), Rd::Running(11), true, false)),
+            None
+        );
     }
 
     /// The monitor's verdict on the processes alone: PostgreSQL × Redis ×

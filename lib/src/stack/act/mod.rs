@@ -21,6 +21,7 @@ mod monitor;
 mod monitor_primary;
 mod notify;
 mod promote;
+mod shutdown;
 mod stale;
 mod start;
 mod stop;
