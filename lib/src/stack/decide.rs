@@ -768,11 +768,14 @@ pub enum NotifyPlan {
     /// Pre-promote: publish this standby's position.
     PublishPosition,
     /// Post-promote on the promoted node: clear its published position,
-    /// forget scores, checkpoint so the control file names the new timeline.
+    /// forget scores, checkpoint so the control file names the new timeline,
+    /// leave a watcher for its standbys ([`standbys_to_await`]).
     Promoted,
     /// Post-promote elsewhere: clear, forget, follow primary_host again.
     Refollow,
-    /// Nodes came or went: forget scores, so they are re-asserted.
+    /// Nodes came or went: forget scores, so they are re-asserted; on the
+    /// primary, after a start, wait for the started standbys to stream
+    /// ([`standbys_to_await`], [`wait_step`]).
     ForgetScores,
     /// Nothing to do.
     Nothing,

@@ -1,6 +1,7 @@
 //! `notify`.
 
 use super::follow::{follow_primary, follow_redis_primary};
+use super::watch::{leave_watcher, wait_for_standbys};
 use super::{best_effort, forget_scores, local_db, position_attribute};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -11,7 +12,9 @@ use crate::stack::{Ctx, Error, Outcome};
 
 /// `notify`: never fails (a failed notify would stop the clone). Publishes
 /// this standby's position before a promotion, re-points followers after
-/// one, and makes the primary re-assert scores when nodes come and go.
+/// one, and makes the primary re-assert scores when nodes come and go; on
+/// the primary, a started standby is scored and made synchronous as soon
+/// as it streams (after a promotion, by a watcher left behind).
 pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
     let Some(n) = env.notification() else {
         return Outcome::ok();
@@ -37,14 +40,25 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
             );
             forget_scores(&ctx);
             if plan == NotifyPlan::Promoted {
-                checkpoint_new_timeline(&ctx)
+                let r = checkpoint_new_timeline(&ctx);
+                // The VIP starts only once this notification is done, and
+                // the standbys reach this primary through it: no waiting
+                // here, a watcher instead.
+                leave_watcher(&decide::standbys_to_await(&n, ctx.node.as_str()));
+                r
             } else {
                 refollow(&ctx)
             }
         }
         NotifyPlan::ForgetScores => {
             forget_scores(&ctx);
-            Ok(())
+            // A standby that started is promotable, and commits wait for
+            // it, as soon as it streams: not at the next monitor.
+            wait_for_standbys(
+                &ctx,
+                &decide::standbys_to_await(&n, ctx.node.as_str()),
+                decide::START_WAIT.min(ctx.deadline.remaining() / 2),
+            )
         }
         NotifyPlan::Nothing => Ok(()),
     };
