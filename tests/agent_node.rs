@@ -924,7 +924,9 @@ fn a_rejoining_standby_is_promotable_and_synchronous_when_the_post_start_notific
     let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
     let a = |node: &Node| agent(node, n1).env("CIB_file", cib.display().to_string());
     a(n2).run("start").assert_code(OCF_SUCCESS);
-    assert_eq!(score(&cib, "node2"), None, "scored before the notification");
+    // The lone primary acknowledged a commit node2 lacks: marked stale,
+    // not promotable.
+    assert_eq!(score(&cib, "node2").as_deref(), Some("-1000"));
     let streaming = std::thread::scope(|s| {
         let seen = s.spawn(|| first_streaming(n1, "node2", Duration::from_secs(30)));
         a(n1)

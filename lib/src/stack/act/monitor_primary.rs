@@ -97,12 +97,22 @@ pub(super) fn sync_standbys(
     let mut changed = state.async_until != async_until.map(|l| l.0) || state.since_promotion;
     state.async_until = async_until.map(|l| l.0);
     state.since_promotion = false;
-    // Promotion scores, set only when they change.
+    let async_now = names_were_empty || names.is_empty();
+    changed |= stale::mark(ctx, &mut state, standbys, async_until, async_now);
+    // Promotion scores, set only when they change. A node marked stale is
+    // scored -1000 with the others no longer streaming: a score it kept
+    // from before (a demoted primary gives itself 1) would let Pacemaker
+    // promote it without what this primary acknowledged alone.
+    let marked = state
+        .stale
+        .iter()
+        .filter(|(_, m)| **m)
+        .map(|(n, _)| n.as_str());
     let mut want = decide::standby_scores(
         standbys,
         ctx.cfg.maxlag,
         async_until,
-        state.scores.keys().map(String::as_str),
+        state.scores.keys().map(String::as_str).chain(marked),
         own,
     );
     want.insert(own.to_string(), PROMOTED_SCORE);
@@ -119,8 +129,6 @@ pub(super) fn sync_standbys(
             changed = true;
         }
     }
-    let async_now = names_were_empty || names.is_empty();
-    changed |= stale::mark(ctx, &mut state, standbys, async_until, async_now);
     if changed {
         save_state(ctx, &state);
     }
