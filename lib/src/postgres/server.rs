@@ -63,7 +63,21 @@ pub enum ProcessState {
 }
 
 /// Parameters the agent manages in `postgresql.auto.conf`.
-pub const MANAGED_SETTINGS: &[&str] = &["primary_conninfo", "recovery_target_timeline"];
+pub const MANAGED_SETTINGS: &[&str] = &[
+    "primary_conninfo",
+    "recovery_target_timeline",
+    "wal_retrieve_retry_interval",
+];
+
+/// `wal_retrieve_retry_interval` of a standby: how soon its WAL receiver
+/// tries primary_host again after a failed connection. PostgreSQL's 5 s
+/// default left a standby that lost its primary (a failover, a switchover:
+/// the VIP moves only after the promotion) up to 5 s without streaming from
+/// the new one, and with `sync_replication=on` the new primary acknowledged
+/// commits alone all that time: a crash of it then lost them (issue 15).
+/// The cost is one connection attempt, and one log line, per half second
+/// while no primary answers.
+pub const STANDBY_RETRY_INTERVAL: &str = "500ms";
 
 impl Server {
     /// `postmaster.pid`.
@@ -259,6 +273,7 @@ impl Server {
             &[
                 ("primary_conninfo", primary_conninfo),
                 ("recovery_target_timeline", "latest"),
+                ("wal_retrieve_retry_interval", STANDBY_RETRY_INTERVAL),
             ],
         );
         if new != old {
