@@ -107,6 +107,17 @@ pub fn streaming_standbys<'a>(rows: &'a [StandbyRow], own_name: &str) -> Vec<&'a
         .collect()
 }
 
+/// Whether this standby streams from itself: a WAL sender of its own
+/// serves a receiver named after this node. A demoted primary restarts as a
+/// standby while the VIP is still its own (the VIP stops after the demote,
+/// see pcs-examples), so its WAL receiver, pointed at the VIP, connects to
+/// itself; that connection outlived the VIP's move by about 10 s in the
+/// cluster tests, all that time the new primary had no standby, and with
+/// `sync_replication=on` acknowledged commits alone.
+pub fn streams_from_itself(own_senders: &[StandbyRow], own_name: &str) -> bool {
+    own_senders.iter().any(|r| r.name == own_name)
+}
+
 /// Which of the primary's servers must be asked at primary_host, where the
 /// standbys and replicas connect: `(postgres, redis)`. Only one with fewer
 /// followers than the clone's other instances: a follower connected through
@@ -1808,5 +1819,15 @@ mod tests {
                 "{primary} {awaited:?} {streaming:?} {ready:?} {names_ok} {timed_out}"
             );
         }
+    }
+
+    #[test]
+    fn a_standby_streams_from_itself_when_one_of_its_own_senders_serves_its_name() {
+        let row = |name: &str| row(name, "streaming", 100, 100);
+        assert!(streams_from_itself(&[row("node1")], "node1"));
+        assert!(streams_from_itself(&[row("node3"), row("node1")], "node1"));
+        // A cascading standby of its own is not itself.
+        assert!(!streams_from_itself(&[row("node3")], "node1"));
+        assert!(!streams_from_itself(&[], "node1"));
     }
 }

@@ -127,6 +127,7 @@ fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
             return Ok(());
         }
         follow_primary(ctx, &db)?;
+        leave_itself(ctx, &db);
     }
     if matches!(
         redis::process_state(&ctx.redis),
@@ -135,4 +136,28 @@ fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
         follow_redis_primary(ctx)?;
     }
     Ok(())
+}
+
+/// A demoted primary whose WAL receiver streams from itself
+/// ([`decide::streams_from_itself`]): ends its own WAL sender that serves
+/// it, so the receiver retries primary_host at once (within
+/// `wal_retrieve_retry_interval`), where the new primary is about to be
+/// (the VIP starts right after this notification). Best effort.
+fn leave_itself(ctx: &Ctx<'_>, db: &crate::postgres::db::Db) {
+    let own = ctx.node.as_str();
+    match db.standbys() {
+        Ok(rows) if decide::streams_from_itself(&rows, own) => {
+            log::info!("this standby streams from itself: ending that WAL sender");
+            let sql = format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_replication \
+                 WHERE application_name = {}",
+                crate::postgres::db::quote_literal(own)
+            );
+            if let Err(e) = db.execute("ending the WAL sender serving this node", &sql) {
+                log::warn!("{e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read this standby's WAL senders: {e}"),
+    }
 }
