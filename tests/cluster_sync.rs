@@ -108,9 +108,11 @@ fn a_rejoined_standby_is_promotable_as_soon_as_it_streams_and_takes_over_at_once
 /// promotion, the new primary marked it stale, yet it kept the 1 it gave
 /// itself and was promoted without 23 acknowledged writes; with stale nodes
 /// scored -1000 nothing was lost but nothing was promoted; now the
-/// post-promote notification ends that self-connection, the old primary
-/// streams within about 1.5 s of the promotion, commits wait for it at
-/// once, and it takes over with every acknowledged write.
+/// post-promote notification ends that self-connection, and the standby's
+/// status message every second (wal_receiver_status_interval) ends it if
+/// the VIP had not left yet; the old primary streams 0.6–1.7 s after the
+/// promotion, commits wait for it at once, and it takes over with every
+/// acknowledged write.
 #[test]
 fn the_new_primary_powered_off_right_after_a_switchover_loses_no_acknowledged_write() {
     let c = two_nodes("sync_promoted_off");

@@ -67,6 +67,7 @@ pub const MANAGED_SETTINGS: &[&str] = &[
     "primary_conninfo",
     "recovery_target_timeline",
     "wal_retrieve_retry_interval",
+    "wal_receiver_status_interval",
 ];
 
 /// `wal_retrieve_retry_interval` of a standby: how soon its WAL receiver
@@ -78,6 +79,17 @@ pub const MANAGED_SETTINGS: &[&str] = &[
 /// The cost is one connection attempt, and one log line, per half second
 /// while no primary answers.
 pub const STANDBY_RETRY_INTERVAL: &str = "500ms";
+
+/// `wal_receiver_status_interval` of a standby (PostgreSQL's default 10 s).
+/// A demoted primary restarts as a standby while the VIP is still its own
+/// (the VIP stops after the demote), and its WAL receiver connects to
+/// itself; once the VIP has moved, only the receiver's next status
+/// message, answered by a reset from the new holder, ends that connection.
+/// With 10 s the old primary streamed from the new one about 10 s after a
+/// switchover, and with `sync_replication=on` the new primary acknowledged
+/// commits alone all that time (cluster_sync). Also keeps the primary's
+/// view of replay positions, from which it scores, a second old at most.
+pub const STANDBY_STATUS_INTERVAL: &str = "1s";
 
 impl Server {
     /// `postmaster.pid`.
@@ -274,6 +286,7 @@ impl Server {
                 ("primary_conninfo", primary_conninfo),
                 ("recovery_target_timeline", "latest"),
                 ("wal_retrieve_retry_interval", STANDBY_RETRY_INTERVAL),
+                ("wal_receiver_status_interval", STANDBY_STATUS_INTERVAL),
             ],
         );
         if new != old {
