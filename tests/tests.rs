@@ -20,6 +20,7 @@ mod cluster_preflight;
 mod cluster_rebuild;
 mod cluster_secrets;
 mod cluster_split;
+mod cluster_sync;
 mod cluster_tls;
 mod ctl;
 mod hung_primary;

@@ -63,7 +63,33 @@ pub enum ProcessState {
 }
 
 /// Parameters the agent manages in `postgresql.auto.conf`.
-pub const MANAGED_SETTINGS: &[&str] = &["primary_conninfo", "recovery_target_timeline"];
+pub const MANAGED_SETTINGS: &[&str] = &[
+    "primary_conninfo",
+    "recovery_target_timeline",
+    "wal_retrieve_retry_interval",
+    "wal_receiver_status_interval",
+];
+
+/// `wal_retrieve_retry_interval` of a standby: how soon its WAL receiver
+/// tries primary_host again after a failed connection. PostgreSQL's 5 s
+/// default left a standby that lost its primary (a failover, a switchover:
+/// the VIP moves only after the promotion) up to 5 s without streaming from
+/// the new one, and with `sync_replication=on` the new primary acknowledged
+/// commits alone all that time: a crash of it then lost them (issue 15).
+/// The cost is one connection attempt, and one log line, per half second
+/// while no primary answers.
+pub const STANDBY_RETRY_INTERVAL: &str = "500ms";
+
+/// `wal_receiver_status_interval` of a standby (PostgreSQL's default 10 s).
+/// A demoted primary restarts as a standby while the VIP is still its own
+/// (the VIP stops after the demote), and its WAL receiver connects to
+/// itself; once the VIP has moved, only the receiver's next status
+/// message, answered by a reset from the new holder, ends that connection.
+/// With 10 s the old primary streamed from the new one about 10 s after a
+/// switchover, and with `sync_replication=on` the new primary acknowledged
+/// commits alone all that time (cluster_sync). Also keeps the primary's
+/// view of replay positions, from which it scores, a second old at most.
+pub const STANDBY_STATUS_INTERVAL: &str = "1s";
 
 /// The setting a demote or stop persists (ALTER SYSTEM) to stop a primary's
 /// writes before its shutdown. Every start removes it from
@@ -303,6 +329,8 @@ impl Server {
             &[
                 ("primary_conninfo", primary_conninfo),
                 ("recovery_target_timeline", "latest"),
+                ("wal_retrieve_retry_interval", STANDBY_RETRY_INTERVAL),
+                ("wal_receiver_status_interval", STANDBY_STATUS_INTERVAL),
             ],
         );
         if new != old {

@@ -110,6 +110,17 @@ pub fn streaming_standbys<'a>(rows: &'a [StandbyRow], own_name: &str) -> Vec<&'a
         .collect()
 }
 
+/// Whether this standby streams from itself: a WAL sender of its own
+/// serves a receiver named after this node. A demoted primary restarts as a
+/// standby while the VIP is still its own (the VIP stops after the demote,
+/// see pcs-examples), so its WAL receiver, pointed at the VIP, connects to
+/// itself; that connection outlived the VIP's move by about 10 s in the
+/// cluster tests, all that time the new primary had no standby, and with
+/// `sync_replication=on` acknowledged commits alone.
+pub fn streams_from_itself(own_senders: &[StandbyRow], own_name: &str) -> bool {
+    own_senders.iter().any(|r| r.name == own_name)
+}
+
 /// Which of the primary's servers must be asked at primary_host, where the
 /// standbys and replicas connect: `(postgres, redis)`. Only one with fewer
 /// followers than the clone's other instances: a follower connected through
@@ -896,11 +907,14 @@ pub enum NotifyPlan {
     /// Pre-promote: publish this standby's position.
     PublishPosition,
     /// Post-promote on the promoted node: clear its published position,
-    /// forget scores, checkpoint so the control file names the new timeline.
+    /// forget scores, checkpoint so the control file names the new timeline,
+    /// leave a watcher for its standbys ([`standbys_to_await`]).
     Promoted,
     /// Post-promote elsewhere: clear, forget, follow primary_host again.
     Refollow,
-    /// Nodes came or went: forget scores, so they are re-asserted.
+    /// Nodes came or went: forget scores, so they are re-asserted; on the
+    /// primary, after a start, wait for the started standbys to stream
+    /// ([`standbys_to_await`], [`wait_step`]).
     ForgetScores,
     /// Nothing to do.
     Nothing,
@@ -921,6 +935,96 @@ pub fn notify(
         (K::Post, O::Promote) => NotifyPlan::Refollow,
         (K::Post, O::Start | O::Stop) => NotifyPlan::ForgetScores,
         _ => NotifyPlan::Nothing,
+    }
+}
+
+// ------------------------------------------------ waiting for standbys
+
+/// How long the primary's post-start notification waits for the started
+/// standbys to stream: `start` returns once PostgreSQL accepts connections
+/// as a standby ([`super::act`]'s `wait_ready`), and its WAL receiver
+/// connects a moment later, so a few seconds are plenty; a standby that
+/// needs longer (a long catch-up) is scored by the next monitor. Capped to
+/// half the notification's own deadline.
+pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long the watcher a promotion leaves behind looks for standbys: one
+/// monitor interval as recommended (15 s), after which the promoted monitor
+/// does the same work. The notification's environment does not carry the
+/// monitor's interval, so it is a constant.
+pub const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often a wait for standbys looks at `pg_stat_replication`.
+pub const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The standbys the primary should wait for after notification `n`, this
+/// node being `me`: after a start, the nodes that started (the primary
+/// itself excluded: a cold start's post-start notification on a node that
+/// is about to be promoted waits for nobody); after the promotion of this
+/// node, every other node running an instance (unpromoted, or started in
+/// the same transition). Nobody otherwise. The caller also checks that this
+/// node runs the writable primary ([`wait_step`]).
+pub fn standbys_to_await(n: &crate::ocf::notify::Notify, me: &str) -> Vec<String> {
+    use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+    let lists: Vec<&Vec<String>> = match (n.kind, n.operation) {
+        (K::Post, O::Start) => vec![&n.start],
+        (K::Post, O::Promote) if n.promote.iter().any(|p| p == me) => {
+            vec![&n.unpromoted, &n.start]
+        }
+        _ => vec![],
+    };
+    let mut out: Vec<String> = Vec::new();
+    for name in lists.into_iter().flatten() {
+        if name != me && !n.stop.contains(name) && !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// One look of a bounded wait for standbys ([`wait_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStep {
+    /// Set the scores and `synchronous_standby_names` now (the primary's
+    /// shared step, as its monitor does), then look again.
+    Sync,
+    /// Look again after [`WAIT_POLL`].
+    Wait,
+    /// Stop waiting.
+    Done,
+}
+
+/// What the primary does after one look at `pg_stat_replication` while it
+/// waits for the standbys `awaited`: `streaming` are the nodes that stream,
+/// `ready` those of them scored promotable already, `names_ok` whether
+/// `synchronous_standby_names` is what [`sync_standby_names`] asks for.
+///
+/// As soon as one awaited standby streams and is not yet scored, or the
+/// synchronous setting lags behind, it syncs: a primary lost a moment later
+/// then leaves a promotable standby, and with `sync_replication=on` no
+/// commit is acknowledged without it past that point. It stops once every
+/// awaited standby is ready, when the time is up, or when this node no
+/// longer runs a writable primary (demoted meanwhile: nothing to score).
+pub fn wait_step(
+    writable_primary: bool,
+    awaited: &[String],
+    streaming: &[&str],
+    ready: &[&str],
+    names_ok: bool,
+    timed_out: bool,
+) -> WaitStep {
+    if !writable_primary || awaited.is_empty() {
+        return WaitStep::Done;
+    }
+    let streams = |a: &String| streaming.contains(&a.as_str());
+    let is_ready = |a: &String| ready.contains(&a.as_str());
+    let behind = awaited
+        .iter()
+        .any(|a| streams(a) && (!is_ready(a) || !names_ok));
+    match (behind, awaited.iter().all(is_ready) && names_ok, timed_out) {
+        (_, true, _) | (_, _, true) => WaitStep::Done,
+        (true, false, false) => WaitStep::Sync,
+        (false, false, false) => WaitStep::Wait,
     }
 }
 
@@ -1814,5 +1918,148 @@ mod tests {
                 "{kind:?}-{op:?} {promoted:?}"
             );
         }
+    }
+
+    // ------------------------------------------------ waiting for standbys
+
+    fn notification(
+        kind: crate::ocf::notify::NotifyKind,
+        op: crate::ocf::notify::NotifyOp,
+        lists: &[(&str, &str)],
+    ) -> crate::ocf::notify::Notify {
+        let get = |k: &str| lists.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        crate::ocf::notify::Notify {
+            kind,
+            operation: op,
+            start: get("start")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            stop: get("stop")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            active: vec![],
+            promote: get("promote")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            demote: vec![],
+            promoted: vec![],
+            unpromoted: get("unpromoted")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            all: vec![],
+            available: vec![],
+        }
+    }
+
+    #[test]
+    fn the_primary_waits_for_started_nodes_and_after_its_promotion_for_every_other_instance() {
+        use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+        let me = "node1";
+        #[rustfmt::skip]
+        type Row<'a> = (K, O, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let table: [Row; 9] = [
+            // A standby rejoined.
+            (K::Post, O::Start, &[("start", "node2 ")], &["node2"]),
+            (
+                K::Post,
+                O::Start,
+                &[("start", "node2 node3")],
+                &["node2", "node3"],
+            ),
+            // A cold start: this node started too, and waits for nobody but the others.
+            (K::Post, O::Start, &[("start", "node1 node2")], &["node2"]),
+            // Started and stopped in the same transition (a restart elsewhere
+            // that failed): not waited for.
+            (
+                K::Post,
+                O::Start,
+                &[("start", "node2 node3"), ("stop", "node3")],
+                &["node2"],
+            ),
+            (K::Pre, O::Start, &[("start", "node2")], &[]),
+            // This node promoted: its standbys, and nodes started meanwhile.
+            (
+                K::Post,
+                O::Promote,
+                &[
+                    ("promote", "node1"),
+                    ("unpromoted", "node1 node2"),
+                    ("start", "node3"),
+                ],
+                &["node2", "node3"],
+            ),
+            // Another node promoted: not this node's standbys.
+            (
+                K::Post,
+                O::Promote,
+                &[("promote", "node2"), ("unpromoted", "node1 node3")],
+                &[],
+            ),
+            (
+                K::Pre,
+                O::Promote,
+                &[("promote", "node1"), ("unpromoted", "node1 node2")],
+                &[],
+            ),
+            (K::Post, O::Stop, &[("stop", "node2")], &[]),
+        ];
+        for (kind, op, lists, want) in table {
+            let n = notification(kind, op, lists);
+            assert_eq!(standbys_to_await(&n, me), want, "{kind:?}-{op:?} {lists:?}");
+        }
+    }
+
+    #[test]
+    fn a_wait_for_standbys_syncs_as_soon_as_one_streams_and_stops_once_all_are_scored() {
+        let both = ["node2".to_string(), "node3".to_string()];
+        let one = ["node2".to_string()];
+        use WaitStep::*;
+        #[rustfmt::skip]
+        type Row<'a> = (bool, &'a [String], &'a [&'a str], &'a [&'a str], bool, bool, WaitStep);
+        let table: [Row; 12] = [
+            // (writable primary, awaited, streaming, ready, names ok, timed out)
+            (true, &one, &[], &[], true, false, Wait),
+            (true, &one, &["node2"], &[], true, false, Sync),
+            // Scored, but commits are not synchronous yet.
+            (true, &one, &["node2"], &["node2"], false, false, Sync),
+            (true, &one, &["node2"], &["node2"], true, false, Done),
+            // The first of two streams: sync now, do not wait for the second.
+            (true, &both, &["node2"], &[], true, false, Sync),
+            (true, &both, &["node2"], &["node2"], true, false, Wait),
+            (
+                true,
+                &both,
+                &["node2", "node3"],
+                &["node2", "node3"],
+                true,
+                false,
+                Done,
+            ),
+            // Another standby streaming is not one of those awaited.
+            (true, &one, &["node3"], &[], false, false, Wait),
+            // Time is up, whatever is left.
+            (true, &one, &["node2"], &[], true, true, Done),
+            (true, &one, &[], &[], true, true, Done),
+            // Demoted meanwhile, or nobody to wait for.
+            (false, &one, &["node2"], &[], true, false, Done),
+            (true, &[], &["node2"], &[], false, false, Done),
+        ];
+        for (primary, awaited, streaming, ready, names_ok, timed_out, want) in table {
+            assert_eq!(
+                wait_step(primary, awaited, streaming, ready, names_ok, timed_out),
+                want,
+                "{primary} {awaited:?} {streaming:?} {ready:?} {names_ok} {timed_out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_standby_streams_from_itself_when_one_of_its_own_senders_serves_its_name() {
+        let row = |name: &str| row(name, "streaming", 100, 100);
+        assert!(streams_from_itself(&[row("node1")], "node1"));
+        assert!(streams_from_itself(&[row("node3"), row("node1")], "node1"));
+        // A cascading standby of its own is not itself.
+        assert!(!streams_from_itself(&[row("node3")], "node1"));
+        assert!(!streams_from_itself(&[], "node1"));
     }
 }

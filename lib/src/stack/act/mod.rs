@@ -26,6 +26,7 @@ mod stale;
 mod start;
 mod stop;
 mod validate;
+mod watch;
 
 pub use demote::demote;
 pub use monitor::monitor;
@@ -34,6 +35,7 @@ pub use promote::promote;
 pub use start::start;
 pub use stop::stop;
 pub use validate::validate_all;
+pub use watch::{watcher_main, watcher_vars, WATCH_ARG};
 
 use super::state::State;
 use super::{Ctx, Error};
