@@ -760,8 +760,6 @@ Min recovery ending loc's timeline:   2
         assert!(new.contains("primary_conninfo = 'host=b password=''x'''"));
     }
 
-    /// PostgreSQL's configuration parser reads `''` as `'` and `\\` as `\`;
-    /// a password with both must reach libpq unchanged.
     /// A demote's read-only setting is gone from the file a start writes,
     /// and only that line.
     #[test]
@@ -779,6 +777,8 @@ Min recovery ending loc's timeline:   2
         assert_eq!(unset_auto_conf(kept, &[WRITES_OFF_SETTING]), kept);
     }
 
+    /// PostgreSQL's configuration parser reads `''` as `'` and `\\` as `\`;
+    /// a password with both must reach libpq unchanged.
     #[test]
     fn auto_conf_values_keep_quotes_and_backslashes() {
         let conninfo = conninfo_value(r"a'b\c");
