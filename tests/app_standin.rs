@@ -662,15 +662,31 @@ fn ocf_anything_runs_the_launchers_with_a_tcp_monitor_hook() {
     for (label, p) in &params {
         assert_code(&app.ra("anything", label, p, "start"), OCF_SUCCESS);
         assert_code(&app.ra("anything", label, p, "monitor"), OCF_SUCCESS);
-        // The tracked pid is the server itself: the launcher exec'd it.
+        // The tracked pid is the server itself: the launcher execs it, in
+        // the same process. start returns once that pid lives, which may be
+        // before the exec (the launcher's shell still running: seen in CI,
+        // "pid 4957 is `/bin/sh .../rapidpro-standin-celerybeat ...`").
         let pid = pidfile_pid(&app.run.join(format!("{label}.ra.pid")));
-        let cmd = cmdline(pid);
         let expect = match *label {
             "uwsgi" => "/usr/bin/uwsgi",
             "celery" => "standin.tasks worker",
             _ => "standin.tasks beat",
         };
-        assert!(cmd.contains(expect), "{label}: pid {pid} is `{cmd}`");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut cmd = cmdline(pid);
+        while !cmd.contains(expect) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+            cmd = cmdline(pid);
+        }
+        assert!(
+            cmd.contains(expect),
+            "{label}: pid {pid} is `{cmd}` after 10 s"
+        );
+        assert_eq!(
+            pidfile_pid(&app.run.join(format!("{label}.ra.pid"))),
+            pid,
+            "{label}: the tracked pid changed"
+        );
     }
     // The hook is what fails the monitor when nothing answers.
     let mut closed = params[0].1.clone();
