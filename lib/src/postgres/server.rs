@@ -62,14 +62,6 @@ pub enum ProcessState {
     Crashed(i32),
 }
 
-/// Parameters the agent manages in `postgresql.auto.conf`.
-pub const MANAGED_SETTINGS: &[&str] = &[
-    "primary_conninfo",
-    "recovery_target_timeline",
-    "wal_retrieve_retry_interval",
-    "wal_receiver_status_interval",
-];
-
 /// `wal_retrieve_retry_interval` of a standby: how soon its WAL receiver
 /// tries primary_host again after a failed connection. PostgreSQL's 5 s
 /// default left a standby that lost its primary (a failover, a switchover:
