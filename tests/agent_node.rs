@@ -837,7 +837,8 @@ fn a_hung_postgres_fails_the_monitor_before_pacemakers_timeout() {
     let pair = Pair::new("hung_postgres");
     primary_and_standby(&pair);
     let pid = pair.nodes[1].postmaster_pid().expect("node2's postmaster");
-    assert_monitor_fails_in_time_when_frozen(&pair, pid, "no answer");
+    // Seen in /proc before any connection: a stopped postmaster answers none.
+    assert_monitor_fails_in_time_when_frozen(&pair, pid, "is stopped");
 }
 
 #[test]
@@ -846,4 +847,201 @@ fn a_hung_redis_fails_the_monitor_before_pacemakers_timeout() {
     primary_and_standby(&pair);
     let pid = pair.nodes[1].redis_pid().expect("node2's redis");
     assert_monitor_fails_in_time_when_frozen(&pair, pid, "timed out");
+}
+
+/// The instant node `standby` is first seen streaming from `primary`
+/// (`pg_stat_replication`), looked at every 20 ms for at most `within`.
+fn first_streaming(primary: &Node, standby: &str, within: Duration) -> std::time::Instant {
+    let sql = format!(
+        "select count(*) from pg_stat_replication \
+         where application_name = '{standby}' and state = 'streaming'"
+    );
+    let end = std::time::Instant::now() + within;
+    loop {
+        if primary.try_psql(&sql).ok().as_deref() == Some("1") {
+            return std::time::Instant::now();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{standby} did not stream from {} within {within:?}",
+            primary.name
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls, for at most `within` after `since`, until `primary` runs with
+/// `synchronous_standby_names = 'ANY 1 (*)'` and `standby` has the best
+/// standby's promotion score in `cib`; returns how long after `since`.
+fn synchronous_and_promotable(
+    primary: &Node,
+    standby: &str,
+    cib: &Path,
+    since: std::time::Instant,
+    within: Duration,
+) -> Duration {
+    loop {
+        let names = primary.psql("show synchronous_standby_names");
+        let scored = score(cib, standby);
+        if names == "ANY 1 (*)" && scored.as_deref() == Some("1000") {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "{within:?} after {standby} streamed: synchronous_standby_names = '{names}', \
+             score of {standby} {scored:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A primary with `sync_replication=on` (the default) and no standby;
+/// commits are asynchronous (its monitor emptied
+/// synchronous_standby_names). Returns the cluster and its CIB file.
+fn lone_primary(name: &str) -> (Cluster, std::path::PathBuf) {
+    let c = Cluster::new(name, 2);
+    let cib = offline_cib(c.dir.path(), &["node1", "node2"]);
+    let n1 = &c.nodes[0];
+    let a = agent(n1, n1).env("CIB_file", cib.display().to_string());
+    a.run("start").assert_code(OCF_SUCCESS);
+    a.run("promote").assert_code(OCF_SUCCESS);
+    a.clone()
+        .notify(
+            "post",
+            "promote",
+            &[("promote_uname", "node1"), ("unpromoted_uname", "node1")],
+        )
+        .run("notify")
+        .assert_code(OCF_SUCCESS);
+    a.run("monitor").assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "");
+    n1.psql("insert into sms(body) values ('acknowledged alone')");
+    (c, cib)
+}
+
+#[test]
+fn a_rejoining_standby_is_promotable_and_synchronous_when_the_post_start_notification_returns() {
+    let (c, cib) = lone_primary("sync_post_start");
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    let a = |node: &Node| agent(node, n1).env("CIB_file", cib.display().to_string());
+    a(n2).run("start").assert_code(OCF_SUCCESS);
+    // The lone primary acknowledged a commit node2 lacks: marked stale,
+    // not promotable.
+    assert_eq!(score(&cib, "node2").as_deref(), Some("-1000"));
+    let streaming = std::thread::scope(|s| {
+        let seen = s.spawn(|| first_streaming(n1, "node2", Duration::from_secs(30)));
+        a(n1)
+            .notify("post", "start", &[("start_uname", "node2")])
+            .run("notify")
+            .assert_code(OCF_SUCCESS);
+        seen.join().expect("the watching thread")
+    });
+    // Done by the notification itself: no monitor ran.
+    assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
+    assert_eq!(score(&cib, "node2").as_deref(), Some("1000"));
+    let after = streaming.elapsed();
+    eprintln!("the post-start notification returned {after:?} after node2 streamed");
+    assert!(
+        after < Duration::from_secs(2),
+        "the notification returned {after:?} after node2 streamed"
+    );
+    // Commits now wait for node2.
+    n1.psql("insert into sms(body) values ('synchronous')");
+    assert_eq!(
+        n1.psql("select sync_state from pg_stat_replication where application_name = 'node2'"),
+        "quorum"
+    );
+}
+
+#[test]
+fn after_a_promotion_a_standby_is_synchronous_within_a_second_of_streaming_without_a_monitor() {
+    let c = Cluster::new("sync_after_promote", 2);
+    let cib = offline_cib(c.dir.path(), &["node1", "node2"]);
+    let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
+    let a = |node: &Node| agent(node, n1).env("CIB_file", cib.display().to_string());
+    a(n1).run("start").assert_code(OCF_SUCCESS);
+    // node2 waits for a primary at primary_host; its WAL receiver retries
+    // every few seconds (wal_retrieve_retry_interval), as after a failover.
+    a(n2).run("start").assert_code(OCF_SUCCESS);
+    a(n1).run("promote").assert_code(OCF_SUCCESS);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "");
+    let t = std::time::Instant::now();
+    let out = a(n1)
+        .notify(
+            "post",
+            "promote",
+            &[
+                ("promote_uname", "node1"),
+                ("unpromoted_uname", "node1 node2"),
+            ],
+        )
+        .run("notify");
+    out.assert_code(OCF_SUCCESS);
+    // The notification does not wait (the VIP starts only after it).
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // The watcher it left: its own session, nothing of the agent's
+    // environment (repl_password is set), no secret on its command line.
+    let pid: i32 = out
+        .stderr
+        .split("watcher ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no watcher started:\n{out}"));
+    // stat: pid (comm) state ppid pgrp session ...: setsid is the
+    // watcher's first call, a moment after its exec.
+    let session = |stat: &str| -> Option<String> {
+        Some(
+            stat.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(3)?
+                .to_owned(),
+        )
+    };
+    let mut looked = false;
+    for _ in 0..50 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            break;
+        };
+        let (Ok(environ), Ok(cmdline)) = (
+            std::fs::read(format!("/proc/{pid}/environ")),
+            std::fs::read(format!("/proc/{pid}/cmdline")),
+        ) else {
+            break;
+        };
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            !environ.contains("OCF_") && !environ.contains(rapidpro_ha_harness::REPL_PASSWORD),
+            "the watcher's environment: {environ}"
+        );
+        assert!(!String::from_utf8_lossy(&cmdline).contains(rapidpro_ha_harness::REPL_PASSWORD));
+        if session(&stat) == Some(pid.to_string()) {
+            looked = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !looked {
+        eprintln!("watcher {pid}: gone, or not yet in its own session, when looked at");
+    }
+    let streamed = first_streaming(n1, "node2", Duration::from_secs(30));
+    let took = synchronous_and_promotable(n1, "node2", &cib, streamed, Duration::from_secs(3));
+    eprintln!("synchronous and promotable {took:?} after node2 streamed");
+    assert!(
+        took < Duration::from_millis(1200),
+        "synchronous and promotable {took:?} after node2 streamed"
+    );
+    // The watcher is gone once done: its lock is free.
+    let lock = n1.state_dir.join("stack.watch.lock");
+    assert!(lock.exists(), "no watcher ran: {} missing", lock.display());
+    poll("the watcher exits", Duration::from_secs(5), || {
+        let free = std::process::Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "75"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .ok()?;
+        free.success().then_some(())
+    });
 }

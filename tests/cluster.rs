@@ -360,10 +360,16 @@ pub fn assert_watched(c: &NsCluster, mark: &WatchMark, scenario: &str) -> WatchR
     }
     let unknown: usize = r.stats.values().map(|s| s.unknown).sum();
     eprintln!(
-        "measured: {scenario}: watcher: {} rounds in {:.1} s, max gap {} ms, {unknown} unknown \
+        "measured: {scenario}: watcher: {} in {:.1} s, max gap {} ms, {unknown} unknown \
          samples, two primaries {} ms (upper bound from sampling {} ms), two Redis masters {} ms \
          (upper bound {} ms)",
-        if rounds == usize::MAX { 0 } else { rounds },
+        // Rounds are counted on the nodes up all along; a scenario that took
+        // every node down once has none (this printed "0 rounds").
+        if rounds == usize::MAX {
+            "no node up all along to count rounds on".to_string()
+        } else {
+            format!("{rounds} rounds")
+        },
         window.as_secs_f64(),
         r.max_gap_ms(),
         r.pg.known_ns / 1_000_000,

@@ -44,7 +44,7 @@ fn stack_role(c: &NsCluster, ask: &str, node: &str) -> Option<String> {
 }
 
 /// The promotion score (`master-<rsc>`) of `node`, asked on `ask`.
-fn promotion_score(c: &NsCluster, ask: &str, node: &str) -> Option<i64> {
+pub(crate) fn promotion_score(c: &NsCluster, ask: &str, node: &str) -> Option<i64> {
     let name = format!("master-{}", stack_id(c, ask));
     let out = c
         .node(ask)
@@ -70,7 +70,7 @@ fn promotion_score(c: &NsCluster, ask: &str, node: &str) -> Option<i64> {
 
 /// The stale mark (`rapidpro-stale-<rsc>`, a permanent node attribute) of
 /// `node`, asked on `ask`: its value if set.
-fn stale_mark(c: &NsCluster, ask: &str, node: &str) -> Option<String> {
+pub(crate) fn stale_mark(c: &NsCluster, ask: &str, node: &str) -> Option<String> {
     let name = format!("rapidpro-stale-{}", stack_id(c, ask));
     let out = c
         .node(ask)

@@ -420,6 +420,40 @@ pub fn run_unchecked(spec: &Spec) -> Result<Output, CommandError> {
     })
 }
 
+/// Starts the command and leaves it running on its own: `input` written
+/// to its standard input (then closed; it must fit in a pipe's buffer,
+/// 64 KiB on Linux, so the write cannot block), its standard output and
+/// error on /dev/null, the environment built as for [`run`], the working
+/// directory `/` unless [`Spec::current_dir`] says otherwise. It is not
+/// waited for: the agent exits a moment later and init (or the nearest
+/// subreaper) reaps it. The child is not made a process group leader, so
+/// that it can call `setsid` itself ([`crate::stack::act`]'s watcher);
+/// [`Spec::timeout`] and [`Spec::user`] do not apply (the child bounds its
+/// own life). Returns its process id.
+pub fn spawn_detached(spec: &Spec, input: &[u8]) -> Result<u32, CommandError> {
+    use std::io::Write;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir(spec.cwd.as_deref().unwrap_or(Path::new("/")));
+    cmd.env_clear()
+        .envs(child_env(spec, std::env::vars_os(), None));
+    let program = spec.program.to_string_lossy().into_owned();
+    let mut child = cmd.spawn().map_err(|e| CommandError::Spawn {
+        program: program.clone(),
+        source: e,
+    })?;
+    let pid = child.id();
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .map_err(|e| CommandError::Spawn { program, source: e })?;
+    }
+    Ok(pid)
+}
+
 /// A variable, or a family of them, a call site passes from the agent's
 /// environment to its child.
 #[derive(Debug, Clone)]

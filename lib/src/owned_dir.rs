@@ -424,6 +424,38 @@ impl OwnedDir {
             .map_err(|e| Error::new(self.path.clone(), Reason::Io(e)))
     }
 
+    /// Takes the exclusive `flock` of `name` without waiting, creating it
+    /// (mode 0600, empty) if needed: `Ok(None)` when another process holds
+    /// it. The lock lasts as long as the returned value. A link, FIFO,
+    /// device or stranger's file at `name` is refused, as for a read; what
+    /// was opened is judged again, since the name may change in between.
+    pub fn try_lock(&self, name: &str) -> Result<Option<nix::fcntl::Flock<File>>, Error> {
+        self.check_name(name)?;
+        self.check(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+            .mode(0o600)
+            .open(self.at(name))
+            .map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                    self.err(name, Reason::Symlink)
+                } else {
+                    self.io(name, e)
+                }
+            })?;
+        let meta = file.metadata().map_err(|e| self.io(name, e))?;
+        self.judge(name, Kind::of(meta.file_type()), meta.nlink(), meta.uid())?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(lock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(self.io(name, e.into())),
+        }
+    }
+
     /// Unlinks `name` (the name itself, never what a link points to).
     /// Returns whether it existed.
     pub fn remove(&self, name: &str) -> Result<bool, Error> {

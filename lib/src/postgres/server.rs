@@ -62,8 +62,32 @@ pub enum ProcessState {
     Crashed(i32),
 }
 
-/// Parameters the agent manages in `postgresql.auto.conf`.
-pub const MANAGED_SETTINGS: &[&str] = &["primary_conninfo", "recovery_target_timeline"];
+/// `wal_retrieve_retry_interval` of a standby: how soon its WAL receiver
+/// tries primary_host again after a failed connection. PostgreSQL's 5 s
+/// default left a standby that lost its primary (a failover, a switchover:
+/// the VIP moves only after the promotion) up to 5 s without streaming from
+/// the new one, and with `sync_replication=on` the new primary acknowledged
+/// commits alone all that time: a crash of it then lost them (issue 15).
+/// The cost is one connection attempt, and one log line, per half second
+/// while no primary answers.
+pub const STANDBY_RETRY_INTERVAL: &str = "500ms";
+
+/// `wal_receiver_status_interval` of a standby (PostgreSQL's default 10 s).
+/// A demoted primary restarts as a standby while the VIP is still its own
+/// (the VIP stops after the demote), and its WAL receiver connects to
+/// itself; once the VIP has moved, only the receiver's next status
+/// message, answered by a reset from the new holder, ends that connection.
+/// With 10 s the old primary streamed from the new one about 10 s after a
+/// switchover, and with `sync_replication=on` the new primary acknowledged
+/// commits alone all that time (cluster_sync). Also keeps the primary's
+/// view of replay positions, from which it scores, a second old at most.
+pub const STANDBY_STATUS_INTERVAL: &str = "1s";
+
+/// The setting a demote or stop persists (ALTER SYSTEM) to stop a primary's
+/// writes before its shutdown. Every start removes it from
+/// `postgresql.auto.conf` ([`Server::configure_standby`]) and promote
+/// resets it: a node promoted later must not be read-only.
+pub const WRITES_OFF_SETTING: &str = "default_transaction_read_only";
 
 impl Server {
     /// `postmaster.pid`.
@@ -170,38 +194,76 @@ impl Server {
     /// Committed data is never lost either way: immediate leaves crash
     /// recovery to the next start, which replays the WAL.
     pub fn stop(&self, deadline: &Deadline) -> Result<(), PgError> {
-        match self.process_state() {
+        let half = deadline.remaining() / 2;
+        let immediate = (deadline.remaining() / 4).min(Duration::from_secs(2));
+        self.stop_within(half, immediate, deadline)
+    }
+
+    /// Stops the server in three bounded steps: fast shutdown (SIGINT) for
+    /// at most `fast`, immediate shutdown (SIGQUIT) for at most `immediate`,
+    /// then SIGKILL of the postmaster and of every process in its data
+    /// directory, for the rest of the deadline.
+    ///
+    /// The signals are sent directly, as `pg_ctl stop` would, so each wait
+    /// is the agent's own and shorter than a second when it needs to be
+    /// (`pg_ctl -t` counts whole seconds). SIGKILL is the one signal a
+    /// stopped (SIGSTOP) or wedged postmaster cannot ignore; its backends
+    /// run in sessions of their own (PostgreSQL makes each child a session
+    /// leader), so they are found by their working directory, the data
+    /// directory, never by name. Committed data survives every step: a
+    /// commit is acknowledged only once its WAL is flushed, and the next
+    /// start replays it (crash recovery).
+    pub fn stop_within(
+        &self,
+        fast: Duration,
+        immediate: Duration,
+        deadline: &Deadline,
+    ) -> Result<(), PgError> {
+        let pid = match self.process_state() {
             ProcessState::Stopped => return Ok(()),
             ProcessState::Crashed(_) => return self.clean_after_crash(deadline),
-            ProcessState::Running(_) => {}
-        }
-        let half = deadline.remaining() / 2;
-        let fast = cmd::run(
-            &self
-                .pg_ctl(deadline)
-                .args(["stop", "-w", "-m", "fast", "-t"])
-                .arg(half.as_secs().max(1).to_string())
-                .arg("-D")
-                .arg(&self.datadir)
-                .timeout(half + Duration::from_secs(1)),
-        );
-        if let Err(e) = fast {
-            log::warn!("fast shutdown did not finish ({e}); shutting down immediately");
-            let _ = cmd::run(
-                &self
-                    .pg_ctl(deadline)
-                    .args(["stop", "-w", "-m", "immediate", "-D"])
-                    .arg(&self.datadir),
+            ProcessState::Running(pid) => pid,
+        };
+        let steps = [
+            (Signal::SIGINT, fast, "fast shutdown"),
+            (Signal::SIGQUIT, immediate, "immediate shutdown"),
+        ];
+        for (signal, bound, what) in steps {
+            let step = Deadline::after(deadline.cap(bound));
+            let _ = kill(Pid::from_raw(pid), signal);
+            if wait_until(&step, || !self.still_runs(pid)) {
+                return self.after_exit(deadline);
+            }
+            log::warn!(
+                "{what} did not finish within {:.1} s (postmaster {pid})",
+                bound.as_secs_f64()
             );
         }
+        log::warn!("killing postmaster {pid} and every process in its data directory (SIGKILL)");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        self.clean_after_crash(deadline)
+    }
+
+    /// Whether the postmaster `pid` still runs: its `postmaster.pid` names
+    /// it and it is alive (a zombie waiting for its parent is not).
+    fn still_runs(&self, pid: i32) -> bool {
+        self.process_state() == ProcessState::Running(pid) && !is_zombie(pid)
+    }
+
+    /// After the postmaster exited: nothing more when it removed its pid
+    /// file, the crash's cleanup otherwise.
+    fn after_exit(&self, deadline: &Deadline) -> Result<(), PgError> {
         match self.process_state() {
             ProcessState::Stopped => Ok(()),
-            ProcessState::Crashed(_) => self.clean_after_crash(deadline),
-            ProcessState::Running(pid) => Err(PgError::parse(
-                "shutdown result",
-                &format!("postmaster {pid} still runs after pg_ctl stop"),
-            )),
+            ProcessState::Crashed(_) | ProcessState::Running(_) => self.clean_after_crash(deadline),
         }
+    }
+
+    /// Whether the postmaster `pid` is stopped by a signal (SIGSTOP, a
+    /// debugger): `T` or `t` in `/proc/<pid>/stat`. It then answers no
+    /// connection, and handles no signal but SIGKILL.
+    pub fn is_frozen(&self, pid: i32) -> bool {
+        matches!(proc_state(pid), Some('T' | 't'))
     }
 
     /// After a postmaster was killed, ends its orphaned backends (found by
@@ -255,10 +317,12 @@ impl Server {
             None => String::new(),
         };
         let new = set_auto_conf(
-            &old,
+            &unset_auto_conf(&old, &[WRITES_OFF_SETTING]),
             &[
                 ("primary_conninfo", primary_conninfo),
                 ("recovery_target_timeline", "latest"),
+                ("wal_retrieve_retry_interval", STANDBY_RETRY_INTERVAL),
+                ("wal_receiver_status_interval", STANDBY_STATUS_INTERVAL),
             ],
         );
         if new != old {
@@ -268,6 +332,23 @@ impl Server {
             self.write_owned(&dir, STANDBY_SIGNAL, b"")?;
         }
         Ok(())
+    }
+
+    /// Whether `postgresql.auto.conf` sets [`WRITES_OFF_SETTING`]: a
+    /// demote or stop stopped this server's writes and no start has run
+    /// since. A file that cannot be read counts as not setting it (the
+    /// start that follows refuses it anyway).
+    pub fn writes_off_persisted(&self) -> bool {
+        let Ok(dir) = self.data_dir() else {
+            return false;
+        };
+        match dir.read(AUTO_CONF) {
+            Ok(Some(bytes)) => {
+                let text = String::from_utf8_lossy(&bytes);
+                unset_auto_conf(&text, &[WRITES_OFF_SETTING]) != text
+            }
+            _ => false,
+        }
     }
 
     /// Writes a file of the data directory atomically, owned by system_user,
@@ -518,6 +599,21 @@ pub fn parse_controldata(text: &str) -> Result<ControlData, PgError> {
     })
 }
 
+/// Removes the `name = ...` lines of `names` from a postgresql.auto.conf
+/// text, as ALTER SYSTEM RESET does.
+pub fn unset_auto_conf(old: &str, names: &[&str]) -> String {
+    let mut out = String::new();
+    for line in old.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if names.contains(&key) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Replaces or appends `name = 'value'` lines in a postgresql.auto.conf text.
 pub fn set_auto_conf(old: &str, settings: &[(&str, &str)]) -> String {
     let mut out = String::new();
@@ -565,6 +661,18 @@ fn is_postgres(pid: i32, pgdata: &Path) -> bool {
         (Err(_), _) => true,
         (_, Err(_)) => false,
     }
+}
+
+/// The state letter of `/proc/<pid>/stat` (after the command's closing
+/// parenthesis, which may itself contain spaces or parentheses).
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether `pid` has exited and waits for its parent to reap it.
+fn is_zombie(pid: i32) -> bool {
+    proc_state(pid) == Some('Z')
 }
 
 /// Pids of processes whose working directory is `dir`.
@@ -642,6 +750,23 @@ Min recovery ending loc's timeline:   2
         assert_eq!(new.matches("primary_conninfo").count(), 1);
         assert!(new.contains("work_mem = '8MB'"));
         assert!(new.contains("primary_conninfo = 'host=b password=''x'''"));
+    }
+
+    /// A demote's read-only setting is gone from the file a start writes,
+    /// and only that line.
+    #[test]
+    fn a_start_removes_the_demotes_read_only_setting() {
+        let old = "# Do not edit this file manually!\nwork_mem = '8MB'\n\
+                   default_transaction_read_only = 'on'\nprimary_conninfo = 'host=a'\n";
+        let new = set_auto_conf(
+            &unset_auto_conf(old, &[WRITES_OFF_SETTING]),
+            &[("primary_conninfo", "host=b")],
+        );
+        assert!(!new.contains(WRITES_OFF_SETTING), "{new}");
+        assert!(new.contains("work_mem = '8MB'"), "{new}");
+        assert!(new.contains("primary_conninfo = 'host=b'"), "{new}");
+        let kept = "work_mem = '8MB'\n";
+        assert_eq!(unset_auto_conf(kept, &[WRITES_OFF_SETTING]), kept);
     }
 
     /// PostgreSQL's configuration parser reads `''` as `'` and `\\` as `\`;

@@ -110,6 +110,17 @@ pub fn streaming_standbys<'a>(rows: &'a [StandbyRow], own_name: &str) -> Vec<&'a
         .collect()
 }
 
+/// Whether this standby streams from itself: a WAL sender of its own
+/// serves a receiver named after this node. A demoted primary restarts as a
+/// standby while the VIP is still its own (the VIP stops after the demote,
+/// see pcs-examples), so its WAL receiver, pointed at the VIP, connects to
+/// itself; that connection outlived the VIP's move by about 10 s in the
+/// cluster tests, all that time the new primary had no standby, and with
+/// `sync_replication=on` acknowledged commits alone.
+pub fn streams_from_itself(own_senders: &[StandbyRow], own_name: &str) -> bool {
+    own_senders.iter().any(|r| r.name == own_name)
+}
+
 /// Which of the primary's servers must be asked at primary_host, where the
 /// standbys and replicas connect: `(postgres, redis)`. Only one with fewer
 /// followers than the clone's other instances: a follower connected through
@@ -488,6 +499,12 @@ pub fn monitor_processes(p: &Processes) -> Option<Verdict> {
         return Some(Verdict::NotRunning);
     }
     match (p.pg, &p.redis) {
+        // A stopped postmaster (SIGSTOP, a debugger) accepts connections
+        // into its backlog and never answers them: waiting out query_timeout
+        // to find that out would only delay the recovery.
+        (Pg::Running(pid), _) if p.pg_frozen => fail(format!(
+            "PostgreSQL postmaster {pid} is stopped (SIGSTOP or a debugger): it answers no connection"
+        )),
         (Pg::Stopped, Rd::NotRunning) => Some(Verdict::NotRunning),
         (Pg::Crashed(pid), _) => fail(format!(
             "PostgreSQL postmaster {pid} died (stale postmaster.pid)"
@@ -792,6 +809,96 @@ pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
     })
 }
 
+// ---------------------------------------------------------------- shutdown
+
+/// What a demote or stop found on the local PostgreSQL before shutting it
+/// down: what its fast shutdown may be left waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownFacts {
+    /// A standby, or a primary whose attached standbys all confirmed the WAL
+    /// written once writes had stopped (or none is attached): the fast
+    /// shutdown waits only for its own checkpoint and for standbys that
+    /// answer.
+    Clean,
+    /// A primary with a standby that did not confirm within
+    /// [`CONFIRM_WINDOW`] (unreachable, stopped, or far behind): its WAL
+    /// sender could hold the fast shutdown until `wal_sender_timeout`.
+    StandbysUnconfirmed,
+    /// The server gave no session within [`LOCAL_PROBE`], or its postmaster
+    /// is stopped by a signal: only SIGKILL is sure to end it.
+    Frozen,
+}
+
+/// How long a demote or stop waits for a session on the local server
+/// before it takes it for frozen: a live local server forks a backend in
+/// milliseconds, and a demote that waits out query_timeout (10 s) keeps the
+/// virtual IP on a dead primary that long.
+pub const LOCAL_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long the standbys get to confirm the WAL written once writes stopped.
+/// A standby on the same LAN confirms a flush in milliseconds.
+pub const CONFIRM_WINDOW: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// The fast shutdown's bound when a standby did not confirm.
+pub const UNCLEAN_FAST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Each signal's bound when the server is frozen: it handles neither.
+pub const FROZEN_STEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The immediate shutdown's bound otherwise: it only signals the children
+/// and waits for them to exit, which takes milliseconds.
+pub const IMMEDIATE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Bounds of the first two steps of a shutdown; SIGKILL of the postmaster
+/// and of every process in its data directory gets the rest of the
+/// deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownPlan {
+    /// Fast shutdown (SIGINT): a clean shutdown checkpoint.
+    pub fast: std::time::Duration,
+    /// Immediate shutdown (SIGQUIT): crash recovery at the next start.
+    pub immediate: std::time::Duration,
+}
+
+/// The shutdown's bounds from what was found and the time left (pure).
+///
+/// A clean server gets half the time left for its checkpoint, as it always
+/// did. Otherwise the fast shutdown gets a short bound: committed data is
+/// safe either way (immediate and SIGKILL leave crash recovery to the next
+/// start, which replays the WAL), and every second spent waiting keeps the
+/// virtual IP on this node. Whatever the facts, a quarter of the time left
+/// stays for SIGKILL and the wait for the processes to be gone.
+pub fn shutdown_plan(facts: ShutdownFacts, remaining: std::time::Duration) -> ShutdownPlan {
+    let quarter = remaining / 4;
+    let (fast, immediate) = match facts {
+        ShutdownFacts::Clean => (remaining / 2, IMMEDIATE_BOUND.min(quarter)),
+        ShutdownFacts::StandbysUnconfirmed => {
+            (UNCLEAN_FAST.min(quarter), IMMEDIATE_BOUND.min(quarter))
+        }
+        ShutdownFacts::Frozen => (FROZEN_STEP.min(quarter), FROZEN_STEP.min(quarter)),
+    };
+    ShutdownPlan { fast, immediate }
+}
+
+/// The standbys (by application_name) that have not confirmed flushing
+/// `written`, the end of the WAL once writes had stopped (pure). A
+/// standby with no flush position yet has confirmed nothing.
+pub fn unconfirmed_standbys(rows: &[StandbyRow], written: Lsn) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.flush_lsn.is_none_or(|f| f < written))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The facts of a primary's shutdown from its unconfirmed standbys (pure).
+pub fn primary_shutdown_facts(unconfirmed: &[String]) -> ShutdownFacts {
+    if unconfirmed.is_empty() {
+        ShutdownFacts::Clean
+    } else {
+        ShutdownFacts::StandbysUnconfirmed
+    }
+}
+
 // ---------------------------------------------------------------- notify
 
 /// What a notification makes this node do.
@@ -800,11 +907,14 @@ pub enum NotifyPlan {
     /// Pre-promote: publish this standby's position.
     PublishPosition,
     /// Post-promote on the promoted node: clear its published position,
-    /// forget scores, checkpoint so the control file names the new timeline.
+    /// forget scores, checkpoint so the control file names the new timeline,
+    /// leave a watcher for its standbys ([`standbys_to_await`]).
     Promoted,
     /// Post-promote elsewhere: clear, forget, follow primary_host again.
     Refollow,
-    /// Nodes came or went: forget scores, so they are re-asserted.
+    /// Nodes came or went: forget scores, so they are re-asserted; on the
+    /// primary, after a start, wait for the started standbys to stream
+    /// ([`standbys_to_await`], [`wait_step`]).
     ForgetScores,
     /// Nothing to do.
     Nothing,
@@ -825,6 +935,96 @@ pub fn notify(
         (K::Post, O::Promote) => NotifyPlan::Refollow,
         (K::Post, O::Start | O::Stop) => NotifyPlan::ForgetScores,
         _ => NotifyPlan::Nothing,
+    }
+}
+
+// ------------------------------------------------ waiting for standbys
+
+/// How long the primary's post-start notification waits for the started
+/// standbys to stream: `start` returns once PostgreSQL accepts connections
+/// as a standby ([`super::act`]'s `wait_ready`), and its WAL receiver
+/// connects a moment later, so a few seconds are plenty; a standby that
+/// needs longer (a long catch-up) is scored by the next monitor. Capped to
+/// half the notification's own deadline.
+pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long the watcher a promotion leaves behind looks for standbys: one
+/// monitor interval as recommended (15 s), after which the promoted monitor
+/// does the same work. The notification's environment does not carry the
+/// monitor's interval, so it is a constant.
+pub const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often a wait for standbys looks at `pg_stat_replication`.
+pub const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The standbys the primary should wait for after notification `n`, this
+/// node being `me`: after a start, the nodes that started (the primary
+/// itself excluded: a cold start's post-start notification on a node that
+/// is about to be promoted waits for nobody); after the promotion of this
+/// node, every other node running an instance (unpromoted, or started in
+/// the same transition). Nobody otherwise. The caller also checks that this
+/// node runs the writable primary ([`wait_step`]).
+pub fn standbys_to_await(n: &crate::ocf::notify::Notify, me: &str) -> Vec<String> {
+    use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+    let lists: Vec<&Vec<String>> = match (n.kind, n.operation) {
+        (K::Post, O::Start) => vec![&n.start],
+        (K::Post, O::Promote) if n.promote.iter().any(|p| p == me) => {
+            vec![&n.unpromoted, &n.start]
+        }
+        _ => vec![],
+    };
+    let mut out: Vec<String> = Vec::new();
+    for name in lists.into_iter().flatten() {
+        if name != me && !n.stop.contains(name) && !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// One look of a bounded wait for standbys ([`wait_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStep {
+    /// Set the scores and `synchronous_standby_names` now (the primary's
+    /// shared step, as its monitor does), then look again.
+    Sync,
+    /// Look again after [`WAIT_POLL`].
+    Wait,
+    /// Stop waiting.
+    Done,
+}
+
+/// What the primary does after one look at `pg_stat_replication` while it
+/// waits for the standbys `awaited`: `streaming` are the nodes that stream,
+/// `ready` those of them scored promotable already, `names_ok` whether
+/// `synchronous_standby_names` is what [`sync_standby_names`] asks for.
+///
+/// As soon as one awaited standby streams and is not yet scored, or the
+/// synchronous setting lags behind, it syncs: a primary lost a moment later
+/// then leaves a promotable standby, and with `sync_replication=on` no
+/// commit is acknowledged without it past that point. It stops once every
+/// awaited standby is ready, when the time is up, or when this node no
+/// longer runs a writable primary (demoted meanwhile: nothing to score).
+pub fn wait_step(
+    writable_primary: bool,
+    awaited: &[String],
+    streaming: &[&str],
+    ready: &[&str],
+    names_ok: bool,
+    timed_out: bool,
+) -> WaitStep {
+    if !writable_primary || awaited.is_empty() {
+        return WaitStep::Done;
+    }
+    let streams = |a: &String| streaming.contains(&a.as_str());
+    let is_ready = |a: &String| ready.contains(&a.as_str());
+    let behind = awaited
+        .iter()
+        .any(|a| streams(a) && (!is_ready(a) || !names_ok));
+    match (behind, awaited.iter().all(is_ready) && names_ok, timed_out) {
+        (_, true, _) | (_, _, true) => WaitStep::Done,
+        (true, false, false) => WaitStep::Sync,
+        (false, false, false) => WaitStep::Wait,
     }
 }
 
@@ -1239,6 +1439,65 @@ mod tests {
         assert!(!is_local(&[], &own));
     }
 
+    // ------------------------------------------------------------ shutdown
+
+    /// Each fact's bounds, for a demote with plenty of time (108 s left of
+    /// its 120 s) and one nearly out of time (2 s left): SIGKILL always keeps
+    /// a quarter of what is left.
+    #[test]
+    fn a_shutdown_waits_long_only_for_a_clean_server() {
+        use std::time::Duration as D;
+        use ShutdownFacts::*;
+        let ms = D::from_millis;
+        #[rustfmt::skip]
+        let table = [
+            // facts, time left, fast, immediate
+            (Clean, ms(108_000), ms(54_000), ms(2_000)),
+            (StandbysUnconfirmed, ms(108_000), ms(1_000), ms(2_000)),
+            (Frozen, ms(108_000), ms(500), ms(500)),
+            (Clean, ms(2_000), ms(1_000), ms(500)),
+            (StandbysUnconfirmed, ms(2_000), ms(500), ms(500)),
+            (Frozen, ms(1_000), ms(250), ms(250)),
+            (Frozen, D::ZERO, D::ZERO, D::ZERO),
+        ];
+        for (facts, left, fast, immediate) in table {
+            let plan = shutdown_plan(facts, left);
+            assert_eq!(
+                plan,
+                ShutdownPlan { fast, immediate },
+                "{facts:?}, {left:?} left"
+            );
+            assert!(
+                plan.fast + plan.immediate <= left - left / 4,
+                "{facts:?}, {left:?}"
+            );
+        }
+    }
+
+    /// A standby that has not flushed the WAL written once writes stopped
+    /// (or says nothing of its flush) holds the fast shutdown; one that has
+    /// does not.
+    #[test]
+    fn standbys_that_did_not_confirm_the_last_wal_make_the_shutdown_unclean() {
+        let written = Lsn(500);
+        let mut behind = row("n2", "streaming", 400, 500);
+        behind.flush_lsn = Some(Lsn(499));
+        let mut silent = row("n3", "startup", 0, 500);
+        silent.flush_lsn = None;
+        let caught_up = row("n4", "streaming", 500, 500);
+        let mut ahead = row("n5", "streaming", 600, 600);
+        ahead.flush_lsn = Some(Lsn(600));
+        let rows = [behind, silent, caught_up, ahead];
+        let names = unconfirmed_standbys(&rows, written);
+        assert_eq!(names, ["n2", "n3"]);
+        assert_eq!(
+            primary_shutdown_facts(&names),
+            ShutdownFacts::StandbysUnconfirmed
+        );
+        assert!(unconfirmed_standbys(&rows[2..], written).is_empty());
+        assert_eq!(primary_shutdown_facts(&[]), ShutdownFacts::Clean);
+    }
+
     // ------------------------------------------------------------ monitor
 
     use crate::postgres::server::ProcessState as Pg;
@@ -1247,10 +1506,33 @@ mod tests {
     fn procs(pg: Pg, redis: Rd, was_primary: bool, probe: bool) -> Processes {
         Processes {
             pg,
+            pg_frozen: false,
             redis,
             was_primary,
             probe,
         }
+    }
+
+    #[test]
+    fn a_stopped_postmaster_fails_the_monitor_before_any_connection() {
+        let frozen = |was_primary, probe| Processes {
+            pg_frozen: true,
+            ..procs(Pg::Running(10), Rd::Running(11), was_primary, probe)
+        };
+        let reason =
+            "PostgreSQL postmaster 10 is stopped (SIGSTOP or a debugger): it answers no connection";
+        for (was_primary, probe) in [(true, false), (false, false), (true, true)] {
+            assert_eq!(
+                monitor_processes(&frozen(was_primary, probe)),
+                Some(Verdict::failed(was_primary, reason)),
+                "was_primary {was_primary}, probe {probe}"
+            );
+        }
+        // Not frozen: the monitor goes on and connects.
+        assert_eq!(
+            monitor_processes(&procs(Pg::Running(10), Rd::Running(11), true, false)),
+            None
+        );
     }
 
     /// The monitor's verdict on the processes alone: PostgreSQL × Redis ×
@@ -1636,5 +1918,148 @@ mod tests {
                 "{kind:?}-{op:?} {promoted:?}"
             );
         }
+    }
+
+    // ------------------------------------------------ waiting for standbys
+
+    fn notification(
+        kind: crate::ocf::notify::NotifyKind,
+        op: crate::ocf::notify::NotifyOp,
+        lists: &[(&str, &str)],
+    ) -> crate::ocf::notify::Notify {
+        let get = |k: &str| lists.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        crate::ocf::notify::Notify {
+            kind,
+            operation: op,
+            start: get("start")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            stop: get("stop")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            active: vec![],
+            promote: get("promote")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            demote: vec![],
+            promoted: vec![],
+            unpromoted: get("unpromoted")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
+            all: vec![],
+            available: vec![],
+        }
+    }
+
+    #[test]
+    fn the_primary_waits_for_started_nodes_and_after_its_promotion_for_every_other_instance() {
+        use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+        let me = "node1";
+        #[rustfmt::skip]
+        type Row<'a> = (K, O, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let table: [Row; 9] = [
+            // A standby rejoined.
+            (K::Post, O::Start, &[("start", "node2 ")], &["node2"]),
+            (
+                K::Post,
+                O::Start,
+                &[("start", "node2 node3")],
+                &["node2", "node3"],
+            ),
+            // A cold start: this node started too, and waits for nobody but the others.
+            (K::Post, O::Start, &[("start", "node1 node2")], &["node2"]),
+            // Started and stopped in the same transition (a restart elsewhere
+            // that failed): not waited for.
+            (
+                K::Post,
+                O::Start,
+                &[("start", "node2 node3"), ("stop", "node3")],
+                &["node2"],
+            ),
+            (K::Pre, O::Start, &[("start", "node2")], &[]),
+            // This node promoted: its standbys, and nodes started meanwhile.
+            (
+                K::Post,
+                O::Promote,
+                &[
+                    ("promote", "node1"),
+                    ("unpromoted", "node1 node2"),
+                    ("start", "node3"),
+                ],
+                &["node2", "node3"],
+            ),
+            // Another node promoted: not this node's standbys.
+            (
+                K::Post,
+                O::Promote,
+                &[("promote", "node2"), ("unpromoted", "node1 node3")],
+                &[],
+            ),
+            (
+                K::Pre,
+                O::Promote,
+                &[("promote", "node1"), ("unpromoted", "node1 node2")],
+                &[],
+            ),
+            (K::Post, O::Stop, &[("stop", "node2")], &[]),
+        ];
+        for (kind, op, lists, want) in table {
+            let n = notification(kind, op, lists);
+            assert_eq!(standbys_to_await(&n, me), want, "{kind:?}-{op:?} {lists:?}");
+        }
+    }
+
+    #[test]
+    fn a_wait_for_standbys_syncs_as_soon_as_one_streams_and_stops_once_all_are_scored() {
+        let both = ["node2".to_string(), "node3".to_string()];
+        let one = ["node2".to_string()];
+        use WaitStep::*;
+        #[rustfmt::skip]
+        type Row<'a> = (bool, &'a [String], &'a [&'a str], &'a [&'a str], bool, bool, WaitStep);
+        let table: [Row; 12] = [
+            // (writable primary, awaited, streaming, ready, names ok, timed out)
+            (true, &one, &[], &[], true, false, Wait),
+            (true, &one, &["node2"], &[], true, false, Sync),
+            // Scored, but commits are not synchronous yet.
+            (true, &one, &["node2"], &["node2"], false, false, Sync),
+            (true, &one, &["node2"], &["node2"], true, false, Done),
+            // The first of two streams: sync now, do not wait for the second.
+            (true, &both, &["node2"], &[], true, false, Sync),
+            (true, &both, &["node2"], &["node2"], true, false, Wait),
+            (
+                true,
+                &both,
+                &["node2", "node3"],
+                &["node2", "node3"],
+                true,
+                false,
+                Done,
+            ),
+            // Another standby streaming is not one of those awaited.
+            (true, &one, &["node3"], &[], false, false, Wait),
+            // Time is up, whatever is left.
+            (true, &one, &["node2"], &[], true, true, Done),
+            (true, &one, &[], &[], true, true, Done),
+            // Demoted meanwhile, or nobody to wait for.
+            (false, &one, &["node2"], &[], true, false, Done),
+            (true, &[], &["node2"], &[], false, false, Done),
+        ];
+        for (primary, awaited, streaming, ready, names_ok, timed_out, want) in table {
+            assert_eq!(
+                wait_step(primary, awaited, streaming, ready, names_ok, timed_out),
+                want,
+                "{primary} {awaited:?} {streaming:?} {ready:?} {names_ok} {timed_out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_standby_streams_from_itself_when_one_of_its_own_senders_serves_its_name() {
+        let row = |name: &str| row(name, "streaming", 100, 100);
+        assert!(streams_from_itself(&[row("node1")], "node1"));
+        assert!(streams_from_itself(&[row("node3"), row("node1")], "node1"));
+        // A cascading standby of its own is not itself.
+        assert!(!streams_from_itself(&[row("node3")], "node1"));
+        assert!(!streams_from_itself(&[], "node1"));
     }
 }

@@ -264,6 +264,9 @@ pub fn agent_main(args: &[String]) -> i32 {
         eprintln!("{}", ocf::exit_reason_line("no action given"));
         return OcfRc::ErrArgs.code();
     };
+    if name == act::WATCH_ARG {
+        return act::watcher_main();
+    }
     let Some(action) = Action::parse(name) else {
         eprint!("{}", ocf::usage(program));
         eprintln!(

@@ -20,6 +20,8 @@ use crate::redis::{self, Role};
 pub struct Processes {
     /// PostgreSQL's postmaster.
     pub pg: ProcessState,
+    /// The running postmaster is stopped by a signal (SIGSTOP, a debugger).
+    pub pg_frozen: bool,
     /// redis-server.
     pub redis: redis::ProcessState,
     /// No `standby.signal`: this instance was the primary.
@@ -30,8 +32,10 @@ pub struct Processes {
 
 /// Reads the processes of this instance (pid files, no connection).
 pub fn processes(ctx: &Ctx<'_>) -> Processes {
+    let pg = ctx.pg.process_state();
     Processes {
-        pg: ctx.pg.process_state(),
+        pg,
+        pg_frozen: matches!(pg, ProcessState::Running(pid) if ctx.pg.is_frozen(pid)),
         redis: redis::process_state(&ctx.redis),
         was_primary: !ctx.pg.is_standby_configured(),
         probe: ctx.env.is_probe(),

@@ -101,7 +101,9 @@ impl State {
         self.unreachable_since = None;
         self.async_until = None;
         self.stale.clear();
-        self.since_promotion = false;
+        // Kept: the post-promote notification forgets the scores right
+        // after promote set it, and the asynchronous start of a promotion
+        // must not become an async horizon ([`super::decide::async_until`]).
     }
 }
 

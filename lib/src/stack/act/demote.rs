@@ -1,38 +1,57 @@
 //! `demote`.
 
-use super::follow::{start_redis_replica, wait_ready};
+use super::follow::{follow_redis_primary_within, start_redis_replica, wait_ready};
+use super::shutdown::{shut_down, stop_writes, Local};
 use super::start::start_postgres_standby;
-use super::{load_state, local_db, primary_desc, save_state, set_score};
+use super::{load_state, primary_desc, save_state, set_score};
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::Db;
-use crate::postgres::server::ProcessState;
-use crate::stack::decide::{self, OwnData, AHEAD_SCORE, CANDIDATE_SCORE};
+use crate::redis;
+use crate::stack::decide::{self, OwnData, ShutdownFacts, AHEAD_SCORE, CANDIDATE_SCORE};
 use crate::stack::{Ctx, Error, Outcome};
 
-/// `demote`: PostgreSQL stopped cleanly and restarted as a standby of
-/// primary_host; Redis made its replica.
+/// `demote`: Redis made a replica of primary_host first, at once; then
+/// PostgreSQL's writes stopped, before any wait ([`stop_writes`]); then
+/// PostgreSQL shut down in bounded steps ([`shut_down`]) and restarted as a
+/// standby of primary_host.
+///
+/// The order is what bounds a cut-off or hung primary's damage: the
+/// virtual IP stops only after the demote, so every second the demote
+/// waits is a second in which clients still reach this node.
 pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = Ctx::checked(env, deadline)?;
+    if let redis::ProcessState::Running(_) = redis::process_state(&ctx.redis) {
+        if let Err(e) = follow_redis_primary_within(&ctx, decide::LOCAL_PROBE) {
+            // start_redis_replica below tries again, and fails the demote
+            // if Redis still cannot be made a replica.
+            log::warn!("cannot make Redis a replica before PostgreSQL's shutdown: {e}");
+        }
+    }
     // Pacemaker demotes the instance it holds Promoted, so no other node was
-    // promoted since: a PostgreSQL found down here is the failed primary,
-    // whose WAL every standby's is a prefix of.
-    let own_data = match ctx.pg.process_state() {
-        ProcessState::Running(_) => OwnData::Standby,
-        ProcessState::Crashed(_) | ProcessState::Stopped => OwnData::FailedPrimary,
-    };
-    if let ProcessState::Running(_) = ctx.pg.process_state() {
-        let db = local_db(&ctx)?;
-        if !db.in_recovery()? {
+    // promoted since: a PostgreSQL found down or frozen here is the failed
+    // primary, whose WAL every standby's is a prefix of.
+    let mut own_data = OwnData::Standby;
+    match stop_writes(&ctx) {
+        Local::NotRunning => own_data = OwnData::FailedPrimary,
+        Local::Standby => {}
+        Local::Primary { facts, db } => {
             // A standby that started streaming since this primary's last
-            // monitor has no promotion score yet (its stop deleted it): score
-            // every streaming standby now, or a switchover right after a
-            // rejoin leaves no node to promote (seen in the cluster tests).
+            // monitor has no promotion score yet (its stop deleted it):
+            // score every streaming standby now, or a switchover right after
+            // a rejoin leaves no node to promote (seen in the cluster tests).
             score_streaming_standbys(&ctx, &db);
             drop(db);
             log::info!("stopping the primary to restart it as a standby");
-            ctx.pg.stop(&ctx.deadline)?;
+            shut_down(&ctx, facts)?;
+        }
+        // A standby has no writes to stop: the start below reports on it.
+        // Only a primary is worth killing for the virtual IP's sake.
+        Local::Frozen if ctx.pg.is_standby_configured() => {}
+        Local::Frozen => {
+            shut_down(&ctx, ShutdownFacts::Frozen)?;
+            own_data = OwnData::FailedPrimary;
         }
     }
     start_postgres_standby(&ctx)?;

@@ -33,7 +33,26 @@ pub(super) fn start_redis_replica(ctx: &Ctx<'_>) -> Result<(), Error> {
 
 /// Makes the local Redis a replica of primary_host.
 pub(super) fn follow_redis_primary(ctx: &Ctx<'_>) -> Result<(), Error> {
-    let mut c = redis_local(ctx)?;
+    follow_redis_primary_with(ctx, redis_local(ctx)?)
+}
+
+/// [`follow_redis_primary`], each call bounded by `bound` rather than
+/// query_timeout: a demote does this before anything else, and a Redis
+/// that does not answer within it must not delay stopping PostgreSQL's
+/// writes.
+pub(super) fn follow_redis_primary_within(
+    ctx: &Ctx<'_>,
+    bound: std::time::Duration,
+) -> Result<(), Error> {
+    let c = redis::connect(
+        &ctx.redis.endpoint(),
+        ctx.cfg.redis_password.as_deref(),
+        ctx.deadline.cap(bound),
+    )?;
+    follow_redis_primary_with(ctx, c)
+}
+
+fn follow_redis_primary_with(ctx: &Ctx<'_>, mut c: redis::Conn) -> Result<(), Error> {
     let info = c.info_replication()?;
     let host = ctx.cfg.primary_host.as_str();
     let port = ctx.cfg.redis_primary_port;

@@ -21,10 +21,12 @@ mod monitor;
 mod monitor_primary;
 mod notify;
 mod promote;
+mod shutdown;
 mod stale;
 mod start;
 mod stop;
 mod validate;
+mod watch;
 
 pub use demote::demote;
 pub use monitor::monitor;
@@ -33,6 +35,7 @@ pub use promote::promote;
 pub use start::start;
 pub use stop::stop;
 pub use validate::validate_all;
+pub use watch::{watcher_main, watcher_vars, WATCH_ARG};
 
 use super::state::State;
 use super::{Ctx, Error};

@@ -30,9 +30,43 @@ pub(super) fn monitor_primary(
         Ok(s) => s,
         Err(e) => return Ok(Verdict::failed(true, e.to_string())),
     };
+    let streaming = match sync_standbys(ctx, db, st, &standbys) {
+        Ok(n) => n,
+        Err(e) => return Ok(Verdict::failed(true, e.to_string())),
+    };
+    // Normally done by the post-promote notification; this covers a
+    // cluster without notifications. A query, not a process.
+    if st.checkpoint_timeline < st.primary_timeline {
+        if let Err(e) = checkpoint_new_timeline(ctx) {
+            log::warn!("{e}");
+        }
+    }
+    if ctx.cfg.sync_replication == crate::config::SyncMode::Strict && streaming == 0 {
+        return Ok(Verdict::DegradedPromoted(
+            "sync_replication=strict and no standby streams: commits wait".into(),
+        ));
+    }
+    unreachable_at_primary_host(ctx, streaming, info)
+}
+
+/// The primary's one step over its standbys, from `pg_stat_replication`
+/// (`standbys`) and its status `st`: promotion scores for the standbys,
+/// `synchronous_standby_names`, and the bookkeeping of commits
+/// acknowledged asynchronously (`async_until`, the stale marks). Run by
+/// every monitor, by the post-start notification as soon as a started
+/// standby streams, and by the watcher a promotion leaves behind
+/// ([`super::watch`]), so that a standby is promotable, and commits wait
+/// for it, without waiting for the next monitor. Spawns nothing unless a
+/// score or a mark changes. Returns how many standbys stream.
+pub(super) fn sync_standbys(
+    ctx: &Ctx<'_>,
+    db: &Db,
+    st: &LocalStatus,
+    standbys: &[StandbyRow],
+) -> Result<usize, PgError> {
     let own = ctx.node.as_str();
     // Synchronous replication follows the streaming standbys.
-    let streamers: Vec<String> = decide::streaming_standbys(&standbys, own)
+    let streamers: Vec<String> = decide::streaming_standbys(standbys, own)
         .iter()
         .map(|s| format!("{} ({})", s.name, s.sync_state))
         .collect();
@@ -49,15 +83,36 @@ pub(super) fn monitor_primary(
         st.current_lsn.unwrap_or_default(),
         state.async_until.map(Lsn),
     );
+    // First, as it is one query where the scores below may take a
+    // process each: from here on commits wait for a standby. Its failure
+    // is returned once the scores are set.
+    let mut altered = Ok(());
+    if st.synchronous_standby_names != names {
+        log::info!(
+            "synchronous_standby_names = '{names}' (streaming: {})",
+            streamers.join(", ")
+        );
+        altered = db.alter_system("synchronous_standby_names", names);
+    }
     let mut changed = state.async_until != async_until.map(|l| l.0) || state.since_promotion;
     state.async_until = async_until.map(|l| l.0);
     state.since_promotion = false;
-    // Promotion scores, set only when they change.
+    let async_now = names_were_empty || names.is_empty();
+    changed |= stale::mark(ctx, &mut state, standbys, async_until, async_now);
+    // Promotion scores, set only when they change. A node marked stale is
+    // scored -1000 with the others no longer streaming: a score it kept
+    // from before (a demoted primary gives itself 1) would let Pacemaker
+    // promote it without what this primary acknowledged alone.
+    let marked = state
+        .stale
+        .iter()
+        .filter(|(_, m)| **m)
+        .map(|(n, _)| n.as_str());
     let mut want = decide::standby_scores(
-        &standbys,
+        standbys,
         ctx.cfg.maxlag,
         async_until,
-        state.scores.keys().map(String::as_str),
+        state.scores.keys().map(String::as_str).chain(marked),
         own,
     );
     want.insert(own.to_string(), PROMOTED_SCORE);
@@ -74,33 +129,11 @@ pub(super) fn monitor_primary(
             changed = true;
         }
     }
-    let async_now = names_were_empty || names.is_empty();
-    changed |= stale::mark(ctx, &mut state, &standbys, async_until, async_now);
     if changed {
         save_state(ctx, &state);
     }
-    // Normally done by the post-promote notification; this covers a
-    // cluster without notifications. A query, not a process.
-    if st.checkpoint_timeline < st.primary_timeline {
-        if let Err(e) = checkpoint_new_timeline(ctx) {
-            log::warn!("{e}");
-        }
-    }
-    if st.synchronous_standby_names != names {
-        log::info!(
-            "synchronous_standby_names = '{names}' (streaming: {})",
-            streamers.join(", ")
-        );
-        if let Err(e) = db.alter_system("synchronous_standby_names", names) {
-            return Ok(Verdict::failed(true, e.to_string()));
-        }
-    }
-    if ctx.cfg.sync_replication == crate::config::SyncMode::Strict && streaming == 0 {
-        return Ok(Verdict::DegradedPromoted(
-            "sync_replication=strict and no standby streams: commits wait".into(),
-        ));
-    }
-    unreachable_at_primary_host(ctx, streaming, info)
+    altered?;
+    Ok(streaming)
 }
 
 /// Whether this primary's PostgreSQL and Redis answer at primary_host, where

@@ -1,6 +1,7 @@
 //! `notify`.
 
 use super::follow::{follow_primary, follow_redis_primary};
+use super::watch::{leave_watcher, wait_for_standbys};
 use super::{best_effort, forget_scores, local_db, position_attribute, remember_own_data};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -11,7 +12,9 @@ use crate::stack::{Ctx, Error, Outcome};
 
 /// `notify`: never fails (a failed notify would stop the clone). Publishes
 /// this standby's position before a promotion, re-points followers after
-/// one, and makes the primary re-assert scores when nodes come and go.
+/// one, and makes the primary re-assert scores when nodes come and go; on
+/// the primary, a started standby is scored and made synchronous as soon
+/// as it streams (after a promotion, by a watcher left behind).
 pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
     let Some(n) = env.notification() else {
         return Outcome::ok();
@@ -37,7 +40,12 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
             );
             forget_scores(&ctx);
             if plan == NotifyPlan::Promoted {
-                checkpoint_new_timeline(&ctx)
+                let r = checkpoint_new_timeline(&ctx);
+                // The VIP starts only once this notification is done, and
+                // the standbys reach this primary through it: no waiting
+                // here, a watcher instead.
+                leave_watcher(&decide::standbys_to_await(&n, ctx.node.as_str()));
+                r
             } else {
                 // Another node is the primary now: this node's data is no
                 // longer the last primary's.
@@ -47,7 +55,13 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         }
         NotifyPlan::ForgetScores => {
             forget_scores(&ctx);
-            Ok(())
+            // A standby that started is promotable, and commits wait for
+            // it, as soon as it streams: not at the next monitor.
+            wait_for_standbys(
+                &ctx,
+                &decide::standbys_to_await(&n, ctx.node.as_str()),
+                decide::START_WAIT.min(ctx.deadline.remaining() / 2),
+            )
         }
         NotifyPlan::Nothing => Ok(()),
     };
@@ -116,6 +130,7 @@ fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
             return Ok(());
         }
         follow_primary(ctx, &db)?;
+        leave_itself(ctx, &db);
     }
     if matches!(
         redis::process_state(&ctx.redis),
@@ -124,4 +139,28 @@ fn refollow(ctx: &Ctx<'_>) -> Result<(), Error> {
         follow_redis_primary(ctx)?;
     }
     Ok(())
+}
+
+/// A demoted primary whose WAL receiver streams from itself
+/// ([`decide::streams_from_itself`]): ends its own WAL sender that serves
+/// it, so the receiver retries primary_host at once (within
+/// `wal_retrieve_retry_interval`), where the new primary is about to be
+/// (the VIP starts right after this notification). Best effort.
+fn leave_itself(ctx: &Ctx<'_>, db: &crate::postgres::db::Db) {
+    let own = ctx.node.as_str();
+    match db.standbys() {
+        Ok(rows) if decide::streams_from_itself(&rows, own) => {
+            log::info!("this standby streams from itself: ending that WAL sender");
+            let sql = format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_replication \
+                 WHERE application_name = {}",
+                crate::postgres::db::quote_literal(own)
+            );
+            if let Err(e) = db.execute("ending the WAL sender serving this node", &sql) {
+                log::warn!("{e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read this standby's WAL senders: {e}"),
+    }
 }

@@ -11,7 +11,7 @@ use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::{Db, LocalStatus};
-use crate::postgres::server::{wait_until, ProcessState};
+use crate::postgres::server::{wait_until, ProcessState, WRITES_OFF_SETTING};
 use crate::postgres::Position;
 use crate::redis::{self, Role};
 use crate::stack::decide::{
@@ -32,6 +32,17 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     }
     let db = local_db(&ctx)?;
     let st = db.status()?;
+    if ctx.pg.writes_off_persisted() {
+        // Left by a demote or stop that stopped this node's writes (a start
+        // removes it; a primary whose demote failed keeps it): a promoted
+        // node must accept writes.
+        log::info!("resetting {WRITES_OFF_SETTING}, set when this node last stopped its writes");
+        db.execute(
+            "ALTER SYSTEM",
+            &format!("ALTER SYSTEM RESET {WRITES_OFF_SETTING}"),
+        )?;
+        db.execute("pg_reload_conf()", "SELECT pg_reload_conf()")?;
+    }
     if st.in_recovery {
         let names = promote_standby_safely(&ctx, &db, &st)?;
         if st.synchronous_standby_names != names {

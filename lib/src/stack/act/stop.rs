@@ -1,5 +1,6 @@
 //! `stop`.
 
+use super::shutdown::stop_postgres;
 use super::{best_effort, forget_scores};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -7,8 +8,9 @@ use crate::ocf::OcfRc;
 use crate::redis;
 use crate::stack::{Ctx, Error, Outcome};
 
-/// `stop`: Redis, then PostgreSQL (fast shutdown, immediate if it hangs),
-/// and the node's promotion score. Succeeds when nothing runs, also after a
+/// `stop`: Redis, then PostgreSQL (writes stopped first on a primary; fast
+/// shutdown, immediate, then SIGKILL, each bounded: see
+/// [`super::shutdown`]), and the node's promotion score. Succeeds when nothing runs, also after a
 /// crash: a failed stop ends in fencing.
 pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = match Ctx::new(env, deadline) {
@@ -24,7 +26,7 @@ pub fn stop(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         return Ok(Outcome::ok());
     }
     redis::stop(&ctx.redis, &ctx.deadline)?;
-    ctx.pg.stop(&ctx.deadline)?;
+    stop_postgres(&ctx)?;
     best_effort(
         "deleting this node's promotion score",
         ctx.cluster
