@@ -32,6 +32,7 @@ use rapidpro_ha_harness::{poll, NsCluster, NsNode, STACK_AGENT};
 
 use super::bin;
 use super::cluster::{finish_load, start_load, wait_replicating, SETTLE};
+use super::cluster_faults::{promotion_score, stale_mark};
 use super::cluster_fencing::{shorten_orphan_retries, wait_port_gone};
 
 /// The bound of every recovery, from the repair to every standby streaming
@@ -494,6 +495,11 @@ struct Recovery {
     streaming: Duration,
     /// Until the primary committed synchronously again.
     synchronous: Duration,
+    /// Until every standby was promotable again: scored above 0 and not
+    /// marked stale. Before that, a second failure of the primary leaves
+    /// no standby the agent may promote without an operator (README,
+    /// "stale marks"): that window is the cluster's, not the next fault's.
+    promotable: Duration,
 }
 
 /// Calls `f` every 100 ms until it returns `Some` or `deadline` passes
@@ -590,10 +596,23 @@ fn recover(c: &NsCluster, repaired: Instant) -> Recovery {
     let streaming = repaired.elapsed();
     c.wait_synchronous(&primary, deadline.saturating_duration_since(Instant::now()));
     let synchronous = repaired.elapsed();
+    for n in c.nodes().iter().filter(|n| n.name != primary) {
+        by(
+            deadline,
+            &format!("{} promotable (scored above 0, not marked stale)", n.name),
+            || {
+                let scored = promotion_score(c, &primary, &n.name).is_some_and(|s| s > 0);
+                let marked = stale_mark(c, &primary, &n.name);
+                (scored && marked.is_none()).then_some(())
+            },
+        );
+    }
+    let promotable = repaired.elapsed();
     Recovery {
         primary,
         streaming,
         synchronous,
+        promotable,
     }
 }
 
@@ -672,9 +691,11 @@ fn soak(plan: Plan) {
         let r = recover(&c, repaired);
         eprintln!(
             "measured: soak: {fault}: every standby streaming {:.1} s after the repair \
-             (synchronous at {:.1} s; repaired {:.1} s after the fault; primary {primary} -> {})",
+             (synchronous at {:.1} s, promotable at {:.1} s; repaired {:.1} s after the fault; \
+             primary {primary} -> {})",
             r.streaming.as_secs_f64(),
             r.synchronous.as_secs_f64(),
+            r.promotable.as_secs_f64(),
             (repaired - at).as_secs_f64(),
             r.primary
         );
