@@ -20,7 +20,7 @@ use super::cluster::{
 };
 
 /// The id of the `ocf:rapidpro:stack` primitive (inside the clone).
-fn stack_id(c: &NsCluster, ask: &str) -> String {
+pub(crate) fn stack_id(c: &NsCluster, ask: &str) -> String {
     let st = c.status(ask).unwrap_or_else(|e| panic!("{e}"));
     let id = st.of_agent(STACK_AGENT).map(|r| r.id.clone()).next();
     id.unwrap_or_else(|| panic!("no {STACK_AGENT} resource in crm_mon:\n{st:?}"))

@@ -12,6 +12,7 @@ mod child_environment;
 mod cluster;
 mod cluster_alerts;
 mod cluster_app;
+mod cluster_cold_start;
 mod cluster_cutoff;
 mod cluster_faults;
 mod cluster_fencing;

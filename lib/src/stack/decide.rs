@@ -906,6 +906,10 @@ pub fn primary_shutdown_facts(unconfirmed: &[String]) -> ShutdownFacts {
 pub enum NotifyPlan {
     /// Pre-promote: publish this standby's position.
     PublishPosition,
+    /// Pre-promote on the node about to be promoted: publish, then hear the
+    /// other standbys' positions ([`pre_promote`]) and hand the promotion
+    /// to one that is ahead before Pacemaker runs this node's promote.
+    PublishAndHearPeers,
     /// Post-promote on the promoted node: clear its published position,
     /// forget scores, checkpoint so the control file names the new timeline,
     /// leave a watcher for its standbys ([`standbys_to_await`]).
@@ -930,11 +934,95 @@ pub fn notify(
 ) -> NotifyPlan {
     use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
     match (kind, op) {
+        (K::Pre, O::Promote) if promoted.iter().any(|p| p == me) => NotifyPlan::PublishAndHearPeers,
         (K::Pre, O::Promote) => NotifyPlan::PublishPosition,
         (K::Post, O::Promote) if promoted.iter().any(|p| p == me) => NotifyPlan::Promoted,
         (K::Post, O::Promote) => NotifyPlan::Refollow,
         (K::Post, O::Start | O::Stop) => NotifyPlan::ForgetScores,
         _ => NotifyPlan::Nothing,
+    }
+}
+
+// ------------------------------------------- pre-promote, on the chosen node
+
+/// How long the node Pacemaker is about to promote waits, in its
+/// pre-promote notification, for the other standbys to publish their
+/// positions. They publish in the same notification, run at the same
+/// moment on every node (a restartpoint, then `attrd_updater`), so they
+/// usually take a few hundred milliseconds; a standby that does not
+/// publish in time is left to promote's own check.
+pub const PEERS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The standbys whose positions the node `me`, about to be promoted,
+/// waits for in its pre-promote notification `n`: every instance that is
+/// unpromoted, starting or being demoted (a demoted primary is a standby
+/// by then, and publishes too), except the ones stopping and itself.
+pub fn peers_to_hear(n: &crate::ocf::notify::Notify, me: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in [&n.unpromoted, &n.start, &n.demote].into_iter().flatten() {
+        if name != me && !n.stop.contains(name) && !n.promote.contains(name) && !out.contains(name)
+        {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// What the node about to be promoted does after one look at the
+/// positions published so far ([`pre_promote`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrePromote {
+    /// A standby it waits for has not published yet: look again.
+    Wait,
+    /// No standby is ahead (or this node's position is unknown, which
+    /// promote refuses on its own): let Pacemaker promote it.
+    Proceed,
+    /// `peer` is ahead: score it [`AHEAD_SCORE`] and this node
+    /// [`CANDIDATE_SCORE`] now. The change aborts the transition before
+    /// Pacemaker runs this node's promote (it waits for every pre-promote
+    /// notification), and the next one promotes `peer`. A refusal in
+    /// promote would do the same, at the price of a failed action and a
+    /// fail-count on a healthy standby, after every cold start that picks
+    /// the node behind.
+    HandOver {
+        /// The standby ahead.
+        peer: String,
+        /// Its position.
+        peer_at: Position,
+        /// This node's.
+        own: Position,
+    },
+}
+
+/// The pre-promote decision of the node about to be promoted: `own` its
+/// position, `expected` the standbys it waits for ([`peers_to_hear`]),
+/// `published` what they published so far, `out_of_time` whether
+/// [`PEERS_WAIT`] (or the notification's deadline) has passed. Hands over
+/// to the most advanced standby once every expected one has published, or
+/// at the end of the wait with what was published by then; the same rule
+/// as promote's ([`better_peer`]), so promote would not refuse the peer.
+pub fn pre_promote(
+    own: Option<Position>,
+    expected: &[String],
+    published: &[(String, Position)],
+    out_of_time: bool,
+) -> PrePromote {
+    let Some(own) = own else {
+        return PrePromote::Proceed;
+    };
+    let heard = expected
+        .iter()
+        .all(|e| published.iter().any(|(n, _)| n == e));
+    if !heard && !out_of_time {
+        return PrePromote::Wait;
+    }
+    match better_peer(own, published) {
+        Some((peer, peer_at)) => PrePromote::HandOver {
+            peer: peer.clone(),
+            peer_at: *peer_at,
+            own,
+        },
+        None => PrePromote::Proceed,
     }
 }
 
@@ -1900,7 +1988,7 @@ mod tests {
         #[rustfmt::skip]
         let table: [(K, O, &[String], NotifyPlan); 9] = [
             (K::Pre, O::Promote, &there, NotifyPlan::PublishPosition),
-            (K::Pre, O::Promote, &here, NotifyPlan::PublishPosition),
+            (K::Pre, O::Promote, &here, NotifyPlan::PublishAndHearPeers),
             (K::Post, O::Promote, &here, NotifyPlan::Promoted),
             (K::Post, O::Promote, &there, NotifyPlan::Refollow),
             // An empty or garbled promote list: refollow, which does nothing
@@ -1941,13 +2029,94 @@ mod tests {
             promote: get("promote")
                 .map(crate::ocf::notify::split_list)
                 .unwrap_or_default(),
-            demote: vec![],
+            demote: get("demote")
+                .map(crate::ocf::notify::split_list)
+                .unwrap_or_default(),
             promoted: vec![],
             unpromoted: get("unpromoted")
                 .map(crate::ocf::notify::split_list)
                 .unwrap_or_default(),
             all: vec![],
             available: vec![],
+        }
+    }
+
+    // ------------------------------------------- pre-promote, on the chosen node
+
+    #[test]
+    fn the_node_being_promoted_hears_every_other_standby_but_not_stopping_ones() {
+        use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+        let n = notification(
+            K::Pre,
+            O::Promote,
+            &[
+                ("promote", "node2"),
+                ("unpromoted", "node2 node3 node4"),
+                ("start", "node5"),
+                ("demote", "node1"),
+                ("stop", "node4"),
+            ],
+        );
+        assert_eq!(peers_to_hear(&n, "node2"), ["node3", "node5", "node1"]);
+        let alone = notification(
+            K::Pre,
+            O::Promote,
+            &[("promote", "node2"), ("unpromoted", "node2")],
+        );
+        assert!(peers_to_hear(&alone, "node2").is_empty());
+    }
+
+    #[test]
+    fn the_node_being_promoted_hands_over_to_a_standby_ahead_once_it_heard_them_all() {
+        let at = |timeline: u32, lsn: u64| Position {
+            timeline,
+            lsn: Lsn(lsn),
+        };
+        let pos = |n: &str, p: Position| (n.to_string(), p);
+        let hand = |peer: &str, peer_at: Position, own: Position| PrePromote::HandOver {
+            peer: peer.into(),
+            peer_at,
+            own,
+        };
+        let own = at(3, 100);
+        let one = ["node1".to_string()];
+        let two = ["node1".to_string(), "node3".to_string()];
+        type Row<'a> = (
+            Option<Position>,
+            &'a [String],
+            Vec<(String, Position)>,
+            bool,
+            PrePromote,
+        );
+        #[rustfmt::skip]
+        let table: Vec<Row> = vec![
+            // Its own position unknown: promote refuses by itself.
+            (None, &one, vec![pos("node1", at(3, 200))], false, PrePromote::Proceed),
+            // Nobody else runs: nothing to hear.
+            (Some(own), &[], vec![], false, PrePromote::Proceed),
+            // Not heard yet: wait, until the time is out.
+            (Some(own), &one, vec![], false, PrePromote::Wait),
+            (Some(own), &one, vec![], true, PrePromote::Proceed),
+            // Behind or equal: this node is the right one.
+            (Some(own), &one, vec![pos("node1", at(3, 50))], false, PrePromote::Proceed),
+            (Some(own), &one, vec![pos("node1", own)], false, PrePromote::Proceed),
+            // Ahead, by WAL or by a later timeline.
+            (Some(own), &one, vec![pos("node1", at(3, 200))], false, hand("node1", at(3, 200), own)),
+            (Some(own), &one, vec![pos("node1", at(4, 10))], false, hand("node1", at(4, 10), own)),
+            // One of two heard, and ahead: wait for the other, which may
+            // be further ahead still; at the end of the wait, hand over to
+            // the best heard.
+            (Some(own), &two, vec![pos("node1", at(3, 200))], false, PrePromote::Wait),
+            (Some(own), &two, vec![pos("node1", at(3, 200))], true, hand("node1", at(3, 200), own)),
+            (Some(own), &two, vec![pos("node1", at(3, 200)), pos("node3", at(3, 300))], false,
+                hand("node3", at(3, 300), own)),
+        ];
+        for (own, expected, published, out, want) in table {
+            assert_eq!(
+                pre_promote(own, expected, &published, out),
+                want,
+                "own {own:?}, expecting {expected:?}, published {published:?}, out of time {out}"
+            );
         }
     }
 

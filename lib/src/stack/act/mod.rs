@@ -43,12 +43,48 @@ use crate::cluster::{ClusterError, NodeName};
 use crate::postgres::db::{Db, Host, Target};
 use crate::postgres::server::conninfo_value;
 use crate::postgres::tls::PgTls;
+use crate::postgres::Position;
 use crate::redis;
 
 /// Private attribute carrying a standby's position from pre-promote to
 /// promote.
 pub fn position_attribute(resource: &str) -> String {
     format!("rapidpro-position-{resource}")
+}
+
+/// The positions the other standbys among `nodes` published for a
+/// promotion (usually this partition's: standbys outside it are ignored, as
+/// Pacemaker ignores their scores); none if they cannot be read, which is
+/// logged. Read by promote.
+pub(super) fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
+    read_positions(ctx, nodes).unwrap_or_else(|e| {
+        log::warn!(
+            "cannot read the positions the standbys published ({e}): deciding on this node's \
+             data alone"
+        );
+        Vec::new()
+    })
+}
+
+/// [`published_positions`], with the error: the node about to be promoted
+/// stops waiting for positions it cannot read.
+pub(super) fn read_positions(
+    ctx: &Ctx<'_>,
+    nodes: &[NodeName],
+) -> Result<Vec<(String, Position)>, ClusterError> {
+    let attr = position_attribute(ctx.env.resource());
+    let published = ctx.cluster.read_private(&attr, nodes, &ctx.deadline)?;
+    Ok(published
+        .into_iter()
+        .filter(|(n, _)| *n != ctx.node)
+        .filter_map(|(n, v)| match v.parse::<Position>() {
+            Ok(p) => Some((n.to_string(), p)),
+            Err(e) => {
+                log::warn!("ignoring the position published by {n}: {e}");
+                None
+            }
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------- helpers

@@ -2,13 +2,29 @@
 
 use super::follow::{follow_primary, follow_redis_primary};
 use super::watch::{leave_watcher, wait_for_standbys};
-use super::{best_effort, forget_scores, local_db, position_attribute, remember_own_data};
+use super::{
+    best_effort, forget_scores, local_db, position_attribute, read_positions, remember_own_data,
+    set_score,
+};
+use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
+use crate::postgres::server::wait_until;
 use crate::postgres::server::ProcessState;
+use crate::postgres::Position;
 use crate::redis;
+use crate::stack::decide::PrePromote;
 use crate::stack::decide::{self, NotifyPlan, OwnData};
 use crate::stack::{Ctx, Error, Outcome};
+use std::time::{Duration, Instant};
+
+/// How long the node about to be promoted, having handed the promotion to
+/// a standby ahead, keeps its pre-promote notification open once the CIB
+/// shows the new score: the controller (perhaps on another node) is told of
+/// the change by its own CIB, and must abort the transition before it sees
+/// this notification confirmed and runs the promote. Spent only on a hand
+/// over, never on a normal promotion.
+const HANDOVER_GRACE: Duration = Duration::from_millis(500);
 
 /// `notify`: never fails (a failed notify would stop the clone). Publishes
 /// this standby's position before a promotion, re-points followers after
@@ -28,7 +44,9 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
     };
     let plan = decide::notify(n.kind, n.operation, &n.promote, ctx.node.as_str());
     let result = match plan {
-        NotifyPlan::PublishPosition => publish_position(&ctx),
+        NotifyPlan::PublishPosition => publish_position(&ctx).map(drop),
+        NotifyPlan::PublishAndHearPeers => publish_position(&ctx)
+            .and_then(|own| hear_peers(&ctx, own, &decide::peers_to_hear(&n, ctx.node.as_str()))),
         NotifyPlan::Promoted | NotifyPlan::Refollow => {
             best_effort(
                 "clearing this node's published position",
@@ -73,21 +91,22 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
 
 /// Pre-promote, on every standby: force a restartpoint so the control file's
 /// timeline is current, then publish `timeline#lsn` as a private attribute.
-fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
+/// Returns the position published (none on a primary or a stopped server).
+fn publish_position(ctx: &Ctx<'_>) -> Result<Option<Position>, Error> {
     if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
-        return Ok(());
+        return Ok(None);
     }
     let db = local_db(ctx)?;
     let st = db.status()?;
     if !st.in_recovery {
-        return Ok(());
+        return Ok(None);
     }
     if let Err(e) = db.execute("CHECKPOINT", "CHECKPOINT") {
         log::warn!("restartpoint before publishing the position: {e}");
     }
     let st = db.status()?;
     let Some(pos) = st.position() else {
-        return Ok(());
+        return Ok(None);
     };
     log::info!("publishing position {pos} for the promotion");
     ctx.cluster.publish_private(
@@ -96,7 +115,92 @@ fn publish_position(ctx: &Ctx<'_>) -> Result<(), Error> {
         &pos.to_string(),
         &ctx.deadline,
     )?;
-    Ok(())
+    Ok(Some(pos))
+}
+
+/// Pre-promote, on the node about to be promoted, at `own`: waits (at most
+/// [`decide::PEERS_WAIT`]) for the positions of the standbys `expected` to
+/// be published, and hands the promotion to one that is ahead
+/// ([`decide::pre_promote`]). After a cold start every standby scores
+/// itself alike and Pacemaker may pick one that is behind; promote would
+/// then refuse, which is a failed action and a fail-count on a healthy
+/// standby.
+///
+/// The hand-over only works if the transition is aborted before Pacemaker
+/// runs this node's promote: it waits until the CIB holds the peer's new
+/// score, then [`HANDOVER_GRACE`] for the controller to act on it.
+/// Promote keeps its own check, for when that race is lost.
+fn hear_peers(ctx: &Ctx<'_>, own: Option<Position>, expected: &[String]) -> Result<(), Error> {
+    let nodes: Vec<NodeName> = expected
+        .iter()
+        .filter_map(|n| NodeName::new(n).ok())
+        .collect();
+    let started = Instant::now();
+    let until = started + ctx.deadline.cap(decide::PEERS_WAIT);
+    loop {
+        let published = match read_positions(ctx, &nodes) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!(
+                    "cannot read the positions the standbys published ({e}); promote checks them \
+                     again"
+                );
+                return Ok(());
+            }
+        };
+        let out_of_time = Instant::now() >= until;
+        match decide::pre_promote(own, expected, &published, out_of_time) {
+            PrePromote::Wait => std::thread::sleep(decide::WAIT_POLL),
+            PrePromote::Proceed => {
+                if !expected.is_empty() {
+                    log::info!(
+                        "no standby ahead of this node after {} ms (heard: {})",
+                        started.elapsed().as_millis(),
+                        heard(&published)
+                    );
+                }
+                return Ok(());
+            }
+            PrePromote::HandOver { peer, peer_at, own } => {
+                log::warn!(
+                    "{peer} is ahead ({peer_at}) of this node ({own}), which Pacemaker is about \
+                     to promote: handing the promotion to {peer} (heard: {})",
+                    heard(&published)
+                );
+                let Ok(p) = NodeName::new(&peer) else {
+                    return Ok(());
+                };
+                set_score(ctx, &p, decide::AHEAD_SCORE);
+                set_score(ctx, &ctx.node, decide::CANDIDATE_SCORE);
+                let seen = wait_until(
+                    &Deadline::after(ctx.deadline.cap(decide::PEERS_WAIT)),
+                    || {
+                        matches!(
+                            ctx.cluster.get_promotion_score(ctx.env.instance(), &p, &ctx.deadline),
+                            Ok(Some(s)) if s == decide::AHEAD_SCORE
+                        )
+                    },
+                );
+                if !seen {
+                    log::warn!("the CIB does not show {peer}'s new score yet");
+                }
+                std::thread::sleep(ctx.deadline.cap(HANDOVER_GRACE));
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The positions heard, for the log.
+fn heard(published: &[(String, Position)]) -> String {
+    if published.is_empty() {
+        return "none".into();
+    }
+    published
+        .iter()
+        .map(|(n, p)| format!("{n} at {p}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Right after a promotion the control file still names the old timeline

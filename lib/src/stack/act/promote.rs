@@ -4,15 +4,14 @@ use std::time::Duration;
 
 use super::follow::start_redis_replica;
 use super::{
-    best_effort, load_state, local_db, position_attribute, primary_desc, redis_local, save_state,
-    set_score,
+    best_effort, load_state, local_db, position_attribute, primary_desc, published_positions,
+    redis_local, save_state, set_score,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::{Db, LocalStatus};
 use crate::postgres::server::{wait_until, ProcessState, WRITES_OFF_SETTING};
-use crate::postgres::Position;
 use crate::redis::{self, Role};
 use crate::stack::decide::{
     self, OwnData, PromoteFacts, PromoteRefusal, CANDIDATE_SCORE, PROMOTED_SCORE,
@@ -142,33 +141,6 @@ fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'
         }
     }
     Ok(plan.synchronous_standby_names)
-}
-
-/// The positions the other standbys of this partition published before the
-/// promotion. Standbys outside the partition are ignored, as Pacemaker
-/// ignores their scores.
-fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
-    let attr = position_attribute(ctx.env.resource());
-    let published = match ctx.cluster.read_private(&attr, nodes, &ctx.deadline) {
-        Ok(v) => v,
-        Err(e) => {
-            log::warn!(
-                "cannot read the standbys' positions ({e}); promoting on this node's data alone"
-            );
-            Vec::new()
-        }
-    };
-    published
-        .into_iter()
-        .filter(|(n, _)| *n != ctx.node)
-        .filter_map(|(n, v)| match v.parse::<Position>() {
-            Ok(p) => Some((n.to_string(), p)),
-            Err(e) => {
-                log::warn!("ignoring the position published by {n}: {e}");
-                None
-            }
-        })
-        .collect()
 }
 
 /// The error a refused promotion exits with; a peer ahead gets the

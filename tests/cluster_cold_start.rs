@@ -1,0 +1,162 @@
+//! Issue 15, cold start: after both nodes were down, every standby scores
+//! itself alike, and Pacemaker may pick one that is behind. Its promote
+//! used to refuse ("… is ahead"), which records a failed action and a
+//! fail-count on a healthy standby; with `migration-threshold=2` one more
+//! failure there within 90 s banned it. Now the node about to be promoted
+//! hears the others' positions in its pre-promote notification and hands
+//! the promotion over before Pacemaker runs its promote.
+
+use std::time::Duration;
+
+use rapidpro_ha_harness::{poll, NsCluster};
+
+use super::bin;
+use super::cluster::{fail_count, other, wait_one_promoted, wait_replicating, SETTLE};
+use super::cluster_faults::stack_id;
+
+/// The rows written while only the primary ran.
+const ROWS: u32 = 50;
+
+#[test]
+fn a_cold_start_that_picks_the_standby_behind_promotes_the_one_ahead_with_no_failed_action() {
+    // `off`: with `on` the primary would mark the standby stale while it
+    // is down, and a stale node never scores itself: no choice to get wrong.
+    let c = NsCluster::builder("cold_start")
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .param("sync_replication", "off")
+        .build();
+    // Not `steady_pair`: with `off` commits never become synchronous.
+    let ahead = wait_one_promoted(&c, "node1", None);
+    c.wait_settled("node1", SETTLE);
+    let behind = other(&c, &ahead);
+    wait_replicating(c.node(&behind));
+
+    // The standby goes down; the primary commits what it will lack.
+    c.power_off(&behind);
+    poll(&format!("{behind} fenced"), SETTLE, || {
+        c.fence_events()
+            .into_iter()
+            .any(|e| e.node == behind)
+            .then_some(())
+    });
+    c.node(&ahead)
+        .psql(&format!(
+            "create table cold_start (n int); \
+             insert into cold_start select generate_series(1, {ROWS})"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Make Pacemaker's first choice the node behind: with equal scores
+    // (both give themselves 1) this preference decides.
+    let prefer = format!(
+        "<rsc_location id=\"cold-start-prefer-{behind}\" rsc=\"{}\" role=\"Promoted\" \
+         node=\"{behind}\" score=\"100\"/>",
+        c.stack_clone_id()
+    );
+    let out = c.crm(
+        &ahead,
+        &[
+            "cibadmin",
+            "--create",
+            "--scope",
+            "constraints",
+            "--xml-text",
+            &prefer,
+        ],
+    );
+    assert!(out.success(), "cibadmin: {out:?}");
+    // The CIB reaches the disk a moment after cibadmin returns; a power-off
+    // before would lose the constraint.
+    let on_disk = c.node(&ahead).host_path("var-lib-pacemaker/cib/cib.xml");
+    poll("the constraint written to the CIB on disk", SETTLE, || {
+        std::fs::read_to_string(&on_disk)
+            .ok()?
+            .contains(&format!("cold-start-prefer-{behind}"))
+            .then_some(())
+    });
+
+    // Both down, then both up: a cold start.
+    c.power_off(&ahead);
+    c.boot(&ahead);
+    c.boot(&behind);
+
+    // The path under test: the node behind is Pacemaker's choice and gives
+    // the promotion away in its pre-promote notification (without that
+    // line this test would prove nothing about the hand-over).
+    let log_of = |node: &str| {
+        std::fs::read_to_string(c.node(node).host_path("var-log/pacemaker/pacemaker.log"))
+            .unwrap_or_default()
+    };
+    let handed = poll(
+        &format!("{behind}, Pacemaker's choice, handing the promotion over"),
+        SETTLE,
+        || {
+            log_of(&behind)
+                .lines()
+                .find(|l| l.contains("handing the promotion to"))
+                .map(str::to_owned)
+        },
+    );
+    // The preference has served: once the node ahead is promoted and
+    // its standby scored, it would move the Promoted role back.
+    let out = c.crm(
+        &ahead,
+        &[
+            "cibadmin",
+            "--delete",
+            "--xml-text",
+            &format!("<rsc_location id=\"cold-start-prefer-{behind}\"/>"),
+        ],
+    );
+    assert!(out.success(), "cibadmin: {out:?}");
+    let promoted = wait_one_promoted(&c, &ahead, None);
+    c.wait_settled(&ahead, SETTLE);
+    eprintln!("measured: cold start with {behind} behind and preferred: {promoted} promoted");
+    eprintln!("  {behind}: {handed}");
+    assert_eq!(
+        promoted,
+        ahead,
+        "the node behind was promoted\n{}",
+        c.diagnostics()
+    );
+    // Its promote never ran (it would have refused, or promoted the node
+    // behind): nothing after the hand-over says so.
+    let log = log_of(&behind);
+    let after = &log[log.find(&handed).unwrap_or(0)..];
+    let promote_here = format!("Result of promote operation for stack on {behind}");
+    assert!(
+        !after.lines().any(|l| l.contains(&promote_here)),
+        "{behind} ran a promote after handing it over\n{}",
+        c.diagnostics()
+    );
+    let st = c.status(&ahead).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        st.failures.is_empty(),
+        "failed actions after a cold start: {:?}\n{}",
+        st.failures,
+        c.diagnostics()
+    );
+    let rsc = stack_id(&c, &ahead);
+    for node in [&ahead, &behind] {
+        assert_eq!(
+            fail_count(&c, &ahead, &rsc, node).unwrap_or(0),
+            0,
+            "fail-count of {rsc} on {node}\n{}",
+            c.diagnostics()
+        );
+    }
+    // Nothing the primary committed alone is lost, and the node behind
+    // follows it.
+    poll(
+        &format!("{behind} replaying the rows written while it was down"),
+        Duration::from_secs(30),
+        || {
+            let n = c
+                .node(&behind)
+                .psql("select count(*) from cold_start")
+                .ok()?;
+            (n == ROWS.to_string()).then_some(())
+        },
+    );
+}
