@@ -31,7 +31,10 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     }
     // Pacemaker demotes the instance it holds Promoted, so no other node was
     // promoted since: a PostgreSQL found down or frozen here is the failed
-    // primary, whose WAL every standby's is a prefix of.
+    // primary, whose WAL every standby's is a prefix of. Not so for Redis
+    // found down next to a running PostgreSQL: the replica holds what the
+    // dead master had only in memory, and a restart in place would serve
+    // its older dump, so the promotion moves (RUNBOOK's exception).
     let mut own_data = OwnData::Standby;
     match stop_writes(&ctx) {
         Local::NotRunning => own_data = OwnData::FailedPrimary,
