@@ -1,9 +1,12 @@
 //! `bench/failover`: planned switchover and power-off failover of a 2-node
 //! namespaced cluster running `ocf:rapidpro:stack`, interleaved in the same
 //! run with the same cluster running `ocf:pacemaker:Stateful` (the floor:
-//! Pacemaker and Corosync alone); then, in clusters with a quorum device,
-//! the primary's link cut. Prints medians, spreads and the
-//! differences; asserts nothing about time.
+//! Pacemaker and Corosync alone), then a power-off of the primary as soon
+//! as the other node rejoined; the same switchover and power-off with 3
+//! nodes; in clusters with a quorum device, the primary's link cut; and,
+//! for the stack alone (Stateful has no server to freeze), a primary whose
+//! PostgreSQL is frozen (SIGSTOP of all its processes). `sync_replication` is the default, `on`.
+//! Prints medians, spreads and the differences; asserts nothing about time.
 //!
 //! Usage: rapidpro-bench-failover <path of rapidpro-agent> [runs (default 5)]
 
@@ -31,8 +34,16 @@ struct Figures {
     switchover_write_gap: Vec<f64>,
     failover: Vec<f64>,
     failover_write_gap: Vec<f64>,
+    rejoin_failover: Vec<f64>,
+    rejoin_failover_write_gap: Vec<f64>,
+    switchover3: Vec<f64>,
+    switchover3_write_gap: Vec<f64>,
+    failover3: Vec<f64>,
+    failover3_write_gap: Vec<f64>,
     link_cut: Vec<f64>,
     link_cut_write_gap: Vec<f64>,
+    frozen: Vec<f64>,
+    frozen_write_gap: Vec<f64>,
 }
 
 fn one_promoted(c: &NsCluster, agent: &str, ask: &str) -> Option<String> {
@@ -51,23 +62,69 @@ fn streaming(c: &NsCluster, node: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn other(p: &str) -> &'static str {
-    if p == "node1" {
-        "node2"
-    } else {
-        "node1"
+/// The first node in `c` other than `not`.
+fn other(c: &NsCluster, not: &str) -> String {
+    c.nodes()
+        .iter()
+        .map(|n| n.name.clone())
+        .find(|n| n != not)
+        .expect("a second node")
+}
+
+/// Whether `node` is back as a follower: streaming (the stack), or
+/// Unpromoted (Stateful, which has nothing to stream).
+fn rejoined(c: &NsCluster, agent: &str, node: &str) -> bool {
+    if agent == STACK_AGENT {
+        return streaming(c, node);
+    }
+    c.status(node)
+        .map(|st| {
+            st.nodes_with_role(agent, "Unpromoted")
+                .iter()
+                .any(|n| n == node)
+        })
+        .unwrap_or(false)
+}
+
+/// A writer through the VIP, once it has 20 acknowledged writes (the
+/// stack only: Stateful serves nothing).
+fn writer(c: &NsCluster, stack: bool) -> Option<Writer> {
+    stack.then(|| {
+        let w = Writer::start(c.client_netns_pid(), c.vip(), 5432);
+        w.wait_for_acks(20, SETTLE);
+        w
+    })
+}
+
+/// Stops `w`, once it had 20 more acknowledged writes, and keeps its
+/// longest gap between two acknowledged writes.
+fn gap(w: Option<Writer>, into: &mut Vec<f64>) {
+    if let Some(w) = w {
+        w.wait_for_acks(20, SETTLE);
+        into.push(w.stop().longest_gap.as_secs_f64());
     }
 }
 
-/// One run: bootstrap, switchover, clear, power-off of the new primary.
-fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
-    let stack = agent == STACK_AGENT;
-    let mut b = NsCluster::builder(if stack {
-        "bench-stack"
-    } else {
-        "bench-stateful"
+/// Waits until one node other than `old` is promoted with the VIP, seen
+/// from `ask`; returns it.
+fn promoted_elsewhere(c: &NsCluster, agent: &str, ask: &str, old: &str) -> String {
+    poll("another node promoted", SETTLE, || {
+        one_promoted(c, agent, ask).filter(|p| p != old)
     })
-    .nodes(2)
+}
+
+/// One run with `nodes` nodes: bootstrap, switchover, clear, power-off of
+/// the new primary; with 2 nodes, then the powered-off node booted and the
+/// primary powered off as soon as it rejoined.
+fn run(agent_bin: &str, agent: &str, nodes: usize, f: &mut Figures) {
+    let stack = agent == STACK_AGENT;
+    let mut b = NsCluster::builder(match (stack, nodes) {
+        (true, 2) => "bench-stack",
+        (false, 2) => "bench-stateful",
+        (true, _) => "bench3-stack",
+        (false, _) => "bench3-stateful",
+    })
+    .nodes(nodes)
     .agent(agent_bin)
     .stack_agent(agent);
     if stack {
@@ -77,61 +134,111 @@ fn run(agent_bin: &str, agent: &str, f: &mut Figures) {
     let first = poll("one node promoted", SETTLE, || {
         one_promoted(&c, agent, "node1")
     });
-    let second = other(&first);
-    if stack {
-        poll("the standby streaming", SETTLE, || {
-            streaming(&c, second).then_some(())
-        });
-    }
+    let followers = |c: &NsCluster, primary: &str| {
+        for n in c.nodes().iter().filter(|n| n.name != primary) {
+            poll("every other node following", SETTLE, || {
+                rejoined(c, agent, &n.name).then_some(())
+            });
+        }
+    };
+    followers(&c, &first);
     c.wait_settled("node1", SETTLE);
-    let pid = c.client_netns_pid();
+    if stack {
+        c.wait_synchronous(&first, SETTLE);
+    }
 
     // Planned switchover.
-    let writer = stack.then(|| {
-        let w = Writer::start(pid, c.vip(), 5432);
-        w.wait_for_acks(20, SETTLE);
-        w
-    });
+    let w = writer(&c, stack);
+    let ask = other(&c, &first);
     let t = Instant::now();
     c.ban_promoted(&first);
-    poll("the other node promoted", SETTLE, || {
-        one_promoted(&c, agent, second).filter(|p| p == second)
-    });
-    f.switchover.push(t.elapsed().as_secs_f64());
-    if let Some(w) = writer {
-        w.wait_for_acks(20, SETTLE);
-        f.switchover_write_gap
-            .push(w.stop().longest_gap.as_secs_f64());
-    }
-    c.wait_settled(second, SETTLE);
-    c.clear_bans(second);
-    if stack {
-        poll("the old primary streaming", SETTLE, || {
-            streaming(&c, &first).then_some(())
-        });
-    }
-    c.wait_settled(second, SETTLE);
+    let second = promoted_elsewhere(&c, agent, &ask, &first);
+    let (switchover, switchover_gap) = if nodes == 2 {
+        (&mut f.switchover, &mut f.switchover_write_gap)
+    } else {
+        (&mut f.switchover3, &mut f.switchover3_write_gap)
+    };
+    switchover.push(t.elapsed().as_secs_f64());
+    gap(w, switchover_gap);
+    c.wait_settled(&second, SETTLE);
+    c.clear_bans(&second);
+    followers(&c, &second);
+    c.wait_settled(&second, SETTLE);
 
     // Power-off of the (new) primary.
-    let writer = stack.then(|| {
-        let w = Writer::start(pid, c.vip(), 5432);
-        w.wait_for_acks(20, SETTLE);
-        w
-    });
+    let w = writer(&c, stack);
     if stack {
-        c.wait_synchronous(second, SETTLE);
+        c.wait_synchronous(&second, SETTLE);
     }
+    let ask = other(&c, &second);
     let t = Instant::now();
-    c.power_off(second);
-    poll("the survivor promoted", SETTLE, || {
-        one_promoted(&c, agent, &first).filter(|p| *p == first)
-    });
-    f.failover.push(t.elapsed().as_secs_f64());
-    if let Some(w) = writer {
-        w.wait_for_acks(20, SETTLE);
-        f.failover_write_gap
-            .push(w.stop().longest_gap.as_secs_f64());
+    c.power_off(&second);
+    let third = promoted_elsewhere(&c, agent, &ask, &second);
+    let (failover, failover_gap) = if nodes == 2 {
+        (&mut f.failover, &mut f.failover_write_gap)
+    } else {
+        (&mut f.failover3, &mut f.failover3_write_gap)
+    };
+    failover.push(t.elapsed().as_secs_f64());
+    gap(w, failover_gap);
+    if nodes != 2 {
+        return;
     }
+
+    // The powered-off node boots and rejoins; the primary is powered off
+    // as soon as it streams, before any monitor of the primary ran since.
+    c.wait_settled(&third, SETTLE);
+    let w = writer(&c, stack);
+    c.boot(&second);
+    poll("the booted node following", SETTLE, || {
+        rejoined(&c, agent, &second).then_some(())
+    });
+    let t = Instant::now();
+    c.power_off(&third);
+    promoted_elsewhere(&c, agent, &second, &third);
+    f.rejoin_failover.push(t.elapsed().as_secs_f64());
+    gap(w, &mut f.rejoin_failover_write_gap);
+}
+
+/// One run of a frozen primary (the stack only): every PostgreSQL process
+/// SIGSTOPped, as a dead disk freezes them; until Pacemaker recovered it (in
+/// place or on the standby) with the VIP, and the longest gap between
+/// acknowledged writes.
+fn run_frozen(agent_bin: &str, f: &mut Figures) {
+    let c = NsCluster::builder("bench-frozen")
+        .nodes(2)
+        .agent(agent_bin)
+        .param("rewind", "true")
+        .build();
+    let primary = poll("one node promoted", SETTLE, || {
+        one_promoted(&c, STACK_AGENT, "node1")
+    });
+    let standby = other(&c, &primary);
+    poll("the standby streaming", SETTLE, || {
+        streaming(&c, &standby).then_some(())
+    });
+    c.wait_settled("node1", SETTLE);
+    c.wait_synchronous(&primary, SETTLE);
+    let w = writer(&c, true);
+    let t = Instant::now();
+    // Every PostgreSQL process of the node (its own PID namespace), not
+    // only the postmaster: a dead disk stops the backends too, and the
+    // writer's open session must not go on committing.
+    c.node(&primary)
+        .sh("pkill -STOP -x postgres")
+        .unwrap_or_else(|e| panic!("SIGSTOP of {primary}'s PostgreSQL: {e}"));
+    // The frozen primary still shows Promoted for a while: wait for the
+    // recovery to begin, then for one promoted node again.
+    poll("the frozen primary no longer Promoted", SETTLE, || {
+        one_promoted(&c, STACK_AGENT, &standby)
+            .is_none()
+            .then_some(())
+    });
+    poll("one node promoted again", SETTLE, || {
+        one_promoted(&c, STACK_AGENT, &standby)
+    });
+    f.frozen.push(t.elapsed().as_secs_f64());
+    gap(w, &mut f.frozen_write_gap);
 }
 
 /// One run of the "two servers and a network split", case 1: a
@@ -155,18 +262,15 @@ fn run_link_cut(agent_bin: &str, agent: &str, f: &mut Figures) {
     let primary = poll("one node promoted", SETTLE, || {
         one_promoted(&c, agent, "node1")
     });
-    let standby = other(&primary);
+    let standby = other(&c, &primary);
+    let standby = standby.as_str();
     if stack {
         poll("the standby streaming", SETTLE, || {
             streaming(&c, standby).then_some(())
         });
     }
     c.wait_settled("node1", SETTLE);
-    let writer = stack.then(|| {
-        let w = Writer::start(c.client_netns_pid(), c.vip(), 5432);
-        w.wait_for_acks(20, SETTLE);
-        w
-    });
+    let w = writer(&c, stack);
     if stack {
         c.wait_synchronous(&primary, SETTLE);
     }
@@ -176,11 +280,7 @@ fn run_link_cut(agent_bin: &str, agent: &str, f: &mut Figures) {
         one_promoted(&c, agent, standby).filter(|p| p == standby)
     });
     f.link_cut.push(t.elapsed().as_secs_f64());
-    if let Some(w) = writer {
-        w.wait_for_acks(20, SETTLE);
-        f.link_cut_write_gap
-            .push(w.stop().longest_gap.as_secs_f64());
-    }
+    gap(w, &mut f.link_cut_write_gap);
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -215,9 +315,15 @@ fn main() {
     let (mut ours, mut floor) = (Figures::default(), Figures::default());
     for i in 1..=runs {
         eprintln!("run {i}/{runs}: ocf:rapidpro:stack");
-        run(&agent_bin, STACK_AGENT, &mut ours);
+        run(&agent_bin, STACK_AGENT, 2, &mut ours);
         eprintln!("run {i}/{runs}: {STATEFUL}");
-        run(&agent_bin, STATEFUL, &mut floor);
+        run(&agent_bin, STATEFUL, 2, &mut floor);
+        eprintln!("run {i}/{runs}: 3 nodes: ocf:rapidpro:stack");
+        run(&agent_bin, STACK_AGENT, 3, &mut ours);
+        eprintln!("run {i}/{runs}: 3 nodes: {STATEFUL}");
+        run(&agent_bin, STATEFUL, 3, &mut floor);
+        eprintln!("run {i}/{runs}: a frozen primary: ocf:rapidpro:stack");
+        run_frozen(&agent_bin, &mut ours);
         eprintln!(
             "run {i}/{runs}: the primary's link cut, with a quorum device: ocf:rapidpro:stack"
         );
@@ -228,7 +334,7 @@ fn main() {
     let mut o = String::new();
     out!(o, "#### bench/failover: {runs} runs each");
     out!(o, "{}", recorder.describe());
-    out!(o, "\n2-node namespaced cluster, corosync token 1000 ms, priority-fencing-delay 3 s, {runs} runs each, interleaved");
+    out!(o, "\nNamespaced clusters (2 nodes unless said), corosync token 1000 ms, priority-fencing-delay 3 s, sync_replication=on, monitors 15/16 s, {runs} runs each, interleaved");
     out!(o,
         "| case | {STATEFUL} median (spread) s | ocf:rapidpro:stack median (spread) s | difference s | ratio |"
     );
@@ -243,6 +349,21 @@ fn main() {
             "power-off of the primary to promoted + VIP",
             &floor.failover,
             &ours.failover,
+        ),
+        (
+            "power-off of the primary as soon as the other node rejoined (streams), to promoted + VIP",
+            &floor.rejoin_failover,
+            &ours.rejoin_failover,
+        ),
+        (
+            "3 nodes: planned switchover to promoted + VIP",
+            &floor.switchover3,
+            &ours.switchover3,
+        ),
+        (
+            "3 nodes: power-off of the primary to promoted + VIP",
+            &floor.failover3,
+            &ours.failover3,
         ),
         (
             "the primary's link cut, quorum device (qnetd, ffsplit, heuristics; priority-fencing-delay 0), to promoted + VIP",
@@ -272,12 +393,34 @@ fn main() {
         median(&ours.failover_write_gap),
         spread(&ours.failover_write_gap)
     );
-    out!(
-        o,
-        "| write unavailability after the primary's link cut, quorum device (stack) | - | {:.2} ({}) | | |",
-        median(&ours.link_cut_write_gap),
-        spread(&ours.link_cut_write_gap)
-    );
+    for (name, v) in [
+        (
+            "write unavailability after the power-off that follows a rejoin (stack)",
+            &ours.rejoin_failover_write_gap,
+        ),
+        (
+            "3 nodes: write unavailability during the switchover (stack)",
+            &ours.switchover3_write_gap,
+        ),
+        (
+            "3 nodes: write unavailability after the power-off (stack)",
+            &ours.failover3_write_gap,
+        ),
+        (
+            "write unavailability after the primary's link cut, quorum device (stack)",
+            &ours.link_cut_write_gap,
+        ),
+        (
+            "a frozen primary (SIGSTOP of every PostgreSQL process) to one node promoted + VIP again (stack)",
+            &ours.frozen,
+        ),
+        (
+            "write unavailability with a frozen primary (stack; goal: monitor interval 15 + timeout 20 + 3 s)",
+            &ours.frozen_write_gap,
+        ),
+    ] {
+        out!(o, "| {name} | - | {:.2} ({}) | | |", median(v), spread(v));
+    }
     println!();
     print!("{o}");
     let figures = |f: &Figures| {
@@ -286,13 +429,21 @@ fn main() {
             "switchover_write_gap_s": f.switchover_write_gap,
             "failover_s": f.failover,
             "failover_write_gap_s": f.failover_write_gap,
+            "rejoin_failover_s": f.rejoin_failover,
+            "rejoin_failover_write_gap_s": f.rejoin_failover_write_gap,
+            "switchover3_s": f.switchover3,
+            "switchover3_write_gap_s": f.switchover3_write_gap,
+            "failover3_s": f.failover3,
+            "failover3_write_gap_s": f.failover3_write_gap,
             "link_cut_s": f.link_cut,
             "link_cut_write_gap_s": f.link_cut_write_gap,
+            "frozen_s": f.frozen,
+            "frozen_write_gap_s": f.frozen_write_gap,
         })
     };
     let raw = json!({
         "runs": runs,
-        "order": "each run: ocf:rapidpro:stack, then ocf:pacemaker:Stateful; then the link cut with a quorum device, in the same order",
+        "order": "each run: 2 nodes (switchover, power-off, rejoin then power-off), ocf:rapidpro:stack then ocf:pacemaker:Stateful; the same with 3 nodes (switchover, power-off); a frozen primary (stack only); then the link cut with a quorum device, stack then Stateful",
         "settle_timeout_s": SETTLE.as_secs(),
         STACK_AGENT: figures(&ours),
         STATEFUL: figures(&floor),
