@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use rapidpro_ha_harness::NsCluster;
 
 use super::bin;
-use super::cluster::{finish_load, start_load, steady_pair, wait_one_promoted, SETTLE};
-use super::cluster_faults::{promotion_score, stale_mark};
+use super::cluster::{
+    finish_load, other, start_load, steady_pair, wait_one_promoted, wait_replicating, SETTLE,
+};
+use super::cluster_faults::{promotion_score, stack_id, stale_mark};
 
 fn two_nodes(name: &str) -> NsCluster {
     NsCluster::builder(name)
@@ -169,5 +171,66 @@ fn the_new_primary_powered_off_right_after_a_switchover_loses_no_acknowledged_wr
         &c,
         load,
         "the new primary powered off right after its promotion",
+    );
+}
+
+/// A survivor with no promotion score when the primary is lost (it
+/// rejoined, and the primary died before scoring it) scores itself in the
+/// post-stop notification of the primary's instance, so the transition
+/// that follows can promote it, not at its next monitor (up to 16 s
+/// later). The score the primary gave it is deleted to stand for "died
+/// before scoring it": the primary's own record says it is set, so nothing
+/// restores it until the next start or stop. `sync_replication=off`: with
+/// `on` the primary would have marked the rejoining node stale, which
+/// rightly keeps it from scoring itself.
+#[test]
+fn a_survivor_without_a_score_scores_itself_when_the_primary_is_lost() {
+    let c = NsCluster::builder("sync_survivor")
+        .nodes(2)
+        .agent(bin())
+        .param("rewind", "true")
+        .param("sync_replication", "off")
+        .build();
+    let primary = wait_one_promoted(&c, "node1", None);
+    c.wait_settled(&primary, SETTLE);
+    let standby = other(&c, &primary);
+    wait_replicating(c.node(&standby));
+    let score = format!("master-{}", stack_id(&c, &primary));
+    let out = c.crm(
+        &primary,
+        &[
+            "crm_attribute",
+            "--node",
+            &standby,
+            "--name",
+            &score,
+            "--lifetime",
+            "reboot",
+            "--delete",
+        ],
+    );
+    assert!(out.success(), "{out:?}");
+    first_time(&format!("{standby} without a score"), SETTLE, || {
+        promotion_score(&c, &primary, &standby).is_none()
+    });
+    // No writer: `off` may lose what was acknowledged last, by design.
+    let start = Instant::now();
+    c.power_off(&primary);
+    let promoted = wait_one_promoted(&c, &standby, Some(&standby));
+    eprintln!(
+        "measured: primary {primary} lost while {standby} had no score: {promoted} promoted \
+         with the VIP after {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let log = std::fs::read_to_string(
+        c.node(&standby)
+            .host_path("var-log/pacemaker/pacemaker.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains("stack_notify")
+            && l.contains("no primary answers; making this standby promotable")),
+        "{standby} did not score itself in a notification\n{}",
+        c.diagnostics()
     );
 }

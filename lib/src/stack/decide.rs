@@ -943,6 +943,19 @@ pub fn notify(
     }
 }
 
+/// Whether notification `n` tells of the primary being lost: after a stop
+/// that takes every promoted instance (a failed primary's recovery, or a
+/// node fenced or gone). A standby without a score then scores itself at
+/// once ([`self_score`]) rather than at its next monitor: a standby that
+/// rejoined a moment before the primary died was not yet scored by it.
+pub fn primary_lost(n: &crate::ocf::notify::Notify) -> bool {
+    use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+    n.kind == K::Post
+        && n.operation == O::Stop
+        && !n.promoted.is_empty()
+        && n.promoted.iter().all(|p| n.stop.contains(p))
+}
+
 // ------------------------------------------- pre-promote, on the chosen node
 
 /// How long the node Pacemaker is about to promote waits, in its
@@ -2042,6 +2055,32 @@ mod tests {
     }
 
     // ------------------------------------------- pre-promote, on the chosen node
+
+    #[test]
+    fn a_stop_of_every_promoted_instance_is_a_lost_primary() {
+        use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
+        let with = |kind, op, promoted: &str, stop: &str| {
+            let mut n = notification(kind, op, &[("stop", stop)]);
+            n.promoted = crate::ocf::notify::split_list(promoted);
+            n
+        };
+        #[rustfmt::skip]
+        let table = [
+            (with(K::Post, O::Stop, "node1", "node1"), true),
+            (with(K::Post, O::Stop, "node1", "node1 node3"), true),
+            // A standby stopping, the primary running.
+            (with(K::Post, O::Stop, "node1", "node3"), false),
+            // No primary at all: nothing lost now (a cold start scores at start).
+            (with(K::Post, O::Stop, "", "node1"), false),
+            // Before the stop, or another operation.
+            (with(K::Pre, O::Stop, "node1", "node1"), false),
+            (with(K::Post, O::Demote, "node1", "node1"), false),
+            (with(K::Post, O::Start, "node1", "node1"), false),
+        ];
+        for (n, want) in table {
+            assert_eq!(primary_lost(&n), want, "{n:?}");
+        }
+    }
 
     #[test]
     fn the_node_being_promoted_hears_every_other_standby_but_not_stopping_ones() {

@@ -4,7 +4,7 @@ use super::follow::{follow_primary, follow_redis_primary};
 use super::watch::{leave_watcher, wait_for_standbys};
 use super::{
     best_effort, forget_scores, local_db, position_attribute, read_positions, remember_own_data,
-    set_score,
+    set_score, stale,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -15,6 +15,7 @@ use crate::postgres::Position;
 use crate::redis;
 use crate::stack::decide::PrePromote;
 use crate::stack::decide::{self, NotifyPlan, OwnData};
+use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,9 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         }
         NotifyPlan::ForgetScores => {
             forget_scores(&ctx);
+            if decide::primary_lost(&n) {
+                score_survivor(&ctx);
+            }
             // A standby that started is promotable, and commits wait for
             // it, as soon as it streams: not at the next monitor.
             wait_for_standbys(
@@ -188,6 +192,33 @@ fn hear_peers(ctx: &Ctx<'_>, own: Option<Position>, expected: &[String]) -> Resu
                 return Ok(());
             }
         }
+    }
+}
+
+/// Post-stop of the primary, on a survivor: a standby without a promotion
+/// score gives itself one now if no primary answers ([`decide::primary_lost`],
+/// [`stale::score_self`]), so the transition that follows can promote it.
+/// A scored node (the common case) costs one attribute query.
+fn score_survivor(ctx: &Ctx<'_>) {
+    if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
+        return;
+    }
+    match ctx
+        .cluster
+        .get_promotion_score(ctx.env.instance(), &ctx.node, &ctx.deadline)
+    {
+        Ok(None) => {}
+        Ok(Some(_)) => return,
+        Err(e) => {
+            log::debug!("cannot read this node's promotion score: {e}");
+            return;
+        }
+    }
+    match observe::primary_at_by(ctx, observe::Probe::Lan) {
+        Ok(at) => {
+            stale::score_self(ctx, &at);
+        }
+        Err(e) => log::warn!("the primary is gone; cannot tell what answers at primary_host: {e}"),
     }
 }
 
