@@ -77,6 +77,50 @@ fn rejoined(c: &NsCluster, agent: &str, node: &str) -> bool {
     if agent == STACK_AGENT {
         return streaming(c, node);
     }
+    unpromoted(c, agent, node)
+}
+
+/// Whether the rejoined `node` may be promoted: for the stack, streaming,
+/// scored above 0 by the primary and not marked stale. A primary that dies
+/// before it confirmed that (a few hundred milliseconds after the standby
+/// streams) may have acknowledged commits the standby lacks
+/// (`sync_replication=on`), and the agent rightly waits for an operator
+/// then: that window is not a failover to time. Stateful: Unpromoted.
+fn promotable(c: &NsCluster, agent: &str, node: &str) -> bool {
+    if agent != STACK_AGENT {
+        return unpromoted(c, agent, node);
+    }
+    let Some(id) = c
+        .status(node)
+        .ok()
+        .and_then(|st| st.of_agent(agent).map(|r| r.id.clone()).next())
+    else {
+        return false;
+    };
+    let query = |name: &str, lifetime: &str| {
+        c.node(node)
+            .run(&[
+                "crm_attribute",
+                "--query",
+                "--quiet",
+                "--lifetime",
+                lifetime,
+                "--node",
+                node,
+                "--name",
+                name,
+            ])
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty() && v != "(null)")
+    };
+    let scored = query(&format!("master-{id}"), "reboot")
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|s| s > 0);
+    streaming(c, node) && scored && query(&format!("rapidpro-stale-{id}"), "forever").is_none()
+}
+
+fn unpromoted(c: &NsCluster, agent: &str, node: &str) -> bool {
     c.status(node)
         .map(|st| {
             st.nodes_with_role(agent, "Unpromoted")
@@ -186,12 +230,13 @@ fn run(agent_bin: &str, agent: &str, nodes: usize, f: &mut Figures) {
     }
 
     // The powered-off node boots and rejoins; the primary is powered off
-    // as soon as it streams, before any monitor of the primary ran since.
+    // as soon as it is promotable, before any monitor of the primary ran
+    // since ([`promotable`]).
     c.wait_settled(&third, SETTLE);
     let w = writer(&c, stack);
     c.boot(&second);
-    poll("the booted node following", SETTLE, || {
-        rejoined(&c, agent, &second).then_some(())
+    poll("the booted node promotable", SETTLE, || {
+        promotable(&c, agent, &second).then_some(())
     });
     let t = Instant::now();
     c.power_off(&third);
@@ -351,7 +396,7 @@ fn main() {
             &ours.failover,
         ),
         (
-            "power-off of the primary as soon as the other node rejoined (streams), to promoted + VIP",
+            "power-off of the primary as soon as the other node rejoined (streams, promotable), to promoted + VIP",
             &floor.rejoin_failover,
             &ours.rejoin_failover,
         ),
