@@ -195,6 +195,11 @@ fn a_survivor_without_a_score_scores_itself_when_the_primary_is_lost() {
     c.wait_settled(&primary, SETTLE);
     let standby = other(&c, &primary);
     wait_replicating(c.node(&standby));
+    // Scored by the primary first: a score it set after the deletion would
+    // leave the survivor nothing to do.
+    first_time(&format!("{standby} scored by {primary}"), SETTLE, || {
+        promotion_score(&c, &primary, &standby).is_some_and(|s| s > 0)
+    });
     let score = format!("master-{}", stack_id(&c, &primary));
     let out = c.crm(
         &primary,
