@@ -366,7 +366,7 @@ pub(crate) fn diverge(pair: &Pair) {
 /// Without rewind, start refuses a diverged node with the reason and does
 /// not run it. A cleanly stopped node's data directory is left untouched;
 /// a crashed one's only gets its crash recovery finished (`crashed`).
-fn assert_refused(n1: &Node, n2: &Node, crashed: bool) {
+fn assert_refused(n1: &Node, n2: &Node, crashed: bool) -> rapidpro_ha_harness::AgentOutput {
     let before = digest(&n1.pgdata);
     let out = agent(n1, n2).param("rewind", "false").run("start");
     out.assert_code(OCF_ERR_GENERIC);
@@ -389,15 +389,14 @@ fn assert_refused(n1: &Node, n2: &Node, crashed: bool) {
             "the data directory was modified: {changed:?}"
         );
     }
+    out
 }
 
 /// With rewind, start rewinds a diverged node, which then streams the new
 /// primary's rows and has lost its own unsent one.
-fn assert_rejoins_with_rewind(n1: &Node, n2: &Node) {
-    agent(n1, n2)
-        .param("rewind", "true")
-        .run("start")
-        .assert_code(OCF_SUCCESS);
+fn assert_rejoins_with_rewind(n1: &Node, n2: &Node) -> rapidpro_ha_harness::AgentOutput {
+    let out = agent(n1, n2).param("rewind", "true").run("start");
+    out.assert_code(OCF_SUCCESS);
     wait_streaming(n1);
     poll(
         "node1 has the new primary's row",
@@ -411,6 +410,7 @@ fn assert_rejoins_with_rewind(n1: &Node, n2: &Node) {
     assert!(!rows.contains("only on the old primary"), "{rows}");
     wait_redis_link(n1);
     agent(n1, n2).run("monitor").assert_code(OCF_SUCCESS);
+    out
 }
 
 /// node1, the primary, commits a row node2 never receives and is killed;
@@ -469,6 +469,49 @@ fn a_crashed_primary_demoted_before_the_promotion_is_still_found_diverged() {
     assert_rejoins_with_rewind(&pair.nodes[0], &pair.nodes[1]);
 }
 
+/// A cut-off primary demotes (nothing answers at primary_host) and restarts
+/// as a standby, then is fenced before it rejoins: its data, crashed in
+/// recovery on the old timeline, still holds the WAL nobody received. The
+/// start against the new primary must find the divergence, and rewind it or
+/// refuse (a CI run saw such a fenced primary start without a check and
+/// never stream: "forked off before current recovery point").
+fn demoted_alone_then_crashed(name: &str) -> Pair {
+    let pair = Pair::new(name);
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    n1.psql("insert into sms(body) values ('only on the old primary')");
+    n1.psql("select pg_logical_emit_message(true, 'rapidpro', 'unsent')");
+    agent(n1, n2).run("demote").assert_code(OCF_SUCCESS);
+    n1.kill9_postgres();
+    n1.kill9_redis();
+    agent(n2, n2).run("start").assert_code(OCF_SUCCESS);
+    agent(n2, n2).run("promote").assert_code(OCF_SUCCESS);
+    post_promote(&[n2], n2);
+    n2.psql("insert into sms(body) values ('on the new primary')");
+    pair
+}
+
+#[test]
+fn a_primary_demoted_alone_then_crashed_as_a_standby_is_found_diverged_and_rewound() {
+    let pair = demoted_alone_then_crashed("demoted_crashed_rewind");
+    let out = assert_rejoins_with_rewind(&pair.nodes[0], &pair.nodes[1]);
+    for said in ["replaying its own WAL alone", "rewinding it with pg_rewind"] {
+        assert!(out.stderr.contains(said), "{said:?} in {}", out.stderr);
+    }
+}
+
+#[test]
+fn a_primary_demoted_alone_then_crashed_as_a_standby_is_refused_without_rewind() {
+    let pair = demoted_alone_then_crashed("demoted_crashed_norewind");
+    let out = assert_refused(&pair.nodes[0], &pair.nodes[1], true);
+    assert!(
+        out.stderr.contains("replaying its own WAL alone"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// node1 moves to a new timeline while node2 is down: demoted (nothing
 /// answers), then promoted again.
 fn new_timeline_on(n1: &Node) {
@@ -482,9 +525,9 @@ fn new_timeline_on(n1: &Node) {
 
 /// A standby down during a failover is on an older timeline than the new
 /// primary. Cleanly stopped, its history is checked and it follows; crashed,
-/// it cannot be checked (pg_rewind reads only cleanly stopped data) and
-/// starts anyway: PostgreSQL follows the new timeline (a CI run failed the
-/// start of a fenced standby on that check).
+/// it first replays its own WAL alone and is stopped cleanly (pg_rewind
+/// reads only cleanly stopped data), then is checked the same way (a CI run
+/// once failed the start of a fenced standby on that check).
 #[test]
 fn a_standby_down_during_a_failover_follows_the_new_timeline_stopped_or_crashed() {
     let pair = Pair::new("older_timeline");
@@ -504,12 +547,14 @@ fn a_standby_down_during_a_failover_follows_the_new_timeline_stopped_or_crashed(
         n1.psql(&format!("insert into sms(body) values ('{body}')"));
         let out = agent(n2, n1).run("start");
         out.assert_code(OCF_SUCCESS);
-        let said = if crashed {
-            "its history cannot be checked"
-        } else {
-            "no rewind required"
-        };
-        assert!(out.stderr.contains(said), "{}", out.stderr);
+        if crashed {
+            assert!(
+                out.stderr.contains("replaying its own WAL alone"),
+                "{}",
+                out.stderr
+            );
+        }
+        assert!(out.stderr.contains("no rewind required"), "{}", out.stderr);
         wait_streaming(n2);
         poll(
             "node2 has the new timeline's row",

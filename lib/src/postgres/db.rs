@@ -423,6 +423,19 @@ impl Db {
         Ok(r.first().cloned().flatten().as_deref() == Some("t"))
     }
 
+    /// Whether a standby's startup process waits for WAL that no source
+    /// gives: it has replayed every record of its own `pg_wal`. Without a
+    /// `primary_conninfo` nor a `restore_command` it then sleeps on
+    /// `RecoveryRetrieveRetryInterval` between its rounds of the sources, and
+    /// is nowhere else for long.
+    pub fn replayed_all_local_wal(&self) -> Result<bool, PgError> {
+        let r = self.row(
+            "the startup process's wait",
+            "SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup'",
+        )?;
+        Ok(r.first().cloned().flatten().as_deref() == Some("RecoveryRetrieveRetryInterval"))
+    }
+
     /// Sets a parameter with ALTER SYSTEM and reloads the configuration.
     pub fn alter_system(&self, name: &str, value: &str) -> Result<(), PgError> {
         self.execute(

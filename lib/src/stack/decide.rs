@@ -746,10 +746,14 @@ pub enum History {
     Check(Who),
     /// A standby on another timeline that was not stopped cleanly: pg_rewind
     /// reads only cleanly stopped data, and crash recovery outside standby
-    /// mode would add WAL past the fork. Started anyway: PostgreSQL refuses
-    /// to follow a timeline that forked before its WAL ends, the monitor then
-    /// reports it not streaming, and it is never promoted.
-    Unverifiable {
+    /// mode would add WAL past the fork. So it is first started as a standby
+    /// with no source of WAL, replays its own `pg_wal` to its end, and is
+    /// stopped cleanly ("shut down in recovery", its minimum recovery point
+    /// at the end of that WAL); then it is checked like
+    /// [`History::Check`]. Started unchecked, a node holding WAL past the
+    /// fork never streams: an old primary that demoted while cut off, then
+    /// was fenced (a CI run saw it), never rejoined.
+    ReplayAloneFirst {
         local: u32,
         primary: Option<u32>,
         state: String,
@@ -791,7 +795,7 @@ pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
             match &f.last_stop {
                 _ if primary == Some(local) => History::SameTimeline,
                 LastStop::CleanInRecovery => History::Check(Who::Standby { local, primary }),
-                LastStop::Other(state) => History::Unverifiable {
+                LastStop::Other(state) => History::ReplayAloneFirst {
                     local,
                     primary,
                     state: state.clone(),
@@ -1923,10 +1927,11 @@ mod tests {
             ("standby, the primary's timeline unreadable, stopped cleanly",
              start_facts(&control("shut down in recovery", 2), false, true, w.clone(), None),
              plan(false, standby(2, None))),
-            // ... and crashed: pg_rewind cannot read it; started, logged.
+            // ... and crashed: pg_rewind cannot read it; it replays alone
+            // and stops cleanly first.
             ("standby on an older timeline, crashed",
              start_facts(&control("in archive recovery", 1), false, true, w.clone(), Some(2)),
-             plan(false, History::Unverifiable {
+             plan(false, History::ReplayAloneFirst {
                  local: 1, primary: Some(2), state: "in archive recovery".into(),
              })),
             ("standby on the primary's timeline, crashed",

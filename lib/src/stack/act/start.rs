@@ -6,7 +6,7 @@ use super::history::check_history;
 use super::{forget_scores, local_db, primary_conninfo, primary_desc, remember_own_data, stale};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
-use crate::postgres::server::ProcessState;
+use crate::postgres::server::{wait_until, ProcessState};
 use crate::stack::decide::{self, History, OwnData, PrimaryAt, StartRefusal, Who};
 use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
@@ -27,6 +27,49 @@ pub fn start(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     wait_ready(&ctx)?;
     log::info!("started unpromoted, following {}", primary_desc(&ctx));
     Ok(Outcome::ok())
+}
+
+/// How a timeline is named when it could not be read.
+fn unknown(t: Option<u32>) -> String {
+    t.map_or_else(|| "an unknown one".to_string(), |t| t.to_string())
+}
+
+/// [`History::ReplayAloneFirst`]: starts a crashed standby with no source
+/// of WAL (`primary_conninfo` empty), waits until its startup process has
+/// replayed its own `pg_wal` to the end and waits for more, then stops it
+/// fast. Its control file then says "shut down in recovery", with the
+/// minimum recovery point at the end of its WAL: what pg_rewind and the
+/// timeline check read. Nothing is received meanwhile, so nothing of the
+/// primary's is replayed before the check.
+fn replay_alone(ctx: &Ctx<'_>) -> Result<(), Error> {
+    ctx.pg.configure_standby("")?;
+    ctx.pg.start(&ctx.deadline)?;
+    // Half of what is left, so that the stop and the start after it have
+    // the other half.
+    let wait = Deadline::after(ctx.deadline.remaining() / 2);
+    let mut last = String::new();
+    let replayed = wait_until(&wait, || {
+        match local_db(ctx).and_then(|db| Ok(db.replayed_all_local_wal()?)) {
+            Ok(done) => done,
+            Err(e) => {
+                last = format!(" (last: {e})");
+                false
+            }
+        }
+    });
+    // Stopped either way: a standby left running without a source is no
+    // use to anyone.
+    ctx.pg.stop(&ctx.deadline)?;
+    if !replayed {
+        return Err(Error::Failed(format!(
+            "this standby did not finish replaying its own WAL before the timeout{last}: its \
+             history cannot be checked against {}; see the PostgreSQL log {}",
+            primary_desc(ctx),
+            ctx.pg.logfile.display()
+        )));
+    }
+    log::info!("replayed this standby's own WAL alone and stopped it cleanly");
+    Ok(())
 }
 
 /// The error a refused start exits with.
@@ -56,8 +99,35 @@ pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> 
     let mut control = ctx.pg.controldata(&ctx.deadline)?;
     let facts = observe::start_facts(ctx, &primary, &control);
     // Decide.
-    let plan = decide::start(&facts).map_err(refused)?;
+    let mut plan = decide::start(&facts).map_err(refused)?;
     // Act.
+    if let History::ReplayAloneFirst {
+        local,
+        primary: primary_tl,
+        state,
+    } = &plan.history
+    {
+        log::info!(
+            "this standby's data is on timeline {local}, the primary's on {}, and it was not \
+             stopped cleanly ({state}): replaying its own WAL alone and stopping it cleanly, \
+             so that its history can be checked",
+            unknown(*primary_tl)
+        );
+        replay_alone(ctx)?;
+        // Observe and decide again: the data is now "shut down in recovery".
+        control = ctx.pg.controldata(&ctx.deadline)?;
+        let facts = observe::start_facts(ctx, &primary, &control);
+        plan = decide::start(&facts).map_err(refused)?;
+        if let History::ReplayAloneFirst { state, .. } = &plan.history {
+            return Err(Error::Failed(format!(
+                "this standby's data is still not stopped cleanly ({state}) after replaying \
+                 its own WAL: its history cannot be checked against {}; see the PostgreSQL \
+                 log {}",
+                primary_desc(ctx),
+                ctx.pg.logfile.display()
+            )));
+        }
+    }
     if plan.crash_recover_first {
         // Crash recovery in single-user mode, which never accepts a
         // connection, ends with a checkpoint after the last record.
@@ -65,8 +135,6 @@ pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> 
         ctx.pg.crash_recover(&ctx.deadline)?;
         control = ctx.pg.controldata(&ctx.deadline)?;
     }
-    let unknown =
-        |t: Option<u32>| t.map_or_else(|| "an unknown one".to_string(), |t| t.to_string());
     match plan.history {
         History::BaseBackup => log::info!(
             "a base backup (backup_label present): starting it as a standby of {}, \
@@ -84,15 +152,8 @@ pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> 
             }
             check_history(ctx, who.name(), &control)?
         }
-        History::Unverifiable {
-            local,
-            primary,
-            state,
-        } => log::warn!(
-            "this standby's data is on timeline {local}, the primary's on {}, and it was not \
-             stopped cleanly ({state}): its history cannot be checked before it starts",
-            unknown(primary)
-        ),
+        // Replayed alone above; a plan still asking for it returned there.
+        History::ReplayAloneFirst { .. } => {}
         History::StandbyAnswers => log::info!(
             "no primary at {} yet (a standby answers); starting as a standby",
             primary_desc(ctx)
