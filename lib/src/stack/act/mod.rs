@@ -194,6 +194,14 @@ pub(super) fn set_score(ctx: &Ctx<'_>, node: &NodeName, score: i64) -> bool {
     )
 }
 
+/// Hands the promotion to `peer`, a standby ahead of this node: scored
+/// above every candidate, this node back to a candidate's score. The score
+/// change makes Pacemaker compute a new transition, which promotes `peer`.
+pub(super) fn hand_promotion_to(ctx: &Ctx<'_>, peer: &NodeName) {
+    set_score(ctx, peer, crate::stack::decide::AHEAD_SCORE);
+    set_score(ctx, &ctx.node, crate::stack::decide::CANDIDATE_SCORE);
+}
+
 pub(super) fn load_state(ctx: &Ctx<'_>) -> State {
     State::load(&ctx.state_path)
 }

@@ -3,8 +3,8 @@
 use super::follow::{follow_primary, follow_redis_primary};
 use super::watch::{leave_watcher, wait_for_standbys};
 use super::{
-    best_effort, forget_scores, local_db, position_attribute, read_positions, remember_own_data,
-    set_score, stale,
+    best_effort, forget_scores, hand_promotion_to, local_db, position_attribute, read_positions,
+    remember_own_data, stale,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -174,8 +174,7 @@ fn hear_peers(ctx: &Ctx<'_>, own: Option<Position>, expected: &[String]) -> Resu
                 let Ok(p) = NodeName::new(&peer) else {
                     return Ok(());
                 };
-                set_score(ctx, &p, decide::AHEAD_SCORE);
-                set_score(ctx, &ctx.node, decide::CANDIDATE_SCORE);
+                hand_promotion_to(ctx, &p);
                 let seen = wait_until(
                     &Deadline::after(ctx.deadline.cap(decide::PEERS_WAIT)),
                     || {

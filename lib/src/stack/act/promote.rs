@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::follow::start_redis_replica;
 use super::{
-    best_effort, load_state, local_db, position_attribute, primary_desc, published_positions,
-    redis_local, save_state, set_score,
+    best_effort, hand_promotion_to, load_state, local_db, position_attribute, primary_desc,
+    published_positions, redis_local, save_state, set_score,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -167,10 +167,12 @@ fn refuse_promotion(ctx: &Ctx<'_>, refusal: PromoteRefusal) -> Error {
             return Error::Failed("cannot read this standby's WAL position".into())
         }
         PromoteRefusal::PeerAhead { peer, peer_at, own } => {
-            if let Ok(n) = NodeName::new(&peer) {
-                set_score(ctx, &n, decide::AHEAD_SCORE);
+            match NodeName::new(&peer) {
+                Ok(n) => hand_promotion_to(ctx, &n),
+                Err(_) => {
+                    set_score(ctx, &ctx.node, CANDIDATE_SCORE);
+                }
             }
-            set_score(ctx, &ctx.node, CANDIDATE_SCORE);
             format!("{peer} is ahead ({peer_at}) of this node ({own})")
         }
     };
