@@ -447,19 +447,28 @@ fn failure(o: &cmd::Output) -> String {
     )
 }
 
+/// Who ran `corosync-qdevice-tool`: its socket is root's, so only root can
+/// tell "not running" from "may not connect" (the tool exits
+/// [`QDEVICE_TOOL_NOT_RUNNING`] for both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asker {
+    Root,
+    OtherUser,
+}
+
 /// What `corosync-qdevice-tool -s -v`'s result says (pure).
-fn daemon_from(o: &cmd::Output) -> Daemon {
-    match o.code() {
-        Some(0) => match parse_daemon_status(&o.stdout) {
+fn daemon_from(o: &cmd::Output, asker: Asker) -> Daemon {
+    match (o.code(), asker) {
+        (Some(0), _) => match parse_daemon_status(&o.stdout) {
             Ok(s) => Daemon::Running(s),
             Err(e) => Daemon::Unknown(format!("corosync-qdevice-tool: {e}")),
         },
-        // Run by a user who may not open the socket: not "not running".
-        _ if o.stderr.contains("Permission denied") => Daemon::Unknown(format!(
+        (Some(QDEVICE_TOOL_NOT_RUNNING), Asker::Root) => Daemon::NotRunning(failure(o)),
+        // A user who may not open the socket: not "not running".
+        (Some(QDEVICE_TOOL_NOT_RUNNING), Asker::OtherUser) => Daemon::Unknown(format!(
             "corosync-qdevice-tool -s -v: {} (run rapidproctl as root)",
             failure(o)
         )),
-        Some(QDEVICE_TOOL_NOT_RUNNING) => Daemon::NotRunning(failure(o)),
         _ => Daemon::Unknown(format!("corosync-qdevice-tool -s -v: {}", failure(o))),
     }
 }
@@ -483,7 +492,14 @@ fn ask_daemon(deadline: &Deadline) -> Daemon {
     match ask(&spec) {
         Err(None) => Daemon::NotInstalled,
         Err(Some(e)) => Daemon::Unknown(e),
-        Ok(o) => daemon_from(&o),
+        Ok(o) => daemon_from(
+            &o,
+            if nix::unistd::Uid::effective().is_root() {
+                Asker::Root
+            } else {
+                Asker::OtherUser
+            },
+        ),
     }
 }
 

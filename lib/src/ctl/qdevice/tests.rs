@@ -611,25 +611,32 @@ fn output(code: i32, stdout: &str, stderr: &str) -> cmd::Output {
 fn the_tools_exit_codes_tell_not_running_from_cannot_tell() {
     // What corosync-qdevice-tool and corosync-quorumtool print on a host
     // where neither daemon runs (seen on the build host).
+    // The exit code and who asked decide, never the message's words: a
+    // user other than root gets exit code 3 from a running daemon too.
     let socket = "corosync-qdevice-tool: Can't connect to QDevice socket (is QDevice running?): ";
+    let absent = output(3, "", &format!("{socket}No such file or directory\n"));
     assert!(matches!(
-        daemon_from(&output(3, "", &format!("{socket}No such file or directory\n"))),
+        daemon_from(&absent, Asker::Root),
         Daemon::NotRunning(why) if why.contains("is QDevice running?")
     ));
+    for stderr in ["No such file or directory", "Permission denied"] {
+        assert!(matches!(
+            daemon_from(&output(3, "", &format!("{socket}{stderr}\n")), Asker::OtherUser),
+            Daemon::Unknown(why) if why.contains("run rapidproctl as root")
+        ));
+    }
+    for asker in [Asker::Root, Asker::OtherUser] {
+        assert!(matches!(
+            daemon_from(&output(4, "", "Error: internal\n"), asker),
+            Daemon::Unknown(why) if why.contains("exit code 4: Error: internal")
+        ));
+        assert!(matches!(
+            daemon_from(&output(0, QD_CONNECTED, ""), asker),
+            Daemon::Running(_)
+        ));
+    }
     assert!(matches!(
-        daemon_from(&output(3, "", &format!("{socket}Permission denied\n"))),
-        Daemon::Unknown(why) if why.contains("run rapidproctl as root")
-    ));
-    assert!(matches!(
-        daemon_from(&output(4, "", "Error: internal\n")),
-        Daemon::Unknown(why) if why.contains("exit code 4: Error: internal")
-    ));
-    assert!(matches!(
-        daemon_from(&output(0, QD_CONNECTED, "")),
-        Daemon::Running(_)
-    ));
-    assert!(matches!(
-        daemon_from(&output(0, "garbage\n", "")),
+        daemon_from(&output(0, "garbage\n", ""), Asker::Root),
         Daemon::Unknown(_)
     ));
     assert!(matches!(
