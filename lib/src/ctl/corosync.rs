@@ -31,51 +31,28 @@ pub struct CorosyncNode {
 /// The format is nested `name { key: value }` sections with `#` comments.
 /// Nodes without `ring0_addr` are skipped.
 pub fn parse_nodelist(text: &str) -> Result<Vec<CorosyncNode>, Error> {
-    let mut path: Vec<String> = Vec::new();
-    let mut nodes = Vec::new();
-    let mut current: Option<BTreeMap<String, String>> = None;
-    for (no, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(section) = line.strip_suffix('{') {
-            path.push(section.trim().to_string());
-            if path == ["nodelist", "node"] {
-                current = Some(BTreeMap::new());
-            }
-            continue;
-        }
-        if line == "}" {
-            if path == ["nodelist", "node"] {
-                if let Some(n) = current.take() {
-                    if let Some(addr) = n.get("ring0_addr") {
-                        nodes.push(CorosyncNode {
-                            name: n.get("name").unwrap_or(addr).clone(),
-                            nodeid: n.get("nodeid").and_then(|v| v.parse().ok()),
-                            ring0_addr: addr.clone(),
-                        });
-                    }
-                }
-            }
-            if path.pop().is_none() {
-                return Err(Error::Cib(format!(
-                    "corosync.conf line {}: '}}' without a section",
-                    no + 1
-                )));
-            }
-            continue;
-        }
-        if let (Some(n), Some((k, v))) = (current.as_mut(), line.split_once(':')) {
-            n.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    if !path.is_empty() {
-        return Err(Error::Cib(format!(
-            "corosync.conf: section {} is never closed",
-            path.join(".")
-        )));
-    }
+    let parsed = entries(text)?;
+    let nodes = parsed
+        .sections
+        .iter()
+        .enumerate()
+        .filter(|(_, path)| *path == &["nodelist", "node"])
+        .filter_map(|(section, _)| {
+            let get = |key: &str| {
+                parsed
+                    .entries
+                    .iter()
+                    .find(|e| e.section == Some(section) && e.key == key)
+                    .map(|e| e.value.clone())
+            };
+            let addr = get("ring0_addr")?;
+            Some(CorosyncNode {
+                name: get("name").unwrap_or_else(|| addr.clone()),
+                nodeid: get("nodeid").and_then(|v| v.parse().ok()),
+                ring0_addr: addr,
+            })
+        })
+        .collect();
     Ok(nodes)
 }
 
@@ -84,6 +61,9 @@ pub fn parse_nodelist(text: &str) -> Result<Vec<CorosyncNode>, Error> {
 struct Entry {
     /// The enclosing sections, outermost first (`["quorum", "device"]`).
     path: Vec<String>,
+    /// The innermost enclosing section, as an index into
+    /// [`Parsed::sections`] (which tells two `node { }` apart).
+    section: Option<usize>,
     key: String,
     value: String,
 }
@@ -102,6 +82,8 @@ struct Parsed {
 /// of it, which matters for a heuristics command (`exec_NAME`).
 fn entries(text: &str) -> Result<Parsed, Error> {
     let mut path: Vec<String> = Vec::new();
+    // The index in `out.sections` of each open section, innermost last.
+    let mut open: Vec<usize> = Vec::new();
     let mut out = Parsed {
         entries: Vec::new(),
         sections: Vec::new(),
@@ -113,8 +95,10 @@ fn entries(text: &str) -> Result<Parsed, Error> {
         }
         if let Some(section) = line.strip_suffix('{') {
             path.push(section.trim().to_string());
+            open.push(out.sections.len());
             out.sections.push(path.clone());
         } else if line == "}" {
+            open.pop();
             if path.pop().is_none() {
                 return Err(Error::Cib(format!(
                     "corosync.conf line {}: '}}' without a section",
@@ -124,6 +108,7 @@ fn entries(text: &str) -> Result<Parsed, Error> {
         } else if let Some((k, v)) = line.split_once(':') {
             out.entries.push(Entry {
                 path: path.clone(),
+                section: open.last().copied(),
                 key: k.trim().to_string(),
                 value: v.trim().to_string(),
             });
@@ -384,12 +369,36 @@ mod tests {
     }
 
     #[test]
-    fn a_node_without_a_name_is_named_by_its_address_and_comments_are_ignored() {
-        let text = "# pcs\nnodelist {\n  node {\n    ring0_addr: 192.0.2.1 # first\n  }\n  node {\n    nodeid: 2\n  }\n}\n";
+    fn a_node_without_a_name_is_named_by_its_address_and_comment_lines_are_ignored() {
+        let text = "# pcs\nnodelist {\n  node {\n    # first\n    ring0_addr: 192.0.2.1\n  }\n  node {\n    nodeid: 2\n  }\n}\n";
         let nodes = parse_nodelist(text).unwrap();
         assert_eq!(nodes.len(), 1);
         assert_eq!(nodes[0].name, "192.0.2.1");
         assert_eq!(nodes[0].nodeid, None);
+    }
+
+    /// As Corosync reads it: `corosync -t` on `nodeid: 1 # c` says `Value of
+    /// key "nodelist.node.0.nodeid" is expected to be integer ..., but "1 #
+    /// c" was given`. Only a line that starts with `#` is a comment.
+    #[test]
+    fn a_hash_after_a_value_is_part_of_the_value_as_corosync_reads_it() {
+        let text =
+            "nodelist {\n  node {\n    ring0_addr: 192.0.2.1 # first\n    nodeid: 1\n  }\n}\n";
+        let nodes = parse_nodelist(text).unwrap();
+        assert_eq!(nodes[0].ring0_addr, "192.0.2.1 # first");
+        assert_eq!(nodes[0].nodeid, Some(1));
+    }
+
+    #[test]
+    fn two_nodes_keep_their_own_keys() {
+        let text = "nodelist {\n  node {\n    ring0_addr: 10.0.0.1\n    name: a\n    nodeid: 1\n  }\n  node {\n    nodeid: 2\n    ring0_addr: 10.0.0.2\n  }\n}\n";
+        let nodes = parse_nodelist(text).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!((nodes[0].name.as_str(), nodes[0].nodeid), ("a", Some(1)));
+        assert_eq!(
+            (nodes[1].name.as_str(), nodes[1].nodeid),
+            ("10.0.0.2", Some(2))
+        );
     }
 
     /// The test cluster's file with the quorum device `pcs quorum device
