@@ -195,6 +195,29 @@ pub fn other(c: &NsCluster, name: &str) -> String {
         .expect("another node")
 }
 
+/// Every node but `primary`, in the cluster's order.
+pub fn standbys_of(c: &NsCluster, primary: &str) -> Vec<String> {
+    c.nodes()
+        .iter()
+        .map(|n| n.name.clone())
+        .filter(|n| n != primary)
+        .collect()
+}
+
+/// Waits until one node is Promoted, the transition settled and every
+/// other node replicates from it; returns the primary and the others
+/// ([`standbys_of`]). Not synchronous: see [`steady_pair`] for that.
+#[track_caller]
+pub fn settled_with_standbys(c: &NsCluster) -> (String, Vec<String>) {
+    let primary = wait_one_promoted(c, "node1", None);
+    c.wait_settled("node1", SETTLE);
+    let standbys = standbys_of(c, &primary);
+    for s in &standbys {
+        wait_replicating(c.node(s));
+    }
+    (primary, standbys)
+}
+
 #[test]
 fn bootstrap_promotes_one_node_and_puts_the_vip_on_it() {
     let c = cluster("bootstrap");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rapidpro_ha_harness::{poll, NsCluster};
 
 use super::bin;
-use super::cluster::{fail_count, wait_one_promoted, wait_replicating, SETTLE};
+use super::cluster::{fail_count, settled_with_standbys, wait_one_promoted, SETTLE};
 use super::cluster_faults::stack_id;
 
 /// The rows written while only the primary ran.
@@ -41,17 +41,7 @@ fn cold_start(nodes: usize) {
         .param("sync_replication", "off")
         .build();
     // Not `steady_pair`: with `off` commits never become synchronous.
-    let ahead = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let standbys: Vec<String> = c
-        .nodes()
-        .iter()
-        .map(|n| n.name.clone())
-        .filter(|n| *n != ahead)
-        .collect();
-    for s in &standbys {
-        wait_replicating(c.node(s));
-    }
+    let (ahead, standbys) = settled_with_standbys(&c);
     let behind = standbys[0].clone();
     // Up to date too, with 3 nodes: it streams the rows.
     let others: Vec<String> = standbys[1..].to_vec();

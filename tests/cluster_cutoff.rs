@@ -17,7 +17,8 @@ use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, finish_load, start_load, wait_one_promoted, wait_replicating, SETTLE,
+    assert_primary, finish_load, settled_with_standbys, start_load, wait_one_promoted,
+    wait_replicating, SETTLE,
 };
 use super::cluster_fencing::wait_vip_writable;
 
@@ -47,17 +48,7 @@ fn a_primary_cut_off_without_fencing_releases_redis_and_the_vip_within_2s_of_los
         .app(true)
         .param("rewind", "true")
         .build();
-    let old = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let standbys: Vec<String> = c
-        .nodes()
-        .iter()
-        .map(|n| n.name.clone())
-        .filter(|n| *n != old)
-        .collect();
-    for s in &standbys {
-        wait_replicating(c.node(s));
-    }
+    let (old, standbys) = settled_with_standbys(&c);
     // Without fencing, nothing powers the isolated node off: what it does
     // by itself is all there is.
     c.crm(

@@ -15,7 +15,7 @@ use rapidpro_ha_harness::{poll, NsCluster, STACK_AGENT, VIP_AGENT};
 use super::bin;
 use super::cluster::{assert_celery_once, assert_watched};
 use super::cluster::{
-    assert_primary, cluster, cluster_with_rewind, finish_load, other, start_load,
+    assert_primary, cluster, cluster_with_rewind, finish_load, other, standbys_of, start_load,
     wait_one_promoted, wait_replicating, watch_celery, WatchMark, PG_PORT, SETTLE,
 };
 
@@ -341,12 +341,7 @@ fn power_off_with_a_lagging_standby_promotes_the_up_to_date_one() {
         .param("rewind", "true")
         .build();
     let primary = settled_primary(&c);
-    let standbys: Vec<String> = c
-        .nodes()
-        .iter()
-        .map(|n| n.name.clone())
-        .filter(|n| *n != primary)
-        .collect();
+    let standbys = standbys_of(&c, &primary);
     // The lagging one: the earlier name (equal standbys are ranked by name,
     // earlier first), so only the lag can put the other one first.
     let (lagging, good) = (standbys[0].clone(), standbys[1].clone());

@@ -18,8 +18,8 @@ use rapidpro_ha_harness::{poll, FenceEvent, NsCluster, STACK_AGENT};
 
 use super::bin;
 use super::cluster::{
-    assert_primary, boot_and_rejoin, cluster_with_rewind, finish_load, start_load, steady_pair,
-    wait_one_promoted, wait_replicating, SETTLE,
+    assert_primary, boot_and_rejoin, cluster_with_rewind, finish_load, settled_with_standbys,
+    start_load, steady_pair, wait_one_promoted, wait_replicating, SETTLE,
 };
 
 /// A 3-node cluster whose old primaries rejoin with `pg_rewind`.
@@ -398,17 +398,7 @@ fn partition_of_the_primary_in_two_nodes_fences_the_unpromoted_side() {
 #[test]
 fn partition_of_the_primary_in_three_nodes_the_majority_promotes_a_standby() {
     let c = three_nodes_with_rewind("partition3");
-    let old = wait_one_promoted(&c, "node1", None);
-    c.wait_settled("node1", SETTLE);
-    let standbys: Vec<String> = c
-        .nodes()
-        .iter()
-        .map(|n| n.name.clone())
-        .filter(|n| *n != old)
-        .collect();
-    for s in &standbys {
-        wait_replicating(c.node(s));
-    }
+    let (old, standbys) = settled_with_standbys(&c);
     let load = start_load(&c);
 
     shorten_orphan_retries(&c, &old);
