@@ -100,11 +100,11 @@ fn cold_start(nodes: usize) {
         c.power_off(o);
     }
     c.power_off(&ahead);
-    c.boot(&ahead);
-    for o in &others {
-        c.boot(o);
-    }
-    c.boot(&behind);
+    let order: Vec<&str> = std::iter::once(ahead.as_str())
+        .chain(others.iter().map(String::as_str))
+        .chain([behind.as_str()])
+        .collect();
+    c.boot_all(&order);
 
     // The path under test: the node behind is Pacemaker's choice and gives
     // the promotion away in its pre-promote notification (without that

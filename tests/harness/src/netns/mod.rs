@@ -1163,28 +1163,49 @@ impl NsCluster {
     /// once it is an online member (seen from itself).
     #[track_caller]
     pub fn boot(&self, name: &str) {
-        let n = self.node(name);
-        assert!(!n.is_up(), "{name} is already up");
-        // The veth of the previous boot disappears asynchronously.
-        self.bridge.wait_port_gone(n.id);
-        // An unfinished fence request for it is void now.
-        let _ = fs::remove_file(self.files.fence_dir.join(format!("{name}.request")));
-        n.power_on(&self.files);
-        self.connect(n);
-        n.start_corosync();
-        if self.qnetd.is_some() {
-            self.start_qdevice(n);
+        self.boot_all(&[name]);
+    }
+
+    /// Boots the nodes `names` together, as after a power loss of several:
+    /// every one powered on and linked, then Corosync on every one, then
+    /// Pacemaker. Booted one after the other instead, the first ones could
+    /// form a quorate partition and fence a later one for startup fencing
+    /// while it is still booting (a loaded CI run saw the cold start of 3
+    /// nodes fail so: `nsenter: cannot open /proc/PID/ns/ipc`). Waits until
+    /// every node up is an online member.
+    pub fn boot_all(&self, names: &[&str]) {
+        for name in names {
+            let n = self.node(name);
+            assert!(!n.is_up(), "{name} is already up");
+            // The veth of the previous boot disappears asynchronously.
+            self.bridge.wait_port_gone(n.id);
+            // An unfinished fence request for it is void now.
+            let _ = fs::remove_file(self.files.fence_dir.join(format!("{name}.request")));
+            n.power_on(&self.files);
+            self.connect(n);
         }
-        n.start_pacemaker();
-        let names: Vec<String> = std::iter::once(name.to_owned())
+        for name in names {
+            self.node(name).start_corosync();
+        }
+        if self.qnetd.is_some() {
+            for name in names {
+                self.start_qdevice(self.node(name));
+            }
+        }
+        for name in names {
+            self.node(name).start_pacemaker();
+        }
+        let up: Vec<String> = names
+            .iter()
+            .map(|n| n.to_string())
             .chain(
                 self.nodes
                     .iter()
-                    .filter(|o| o.name != name && o.is_up())
+                    .filter(|o| !names.contains(&o.name.as_str()) && o.is_up())
                     .map(|o| o.name.clone()),
             )
             .collect();
-        self.wait_members(&names, Duration::from_secs(60));
+        self.wait_members(&up, Duration::from_secs(60));
     }
 
     /// SIGKILL to node `name`'s PostgreSQL postmaster (`"postgres"`, pid
