@@ -1205,7 +1205,23 @@ impl NsCluster {
                     .map(|o| o.name.clone()),
             )
             .collect();
-        self.wait_members(&up, Duration::from_secs(60));
+        let first = &up[0];
+        poll(
+            &format!("{up:?} online members with a DC, seen from {first}"),
+            Duration::from_secs(60),
+            || {
+                // A fence of the booting node (one requested before it was
+                // powered on, say) ends the wait at once: the caller may
+                // boot it again (`soak::boot_at_once` does).
+                if let Some(down) = names.iter().find(|n| !self.node(n).is_up()) {
+                    panic!("{down} went down while booting (fenced?)");
+                }
+                let st = self.status(first).ok()?;
+                let online = st.online();
+                let all = up.iter().all(|n| online.contains(n));
+                (all && st.nodes.iter().any(|n| n.is_dc)).then_some(())
+            },
+        );
     }
 
     /// SIGKILL to node `name`'s PostgreSQL postmaster (`"postgres"`, pid
