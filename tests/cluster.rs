@@ -465,6 +465,25 @@ pub fn start_load(c: &NsCluster) -> Load {
 /// two Redis masters, every node sampled every 250 ms). Prints the figures.
 #[track_caller]
 pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
+    finish_load_checking(c, load, scenario, Celery::OnOneNode);
+}
+
+/// What [`finish_load`] asserts of celery.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Celery {
+    /// Never a worker nor celerybeat on two nodes at once.
+    OnOneNode,
+    /// Without fencing, the majority starts the app group once it promoted,
+    /// while a cut-off node stops its own only when its Pacemaker gets to
+    /// it: both may run for a moment. Printed, not asserted; the data tier
+    /// they need is asserted instead (no second Redis master nor writable
+    /// primary, by the watcher).
+    MayOverlapWithoutFencing,
+}
+
+/// [`finish_load`], with `celery` saying what is asserted of celery.
+#[track_caller]
+pub fn finish_load_checking(c: &NsCluster, load: Load, scenario: &str, celery: Celery) {
     load.writer.wait_for_acks(20, SETTLE);
     if let Some(sms) = &load.sms {
         sms.wait_for_acks(10, SETTLE);
@@ -492,7 +511,13 @@ pub fn finish_load(c: &NsCluster, load: Load, scenario: &str) {
             &lost[..lost.len().min(20)],
             c.diagnostics()
         );
-        assert_celery_once(&seen, scenario);
+        match celery {
+            Celery::OnOneNode => assert_celery_once(&seen, scenario),
+            Celery::MayOverlapWithoutFencing => eprintln!(
+                "measured: {scenario}: celery on two nodes at once (no fencing): {:?}",
+                seen.dual_celery
+            ),
+        }
     }
     let missing = missing_rows(c.client_netns_pid(), c.vip(), PG_PORT, &w.acked);
     eprintln!(

@@ -267,6 +267,43 @@ pub struct PendingOperation {
     pub interval_ms: u64,
 }
 
+/// The cluster option `no-quorum-policy`, as crm_mon reports it (its
+/// default, `stop`, included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoQuorumPolicy {
+    /// Stop every resource of the partition.
+    Stop,
+    /// Demote promotable resources, stop the others.
+    Demote,
+    /// Keep what runs; start nothing.
+    Freeze,
+    /// Carry on as if quorate.
+    Ignore,
+    /// Fence every node of the partition (`fence` in Pacemaker 3).
+    Suicide,
+}
+
+impl NoQuorumPolicy {
+    /// The policy crm_mon's `no-quorum-policy` value names.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "stop" => Self::Stop,
+            "demote" => Self::Demote,
+            "freeze" => Self::Freeze,
+            "ignore" => Self::Ignore,
+            "suicide" | "fence" => Self::Suicide,
+            _ => return None,
+        })
+    }
+
+    /// Whether Pacemaker takes the promoted role away from a partition
+    /// that loses quorum (by a stop, a demote or a fence).
+    pub fn ends_the_promoted_role(self) -> bool {
+        matches!(self, Self::Stop | Self::Demote | Self::Suicide)
+    }
+}
+
 /// The cluster's state from one `crm_mon` run.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ClusterStatus {
@@ -278,6 +315,10 @@ pub struct ClusterStatus {
     pub maintenance_mode: bool,
     /// Whether fencing is enabled.
     pub stonith_enabled: bool,
+    /// What Pacemaker does with resources in a partition without quorum;
+    /// `None` when crm_mon does not say, or says a value this agent does
+    /// not know.
+    pub no_quorum_policy: Option<NoQuorumPolicy>,
     /// Every node.
     pub nodes: Vec<NodeStatus>,
     /// Resources outside clones (group members included).
@@ -443,6 +484,9 @@ fn read_summary(summary: &Element, st: &mut ClusterStatus) -> Result<(), Cluster
     if let Some(opts) = summary.child("cluster_options") {
         st.maintenance_mode = flag(opts, "maintenance-mode")?;
         st.stonith_enabled = flag(opts, "stonith-enabled")?;
+        st.no_quorum_policy = opts
+            .attr("no-quorum-policy")
+            .and_then(NoQuorumPolicy::parse);
     }
     Ok(())
 }
@@ -661,6 +705,32 @@ mod tests {
     /// The same cluster after node2 (the primary) was powered off and fenced.
     const LIVE_OFFLINE: &str = include_str!("fixtures/crm_mon-live-offline.xml");
 
+    #[test]
+    fn no_quorum_policy_reads_pacemakers_values_and_nothing_else() {
+        for (v, want) in [
+            ("stop", Some(NoQuorumPolicy::Stop)),
+            ("demote", Some(NoQuorumPolicy::Demote)),
+            ("freeze", Some(NoQuorumPolicy::Freeze)),
+            ("ignore", Some(NoQuorumPolicy::Ignore)),
+            ("suicide", Some(NoQuorumPolicy::Suicide)),
+            ("fence", Some(NoQuorumPolicy::Suicide)),
+            ("Stop", None),
+            ("", None),
+        ] {
+            assert_eq!(NoQuorumPolicy::parse(v), want, "{v:?}");
+        }
+        let ends: Vec<bool> = [
+            NoQuorumPolicy::Stop,
+            NoQuorumPolicy::Demote,
+            NoQuorumPolicy::Freeze,
+            NoQuorumPolicy::Ignore,
+            NoQuorumPolicy::Suicide,
+        ]
+        .map(NoQuorumPolicy::ends_the_promoted_role)
+        .to_vec();
+        assert_eq!(ends, [true, true, false, false, true]);
+    }
+
     fn names(v: &[&NodeName]) -> Vec<String> {
         v.iter().map(|n| n.to_string()).collect()
     }
@@ -671,6 +741,7 @@ mod tests {
         assert_eq!(st.dc.as_ref().map(NodeName::as_str), Some("node1"));
         assert!(st.with_quorum);
         assert!(!st.stonith_enabled);
+        assert_eq!(st.no_quorum_policy, Some(NoQuorumPolicy::Stop));
         assert_eq!(names(&st.online_nodes()), ["node1", "node2"]);
         let n1 = st.node("node1").unwrap();
         assert!(n1.online && n1.is_dc && !n1.standby);

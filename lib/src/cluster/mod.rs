@@ -40,8 +40,8 @@ pub use attributes::{
     parse_attrd_query, parse_score, promotion_attribute, stale_attribute, INFINITY,
 };
 pub use crm_mon::{
-    parse_crm_mon, CloneStatus, ClusterStatus, Failure, NodeStatus, PendingOperation,
-    ResourceStatus, Role,
+    parse_crm_mon, CloneStatus, ClusterStatus, Failure, NoQuorumPolicy, NodeStatus,
+    PendingOperation, ResourceStatus, Role,
 };
 
 /// The environment variable that points Pacemaker's tools at a CIB file.

@@ -35,6 +35,7 @@ use serde::{Serialize, Serializer};
 
 use crate::cmd::{self, CommandError, Spec};
 use crate::deadline::Deadline;
+use crate::stack::decide::QUORUMTOOL_NOT_QUORATE;
 
 use super::check::{check, Check, Status};
 use super::corosync::{self, Algorithm, DeviceConfig, DeviceModel, HeuristicsMode, QuorumConfig};
@@ -46,10 +47,6 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// `corosync-qdevice-tool`'s exit code when its socket does not answer
 /// (`QDEVICE_TOOL_EXIT_CODE_SOCKET_CONNECT`): the daemon is not running.
 const QDEVICE_TOOL_NOT_RUNNING: i32 = 3;
-
-/// `corosync-quorumtool -s`'s exit code for "not quorate"
-/// (`EXIT_NOT_QUORATE`): the status was printed.
-const QUORUMTOOL_NOT_QUORATE: i32 = 2;
 
 /// Where the operator reads about the choice.
 const SEE: &str = "README \"Two servers and a network split\"";

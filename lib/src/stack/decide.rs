@@ -1133,6 +1133,97 @@ pub fn wait_step(
     }
 }
 
+/// How often the quorum guard ([`guard_step`]) asks corosync whether this
+/// node's partition is quorate: with corosync's token at 1 s, quorum is
+/// lost about 2.2 s after a cut (token, then consensus), and the guard acts
+/// within this much of it. A poll is one `corosync-quorumtool -s`, a local
+/// IPC call of about a millisecond.
+pub const GUARD_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What `corosync-quorumtool -s` says of this node's partition, by its
+/// exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// Exit code 0.
+    Quorate,
+    /// Exit code 2 (`EXIT_NOT_QUORATE`).
+    NotQuorate,
+    /// Anything else: corosync does not answer, the tool is missing or
+    /// timed out.
+    Unknown,
+}
+
+/// `corosync-quorumtool -s`'s exit code for "not quorate"
+/// (`EXIT_NOT_QUORATE` in corosync's `tools/corosync-quorumtool.c`): the
+/// status was printed.
+pub const QUORUMTOOL_NOT_QUORATE: i32 = 2;
+
+/// What `corosync-quorumtool -s`'s exit code says (`None`: it did not
+/// exit, or did not run).
+pub fn quorum_from_exit(code: Option<i32>) -> Quorum {
+    match code {
+        Some(0) => Quorum::Quorate,
+        Some(QUORUMTOOL_NOT_QUORATE) => Quorum::NotQuorate,
+        _ => Quorum::Unknown,
+    }
+}
+
+/// The local PostgreSQL as the guard sees it, without a session: a
+/// running postmaster without `standby.signal` is the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedRole {
+    /// A primary runs here.
+    Primary,
+    /// A standby, or nothing, runs here.
+    NotPrimary,
+}
+
+/// One look of the quorum guard ([`guard_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardStep {
+    /// Look again after [`GUARD_POLL`].
+    Watch,
+    /// Give up the primary's role now: the virtual IP's address removed,
+    /// Redis a replica, PostgreSQL's writes stopped; then exit.
+    Release,
+    /// Nothing to guard: exit.
+    Exit,
+}
+
+/// How often the quorum guard reads `no-quorum-policy` again while it
+/// could not read it (`crm_mon` failed).
+pub const GUARD_POLICY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether the quorum guard watches the quorum under the cluster's
+/// `no-quorum-policy` (`None` when it could not be read).
+///
+/// Only where Pacemaker itself takes the role away without quorum (`stop`,
+/// `demote`, `suicide`): the guard does at once what Pacemaker does 5 s or
+/// more later, behind the stops of what is ordered after the clone (the
+/// app group), its demote, and the VIP's stop, while the other partition
+/// may already have promoted. With `freeze` or `ignore` the administrator
+/// asked for the primary to stay; with an unknown policy the guard cannot
+/// tell, and does not act (logged).
+pub fn guard_watches(policy: Option<crate::cluster::NoQuorumPolicy>) -> bool {
+    policy.is_some_and(|p| p.ends_the_promoted_role())
+}
+
+/// What the quorum guard does after one look: `quorum` is `None` when it
+/// does not watch it ([`guard_watches`]).
+///
+/// It lives as long as a primary runs here, watching or not, so that the
+/// primary's monitor, which starts it when none runs, spawns nothing in
+/// the steady state. "Cannot tell" whether the partition is quorate is not
+/// a loss: a guard that released a primary because corosync was slow to
+/// answer would cause the outage it is meant to shorten.
+pub fn guard_step(role: GuardedRole, quorum: Option<Quorum>) -> GuardStep {
+    match (role, quorum) {
+        (GuardedRole::NotPrimary, _) => GuardStep::Exit,
+        (GuardedRole::Primary, Some(Quorum::NotQuorate)) => GuardStep::Release,
+        (GuardedRole::Primary, Some(Quorum::Quorate | Quorum::Unknown) | None) => GuardStep::Watch,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2274,5 +2365,49 @@ mod tests {
         // A cascading standby of its own is not itself.
         assert!(!streams_from_itself(&[row("node3")], "node1"));
         assert!(!streams_from_itself(&[], "node1"));
+    }
+
+    #[test]
+    fn corosync_quorumtool_says_quorate_or_not_by_its_exit_code_and_anything_else_is_unknown() {
+        assert_eq!(quorum_from_exit(Some(0)), Quorum::Quorate);
+        assert_eq!(quorum_from_exit(Some(2)), Quorum::NotQuorate);
+        for code in [Some(1), Some(127), None] {
+            assert_eq!(quorum_from_exit(code), Quorum::Unknown, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn the_quorum_guard_watches_only_under_a_policy_that_ends_the_promoted_role() {
+        use crate::cluster::NoQuorumPolicy as P;
+        let watched: Vec<bool> = [
+            Some(P::Stop),
+            Some(P::Demote),
+            Some(P::Suicide),
+            Some(P::Freeze),
+            Some(P::Ignore),
+            None,
+        ]
+        .map(guard_watches)
+        .to_vec();
+        assert_eq!(watched, [true, true, true, false, false, false]);
+    }
+
+    #[test]
+    fn the_quorum_guard_releases_a_primary_only_on_a_known_loss_and_exits_with_it() {
+        use GuardStep::{Exit, Release, Watch};
+        use GuardedRole::{NotPrimary, Primary};
+        use Quorum::{NotQuorate, Quorate, Unknown};
+        let table = [
+            (Primary, Some(Quorate), Watch),
+            (Primary, Some(Unknown), Watch),
+            (Primary, None, Watch),
+            (Primary, Some(NotQuorate), Release),
+            (NotPrimary, Some(NotQuorate), Exit),
+            (NotPrimary, Some(Quorate), Exit),
+            (NotPrimary, None, Exit),
+        ];
+        for (role, quorum, want) in table {
+            assert_eq!(guard_step(role, quorum), want, "{role:?} {quorum:?}");
+        }
     }
 }

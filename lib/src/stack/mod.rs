@@ -267,6 +267,9 @@ pub fn agent_main(args: &[String]) -> i32 {
     if name == act::WATCH_ARG {
         return act::watcher_main();
     }
+    if name == act::GUARD_ARG {
+        return act::guard_main();
+    }
     let Some(action) = Action::parse(name) else {
         eprint!("{}", ocf::usage(program));
         eprintln!(

@@ -15,7 +15,9 @@
 //! conninfo strings, scores and the state file.
 
 mod demote;
+mod detached;
 mod follow;
+mod guard;
 mod history;
 mod monitor;
 mod monitor_primary;
@@ -29,13 +31,14 @@ mod validate;
 mod watch;
 
 pub use demote::demote;
+pub use guard::{guard_main, GUARD_ARG};
 pub use monitor::monitor;
 pub use notify::notify;
 pub use promote::promote;
 pub use start::start;
 pub use stop::stop;
 pub use validate::validate_all;
-pub use watch::{watcher_main, watcher_vars, WATCH_ARG};
+pub use watch::{watcher_main, WATCH_ARG};
 
 use super::state::State;
 use super::{Ctx, Error};

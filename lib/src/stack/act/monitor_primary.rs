@@ -1,6 +1,7 @@
 //! `monitor` on the primary: scores for the standbys, synchronous
 //! replication, and whether followers can reach it at primary_host.
 
+use super::guard::leave_guard;
 use super::notify::checkpoint_new_timeline;
 use super::{load_state, save_state, set_score, stale, unix_now};
 use crate::cluster::NodeName;
@@ -26,6 +27,7 @@ pub(super) fn monitor_primary(
             "PostgreSQL is primary but Redis is a replica",
         ));
     }
+    leave_guard(ctx);
     let standbys = match standbys.unwrap_or_else(|| db.standbys()) {
         Ok(s) => s,
         Err(e) => return Ok(Verdict::failed(true, e.to_string())),

@@ -1,6 +1,7 @@
 //! `notify`.
 
 use super::follow::{follow_primary, follow_redis_primary};
+use super::guard::leave_guard;
 use super::watch::{leave_watcher, wait_for_standbys};
 use super::{
     best_effort, forget_scores, hand_promotion_to, local_db, position_attribute, read_positions,
@@ -64,6 +65,7 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
                 // the standbys reach this primary through it: no waiting
                 // here, a watcher instead.
                 leave_watcher(&decide::standbys_to_await(&n, ctx.node.as_str()));
+                leave_guard(&ctx);
                 r
             } else {
                 // Another node is the primary now: this node's data is no

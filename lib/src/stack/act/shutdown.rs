@@ -35,7 +35,7 @@ pub(super) enum Local {
 /// The local server, by a session bounded by [`LOCAL_PROBE`] (and by the
 /// deadline) rather than query_timeout: a server that does not answer
 /// that fast is treated as frozen, and the shutdown escalates at once.
-fn probe_session(ctx: &Ctx<'_>) -> Result<Db, PgError> {
+pub(super) fn probe_session(ctx: &Ctx<'_>) -> Result<Db, PgError> {
     let bound = LOCAL_PROBE.min(ctx.cfg.query_timeout);
     Db::connect(&local_target(ctx), bound, bound, &ctx.deadline)
 }
@@ -107,7 +107,7 @@ const TERMINATE_CLIENTS_SQL: &str = "SELECT count(pg_terminate_backend(pid)) \
   FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()";
 
 /// Read-only for every transaction from now on, then the sessions ended.
-fn writes_off(db: &Db) -> Result<(), PgError> {
+pub(super) fn writes_off(db: &Db) -> Result<(), PgError> {
     db.execute(
         "ALTER SYSTEM",
         &format!("ALTER SYSTEM SET {WRITES_OFF_SETTING} = on"),

@@ -5,7 +5,9 @@
 //! as the other node rejoined; the same switchover and power-off with 3
 //! nodes; in clusters with a quorum device, the primary's link cut; and,
 //! for the stack alone (Stateful has no server to freeze), a primary whose
-//! PostgreSQL is frozen (SIGSTOP of all its processes). `sync_replication` is the default, `on`.
+//! PostgreSQL is frozen (SIGSTOP of all its processes), and a primary cut
+//! off from a 3-node cluster without fencing (its quorum guard).
+//! `sync_replication` is the default, `on`.
 //! Prints medians, spreads and the differences; asserts nothing about time.
 //!
 //! Usage: rapidpro-bench-failover <path of rapidpro-agent> [runs (default 5)]
@@ -44,6 +46,7 @@ struct Figures {
     link_cut_write_gap: Vec<f64>,
     frozen: Vec<f64>,
     frozen_write_gap: Vec<f64>,
+    quorum_loss_released: Vec<f64>,
 }
 
 fn one_promoted(c: &NsCluster, agent: &str, ask: &str) -> Option<String> {
@@ -328,6 +331,46 @@ fn run_link_cut(agent_bin: &str, agent: &str, f: &mut Figures) {
     gap(w, &mut f.link_cut_write_gap);
 }
 
+/// One run of a primary cut off from a 3-node cluster without fencing,
+/// with the app group (the stack only; issue 15): from the moment its
+/// corosync says the partition lost quorum until Redis is no master,
+/// PostgreSQL read-only and the VIP gone there
+/// ([`NsCluster::quorum_lost_then_released`]).
+fn run_quorum_loss(agent_bin: &str, f: &mut Figures) {
+    let c = NsCluster::builder("bench-cutoff3")
+        .nodes(3)
+        .agent(agent_bin)
+        .app(true)
+        .param("rewind", "true")
+        .build();
+    let primary = poll("one node promoted", SETTLE, || {
+        one_promoted(&c, STACK_AGENT, "node1")
+    });
+    for n in c.nodes().iter().filter(|n| n.name != primary) {
+        poll("every standby streaming", SETTLE, || {
+            streaming(&c, &n.name).then_some(())
+        });
+    }
+    c.crm(
+        &primary,
+        &[
+            "crm_attribute",
+            "--type",
+            "crm_config",
+            "--name",
+            "stonith-enabled",
+            "--update",
+            "false",
+        ],
+    );
+    c.wait_settled(&primary, SETTLE);
+    c.wait_synchronous(&primary, SETTLE);
+    c.partition(&primary);
+    let (lost, released) = c.quorum_lost_then_released(&primary, SETTLE);
+    f.quorum_loss_released
+        .push(released.saturating_duration_since(lost).as_secs_f64());
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -375,6 +418,10 @@ fn main() {
         run_link_cut(&agent_bin, STACK_AGENT, &mut ours);
         eprintln!("run {i}/{runs}: the primary's link cut, with a quorum device: {STATEFUL}");
         run_link_cut(&agent_bin, STATEFUL, &mut floor);
+        eprintln!(
+            "run {i}/{runs}: 3 nodes, the primary cut off without fencing: ocf:rapidpro:stack"
+        );
+        run_quorum_loss(&agent_bin, &mut ours);
     }
     let mut o = String::new();
     out!(o, "#### bench/failover: {runs} runs each");
@@ -463,6 +510,10 @@ fn main() {
             "write unavailability with a frozen primary (stack; goal: monitor interval 15 + timeout 20 + 3 s)",
             &ours.frozen_write_gap,
         ),
+        (
+            "3 nodes, the primary cut off without fencing: from its quorum loss (corosync) to Redis no master, PostgreSQL read-only and the VIP released there (stack; goal: 2 s)",
+            &ours.quorum_loss_released,
+        ),
     ] {
         out!(o, "| {name} | - | {:.2} ({}) | | |", median(v), spread(v));
     }
@@ -484,11 +535,12 @@ fn main() {
             "link_cut_write_gap_s": f.link_cut_write_gap,
             "frozen_s": f.frozen,
             "frozen_write_gap_s": f.frozen_write_gap,
+            "quorum_loss_released_s": f.quorum_loss_released,
         })
     };
     let raw = json!({
         "runs": runs,
-        "order": "each run: 2 nodes (switchover, power-off, rejoin then power-off), ocf:rapidpro:stack then ocf:pacemaker:Stateful; the same with 3 nodes (switchover, power-off); a frozen primary (stack only); then the link cut with a quorum device, stack then Stateful",
+        "order": "each run: 2 nodes (switchover, power-off, rejoin then power-off), ocf:rapidpro:stack then ocf:pacemaker:Stateful; the same with 3 nodes (switchover, power-off); a frozen primary (stack only); then the link cut with a quorum device, stack then Stateful; then a 3-node primary cut off without fencing (stack only)",
         "settle_timeout_s": SETTLE.as_secs(),
         STACK_AGENT: figures(&ours),
         STATEFUL: figures(&floor),

@@ -592,6 +592,35 @@ impl NsCluster {
         &self.vip
     }
 
+    /// After `node` was cut off: waits until its corosync says the
+    /// partition lost quorum, asking as fast as the node answers (no sleep:
+    /// the loss must not be seen late), then until the node released the
+    /// primary's role ([`NsNode::released_primary`]). Returns both moments;
+    /// each wait is bounded by `timeout`.
+    pub fn quorum_lost_then_released(&self, node: &str, timeout: Duration) -> (Instant, Instant) {
+        let n = self.node(node);
+        let start = Instant::now();
+        let lost = loop {
+            if n.quorate() == Some(false) {
+                break Instant::now();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{node} did not lose quorum within {timeout:?}\n{}",
+                self.diagnostics()
+            );
+        };
+        let released = crate::poll(
+            &format!(
+                "{node}: Redis no master, PostgreSQL read-only, the VIP {} released",
+                self.vip
+            ),
+            timeout,
+            || n.released_primary(&self.vip).then(Instant::now),
+        );
+        (lost, released)
+    }
+
     /// When the last `pacemakerd` of the first boot was started.
     pub fn pacemaker_started(&self) -> Instant {
         self.pacemaker_started

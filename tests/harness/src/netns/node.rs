@@ -709,6 +709,31 @@ impl NsNode {
             .map_err(|e| format!("on {}: {e}", self.name))
     }
 
+    /// Whether the node's corosync says its partition is quorate, by
+    /// `corosync-quorumtool -s`'s exit code (0 quorate, 2 not); `None` when
+    /// it cannot tell.
+    pub fn quorate(&self) -> Option<bool> {
+        let o = self.exec(&["corosync-quorumtool", "-s"], NS_TIMEOUT).ok()?;
+        match o.status.code() {
+            Some(0) => Some(true),
+            Some(2) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Whether the node gave up the primary's role for clients: Redis no
+    /// master (a replica, or down), PostgreSQL taking no writes
+    /// (`transaction_read_only` on, as libpq's
+    /// `target_session_attrs=read-write` tests it, in recovery, or down),
+    /// and `vip` not held.
+    pub fn released_primary(&self, vip: &str) -> bool {
+        let redis_master = self
+            .redis_cli(&["info", "replication"])
+            .is_ok_and(|i| i.contains("role:master"));
+        let pg_writable = self.psql("show transaction_read_only").as_deref() == Ok("off");
+        !redis_master && !pg_writable && !self.has_address(vip)
+    }
+
     /// Whether `addr` is configured on the node's `eth0`.
     pub fn has_address(&self, addr: &str) -> bool {
         self.run(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"])

@@ -95,7 +95,9 @@ pub fn mono_of(at: Instant) -> u64 {
 /// What a sampler asks a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Service {
-    /// `SELECT pg_is_in_recovery()` over the node's PostgreSQL socket.
+    /// `SHOW transaction_read_only` over the node's PostgreSQL socket:
+    /// whether a client's transaction may write, libpq's own test of
+    /// `target_session_attrs=read-write`.
     Pg,
     /// `INFO replication` over the node's Redis socket.
     Redis,
@@ -121,9 +123,12 @@ impl Service {
 /// What one sample saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// A writable PostgreSQL (not in recovery), or a Redis master.
+    /// A PostgreSQL that takes writes (`transaction_read_only` off: not in
+    /// recovery, and writes not stopped by `default_transaction_read_only`,
+    /// as a demote or the quorum guard stops them), or a Redis master.
     Primary,
-    /// A PostgreSQL in recovery, or a Redis replica.
+    /// A PostgreSQL that takes no writes (in recovery, or read-only), or a
+    /// Redis replica.
     Standby,
     /// Nothing listening, or a server refusing connections (starting,
     /// shutting down, loading).
@@ -482,7 +487,10 @@ impl Sampler {
         }
     }
 
-    /// `SELECT pg_is_in_recovery()` as `postgres` over the node's socket.
+    /// `SHOW transaction_read_only` as `postgres` over the node's socket:
+    /// `off` is a primary that takes writes. A session opened before a
+    /// demote or the quorum guard stopped the writes sees the new default
+    /// at the reload (and is terminated then anyway).
     fn sample_pg(&self, rt: &tokio::runtime::Runtime, conn: &mut Option<Conn>) -> State {
         let started = Instant::now();
         if !matches!(conn, Some(Conn::Pg(c)) if !c.is_closed()) {
@@ -520,7 +528,7 @@ impl Sampler {
         };
         let left = SAMPLE_BUDGET.saturating_sub(started.elapsed());
         let q = rt.block_on(async {
-            tokio::time::timeout(left, client.simple_query("SELECT pg_is_in_recovery()")).await
+            tokio::time::timeout(left, client.simple_query("SHOW transaction_read_only")).await
         });
         let state = match q {
             Err(_) => State::Unknown,
@@ -529,8 +537,8 @@ impl Sampler {
                 .iter()
                 .find_map(|m| match m {
                     tokio_postgres::SimpleQueryMessage::Row(r) => match r.get(0) {
-                        Some("f") => Some(State::Primary),
-                        Some("t") => Some(State::Standby),
+                        Some("off") => Some(State::Primary),
+                        Some("on") => Some(State::Standby),
                         _ => None,
                     },
                     _ => None,
