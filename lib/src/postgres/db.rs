@@ -445,13 +445,18 @@ impl Db {
         self.execute("pg_reload_conf()", "SELECT pg_reload_conf()")
     }
 
-    /// Promotes with `pg_promote(wait => true)`; true once promoted.
-    pub fn promote(&self, wait: Duration) -> Result<bool, PgError> {
-        let secs = wait.as_secs().clamp(1, 3600);
-        // pg_promote waits server-side; give the client a second more.
-        let timeout = self.deadline.cap(Duration::from_secs(secs + 1));
-        let sql = format!("SELECT pg_promote(true, {secs})");
-        let msgs = self.run_for("pg_promote()", timeout, self.client.simple_query(&sql))?;
+    /// Asks for promotion with `pg_promote(wait => false)`; true once the
+    /// startup process was signalled. The caller polls
+    /// [`Db::in_recovery`]: `pg_promote(wait => true)` checks only every
+    /// 100 ms (`WAITS_PER_SECOND` in PostgreSQL's xlogfuncs.c), and a
+    /// promotion ends within a few milliseconds of the signal, so waiting
+    /// server-side cost a failover about 100 ms every time.
+    pub fn request_promotion(&self) -> Result<bool, PgError> {
+        let msgs = self.run_for(
+            "pg_promote()",
+            self.deadline.cap(self.query_timeout),
+            self.client.simple_query("SELECT pg_promote(false)"),
+        )?;
         Ok(msgs
             .iter()
             .any(|m| matches!(m, SimpleQueryMessage::Row(r) if r.get(0) == Some("t"))))

@@ -695,7 +695,16 @@ fn processes_in(dir: &Path) -> Vec<i32> {
 }
 
 /// Waits until `f` holds, polling every 50 ms, or the deadline passes.
-pub fn wait_until(deadline: &Deadline, mut f: impl FnMut() -> bool) -> bool {
+pub fn wait_until(deadline: &Deadline, f: impl FnMut() -> bool) -> bool {
+    wait_until_every(deadline, Duration::from_millis(50), f)
+}
+
+/// [`wait_until`], looking every `interval`.
+pub fn wait_until_every(
+    deadline: &Deadline,
+    interval: Duration,
+    mut f: impl FnMut() -> bool,
+) -> bool {
     loop {
         if f() {
             return true;
@@ -703,7 +712,7 @@ pub fn wait_until(deadline: &Deadline, mut f: impl FnMut() -> bool) -> bool {
         if deadline.expired() {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(50).min(deadline.remaining()));
+        std::thread::sleep(interval.min(deadline.remaining()));
     }
 }
 

@@ -42,7 +42,8 @@ pub use watch::{watcher_main, WATCH_ARG};
 
 use super::state::State;
 use super::{Ctx, Error};
-use crate::cluster::{ClusterError, NodeName};
+use crate::cluster::{Cluster, ClusterError, NodeName};
+use crate::deadline::Deadline;
 use crate::postgres::db::{Db, Host, Target};
 use crate::postgres::server::conninfo_value;
 use crate::postgres::tls::PgTls;
@@ -55,31 +56,60 @@ pub fn position_attribute(resource: &str) -> String {
     format!("rapidpro-position-{resource}")
 }
 
-/// The positions the other standbys among `nodes` published for a
-/// promotion (usually this partition's: standbys outside it are ignored, as
-/// Pacemaker ignores their scores); none if they cannot be read, which is
-/// logged. Read by promote.
-pub(super) fn published_positions(ctx: &Ctx<'_>, nodes: &[NodeName]) -> Vec<(String, Position)> {
-    read_positions(ctx, nodes).unwrap_or_else(|e| {
+/// The partition's nodes and the positions its other standbys published
+/// for a promotion (standbys outside the partition are ignored, as
+/// Pacemaker ignores their scores); no nodes or no positions if they cannot
+/// be read, which is logged. Read by promote, on a thread of its own while
+/// it probes primary_host: so it takes the parts of the context it needs,
+/// which can be shared between threads.
+pub(super) fn partition_positions(
+    cluster: &Cluster,
+    resource: &str,
+    own: &NodeName,
+    deadline: &Deadline,
+) -> (Vec<NodeName>, Vec<(String, Position)>) {
+    let nodes = cluster.partition(deadline).unwrap_or_else(|e| {
+        log::warn!("cannot list the partition's nodes: {e}");
+        Vec::new()
+    });
+    let peers = positions_among(cluster, resource, own, &nodes, deadline).unwrap_or_else(|e| {
         log::warn!(
             "cannot read the positions the standbys published ({e}): deciding on this node's \
              data alone"
         );
         Vec::new()
-    })
+    });
+    (nodes, peers)
 }
 
-/// [`published_positions`], with the error: the node about to be promoted
-/// stops waiting for positions it cannot read.
+/// The positions the standbys among `nodes` other than this one published
+/// for a promotion, with the error: the node about to be promoted stops
+/// waiting for positions it cannot read.
 pub(super) fn read_positions(
     ctx: &Ctx<'_>,
     nodes: &[NodeName],
 ) -> Result<Vec<(String, Position)>, ClusterError> {
-    let attr = position_attribute(ctx.env.resource());
-    let published = ctx.cluster.read_private(&attr, nodes, &ctx.deadline)?;
+    positions_among(
+        &ctx.cluster,
+        ctx.env.resource(),
+        &ctx.node,
+        nodes,
+        &ctx.deadline,
+    )
+}
+
+fn positions_among(
+    cluster: &Cluster,
+    resource: &str,
+    own: &NodeName,
+    nodes: &[NodeName],
+    deadline: &Deadline,
+) -> Result<Vec<(String, Position)>, ClusterError> {
+    let attr = position_attribute(resource);
+    let published = cluster.read_private(&attr, nodes, deadline)?;
     Ok(published
         .into_iter()
-        .filter(|(n, _)| *n != ctx.node)
+        .filter(|(n, _)| n != own)
         .filter_map(|(n, v)| match v.parse::<Position>() {
             Ok(p) => Some((n.to_string(), p)),
             Err(e) => {

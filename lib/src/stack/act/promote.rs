@@ -1,17 +1,17 @@
 //! `promote`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::follow::start_redis_replica;
 use super::{
-    best_effort, hand_promotion_to, load_state, local_db, position_attribute, primary_desc,
-    published_positions, redis_local, save_state, set_score,
+    best_effort, hand_promotion_to, load_state, local_db, partition_positions, position_attribute,
+    primary_desc, redis_local, save_state, set_score,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
 use crate::postgres::db::{Db, LocalStatus};
-use crate::postgres::server::{wait_until, ProcessState, WRITES_OFF_SETTING};
+use crate::postgres::server::{wait_until, wait_until_every, ProcessState, WRITES_OFF_SETTING};
 use crate::redis::{self, Role};
 use crate::stack::decide::{
     self, OwnData, PromoteFacts, PromoteRefusal, CANDIDATE_SCORE, PROMOTED_SCORE,
@@ -19,10 +19,15 @@ use crate::stack::decide::{
 use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
 
+/// How often promote asks whether PostgreSQL left recovery once it was
+/// signalled: a query over the local socket, well under a millisecond.
+const PROMOTION_POLL: Duration = Duration::from_millis(5);
+
 /// `promote`: refuses when another primary answers at primary_host or a
 /// standby is ahead of this one; otherwise promotes PostgreSQL, then Redis,
 /// and returns once both accept writes.
 pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let started = Instant::now();
     let ctx = Ctx::checked(env, deadline)?;
     if !matches!(ctx.pg.process_state(), ProcessState::Running(_)) {
         return Err(Error::Failed(
@@ -42,38 +47,49 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         )?;
         db.execute("pg_reload_conf()", "SELECT pg_reload_conf()")?;
     }
+    let mut checked = started.elapsed();
     if st.in_recovery {
         let names = promote_standby_safely(&ctx, &db, &st)?;
+        checked = started.elapsed();
         if st.synchronous_standby_names != names {
             db.alter_system("synchronous_standby_names", names)?;
         }
+        if !db.request_promotion()? {
+            return Err(Error::Failed(
+                "pg_promote() could not signal PostgreSQL's startup process (see its log)".into(),
+            ));
+        }
+        // Bounded 2 s before the action's deadline, to report.
         let wait = ctx
             .deadline
             .remaining()
             .saturating_sub(Duration::from_secs(2));
-        if !db.promote(wait)? {
+        let writable = wait_until_every(&Deadline::after(wait), PROMOTION_POLL, || {
+            matches!(db.in_recovery(), Ok(false))
+        });
+        if !writable {
             return Err(Error::Failed(format!(
-                "pg_promote() did not finish within {} s",
+                "PostgreSQL still in recovery {} s after pg_promote() (see its log)",
                 wait.as_secs()
             )));
         }
-        let writable = wait_until(&ctx.deadline, || matches!(db.in_recovery(), Ok(false)));
-        if !writable {
-            return Err(Error::Failed(
-                "PostgreSQL still in recovery after pg_promote()".into(),
-            ));
-        }
         log::info!("PostgreSQL promoted");
     }
+    let pg_done = started.elapsed();
     promote_redis(&ctx)?;
-    best_effort(
-        "clearing this node's published position",
-        ctx.cluster.delete_private(
-            &position_attribute(env.resource()),
-            &ctx.node,
-            &ctx.deadline,
-        ),
-    );
+    let redis_done = started.elapsed();
+    // The post-promote notification clears it as well: here, it would cost
+    // every promotion one more cluster tool call before it returns.
+    if !env.notify_enabled() {
+        best_effort(
+            "clearing this node's published position",
+            ctx.cluster.delete_private(
+                &position_attribute(env.resource()),
+                &ctx.node,
+                &ctx.deadline,
+            ),
+        );
+    }
     let mut state = load_state(&ctx);
     state.forget();
     state.own_data = OwnData::Standby;
@@ -83,6 +99,15 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         state.scores.insert(ctx.node.to_string(), PROMOTED_SCORE);
     }
     save_state(&ctx, &state);
+    // Where a promotion's time goes, for whoever times a failover.
+    log::info!(
+        "promoted in {} ms: checks {} ms, PostgreSQL {} ms, Redis {} ms, scores {} ms",
+        started.elapsed().as_millis(),
+        checked.as_millis(),
+        (pg_done - checked).as_millis(),
+        (redis_done - pg_done).as_millis(),
+        (started.elapsed() - redis_done).as_millis()
+    );
     Ok(Outcome::ok())
 }
 
@@ -91,13 +116,28 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
 /// (resumes paused replay). Returns the `synchronous_standby_names` to
 /// promote with.
 fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
-    // Observe.
-    let primary_at = observe::primary_at_by(ctx, observe::Probe::Lan)?;
-    let nodes = ctx.cluster.partition(&ctx.deadline).unwrap_or_else(|e| {
-        log::warn!("cannot list the partition's nodes: {e}");
-        Vec::new()
+    // Observe: primary_host's probe (up to its 0.2 s window when nothing
+    // holds the address) while the partition and the published positions
+    // are read (two cluster tools) on another thread.
+    let t = Instant::now();
+    let (cluster, resource, node, deadline) =
+        (&ctx.cluster, ctx.env.resource(), &ctx.node, &ctx.deadline);
+    let (primary_at, (nodes, peers)) = std::thread::scope(|s| {
+        let read = s.spawn(move || partition_positions(cluster, resource, node, deadline));
+        let primary_at = observe::primary_at_by(ctx, observe::Probe::Lan);
+        let probed = t.elapsed();
+        let read = read.join().unwrap_or_else(|_| {
+            log::warn!("reading the partition and the positions failed: deciding alone");
+            (Vec::new(), Vec::new())
+        });
+        log::info!(
+            "observed in {} ms (primary_host {} ms)",
+            t.elapsed().as_millis(),
+            probed.as_millis()
+        );
+        (primary_at, read)
     });
-    let peers = published_positions(ctx, &nodes);
+    let primary_at = primary_at?;
     let own = st.position();
     if let Some(own) = own {
         let members: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
