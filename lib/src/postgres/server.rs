@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Gid, Pid, Uid};
@@ -161,8 +161,13 @@ impl Server {
             .timeout(deadline.remaining())
     }
 
-    /// Starts the server (`pg_ctl start -w`), which must be configured as a
-    /// standby already: the agent never starts a primary.
+    /// Starts the server, which must be configured as a standby already:
+    /// the agent never starts a primary. `pg_ctl start -W` launches the
+    /// postmaster and returns; the agent then reads `postmaster.pid` every
+    /// [`START_POLL`] until its status line says `ready` or `standby`, as
+    /// `pg_ctl -w` does every 100 ms (`WAITS_PER_SEC` in pg_ctl.c): a
+    /// standby is up some tens of milliseconds after its start, and the
+    /// demote of a switchover starts one.
     pub fn start(&self, deadline: &Deadline) -> Result<(), PgError> {
         if !self.is_standby_configured() {
             return Err(PgError::parse(
@@ -170,23 +175,60 @@ impl Server {
                 "refusing to start PostgreSQL without standby.signal",
             ));
         }
-        let secs = deadline.remaining().as_secs().max(1).to_string();
+        let failed = |detail: String| PgError::StartFailed {
+            detail,
+            log: self.logfile.clone(),
+        };
         cmd::run(
             &self
                 .pg_ctl(deadline)
-                .args(["start", "-w", "-t", &secs, "-D"])
+                .args(["start", "-W", "-D"])
                 .arg(&self.datadir)
                 .arg("-l")
                 .arg(&self.logfile),
         )
-        .map_err(|e| PgError::StartFailed {
-            detail: match &e {
+        .map_err(|e| {
+            failed(match &e {
                 cmd::CommandError::Failed { status, .. } => status.clone(),
                 other => other.to_string(),
-            },
-            log: self.logfile.clone(),
+            })
         })?;
-        Ok(())
+        let launched = Instant::now();
+        loop {
+            let status = self.postmaster_status();
+            match decide_start_wait(status, launched.elapsed()) {
+                StartWait::Ready => return Ok(()),
+                StartWait::Failed(why) => return Err(failed(why)),
+                StartWait::Wait if deadline.expired() => {
+                    return Err(failed(format!(
+                        "not ready to accept connections before the action's timeout \
+                         (postmaster.pid: {status:?})"
+                    )))
+                }
+                StartWait::Wait => {
+                    std::thread::sleep(START_POLL.min(deadline.remaining()));
+                }
+            }
+        }
+    }
+
+    /// What `postmaster.pid` says of a postmaster, by its first line (the
+    /// pid) and its eighth (the status PostgreSQL writes as it starts).
+    pub fn postmaster_status(&self) -> PostmasterStatus {
+        let text = match self.data_dir().and_then(|d| Ok(d.read(PIDFILE)?)) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => return PostmasterStatus::Absent,
+        };
+        match parse_pidfile_status(&text) {
+            None => PostmasterStatus::Partial,
+            Some((pid, _)) if !(pid > 0 && is_postgres(pid, &self.pgdata)) || is_zombie(pid) => {
+                PostmasterStatus::Exited(pid)
+            }
+            Some((pid, status)) => match status {
+                Some("ready") | Some("standby") => PostmasterStatus::Ready(pid),
+                _ => PostmasterStatus::Starting(pid),
+            },
+        }
     }
 
     /// Stops the server: `fast` first (a clean shutdown checkpoint), then
@@ -231,7 +273,9 @@ impl Server {
         for (signal, bound, what) in steps {
             let step = Deadline::after(deadline.cap(bound));
             let _ = kill(Pid::from_raw(pid), signal);
-            if wait_until(&step, || !self.still_runs(pid)) {
+            // A file read and a /proc lookup: often, since a switchover
+            // waits for this shutdown.
+            if wait_until_every(&step, START_POLL, || !self.still_runs(pid)) {
                 return self.after_exit(deadline);
             }
             log::warn!(
@@ -694,6 +738,65 @@ fn processes_in(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// How often [`Server::start`] reads `postmaster.pid`: a file read.
+pub const START_POLL: Duration = Duration::from_millis(5);
+
+/// How long a launched postmaster may take to write `postmaster.pid`
+/// before [`Server::start`] takes it for a postmaster that exited at once
+/// (a configuration error: it exits before it writes its lock file, and
+/// `pg_ctl -W` has returned already). It is written within milliseconds.
+pub const PIDFILE_GRACE: Duration = Duration::from_secs(5);
+
+/// What `postmaster.pid` says ([`Server::postmaster_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostmasterStatus {
+    /// No file.
+    Absent,
+    /// A file without a pid yet (being written).
+    Partial,
+    /// A live postmaster that is not ready yet (`starting`, or `stopping`).
+    Starting(i32),
+    /// A live postmaster whose status line says `ready` or `standby`.
+    Ready(i32),
+    /// The file names a process that is not a live postmaster.
+    Exited(i32),
+}
+
+/// One look of [`Server::start`]'s wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartWait {
+    Ready,
+    Wait,
+    Failed(String),
+}
+
+/// What [`Server::start`] does after one look at `postmaster.pid`,
+/// `since` the launch (pure).
+pub fn decide_start_wait(status: PostmasterStatus, since: Duration) -> StartWait {
+    match status {
+        PostmasterStatus::Ready(_) => StartWait::Ready,
+        PostmasterStatus::Starting(_) => StartWait::Wait,
+        PostmasterStatus::Exited(pid) => {
+            StartWait::Failed(format!("postmaster {pid} exited while starting"))
+        }
+        PostmasterStatus::Absent | PostmasterStatus::Partial if since < PIDFILE_GRACE => {
+            StartWait::Wait
+        }
+        PostmasterStatus::Absent | PostmasterStatus::Partial => StartWait::Failed(format!(
+            "no postmaster.pid {} s after the launch: the postmaster exited at once",
+            PIDFILE_GRACE.as_secs()
+        )),
+    }
+}
+
+/// The pid (line 1) and the status (line 8, `LOCK_FILE_LINE_PM_STATUS`,
+/// padded with spaces) of a `postmaster.pid`'s text; `None` without a pid.
+pub fn parse_pidfile_status(text: &str) -> Option<(i32, Option<&str>)> {
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse::<i32>().ok()?;
+    Some((pid, lines.nth(6).map(str::trim)))
+}
+
 /// Waits until `f` holds, polling every 50 ms, or the deadline passes.
 pub fn wait_until(deadline: &Deadline, f: impl FnMut() -> bool) -> bool {
     wait_until_every(deadline, Duration::from_millis(50), f)
@@ -719,6 +822,46 @@ pub fn wait_until_every(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PostgreSQL 15 standby's `postmaster.pid` once it accepts
+    /// read-only connections.
+    const PIDFILE_STANDBY: &str = "4242\n/var/lib/postgresql/15/main\n1796320000\n5432\n\
+                                   /var/run/postgresql\n*\n  5432001    983041\nstandby \n";
+
+    #[test]
+    fn the_pidfile_gives_the_pid_and_the_padded_status_line() {
+        assert_eq!(
+            parse_pidfile_status(PIDFILE_STANDBY),
+            Some((4242, Some("standby")))
+        );
+        let starting = PIDFILE_STANDBY.replace("standby ", "starting");
+        assert_eq!(
+            parse_pidfile_status(&starting),
+            Some((4242, Some("starting")))
+        );
+        // Being written: the pid alone, or nothing yet.
+        assert_eq!(parse_pidfile_status("4242\n"), Some((4242, None)));
+        assert_eq!(parse_pidfile_status(""), None);
+        assert_eq!(parse_pidfile_status("42x\n"), None);
+    }
+
+    #[test]
+    fn start_waits_for_ready_or_standby_and_fails_on_an_exited_or_missing_postmaster() {
+        use PostmasterStatus::*;
+        let soon = Duration::from_millis(20);
+        let late = PIDFILE_GRACE + Duration::from_millis(1);
+        assert_eq!(decide_start_wait(Ready(7), soon), StartWait::Ready);
+        assert_eq!(decide_start_wait(Starting(7), late), StartWait::Wait);
+        assert_eq!(decide_start_wait(Absent, soon), StartWait::Wait);
+        assert_eq!(decide_start_wait(Partial, soon), StartWait::Wait);
+        for status in [Exited(7), Absent, Partial] {
+            let at = if status == Exited(7) { soon } else { late };
+            assert!(
+                matches!(decide_start_wait(status, at), StartWait::Failed(_)),
+                "{status:?}"
+            );
+        }
+    }
 
     const CONTROLDATA: &str = "pg_control version number:            1300
 Catalog version number:               202209061

@@ -3,7 +3,7 @@
 use super::follow::{follow_redis_primary_within, start_redis_replica, wait_ready};
 use super::shutdown::{shut_down, stop_writes, Local};
 use super::start::start_postgres_standby;
-use super::{load_state, primary_desc, save_state, set_score};
+use super::{best_effort, load_state, primary_desc, save_state, set_score};
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -21,6 +21,7 @@ use crate::stack::{Ctx, Error, Outcome};
 /// virtual IP stops only after the demote, so every second the demote
 /// waits is a second in which clients still reach this node.
 pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
+    let started = std::time::Instant::now();
     let ctx = Ctx::checked(env, deadline)?;
     if let redis::ProcessState::Running(_) = redis::process_state(&ctx.redis) {
         if let Err(e) = follow_redis_primary_within(&ctx, decide::LOCAL_PROBE) {
@@ -36,6 +37,8 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     // dead master had only in memory, and a restart in place would serve
     // its older dump, so the promotion moves (RUNBOOK's exception).
     let mut own_data = OwnData::Standby;
+    let redis_done = started.elapsed();
+    let mut writes_done = redis_done;
     match stop_writes(&ctx) {
         Local::NotRunning => own_data = OwnData::FailedPrimary,
         Local::Standby => {}
@@ -44,10 +47,24 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
             // monitor has no promotion score yet (its stop deleted it):
             // score every streaming standby now, or a switchover right after
             // a rejoin leaves no node to promote (seen in the cluster tests).
-            score_streaming_standbys(&ctx, &db);
+            let scores = streaming_standby_scores(&ctx, &db);
             drop(db);
+            writes_done = started.elapsed();
             log::info!("stopping the primary to restart it as a standby");
-            shut_down(&ctx, facts)?;
+            // The scores are cluster tool calls: written while PostgreSQL
+            // shuts down, not before.
+            let (cluster, instance, deadline) = (&ctx.cluster, ctx.env.instance(), &ctx.deadline);
+            std::thread::scope(|s| {
+                s.spawn(move || {
+                    for (node, score) in &scores {
+                        best_effort(
+                            &format!("setting the promotion score of {node} to {score}"),
+                            cluster.set_promotion_score(instance, node, *score, deadline),
+                        );
+                    }
+                });
+                shut_down(&ctx, facts)
+            })?;
         }
         // A standby has no writes to stop: the start below reports on it.
         // Only a primary is worth killing for the virtual IP's sake.
@@ -57,9 +74,12 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
             own_data = OwnData::FailedPrimary;
         }
     }
+    let down = started.elapsed();
     start_postgres_standby(&ctx)?;
+    let pg_up = started.elapsed();
     start_redis_replica(&ctx)?;
     wait_ready(&ctx)?;
+    let ready = started.elapsed();
     let mut state = load_state(&ctx);
     state.forget();
     state.own_data = own_data;
@@ -77,25 +97,37 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         state.scores.insert(ctx.node.to_string(), score);
     }
     save_state(&ctx, &state);
+    // Where a demote's time goes, for whoever times a switchover.
+    log::info!(
+        "demoted in {} ms: Redis {} ms, writes stopped {} ms, shutdown {} ms, standby started \
+         {} ms, ready {} ms, score {} ms",
+        started.elapsed().as_millis(),
+        redis_done.as_millis(),
+        (writes_done - redis_done).as_millis(),
+        (down - writes_done).as_millis(),
+        (pg_up - down).as_millis(),
+        (ready - pg_up).as_millis(),
+        (started.elapsed() - ready).as_millis()
+    );
     log::info!("demoted, following {}", primary_desc(&ctx));
     Ok(Outcome::ok())
 }
 
-/// Sets the promotion score of every standby streaming from this primary
-/// within maxlag (as the primary's monitor does), best effort.
-fn score_streaming_standbys(ctx: &Ctx<'_>, db: &Db) {
+/// The promotion score of every standby streaming from this primary within
+/// maxlag, as the primary's monitor would set it; none if
+/// `pg_stat_replication` cannot be read (logged).
+fn streaming_standby_scores(ctx: &Ctx<'_>, db: &Db) -> Vec<(NodeName, i64)> {
     let rows = match db.standbys() {
         Ok(r) => r,
         Err(e) => {
             log::warn!("cannot read pg_stat_replication before the demote: {e}");
-            return;
+            return Vec::new();
         }
     };
     let none: [&str; 0] = [];
     let want = decide::standby_scores(&rows, ctx.cfg.maxlag, None, none, ctx.node.as_str());
-    for (node, score) in want.iter().filter(|(_, s)| **s > CANDIDATE_SCORE) {
-        if let Ok(n) = NodeName::new(node) {
-            set_score(ctx, &n, *score);
-        }
-    }
+    want.iter()
+        .filter(|(_, s)| **s > CANDIDATE_SCORE)
+        .filter_map(|(node, score)| Some((NodeName::new(node).ok()?, *score)))
+        .collect()
 }
