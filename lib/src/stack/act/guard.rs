@@ -28,7 +28,11 @@
 //! Then it exits. What it did is not undone if quorum comes back: the
 //! primary's monitor then fails (Redis is a replica) and Pacemaker recovers
 //! the instance in place (a failed action for a quorum flap; README). It
-//! exits without acting as soon as this node no longer runs a primary.
+//! exits without acting as soon as this node no longer runs a primary, or
+//! at its start when no cluster answers (ocf-tester, a run by hand). Under
+//! `freeze` or `ignore` it stays, watching only the role, so that the
+//! primary's monitor, which starts a guard when none holds the lock, spawns
+//! nothing in the steady state.
 //!
 //! The guard needs Redis' password: it is in its order, on its standard
 //! input, as the parameter Pacemaker passed (never in argv nor its
@@ -144,7 +148,11 @@ fn guard(env: &OcfEnv) -> Result<(), Error> {
     loop {
         if policy.is_none() && policy_read.is_none_or(|t| t.elapsed() >= decide::GUARD_POLICY_RETRY)
         {
-            policy = read_policy(&ctx);
+            policy = match read_policy(&ctx) {
+                Some(p) => p,
+                // ocf-tester, or the agent run by hand: no quorum to lose.
+                None => return Ok(()),
+            };
             policy_read = Some(Instant::now());
         }
         let role = match (ctx.pg.process_state(), ctx.pg.is_standby_configured()) {
@@ -167,17 +175,22 @@ fn guard(env: &OcfEnv) -> Result<(), Error> {
 }
 
 /// The cluster's `no-quorum-policy`, logged with what the guard makes of
-/// it; `None` when crm_mon cannot tell.
-fn read_policy(ctx: &Ctx<'_>) -> Option<NoQuorumPolicy> {
+/// it: `Some(None)` when crm_mon cannot tell, `None` when no cluster
+/// answers at all (the guard then exits).
+fn read_policy(ctx: &Ctx<'_>) -> Option<Option<NoQuorumPolicy>> {
     let policy = match ctx.cluster.status(&Deadline::after(CALL_TIMEOUT)) {
         Ok(st) => st.no_quorum_policy,
+        Err(e) if e.is_no_cluster() => {
+            log::info!("quorum guard: no cluster answers ({e}): nothing to guard");
+            return None;
+        }
         Err(e) => {
             log::warn!(
                 "quorum guard: cannot read the cluster's no-quorum-policy ({e}): not watching \
                  the quorum yet; trying again in {} s",
                 decide::GUARD_POLICY_RETRY.as_secs()
             );
-            return None;
+            return Some(None);
         }
     };
     match policy {
@@ -197,7 +210,7 @@ fn read_policy(ctx: &Ctx<'_>) -> Option<NoQuorumPolicy> {
             decide::GUARD_POLICY_RETRY.as_secs()
         ),
     }
-    policy
+    Some(policy)
 }
 
 fn policy_name(p: NoQuorumPolicy) -> &'static str {
