@@ -49,18 +49,7 @@ fn a_primary_cut_off_without_fencing_releases_redis_and_the_vip_within_2s_of_los
     let (old, standbys) = settled_with_standbys(&c);
     // Without fencing, nothing powers the isolated node off: what it does
     // by itself is all there is.
-    c.crm(
-        &old,
-        &[
-            "crm_attribute",
-            "--type",
-            "crm_config",
-            "--name",
-            "stonith-enabled",
-            "--update",
-            "false",
-        ],
-    );
+    c.disable_fencing(&old);
     c.wait_settled(&old, SETTLE);
     let load = start_load(&c);
 

@@ -56,6 +56,18 @@ pub fn position_attribute(resource: &str) -> String {
     format!("rapidpro-position-{resource}")
 }
 
+/// Deletes the position this node published for a promotion (best effort).
+pub(super) fn clear_own_position(ctx: &Ctx<'_>) {
+    best_effort(
+        "clearing this node's published position",
+        ctx.cluster.delete_private(
+            &position_attribute(ctx.env.resource()),
+            &ctx.node,
+            &ctx.deadline,
+        ),
+    );
+}
+
 /// The partition's nodes and the positions its other standbys published
 /// for a promotion (standbys outside the partition are ignored, as
 /// Pacemaker ignores their scores); no nodes or no positions if they cannot

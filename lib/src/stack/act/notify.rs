@@ -4,8 +4,8 @@ use super::follow::{follow_primary, follow_redis_primary};
 use super::guard::leave_guard;
 use super::watch::{leave_watcher, wait_for_standbys};
 use super::{
-    best_effort, forget_scores, hand_promotion_to, local_db, position_attribute, read_positions,
-    remember_own_data, stale,
+    clear_own_position, forget_scores, hand_promotion_to, local_db, position_attribute,
+    read_positions, remember_own_data, stale,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -50,14 +50,7 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         NotifyPlan::PublishAndHearPeers => publish_position(&ctx)
             .and_then(|own| hear_peers(&ctx, own, &decide::peers_to_hear(&n, ctx.node.as_str()))),
         NotifyPlan::Promoted | NotifyPlan::Refollow => {
-            best_effort(
-                "clearing this node's published position",
-                ctx.cluster.delete_private(
-                    &position_attribute(env.resource()),
-                    &ctx.node,
-                    &ctx.deadline,
-                ),
-            );
+            clear_own_position(&ctx);
             forget_scores(&ctx);
             if plan == NotifyPlan::Promoted {
                 let r = checkpoint_new_timeline(&ctx);

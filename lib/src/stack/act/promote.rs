@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use super::follow::start_redis_replica;
 use super::{
-    best_effort, hand_promotion_to, load_state, local_db, partition_positions, position_attribute,
-    primary_desc, redis_local, save_state, set_score,
+    clear_own_position, hand_promotion_to, load_state, local_db, partition_positions, primary_desc,
+    redis_local, save_state, set_score,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -81,14 +81,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     // The post-promote notification clears it as well: here, it would cost
     // every promotion one more cluster tool call before it returns.
     if !env.notify_enabled() {
-        best_effort(
-            "clearing this node's published position",
-            ctx.cluster.delete_private(
-                &position_attribute(env.resource()),
-                &ctx.node,
-                &ctx.deadline,
-            ),
-        );
+        clear_own_position(&ctx);
     }
     let mut state = load_state(&ctx);
     state.forget();

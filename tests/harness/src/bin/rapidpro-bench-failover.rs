@@ -351,18 +351,7 @@ fn run_quorum_loss(agent_bin: &str, f: &mut Figures) {
             streaming(&c, &n.name).then_some(())
         });
     }
-    c.crm(
-        &primary,
-        &[
-            "crm_attribute",
-            "--type",
-            "crm_config",
-            "--name",
-            "stonith-enabled",
-            "--update",
-            "false",
-        ],
-    );
+    c.disable_fencing(&primary);
     c.wait_settled(&primary, SETTLE);
     c.wait_synchronous(&primary, SETTLE);
     c.partition(&primary);

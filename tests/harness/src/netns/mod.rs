@@ -592,6 +592,24 @@ impl NsCluster {
         &self.vip
     }
 
+    /// Turns fencing off (`stonith-enabled=false`), asking through `node`:
+    /// then nothing powers a cut-off node off, and what it does by itself
+    /// is all there is.
+    pub fn disable_fencing(&self, node: &str) {
+        self.crm(
+            node,
+            &[
+                "crm_attribute",
+                "--type",
+                "crm_config",
+                "--name",
+                "stonith-enabled",
+                "--update",
+                "false",
+            ],
+        );
+    }
+
     /// After `node` was cut off: waits until its corosync says the
     /// partition lost quorum, asking as fast as the node answers (no sleep:
     /// the loss must not be seen late), then until the node released the
