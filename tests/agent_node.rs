@@ -512,6 +512,75 @@ fn a_primary_demoted_alone_then_crashed_as_a_standby_is_refused_without_rewind()
     );
 }
 
+/// The heal of a cut-off primary (`cluster_cutoff` saw it under load):
+/// node1 diverged, and its `pg_wal` holds the history of node2's new
+/// timeline (its WAL receiver fetched it as the link came back), but
+/// nothing answers at primary_host when it starts (Pacemaker was
+/// recovering the VIP, whose start waited for this very start).
+/// PostgreSQL refuses such data with `recovery_target_timeline=latest`
+/// ("requested timeline 2 is not a child of this server's history"): the
+/// start failed, and the failed start banned the node. It must start on its
+/// own timeline and never be a candidate; once the primary answers, its
+/// monitor fails, and the restart Pacemaker then runs rewinds it.
+#[test]
+fn a_diverged_node_holding_the_new_timelines_history_starts_alone_then_its_monitor_has_it_rewound()
+{
+    use std::os::unix::fs::MetadataExt;
+    let pair = Pair::new("diverged_history");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    diverge(&pair);
+    let tl: u32 = n2
+        .psql("select timeline_id from pg_control_checkpoint()")
+        .parse()
+        .unwrap();
+    let name = format!("{tl:08X}.history");
+    let copy = n1.pgdata.join("pg_wal").join(&name);
+    std::fs::copy(n2.pgdata.join("pg_wal").join(&name), &copy).unwrap();
+    let owner = std::fs::metadata(&n1.pgdata).unwrap();
+    std::os::unix::fs::chown(&copy, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let cib = offline_cib(pair.dir.path(), &["node1", "node2"]);
+    let cib_env = cib.display().to_string();
+
+    // Nothing answers at primary_host: a closed port, as the VIP's address
+    // while Pacemaker recovers it (node1 itself would serve its own WAL).
+    let closed = rapidpro_ha_harness::free_port().to_string();
+    let out = agent(n1, n1)
+        .param("primary_port", &closed)
+        .env("CIB_file", &cib_env)
+        .run("start");
+    out.assert_code(OCF_SUCCESS);
+    assert!(out.stderr.contains("on its own timeline"), "{}", out.stderr);
+    assert!(n1.postmaster_pid().is_some(), "node1's PostgreSQL must run");
+    assert_eq!(
+        score(&cib, "node1"),
+        None,
+        "data past the new timeline's fork must never be a promotion candidate"
+    );
+
+    // The primary answers at primary_host now.
+    let monitor = |rewind: &str| {
+        agent(n1, n2)
+            .param("rewind", rewind)
+            .env("CIB_file", &cib_env)
+            .run("monitor")
+    };
+    // Without rewind nothing can fix it but a rebuild: degraded, with the fix.
+    let out = monitor("false");
+    out.assert_code(OCF_DEGRADED);
+    out.assert_reason_contains("rapidproctl rebuild");
+    // With it, a failure: Pacemaker restarts it, and the start rewinds.
+    let out = monitor("true");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("rewinds");
+    agent(n1, n2).run("stop").assert_code(OCF_SUCCESS);
+    let out = assert_rejoins_with_rewind(n1, n2);
+    assert!(
+        out.stderr.contains("rewinding it with pg_rewind"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// node1 moves to a new timeline while node2 is down: demoted (nothing
 /// answers), then promoted again.
 fn new_timeline_on(n1: &Node) {

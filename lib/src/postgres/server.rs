@@ -72,6 +72,29 @@ pub enum ProcessState {
 /// while no primary answers.
 pub const STANDBY_RETRY_INTERVAL: &str = "500ms";
 
+/// Which timeline a standby recovers to (`recovery_target_timeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetTimeline {
+    /// The newest one it finds (`latest`): a standby follows its primary
+    /// through promotions.
+    Latest,
+    /// Its own (`current`): for replaying its own WAL alone, and for data
+    /// that went past the fork of a newer timeline whose history it holds,
+    /// which PostgreSQL refuses to start on with `latest` ("requested
+    /// timeline N is not a child of this server's history").
+    Current,
+}
+
+impl TargetTimeline {
+    /// The setting's value.
+    pub fn setting(self) -> &'static str {
+        match self {
+            TargetTimeline::Latest => "latest",
+            TargetTimeline::Current => "current",
+        }
+    }
+}
+
 /// `wal_receiver_status_interval` of a standby (PostgreSQL's default 10 s).
 /// A demoted primary restarts as a standby while the VIP is still its own
 /// (the VIP stops after the demote), and its WAL receiver connects to
@@ -345,11 +368,49 @@ impl Server {
         parse_controldata(&out.stdout)
     }
 
+    /// The newest timeline history file in `pg_wal` past `timeline`, and
+    /// its entries: PostgreSQL's own search at startup
+    /// (`findNewestTimeLine`: `timeline + 1`, `+ 2`, ... until a file is
+    /// missing), which `recovery_target_timeline=latest` then follows.
+    /// `None` when there is none. A walreceiver fetches these files from
+    /// every primary it reaches, so a node that was cut off can hold the
+    /// history of a timeline it has no WAL of. Read through [`OwnedDir`]:
+    /// `pg_wal` belongs to `system_user`.
+    pub fn newest_history(
+        &self,
+        timeline: u32,
+    ) -> Result<Option<(u32, Vec<super::history::Entry>)>, PgError> {
+        let wal = OwnedDir::open(&self.pgdata.join("pg_wal"), self.uid)?;
+        let mut newest = None;
+        let mut next = timeline.saturating_add(1);
+        while let Some(bytes) = wal.read(&format!("{next:08X}.history"))? {
+            newest = Some((next, bytes));
+            next = next.saturating_add(1);
+        }
+        let Some((tl, bytes)) = newest else {
+            return Ok(None);
+        };
+        let entries = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(super::history::parse)
+            .ok_or_else(|| {
+                PgError::parse(
+                    "timeline history file",
+                    &format!("pg_wal/{tl:08X}.history is not of the expected form"),
+                )
+            })?;
+        Ok(Some((tl, entries)))
+    }
+
     /// Writes `standby.signal` and the managed settings of
-    /// `postgresql.auto.conf` (the server must be stopped).
-    /// A link, a hard link or a FIFO planted under either name is refused
-    /// and left alone.
-    pub fn configure_standby(&self, primary_conninfo: &str) -> Result<(), PgError> {
+    /// `postgresql.auto.conf` (the server must be stopped), following
+    /// `target`. A link, a hard link or a FIFO planted under either name is
+    /// refused and left alone.
+    pub fn configure_standby(
+        &self,
+        primary_conninfo: &str,
+        target: TargetTimeline,
+    ) -> Result<(), PgError> {
         let dir = self.data_dir()?;
         let old = match dir.read(AUTO_CONF)? {
             Some(bytes) => String::from_utf8(bytes).map_err(|e| {
@@ -364,7 +425,7 @@ impl Server {
             &unset_auto_conf(&old, &[WRITES_OFF_SETTING]),
             &[
                 ("primary_conninfo", primary_conninfo),
-                ("recovery_target_timeline", "latest"),
+                ("recovery_target_timeline", target.setting()),
                 ("wal_retrieve_retry_interval", STANDBY_RETRY_INTERVAL),
                 ("wal_receiver_status_interval", STANDBY_STATUS_INTERVAL),
             ],

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::config::SyncMode;
 use crate::postgres::db::StandbyRow;
+use crate::postgres::history::Follow;
 use crate::postgres::queries::WalSenderState;
-use crate::postgres::server::DataOrigin;
+use crate::postgres::server::{DataOrigin, TargetTimeline};
 use crate::postgres::{Lsn, Position};
 
 use super::observe::{LastStop, NoSession, Processes};
@@ -760,6 +761,17 @@ pub enum History {
     },
 }
 
+impl History {
+    /// No primary was there to check the data against: nothing answers,
+    /// a standby answers, or what answers cannot be told.
+    pub fn checked_nothing(&self) -> bool {
+        matches!(
+            self,
+            History::NoAnswer(_) | History::StandbyAnswers | History::CannotTell(_)
+        )
+    }
+}
+
 /// How stopped data is started as a standby.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartPlan {
@@ -810,6 +822,70 @@ pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
     Ok(StartPlan {
         crash_recover_first: f.origin == DataOrigin::CrashedPrimary,
         history,
+    })
+}
+
+/// Which timeline a standby started by a plan with `history` recovers to,
+/// given what its own `pg_wal` says (`local`: its data against the newest
+/// timeline history it holds, `None` if it holds none past its own
+/// timeline or it could not be read).
+///
+/// Only a start that checked nothing against a primary (none answered)
+/// looks at it. A node cut off from the cluster can have fetched the
+/// history of the new primary's timeline before its own demote wrote WAL
+/// past that fork: with `latest`, PostgreSQL then refuses to start at all
+/// ("requested timeline N is not a child of this server's history"), a
+/// failed start that bans the node (a CI run saw it, after the heal of a
+/// cut-off primary whose VIP Pacemaker was recovering). On its own timeline
+/// it starts, is never made a candidate ([`start_makes_candidate`]), and
+/// its monitor has it rewound once the primary answers
+/// ([`diverged_standby`]).
+pub fn start_target(history: &History, local: Option<Follow>) -> TargetTimeline {
+    match local {
+        Some(Follow::Diverged { .. } | Follow::NotInHistory) if history.checked_nothing() => {
+            TargetTimeline::Current
+        }
+        _ => TargetTimeline::Latest,
+    }
+}
+
+/// Whether a start may make this node a promotion candidate when no
+/// primary answers: not when its data went past a newer timeline's fork
+/// ([`start_target`] pinned it): that timeline's primary acknowledged
+/// writes this node never had.
+pub fn start_makes_candidate(target: TargetTimeline) -> bool {
+    target == TargetTimeline::Latest
+}
+
+/// A standby that does not stream while a writable primary answers, judged
+/// by its own data against the newest timeline history in its `pg_wal`
+/// (`local`; its WAL receiver fetches the primary's on connecting). Data
+/// past the fork never streams again, whatever the wait: with `rewind` its
+/// monitor fails, so that Pacemaker restarts it in place and its start
+/// rewinds it (an old primary rejoins by itself); without, it is degraded
+/// with the fix. `None`: nothing shows a divergence; the usual grace
+/// applies.
+pub fn diverged_standby(local: Option<Follow>, rewind: bool) -> Option<Verdict> {
+    // The fix first: the exit reason keeps 128 characters.
+    let what = match local? {
+        Follow::Diverged { timeline, fork } => {
+            format!("standby diverged at {fork} on timeline {timeline}, cannot stream")
+        }
+        Follow::NotInHistory => {
+            "standby diverged (its timeline is not in the primary's history), cannot stream"
+                .to_string()
+        }
+        Follow::SameTimeline | Follow::Follows { .. } => return None,
+    };
+    Some(if rewind {
+        Verdict::failed(
+            false,
+            format!("{what}: restart it, its start rewinds it (rewind=true)"),
+        )
+    } else {
+        Verdict::Degraded(format!(
+            "{what}: rebuild it (rapidproctl rebuild) or set rewind=true"
+        ))
     })
 }
 
@@ -1165,6 +1241,24 @@ pub fn quorum_from_exit(code: Option<i32>) -> Quorum {
         Some(0) => Quorum::Quorate,
         Some(QUORUMTOOL_NOT_QUORATE) => Quorum::NotQuorate,
         _ => Quorum::Unknown,
+    }
+}
+
+/// The primary's monitor finds its Redis a replica. While this partition
+/// has no quorum (`quorum`), that is the quorum guard's release, and
+/// Pacemaker (no-quorum-policy) takes the role away: a failure would only
+/// add a fail-count, and with the recommended `migration-threshold=2` a
+/// second failure after the heal (an old primary whose data must be
+/// rewound) banned the node from rejoining (a `cluster_cutoff` run). The
+/// instance keeps its role until then: running promoted. Quorate or
+/// unknown (a flap healed before Pacemaker acted, or no cluster to ask):
+/// a failed primary, recovered in place.
+pub fn released_primary(quorum: Quorum) -> Verdict {
+    match quorum {
+        Quorum::NotQuorate => Verdict::Promoted,
+        Quorum::Quorate | Quorum::Unknown => {
+            Verdict::failed(true, "PostgreSQL is primary but Redis is a replica")
+        }
     }
 }
 
@@ -2055,6 +2149,88 @@ mod tests {
             None,
         );
         assert_eq!(start(&untrusted), Err(StartRefusal::Untrusted(tls)));
+    }
+
+    #[test]
+    fn a_primary_whose_redis_is_a_replica_fails_unless_its_partition_lost_quorum() {
+        assert_eq!(released_primary(Quorum::NotQuorate), Verdict::Promoted);
+        for q in [Quorum::Quorate, Quorum::Unknown] {
+            assert_eq!(
+                released_primary(q),
+                Verdict::failed(true, "PostgreSQL is primary but Redis is a replica"),
+                "{q:?}"
+            );
+        }
+    }
+
+    /// Which timeline a start recovers to: its own only when no primary
+    /// was checked and its own `pg_wal` shows data past a newer fork; and
+    /// such a node is never made a candidate.
+    #[test]
+    fn a_start_pins_its_own_timeline_only_for_unchecked_data_past_a_newer_fork() {
+        let fork: Lsn = "0/17AE2E8".parse().unwrap();
+        let diverged = Some(Follow::Diverged { timeline: 2, fork });
+        let follows = Some(Follow::Follows { fork });
+        let none = History::NoAnswer("no TCP connection within 1.0 s".into());
+        let cannot = History::CannotTell("timeout".into());
+        use TargetTimeline::{Current, Latest};
+        #[rustfmt::skip]
+        let table: Vec<(&str, History, Option<Follow>, TargetTimeline)> = vec![
+            ("nothing answers, data past the fork", none.clone(), diverged, Current),
+            ("nothing answers, timeline not in the history", none.clone(),
+             Some(Follow::NotInHistory), Current),
+            ("a standby answers, data past the fork", History::StandbyAnswers, diverged, Current),
+            ("cannot tell, data past the fork", cannot.clone(), diverged, Current),
+            ("nothing answers, data before the fork", none.clone(), follows, Latest),
+            ("nothing answers, no newer history", none.clone(), None, Latest),
+            ("nothing answers, same timeline", none, Some(Follow::SameTimeline), Latest),
+            // Checked against a primary (and rewound if needed): latest.
+            ("checked, data past the fork", History::Check(Who::OldPrimary), diverged, Latest),
+            ("same timeline", History::SameTimeline, diverged, Latest),
+            ("base backup", History::BaseBackup, diverged, Latest),
+        ];
+        for (case, history, local, want) in table {
+            assert_eq!(start_target(&history, local), want, "{case}");
+        }
+        assert!(start_makes_candidate(Latest));
+        assert!(!start_makes_candidate(Current));
+    }
+
+    /// A standby that does not stream while a primary answers: only data
+    /// shown past the fork by its own history files fails (rewind) or is
+    /// degraded at once (no rewind); anything else waits out the grace.
+    #[test]
+    fn a_standby_past_the_fork_fails_for_a_rewind_or_is_degraded_without_one() {
+        let fork: Lsn = "0/17AE2E8".parse().unwrap();
+        let diverged = Some(Follow::Diverged { timeline: 2, fork });
+        match diverged_standby(diverged, true) {
+            Some(Verdict::Failed {
+                promoted: false,
+                reason,
+            }) => {
+                assert!(
+                    reason.contains("0/17AE2E8") && reason.contains("timeline 2"),
+                    "{reason}"
+                );
+                assert!(reason.contains("rewind"), "{reason}");
+            }
+            v => panic!("data past the fork with rewind: {v:?}"),
+        }
+        match diverged_standby(Some(Follow::NotInHistory), false) {
+            Some(Verdict::Degraded(reason)) => {
+                assert!(reason.contains("rapidproctl rebuild"), "{reason}");
+                assert!(reason.contains("rewind=true"), "{reason}");
+            }
+            v => panic!("not in the history, no rewind: {v:?}"),
+        }
+        for (case, local) in [
+            ("no newer history", None),
+            ("same timeline", Some(Follow::SameTimeline)),
+            ("before the fork", Some(Follow::Follows { fork })),
+        ] {
+            assert_eq!(diverged_standby(local, true), None, "{case}");
+            assert_eq!(diverged_standby(local, false), None, "{case}");
+        }
     }
 
     #[test]

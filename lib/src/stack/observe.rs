@@ -11,6 +11,7 @@ use super::act::{local_db, primary_target, redis_local};
 use super::decide::{self, PrimaryAt, RedisAtPrimary, StartFacts};
 use super::{Ctx, Error};
 use crate::postgres::db::{Db, LocalStatus, Reach, StandbyRow};
+use crate::postgres::history::{self, Follow};
 use crate::postgres::server::{ControlData, ControlState, DataOrigin, ProcessState};
 use crate::postgres::PgError;
 use crate::redis::{self, Role};
@@ -250,6 +251,23 @@ pub fn trusted_primary_at(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
             Err(Error::Failed(e.to_string()))
         }
         other => Ok(other),
+    }
+}
+
+/// This node's data (`control`) against the newest timeline history file
+/// its own `pg_wal` holds past its timeline ([`ControlData::local_end`],
+/// [`crate::postgres::server::Server::newest_history`]): `None` when there
+/// is none, or it cannot be read (logged: a start then behaves as before,
+/// and a monitor waits out its grace).
+pub fn local_fork(ctx: &Ctx<'_>, control: &ControlData) -> Option<Follow> {
+    let local = control.local_end();
+    match ctx.pg.newest_history(local.timeline) {
+        Ok(Some((timeline, entries))) => Some(history::follows(&local, timeline, &entries)),
+        Ok(None) => None,
+        Err(e) => {
+            log::warn!("cannot read the timeline history files in pg_wal: {e}");
+            None
+        }
     }
 }
 

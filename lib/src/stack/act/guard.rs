@@ -25,9 +25,12 @@
 //! 3. PostgreSQL stops accepting writes (read-only, client sessions ended),
 //!    as the demote's first step does.
 //!
-//! Then it exits. What it did is not undone if quorum comes back: the
-//! primary's monitor then fails (Redis is a replica) and Pacemaker recovers
-//! the instance in place (a failed action for a quorum flap; README). It
+//! Then it exits. While quorum stays lost, the primary's monitor reports
+//! the instance running promoted until Pacemaker takes the role away
+//! ([`decide::released_primary`]): no fail-count. What it did is not undone
+//! if quorum comes back first: the primary's monitor then fails (Redis is a
+//! replica) and Pacemaker recovers the instance in place (a failed action
+//! for a quorum flap; README). It
 //! exits without acting as soon as this node no longer runs a primary, or
 //! at its start when no cluster answers (ocf-tester, a run by hand). Under
 //! `freeze` or `ignore` it stays, watching only the role, so that the
@@ -159,7 +162,7 @@ fn guard(env: &OcfEnv) -> Result<(), Error> {
             (ProcessState::Running(_), false) => GuardedRole::Primary,
             _ => GuardedRole::NotPrimary,
         };
-        let quorum = decide::guard_watches(policy).then(ask_quorum);
+        let quorum = decide::guard_watches(policy).then(|| ask_quorum(QUORUM_ASK));
         match decide::guard_step(role, quorum) {
             GuardStep::Watch => std::thread::sleep(decide::GUARD_POLL),
             GuardStep::Exit => {
@@ -223,11 +226,13 @@ fn policy_name(p: NoQuorumPolicy) -> &'static str {
     }
 }
 
-/// `corosync-quorumtool -s`, by its exit code.
-fn ask_quorum() -> Quorum {
+/// `corosync-quorumtool -s`, by its exit code, within `bound` (at most
+/// [`QUORUM_ASK`]). Also asked by the primary's monitor when its Redis is a
+/// replica ([`decide::released_primary`]).
+pub(super) fn ask_quorum(bound: Duration) -> Quorum {
     let spec = Spec::new("corosync-quorumtool")
         .arg("-s")
-        .timeout(QUORUM_ASK);
+        .timeout(bound.min(QUORUM_ASK));
     decide::quorum_from_exit(cmd::run_unchecked(&spec).ok().and_then(|o| o.code()))
 }
 

@@ -86,6 +86,18 @@ fn monitor_standby(
     let mut broken = None;
     if !st.streaming() {
         let at = observe::primary_at(ctx)?;
+        if at == PrimaryAt::Writable {
+            // Data past the fork of the primary's timeline never streams:
+            // no grace to wait out.
+            let local = ctx
+                .pg
+                .controldata(&ctx.deadline)
+                .ok()
+                .and_then(|control| observe::local_fork(ctx, &control));
+            if let Some(v) = decide::diverged_standby(local, ctx.cfg.rewind) {
+                return Ok(v);
+            }
+        }
         broken = decide::not_streaming_problem(&at, &primary_desc(ctx));
         if broken.is_none() {
             keep_promotable(ctx, &at);

@@ -1,7 +1,7 @@
 //! `monitor` on the primary: scores for the standbys, synchronous
 //! replication, and whether followers can reach it at primary_host.
 
-use super::guard::leave_guard;
+use super::guard::{ask_quorum, leave_guard};
 use super::notify::checkpoint_new_timeline;
 use super::{load_state, save_state, set_score, stale, unix_now};
 use crate::cluster::NodeName;
@@ -22,10 +22,16 @@ pub(super) fn monitor_primary(
     standbys: Option<Result<Vec<StandbyRow>, PgError>>,
 ) -> Result<Verdict, Error> {
     if info.role != Role::Master {
-        return Ok(Verdict::failed(
-            true,
-            "PostgreSQL is primary but Redis is a replica",
-        ));
+        // A process, but only off the steady path.
+        let quorum = ask_quorum(ctx.deadline.remaining() / 4);
+        let verdict = decide::released_primary(quorum);
+        if verdict == Verdict::Promoted {
+            log::warn!(
+                "Redis is a replica and this partition has no quorum: the quorum guard released \
+                 this primary; Pacemaker takes the role away"
+            );
+        }
+        return Ok(verdict);
     }
     leave_guard(ctx);
     let standbys = match standbys.unwrap_or_else(|| db.standbys()) {

@@ -6,7 +6,8 @@ use super::history::check_history;
 use super::{forget_scores, local_db, primary_conninfo, primary_desc, remember_own_data, stale};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
-use crate::postgres::server::{wait_until, ProcessState};
+use crate::postgres::history::Follow;
+use crate::postgres::server::{wait_until, ProcessState, TargetTimeline};
 use crate::stack::decide::{self, History, OwnData, PrimaryAt, StartRefusal, Who};
 use crate::stack::observe;
 use crate::stack::{Ctx, Error, Outcome};
@@ -15,15 +16,18 @@ use crate::stack::{Ctx, Error, Outcome};
 pub fn start(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let ctx = Ctx::checked(env, deadline)?;
     forget_scores(&ctx);
-    let primary = start_postgres_standby(&ctx)?;
+    let (primary, target) = start_postgres_standby(&ctx)?;
     if matches!(primary, PrimaryAt::Writable) {
         // It follows another primary now: its data is a standby's.
         remember_own_data(&ctx, OwnData::Standby);
     }
     start_redis_replica(&ctx)?;
     // No primary to follow: this node may have to become it, unless a
-    // primary marked it stale. A score now lets Pacemaker promote at once.
-    stale::score_self(&ctx, &primary);
+    // primary marked it stale, or its data went past a newer timeline's
+    // fork. A score now lets Pacemaker promote at once.
+    if decide::start_makes_candidate(target) {
+        stale::score_self(&ctx, &primary);
+    }
     wait_ready(&ctx)?;
     log::info!("started unpromoted, following {}", primary_desc(&ctx));
     Ok(Outcome::ok())
@@ -42,7 +46,7 @@ fn unknown(t: Option<u32>) -> String {
 /// timeline check read. Nothing is received meanwhile, so nothing of the
 /// primary's is replayed before the check.
 fn replay_alone(ctx: &Ctx<'_>) -> Result<(), Error> {
-    ctx.pg.configure_standby("")?;
+    ctx.pg.configure_standby("", TargetTimeline::Current)?;
     ctx.pg.start(&ctx.deadline)?;
     // Half of what is left, so that the stop and the start after it have
     // the other half.
@@ -79,14 +83,15 @@ fn refused(r: StartRefusal) -> Error {
 
 /// Brings PostgreSQL up as a standby (or checks it already is one), after
 /// making sure its history can follow the primary's. Returns what answers
-/// at primary_host. Also the second half of `demote`.
-pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> {
+/// at primary_host, and the timeline it recovers to
+/// ([`decide::start_target`]). Also the second half of `demote`.
+pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<(PrimaryAt, TargetTimeline), Error> {
     match ctx.pg.process_state() {
         ProcessState::Running(_) => {
             let db = local_db(ctx)?;
             decide::start_running(db.in_recovery()?).map_err(refused)?;
             follow_primary(ctx, &db)?;
-            return observe::trusted_primary_at(ctx);
+            return Ok((observe::trusted_primary_at(ctx)?, TargetTimeline::Latest));
         }
         ProcessState::Crashed(pid) => {
             log::warn!("postmaster {pid} is gone; cleaning up before starting as a standby");
@@ -135,7 +140,7 @@ pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> 
         ctx.pg.crash_recover(&ctx.deadline)?;
         control = ctx.pg.controldata(&ctx.deadline)?;
     }
-    match plan.history {
+    match &plan.history {
         History::BaseBackup => log::info!(
             "a base backup (backup_label present): starting it as a standby of {}, \
              PostgreSQL recovers it from its backup_label",
@@ -147,7 +152,7 @@ pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> 
                 log::info!(
                     "this standby's data is on timeline {local}, the primary's on {}: \
                      checking that its history can follow",
-                    unknown(primary)
+                    unknown(*primary)
                 );
             }
             check_history(ctx, who.name(), &control)?
@@ -167,7 +172,27 @@ pub(super) fn start_postgres_standby(ctx: &Ctx<'_>) -> Result<PrimaryAt, Error> 
             primary_desc(ctx)
         ),
     }
-    ctx.pg.configure_standby(&primary_conninfo(ctx))?;
+    // Its own pg_wal matters only where no primary was checked.
+    let local = if plan.history.checked_nothing() {
+        observe::local_fork(ctx, &control)
+    } else {
+        None
+    };
+    let target = decide::start_target(&plan.history, local);
+    if target == TargetTimeline::Current {
+        let how = match local {
+            Some(Follow::Diverged { timeline, fork }) => {
+                format!("it left timeline {timeline} at {fork}, this node's data goes past that")
+            }
+            _ => "this node's timeline is not in that history".to_string(),
+        };
+        log::warn!(
+            "no primary to check against, and pg_wal holds the history of a newer timeline: \
+             {how}. Starting it on its own timeline, never as a candidate; once a primary \
+             answers, its monitor has it restarted and rewound"
+        );
+    }
+    ctx.pg.configure_standby(&primary_conninfo(ctx), target)?;
     ctx.pg.start(&ctx.deadline)?;
-    Ok(primary)
+    Ok((primary, target))
 }
