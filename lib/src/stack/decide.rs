@@ -1138,6 +1138,15 @@ pub const WATCH_FOR: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often a wait for standbys looks at `pg_stat_replication`.
 pub const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How often the node about to be promoted reads the positions its peers
+/// publish in the same pre-promote notification. They publish within tens
+/// of milliseconds (a restartpoint and an attrd write), so a first read
+/// usually misses them, and every promotion waited out a whole
+/// [`WAIT_POLL`] there (the pre-promote notification took 130 ms in a
+/// switchover). A read is one `attrd_updater --query`: at most
+/// [`PEERS_WAIT`] / this many of them, once per promotion.
+pub const PEERS_POLL: std::time::Duration = std::time::Duration::from_millis(15);
+
 /// The standbys the primary should wait for after notification `n`, this
 /// node being `me`: after a start, the nodes that started (the primary
 /// itself excluded: a cold start's post-start notification on a node that
@@ -1169,7 +1178,7 @@ pub enum WaitStep {
     /// Set the scores and `synchronous_standby_names` now (the primary's
     /// shared step, as its monitor does), then look again.
     Sync,
-    /// Look again after [`WAIT_POLL`].
+    /// Look again after [`PEERS_POLL`].
     Wait,
     /// Stop waiting.
     Done,

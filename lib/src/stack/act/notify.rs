@@ -149,7 +149,7 @@ fn hear_peers(ctx: &Ctx<'_>, own: Option<Position>, expected: &[String]) -> Resu
         };
         let out_of_time = Instant::now() >= until;
         match decide::pre_promote(own, expected, &published, out_of_time) {
-            PrePromote::Wait => std::thread::sleep(decide::WAIT_POLL),
+            PrePromote::Wait => std::thread::sleep(decide::PEERS_POLL),
             PrePromote::Proceed => {
                 if !expected.is_empty() {
                     log::info!(
