@@ -556,6 +556,17 @@ fn a_diverged_node_holding_the_new_timelines_history_starts_alone_then_its_monit
         None,
         "data past the new timeline's fork must never be a promotion candidate"
     );
+    // Nor does its monitor make it one while no primary answers.
+    agent(n1, n1)
+        .param("primary_port", &closed)
+        .env("CIB_file", &cib_env)
+        .run("monitor")
+        .assert_code(OCF_SUCCESS);
+    assert_eq!(
+        score(&cib, "node1"),
+        None,
+        "the monitor of a node past the fork made it a promotion candidate"
+    );
 
     // The primary answers at primary_host now.
     let monitor = |rewind: &str| {

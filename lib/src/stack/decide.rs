@@ -841,12 +841,21 @@ pub fn start(f: &StartFacts) -> Result<StartPlan, StartRefusal> {
 /// its monitor has it rewound once the primary answers
 /// ([`diverged_standby`]).
 pub fn start_target(history: &History, local: Option<Follow>) -> TargetTimeline {
-    match local {
-        Some(Follow::Diverged { .. } | Follow::NotInHistory) if history.checked_nothing() => {
-            TargetTimeline::Current
-        }
-        _ => TargetTimeline::Latest,
+    if history.checked_nothing() && !candidate_by_own_data(local) {
+        TargetTimeline::Current
+    } else {
+        TargetTimeline::Latest
     }
+}
+
+/// Whether this node's own data lets it be a promotion candidate while no
+/// primary answers (`local`, as for [`start_target`]): not when it goes
+/// past the fork of a newer timeline whose history its `pg_wal` holds,
+/// whose primary acknowledged writes this node never had. The monitor of
+/// a standby without a primary asks this before it scores itself, once
+/// per episode, as the start does ([`start_makes_candidate`]).
+pub fn candidate_by_own_data(local: Option<Follow>) -> bool {
+    !matches!(local, Some(Follow::Diverged { .. } | Follow::NotInHistory))
 }
 
 /// Whether a start may make this node a promotion candidate when no
@@ -2203,6 +2212,11 @@ mod tests {
         }
         assert!(start_makes_candidate(Latest));
         assert!(!start_makes_candidate(Current));
+        assert!(!candidate_by_own_data(diverged));
+        assert!(!candidate_by_own_data(Some(Follow::NotInHistory)));
+        for local in [None, follows, Some(Follow::SameTimeline)] {
+            assert!(candidate_by_own_data(local), "{local:?}");
+        }
     }
 
     /// A standby that does not stream while a primary answers: only data

@@ -135,11 +135,27 @@ fn monitor_standby(
 }
 
 /// A standby with no primary may be the next primary: make sure it has a
-/// score unless a primary marked it stale ([`stale::score_self`]), once per
-/// episode.
+/// score unless a primary marked it stale ([`stale::score_self`]) or its
+/// own data went past a newer timeline's fork
+/// ([`decide::candidate_by_own_data`]), once per episode.
 fn keep_promotable(ctx: &Ctx<'_>, at: &PrimaryAt) {
     let mut state = load_state(ctx);
     if state.candidate_checked {
+        return;
+    }
+    // Once per episode: pg_controldata and the history files.
+    let local = ctx
+        .pg
+        .controldata(&ctx.deadline)
+        .ok()
+        .and_then(|control| observe::local_fork(ctx, &control));
+    if !decide::candidate_by_own_data(local) {
+        log::warn!(
+            "no primary answers, and this standby's data goes past the fork of a newer timeline \
+             whose history its pg_wal holds: never a promotion candidate"
+        );
+        state.candidate_checked = true;
+        save_state(ctx, &state);
         return;
     }
     state.candidate_checked = stale::score_self(ctx, at);
