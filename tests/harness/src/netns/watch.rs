@@ -28,10 +28,17 @@
 //! `mono_ns boot service state` to `watch-<node>.tsv` in the cluster's
 //! directory, for diagnosis with `RAPIDPRO_KEEP_TEST_DIRS=1`.
 //!
-//! The sampler threads run at nice -10: on two cores shared with a cluster
-//! that is recovering (crash recovery, `pg_rewind`, Pacemaker) and maybe a
-//! build, the observer must not be the one that waits for the CPU. They
-//! are asleep or waiting on a socket nearly all the time.
+//! The sampler threads run with real-time scheduling (`SCHED_FIFO` at the
+//! highest priority, set by `chrt` on the thread), falling back to nice
+//! -10: on two cores shared with a cluster that is recovering (crash
+//! recovery, `pg_rewind`, Pacemaker) and maybe a build, the observer must
+//! not be the one that waits for the CPU. Nice is not enough: every node's
+//! corosync runs `SCHED_RR` at the highest priority (its default), and no
+//! nice value wins against a real-time task; a CI run saw a sampler stall
+//! for 998 ms, the length of the kernel's real-time throttling period
+//! (`sched_rt_period_us`, 1 s), after which ordinary tasks get the CPU back.
+//! That is the likely cause, not a proven one. The samplers are asleep or
+//! waiting on a socket nearly all the time: microseconds of CPU per 50 ms.
 //!
 //! Node lifecycle: a thread samples a node only while its PID 1 lives (a
 //! pidfd of PID 1 tells it, without the host's `/proc`, which the node's
@@ -369,9 +376,12 @@ enum Conn {
 impl Sampler {
     fn run(self) {
         unshare(CloneFlags::CLONE_FS).expect("unshare(CLONE_FS) on a sampler thread");
-        // Linux's nice is per thread: this one only (the module's doc says
-        // why). Best effort: the gap assertions tell if it was not enough.
-        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), -10);
+        // Real-time, else nice -10; both per thread: this one only (the
+        // module's doc says why). Best effort: the gap assertions tell if
+        // it was not enough.
+        if !real_time(rustix::thread::gettid().as_raw_nonzero().get()) {
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), -10);
+        }
         let home: Vec<(File, CloneFlags)> = NAMESPACES
             .iter()
             .map(|(ns, flag)| {
@@ -627,6 +637,15 @@ impl Sampler {
         }
         state
     }
+}
+
+/// `chrt --fifo --pid 99 TID`: `SCHED_FIFO` at the highest priority for the
+/// thread `tid`. False when the kernel or `chrt` refuses (no
+/// `CAP_SYS_NICE`, or a control group without real-time runtime).
+fn real_time(tid: i32) -> bool {
+    let mut c = std::process::Command::new("chrt");
+    c.args(["--fifo", "--pid", "99", &tid.to_string()]);
+    matches!(crate::cmd::run_command(c, Duration::from_secs(5)), Ok(o) if o.success())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
