@@ -205,13 +205,29 @@ fn a_killed_postmaster_fails_the_monitor_and_stop_still_succeeds() {
 }
 
 #[test]
-fn a_second_primary_at_primary_host_blocks_promote() {
+fn a_second_primary_at_primary_host_blocks_promote_even_when_pacemaker_lists_its_role_leaving() {
     let pair = Pair::new("two_masters");
     let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
     primary_and_standby(&pair);
     let out = agent(n2, n1).run("promote");
     out.assert_code(OCF_ERR_GENERIC);
     out.assert_reason_contains("writable primary already answers");
+    // The promote's own lists (as Pacemaker 2.1 gives them with
+    // notify=true) say node1's role leaves in this transition, as in a
+    // power-off: the probe's window shrinks to 0.05 s, and the primary
+    // that still answers there is found all the same.
+    let out = agent(n2, n1)
+        .meta("notify_promoted_uname", &n1.name)
+        .meta("notify_demote_uname", &n1.name)
+        .meta("notify_stop_uname", &n1.name)
+        .meta("notify_promote_uname", &n2.name)
+        .run("promote");
+    out.assert_code(OCF_ERR_GENERIC);
+    out.assert_reason_contains("writable primary already answers");
+    assert!(
+        out.stderr.contains("0.05 s window"),
+        "the shorter window was not taken:\n{out}"
+    );
     assert_eq!(n2.psql("select pg_is_in_recovery()"), "t");
     assert!(n2
         .redis_cli(&["info", "replication"])

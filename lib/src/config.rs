@@ -399,9 +399,10 @@ pub const PARAMETERS: &[ParamSpec] = &[
                    milliseconds; when nothing holds primary_host (the virtual IP is down during a failover) \
                    this is how long start and monitor wait before concluding that no primary answers. \
                    Promote, which a failover waits for, sends three connection attempts within 0.2 s \
-                   (or within connect_timeout, when that is shorter) instead: on the nodes' own network \
-                   a live host's kernel answers in well under a millisecond, whatever its PostgreSQL is \
-                   doing. \
+                   (or within connect_timeout, when that is shorter) instead, and within 0.05 s when \
+                   Pacemaker's own lists for the promote show every promoted instance demoted or \
+                   stopped in that transition: on the nodes' own network a live host's kernel answers \
+                   in well under a millisecond, whatever its PostgreSQL is doing. \
                    Something that accepts the connection but does not complete the PostgreSQL handshake \
                    within query_timeout is treated as a possible primary. Always also bounded by the \
                    operation's timeout.",

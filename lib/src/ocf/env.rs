@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cluster::{Cluster, CIB_FILE_ENV};
 
-use super::notify::Notify;
+use super::notify::{Notify, TransitionLists};
 
 /// Prefix of parameters.
 pub const PARAM_PREFIX: &str = "OCF_RESKEY_";
@@ -251,6 +251,12 @@ impl OcfEnv {
     /// The notification this invocation carries, if any.
     pub fn notification(&self) -> Option<Notify> {
         Notify::from_meta(|name| self.meta.get(name).map(String::as_str))
+    }
+
+    /// The transition's lists that Pacemaker gives an action of a clone
+    /// with `notify=true` ([`TransitionLists`]); `None` without them.
+    pub fn transition(&self) -> Option<TransitionLists> {
+        TransitionLists::from_meta(|name| self.meta.get(name).map(String::as_str))
     }
 
     /// `OCF_CHECK_LEVEL`.

@@ -83,14 +83,7 @@ impl Notify {
             "demote" => NotifyOp::Demote,
             _ => return None,
         };
-        let list = |names: &[&str]| -> Vec<String> {
-            names
-                .iter()
-                .filter_map(|n| get(&format!("notify_{n}_uname")))
-                .map(split_list)
-                .find(|l| !l.is_empty())
-                .unwrap_or_default()
-        };
+        let list = |names: &[&str]| uname_list(&get, names);
         Some(Notify {
             kind,
             operation,
@@ -105,6 +98,46 @@ impl Notify {
             available: get("notify_available_uname")
                 .map(split_list)
                 .unwrap_or_default(),
+        })
+    }
+}
+
+/// The first of the `notify_{name}_uname` lists `names` that is set and not
+/// empty (a new name, then its legacy alias); empty if none is.
+fn uname_list<'a>(get: &impl Fn(&str) -> Option<&'a str>, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| get(&format!("notify_{n}_uname")))
+        .map(split_list)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+}
+
+/// The lists Pacemaker also gives the start, stop, promote and demote
+/// actions themselves of a clone with `notify=true`: the same
+/// `notify_*_uname` meta attributes as its notifications, for the
+/// transition that runs the action (Pacemaker 2.1 adds them to the
+/// original actions as well; recorded in this module's tests).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransitionLists {
+    /// Nodes whose instance stops in this transition (a lost node's stop is
+    /// implied by its fencing, and listed).
+    pub stop: Vec<String>,
+    /// Nodes whose instance is demoted in this transition.
+    pub demote: Vec<String>,
+    /// Nodes whose instance was promoted when the transition was computed.
+    pub promoted: Vec<String>,
+}
+
+impl TransitionLists {
+    /// Reads the lists from an action's meta attributes (names after
+    /// `OCF_RESKEY_CRM_meta_`); `None` when they are absent (`notify=false`).
+    pub fn from_meta<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<TransitionLists> {
+        get("notify_promoted_uname").or_else(|| get("notify_master_uname"))?;
+        Some(TransitionLists {
+            stop: uname_list(&get, &["stop"]),
+            demote: uname_list(&get, &["demote"]),
+            promoted: uname_list(&get, &["promoted", "master"]),
         })
     }
 }
@@ -163,6 +196,42 @@ mod tests {
         assert!(notify(&[]).is_none());
         assert!(notify(&[("notify_type", "during"), ("notify_operation", "start")]).is_none());
         assert!(notify(&[("notify_type", "pre"), ("notify_operation", "migrate")]).is_none());
+    }
+
+    fn lists(pairs: &[(&str, &str)]) -> Option<TransitionLists> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TransitionLists::from_meta(|k| m.get(k).map(String::as_str))
+    }
+
+    #[test]
+    fn a_promote_action_carries_its_transitions_lists() {
+        // Recorded from Pacemaker 2.1.5 (crm_simulate -G of a 3-node
+        // power-off's transition): the promote of node2, node1 fenced.
+        let t = lists(&[
+            ("notify_demote_uname", "node1"),
+            ("notify_master_uname", "node1"),
+            ("notify_promote_uname", "node2"),
+            ("notify_promoted_uname", "node1"),
+            ("notify_slave_uname", "node3 node2"),
+            ("notify_start_uname", " "),
+            ("notify_stop_uname", "node1"),
+            ("notify_unpromoted_uname", "node3 node2"),
+        ])
+        .unwrap();
+        assert_eq!(t.promoted, ["node1"]);
+        assert_eq!(t.demote, ["node1"]);
+        assert_eq!(t.stop, ["node1"]);
+    }
+
+    #[test]
+    fn an_action_without_notify_lists_has_no_transition_lists() {
+        assert!(lists(&[]).is_none());
+        assert!(lists(&[("notify_stop_uname", "node1")]).is_none());
+        let t = lists(&[("notify_promoted_uname", " ")]).unwrap();
+        assert!(t.promoted.is_empty() && t.stop.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::postgres::queries::WalSenderState;
 use crate::postgres::server::{DataOrigin, TargetTimeline};
 use crate::postgres::{Lsn, Position};
 
-use super::observe::{LastStop, NoSession, Processes};
+use super::observe::{LastStop, NoSession, Probe, Processes};
 
 /// The promoted instance's own score.
 pub const PROMOTED_SCORE: i64 = 1001;
@@ -196,6 +196,34 @@ impl Rules {
         unpromotable_unless_streaming: true,
         mark_stale_nodes: true,
     };
+}
+
+/// How long promote's check of primary_host waits for a TCP answer, from
+/// the lists Pacemaker gives the promote action itself (`t`; `None` without
+/// `notify=true`).
+///
+/// [`Probe::Released`] when every instance that was promoted when the
+/// transition was computed is demoted or stopped in it (a lost node's stop
+/// is implied by its fencing), so the virtual IP colocated with the role
+/// has no holder Pacemaker knows of: the promote runs only once those
+/// actions succeeded, and a successful demote or stop has left no writable
+/// PostgreSQL there. The probe then only looks for a holder Pacemaker does
+/// not know of (an address added by hand, a node cut off without fencing
+/// whose client network still works): a live host, whose kernel answers a
+/// SYN within a millisecond. Otherwise (no list, nothing was promoted, or a
+/// promoted instance keeps its role) [`Probe::Lan`]'s whole window.
+pub fn promote_probe(t: Option<&crate::ocf::notify::TransitionLists>) -> Probe {
+    match t {
+        Some(t)
+            if !t.promoted.is_empty()
+                && t.promoted
+                    .iter()
+                    .all(|p| t.demote.contains(p) || t.stop.contains(p)) =>
+        {
+            Probe::Released
+        }
+        _ => Probe::Lan,
+    }
 }
 
 /// What answers at primary_host.
@@ -2374,6 +2402,39 @@ mod tests {
         ];
         for (n, want) in table {
             assert_eq!(primary_lost(&n), want, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn promote_probes_briefly_only_when_the_promoted_role_leaves_every_holder_in_its_transition() {
+        use crate::ocf::notify::{split_list as l, TransitionLists};
+        let t = |promoted: &str, demote: &str, stop: &str| TransitionLists {
+            promoted: l(promoted),
+            demote: l(demote),
+            stop: l(stop),
+        };
+        #[rustfmt::skip]
+        let table = [
+            // A switchover in one transition: the primary demoted first.
+            (Some(t("node1", "node1", "")), Probe::Released),
+            // A power-off: the lost primary fenced, its demote and stop implied.
+            (Some(t("node1", "node1", "node1")), Probe::Released),
+            (Some(t("node1", "", "node1")), Probe::Released),
+            // A standby stops or is demoted elsewhere; the primary keeps its role.
+            (Some(t("node1", "", "node3")), Probe::Lan),
+            (Some(t("node1", "node2", "")), Probe::Lan),
+            // One of two promoted instances keeps its role.
+            (Some(t("node1 node2", "node1", "")), Probe::Lan),
+            // Nothing was promoted when the transition was computed (the
+            // old primary demoted in an earlier, aborted one, or stopped
+            // long ago): who holds the address is not Pacemaker's to say.
+            (Some(t("", "", "")), Probe::Lan),
+            (Some(t("", "node1", "node1")), Probe::Lan),
+            // No lists at all (notify=false).
+            (None, Probe::Lan),
+        ];
+        for (lists, want) in table {
+            assert_eq!(promote_probe(lists.as_ref()), want, "{lists:?}");
         }
     }
 

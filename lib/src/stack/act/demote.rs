@@ -3,7 +3,7 @@
 use super::follow::{follow_redis_primary_within, start_redis_replica, wait_ready};
 use super::shutdown::{shut_down, stop_writes, Local};
 use super::start::start_postgres_standby;
-use super::{best_effort, load_state, primary_desc, save_state, set_score};
+use super::{load_state, primary_desc, save_state, set_score, write_score};
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -39,6 +39,8 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let mut own_data = OwnData::Standby;
     let redis_done = started.elapsed();
     let mut writes_done = redis_done;
+    // A primary's own score, when written beside its shutdown.
+    let mut own_scored = None;
     match stop_writes(&ctx) {
         Local::NotRunning => own_data = OwnData::FailedPrimary,
         Local::Standby => {}
@@ -52,19 +54,22 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
             writes_done = started.elapsed();
             log::info!("stopping the primary to restart it as a standby");
             // The scores are cluster tool calls: written while PostgreSQL
-            // shuts down, not before.
+            // shuts down, not before, this node's own (a candidate's: it
+            // held the primary's, and stopped cleanly) last.
             let (cluster, instance, deadline) = (&ctx.cluster, ctx.env.instance(), &ctx.deadline);
-            std::thread::scope(|s| {
-                s.spawn(move || {
+            let own = &ctx.node;
+            let (down, own_set) = std::thread::scope(|s| {
+                let scoring = s.spawn(move || {
                     for (node, score) in &scores {
-                        best_effort(
-                            &format!("setting the promotion score of {node} to {score}"),
-                            cluster.set_promotion_score(instance, node, *score, deadline),
-                        );
+                        write_score(cluster, instance, node, *score, deadline);
                     }
+                    write_score(cluster, instance, own, CANDIDATE_SCORE, deadline)
                 });
-                shut_down(&ctx, facts)
-            })?;
+                let down = shut_down(&ctx, facts);
+                (down, scoring.join().unwrap_or(false))
+            });
+            down?;
+            own_scored = Some(own_set);
         }
         // A standby has no writes to stop: the start below reports on it.
         // Only a primary is worth killing for the virtual IP's sake.
@@ -93,7 +98,11 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         }
         OwnData::Standby => CANDIDATE_SCORE,
     };
-    if set_score(&ctx, &ctx.node, score) {
+    let score_set = match own_scored {
+        Some(set) => set,
+        None => set_score(&ctx, &ctx.node, score),
+    };
+    if score_set {
         state.scores.insert(ctx.node.to_string(), score);
     }
     save_state(&ctx, &state);

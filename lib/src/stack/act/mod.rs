@@ -58,13 +58,20 @@ pub fn position_attribute(resource: &str) -> String {
 
 /// Deletes the position this node published for a promotion (best effort).
 pub(super) fn clear_own_position(ctx: &Ctx<'_>) {
+    clear_position(&ctx.cluster, ctx.env.resource(), &ctx.node, &ctx.deadline);
+}
+
+/// [`clear_own_position`] from the parts of the context that can be shared
+/// with a thread.
+pub(super) fn clear_position(
+    cluster: &Cluster,
+    resource: &str,
+    node: &NodeName,
+    deadline: &Deadline,
+) {
     best_effort(
         "clearing this node's published position",
-        ctx.cluster.delete_private(
-            &position_attribute(ctx.env.resource()),
-            &ctx.node,
-            &ctx.deadline,
-        ),
+        cluster.delete_private(&position_attribute(resource), node, deadline),
     );
 }
 
@@ -232,10 +239,21 @@ pub(super) fn best_effort(what: &str, r: Result<(), ClusterError>) -> bool {
 }
 
 pub(super) fn set_score(ctx: &Ctx<'_>, node: &NodeName, score: i64) -> bool {
+    write_score(&ctx.cluster, ctx.env.instance(), node, score, &ctx.deadline)
+}
+
+/// [`set_score`] from the parts of the context that can be shared with a
+/// thread: a score written while something else waits.
+pub(super) fn write_score(
+    cluster: &Cluster,
+    instance: &str,
+    node: &NodeName,
+    score: i64,
+    deadline: &Deadline,
+) -> bool {
     best_effort(
         &format!("setting the promotion score of {node} to {score}"),
-        ctx.cluster
-            .set_promotion_score(ctx.env.instance(), node, score, &ctx.deadline),
+        cluster.set_promotion_score(instance, node, score, deadline),
     )
 }
 

@@ -4,8 +4,8 @@ use super::follow::{follow_primary, follow_redis_primary};
 use super::guard::leave_guard;
 use super::watch::{leave_watcher, wait_for_standbys};
 use super::{
-    clear_own_position, forget_scores, hand_promotion_to, local_db, position_attribute,
-    read_positions, remember_own_data, stale,
+    clear_position, forget_scores, hand_promotion_to, local_db, position_attribute, read_positions,
+    remember_own_data, stale,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -50,22 +50,28 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         NotifyPlan::PublishAndHearPeers => publish_position(&ctx)
             .and_then(|own| hear_peers(&ctx, own, &decide::peers_to_hear(&n, ctx.node.as_str()))),
         NotifyPlan::Promoted | NotifyPlan::Refollow => {
-            clear_own_position(&ctx);
-            forget_scores(&ctx);
-            if plan == NotifyPlan::Promoted {
-                let r = checkpoint_new_timeline(&ctx);
-                // The VIP starts only once this notification is done, and
-                // the standbys reach this primary through it: no waiting
-                // here, a watcher instead.
-                leave_watcher(&decide::standbys_to_await(&n, ctx.node.as_str()));
-                leave_guard(&ctx);
-                r
-            } else {
-                // Another node is the primary now: this node's data is no
-                // longer the last primary's.
-                remember_own_data(&ctx, OwnData::Standby);
-                refollow(&ctx)
-            }
+            // The VIP starts only once every node's post-promote
+            // notification is done: the published position (a cluster tool
+            // call) is cleared beside the rest, not before it.
+            let (cluster, resource, node, deadline) =
+                (&ctx.cluster, ctx.env.resource(), &ctx.node, &ctx.deadline);
+            std::thread::scope(|s| {
+                s.spawn(move || clear_position(cluster, resource, node, deadline));
+                forget_scores(&ctx);
+                if plan == NotifyPlan::Promoted {
+                    let r = checkpoint_new_timeline(&ctx);
+                    // The standbys reach this primary through the VIP: no
+                    // waiting here, a watcher instead.
+                    leave_watcher(&decide::standbys_to_await(&n, ctx.node.as_str()));
+                    leave_guard(&ctx);
+                    r
+                } else {
+                    // Another node is the primary now: this node's data is
+                    // no longer the last primary's.
+                    remember_own_data(&ctx, OwnData::Standby);
+                    refollow(&ctx)
+                }
+            })
         }
         NotifyPlan::ForgetScores => {
             forget_scores(&ctx);
@@ -100,14 +106,19 @@ fn publish_position(ctx: &Ctx<'_>) -> Result<Option<Position>, Error> {
     if !st.in_recovery {
         return Ok(None);
     }
+    let t = Instant::now();
     if let Err(e) = db.execute("CHECKPOINT", "CHECKPOINT") {
         log::warn!("restartpoint before publishing the position: {e}");
     }
+    let restartpoint = t.elapsed();
     let st = db.status()?;
     let Some(pos) = st.position() else {
         return Ok(None);
     };
-    log::info!("publishing position {pos} for the promotion");
+    log::info!(
+        "publishing position {pos} for the promotion (restartpoint {} ms)",
+        restartpoint.as_millis()
+    );
     ctx.cluster.publish_private(
         &position_attribute(ctx.env.resource()),
         &ctx.node,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use super::follow::start_redis_replica;
 use super::{
     clear_own_position, hand_promotion_to, load_state, local_db, partition_positions, primary_desc,
-    redis_local, save_state, set_score,
+    redis_local, save_state, set_score, write_score,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -48,9 +48,67 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         db.execute("pg_reload_conf()", "SELECT pg_reload_conf()")?;
     }
     let mut checked = started.elapsed();
+    let mut names = None;
     if st.in_recovery {
-        let names = promote_standby_safely(&ctx, &db, &st)?;
+        names = Some(promote_standby_safely(&ctx, &db, &st)?);
         checked = started.elapsed();
+    }
+    // Decided: this node becomes the primary. Its promotion score is a
+    // cluster tool call (tens of milliseconds), written while PostgreSQL
+    // and Redis are promoted rather than after; a promote that fails
+    // after it is followed by a demote or a stop, which score again.
+    let (cluster, instance, node, deadline) =
+        (&ctx.cluster, ctx.env.instance(), &ctx.node, &ctx.deadline);
+    let (promoted, scored) = std::thread::scope(|s| {
+        let score = s.spawn(move || {
+            let ok = write_score(cluster, instance, node, PROMOTED_SCORE, deadline);
+            (ok, started.elapsed())
+        });
+        let promoted = promote_both(&ctx, &db, &st, names, started, checked);
+        let scored = score.join().unwrap_or((false, started.elapsed()));
+        (promoted, scored)
+    });
+    let (pg_done, redis_done) = promoted?;
+    let (score_set, score_done) = scored;
+    // The post-promote notification clears it as well: here, it would cost
+    // every promotion one more cluster tool call before it returns.
+    if !env.notify_enabled() {
+        clear_own_position(&ctx);
+    }
+    let mut state = load_state(&ctx);
+    state.forget();
+    state.own_data = OwnData::Standby;
+    // Only a real promotion starts asynchronous (README's window of `on`).
+    state.since_promotion = st.in_recovery;
+    if score_set {
+        state.scores.insert(ctx.node.to_string(), PROMOTED_SCORE);
+    }
+    save_state(&ctx, &state);
+    // Where a promotion's time goes, for whoever times a failover.
+    log::info!(
+        "promoted in {} ms: checks {} ms, PostgreSQL {} ms, Redis {} ms, score written {} ms \
+         after the checks (beside them)",
+        started.elapsed().as_millis(),
+        checked.as_millis(),
+        (pg_done - checked).as_millis(),
+        (redis_done - pg_done).as_millis(),
+        score_done.saturating_sub(checked).as_millis()
+    );
+    Ok(Outcome::ok())
+}
+
+/// Promotes PostgreSQL (when `names`, the `synchronous_standby_names` to
+/// promote with, says it is a standby), then Redis; returns when each was
+/// done, from `started`.
+fn promote_both(
+    ctx: &Ctx<'_>,
+    db: &Db,
+    st: &LocalStatus,
+    names: Option<&'static str>,
+    started: Instant,
+    checked: Duration,
+) -> Result<(Duration, Duration), Error> {
+    if let Some(names) = names {
         if st.synchronous_standby_names != names {
             db.alter_system("synchronous_standby_names", names)?;
         }
@@ -75,33 +133,9 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
         }
         log::info!("PostgreSQL promoted");
     }
-    let pg_done = started.elapsed();
-    promote_redis(&ctx)?;
-    let redis_done = started.elapsed();
-    // The post-promote notification clears it as well: here, it would cost
-    // every promotion one more cluster tool call before it returns.
-    if !env.notify_enabled() {
-        clear_own_position(&ctx);
-    }
-    let mut state = load_state(&ctx);
-    state.forget();
-    state.own_data = OwnData::Standby;
-    // Only a real promotion starts asynchronous (README's window of `on`).
-    state.since_promotion = st.in_recovery;
-    if set_score(&ctx, &ctx.node, PROMOTED_SCORE) {
-        state.scores.insert(ctx.node.to_string(), PROMOTED_SCORE);
-    }
-    save_state(&ctx, &state);
-    // Where a promotion's time goes, for whoever times a failover.
-    log::info!(
-        "promoted in {} ms: checks {} ms, PostgreSQL {} ms, Redis {} ms, scores {} ms",
-        started.elapsed().as_millis(),
-        checked.as_millis(),
-        (pg_done - checked).as_millis(),
-        (redis_done - pg_done).as_millis(),
-        (started.elapsed() - redis_done).as_millis()
-    );
-    Ok(Outcome::ok())
+    let pg_done = started.elapsed().max(checked);
+    promote_redis(ctx)?;
+    Ok((pg_done, started.elapsed()))
 }
 
 /// Observes what a promotion depends on, asks [`decide::promote`], and
@@ -110,23 +144,31 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
 /// promote with.
 fn promote_standby_safely(ctx: &Ctx<'_>, db: &Db, st: &LocalStatus) -> Result<&'static str, Error> {
     // Observe: primary_host's probe (up to its 0.2 s window when nothing
-    // holds the address) while the partition and the published positions
-    // are read (two cluster tools) on another thread.
+    // holds the address, 0.05 s when Pacemaker's lists show the promoted
+    // role leaving its holders) while the partition and the published
+    // positions are read (two cluster tools) on another thread.
+    let probe = decide::promote_probe(ctx.env.transition().as_ref());
     let t = Instant::now();
     let (cluster, resource, node, deadline) =
         (&ctx.cluster, ctx.env.resource(), &ctx.node, &ctx.deadline);
     let (primary_at, (nodes, peers)) = std::thread::scope(|s| {
         let read = s.spawn(move || partition_positions(cluster, resource, node, deadline));
-        let primary_at = observe::primary_at_by(ctx, observe::Probe::Lan);
+        let primary_at = observe::primary_at_by(ctx, probe);
         let probed = t.elapsed();
         let read = read.join().unwrap_or_else(|_| {
             log::warn!("reading the partition and the positions failed: deciding alone");
             (Vec::new(), Vec::new())
         });
         log::info!(
-            "observed in {} ms (primary_host {} ms)",
+            "observed in {} ms (primary_host {} ms{})",
             t.elapsed().as_millis(),
-            probed.as_millis()
+            probed.as_millis(),
+            match probe {
+                observe::Probe::Released =>
+                    ", 0.05 s window: the promoted role leaves its holders \
+                                            in this transition",
+                _ => "",
+            }
         );
         (primary_at, read)
     });

@@ -8,7 +8,7 @@
 
 use super::local_target;
 use crate::postgres::db::{quote_literal, Db};
-use crate::postgres::server::{wait_until, ProcessState, WRITES_OFF_SETTING};
+use crate::postgres::server::{wait_until_every, ProcessState, WRITES_OFF_SETTING};
 use crate::postgres::{Lsn, PgError};
 use crate::stack::decide::{self, ShutdownFacts, CONFIRM_WINDOW, LOCAL_PROBE};
 use crate::stack::{Ctx, Error};
@@ -118,6 +118,13 @@ pub(super) fn writes_off(db: &Db) -> Result<(), PgError> {
     Ok(())
 }
 
+/// How often the WAL marker's confirmations are read: a streaming standby
+/// confirms its flush within milliseconds, and the 50 ms of
+/// [`crate::postgres::server::wait_until`] cost every switchover most of
+/// that again (the first read, right after the marker, never sees it). A
+/// query on the local socket.
+const CONFIRM_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Writes a marker to the WAL (this session only: not read-only, and not
 /// waiting for a synchronous standby that may be gone) and waits up to
 /// [`CONFIRM_WINDOW`] for every standby to confirm flushing it; returns the
@@ -140,7 +147,7 @@ fn unconfirmed(ctx: &Ctx<'_>, db: &Db) -> Result<Vec<String>, PgError> {
     let window = crate::deadline::Deadline::after(ctx.deadline.cap(CONFIRM_WINDOW));
     let mut names = Vec::new();
     let mut error = None;
-    wait_until(&window, || match db.standbys() {
+    wait_until_every(&window, CONFIRM_POLL, || match db.standbys() {
         Ok(rows) => {
             names = decide::unconfirmed_standbys(&rows, written);
             names.is_empty()
