@@ -147,11 +147,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn notify(pairs: &[(&str, &str)]) -> Option<Notify> {
-        let m: HashMap<String, String> = pairs
+    /// Meta attributes as Pacemaker passes them (names after
+    /// `OCF_RESKEY_CRM_meta_`).
+    fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            .collect()
+    }
+
+    fn notify(pairs: &[(&str, &str)]) -> Option<Notify> {
+        let m = meta(pairs);
         Notify::from_meta(|k| m.get(k).map(String::as_str))
     }
 
@@ -199,10 +205,7 @@ mod tests {
     }
 
     fn lists(pairs: &[(&str, &str)]) -> Option<TransitionLists> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m = meta(pairs);
         TransitionLists::from_meta(|k| m.get(k).map(String::as_str))
     }
 
