@@ -1550,7 +1550,7 @@ fn qdevice_vote_cast(tool: &str) -> bool {
 
 /// `corosync.conf`: knet without crypto, a short token for fast tests,
 /// multi-line node blocks (one-line blocks are rejected), `two_node` for
-/// two nodes, logging to a file.
+/// two nodes, `sched_rr: no`, logging to a file.
 fn corosync_conf(names: &[String], addr: &dyn Fn(usize) -> String, token_ms: u32) -> String {
     let mut s = format!(
         "totem {{\n    version: 2\n    cluster_name: rapidpro\n    transport: knet\n    \
@@ -1567,8 +1567,10 @@ fn corosync_conf(names: &[String], addr: &dyn Fn(usize) -> String, token_ms: u32
     if names.len() == 2 {
         s.push_str("    two_node: 1\n");
     }
+    // Corosync keeps the priority it is started with (see
+    // `NsNode::start_corosync`).
     s.push_str(
-        "}\n\nlogging {\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n    \
+        "}\n\nsystem {\n    sched_rr: no\n}\n\nlogging {\n    to_logfile: yes\n    logfile: /var/log/corosync/corosync.log\n    \
          to_syslog: no\n    to_stderr: no\n    timestamp: on\n}\n",
     );
     s

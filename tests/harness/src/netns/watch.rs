@@ -39,6 +39,11 @@
 //! (`sched_rt_period_us`, 1 s), after which ordinary tasks get the CPU back.
 //! That is the likely cause, not a proven one. The samplers are asleep or
 //! waiting on a socket nearly all the time: microseconds of CPU per 50 ms.
+//! At equal priority, real-time is still not enough: a busy `SCHED_RR`
+//! corosync thread keeps its CPU for its 100 ms slice before a waiting
+//! `SCHED_FIFO` sampler runs (a CI run saw a 305 ms gap), so the nodes'
+//! corosync runs one priority below the samplers
+//! (`NsNode::start_corosync`).
 //!
 //! Node lifecycle: a thread samples a node only while its PID 1 lives (a
 //! pidfd of PID 1 tells it, without the host's `/proc`, which the node's
