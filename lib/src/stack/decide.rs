@@ -141,6 +141,25 @@ pub fn is_local(primary_host: &[std::net::IpAddr], own: &[std::net::IpAddr]) -> 
     primary_host.iter().any(|a| own.contains(a))
 }
 
+/// How long the first monitor since a promotion waits for primary_host (the
+/// virtual IP) to be an address of this node before it writes scores and
+/// stale marks ([`first_monitor_waits`]).
+pub const VIP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the primary's monitor waits, before its writes, for primary_host
+/// to be here: only the first monitor since a promotion (`since_promotion`),
+/// while primary_host is known not to be local (`local`; `None`, cannot
+/// tell: no wait). Pacemaker starts that monitor beside the virtual IP,
+/// once the promotion's notifications are done. Its writes are CIB updates
+/// (scores, and the stale marks of the standbys that do not stream yet): one
+/// that lands before the VIP's start is initiated aborts the transition
+/// before it, and on a busy node their work slows the VIP's start. Client
+/// commits come through the VIP, so nothing is acknowledged before it is
+/// here, and the marks written after the wait cover what was.
+pub fn first_monitor_waits(since_promotion: bool, local: Option<bool>) -> bool {
+    since_promotion && local == Some(false)
+}
+
 /// The `synchronous_standby_names` the primary should run with, given the
 /// mode and how many standbys stream.
 pub fn sync_standby_names(mode: SyncMode, streaming: usize) -> &'static str {
@@ -2402,6 +2421,24 @@ mod tests {
         ];
         for (n, want) in table {
             assert_eq!(primary_lost(&n), want, "{n:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_first_monitor_since_a_promotion_waits_for_a_vip_known_to_be_elsewhere() {
+        #[rustfmt::skip]
+        let table = [
+            (true, Some(false), true),
+            // Here already, or cannot tell (primary_host does not resolve).
+            (true, Some(true), false),
+            (true, None, false),
+            // Every later monitor.
+            (false, Some(false), false),
+            (false, Some(true), false),
+            (false, None, false),
+        ];
+        for (since, local, want) in table {
+            assert_eq!(first_monitor_waits(since, local), want, "{since} {local:?}");
         }
     }
 

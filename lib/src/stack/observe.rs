@@ -290,6 +290,14 @@ pub fn local_fork(ctx: &Ctx<'_>, control: &ControlData) -> Option<Follow> {
     }
 }
 
+/// [`local_fork`] for a running standby, its control file read by
+/// `pg_controldata` (a process: off the steady path only); `None` when that
+/// cannot be read either.
+pub fn running_fork(ctx: &Ctx<'_>) -> Option<Follow> {
+    let control = ctx.pg.controldata(&ctx.deadline).ok()?;
+    local_fork(ctx, &control)
+}
+
 /// The timeline the primary at primary_host writes, from the name of its
 /// current WAL file; `None` when it cannot be read.
 pub fn primary_timeline(ctx: &Ctx<'_>) -> Option<u32> {

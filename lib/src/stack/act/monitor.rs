@@ -89,11 +89,7 @@ fn monitor_standby(
         if at == PrimaryAt::Writable {
             // Data past the fork of the primary's timeline never streams:
             // no grace to wait out.
-            let local = ctx
-                .pg
-                .controldata(&ctx.deadline)
-                .ok()
-                .and_then(|control| observe::local_fork(ctx, &control));
+            let local = observe::running_fork(ctx);
             if let Some(v) = decide::diverged_standby(local, ctx.cfg.rewind) {
                 return Ok(v);
             }
@@ -144,11 +140,7 @@ fn keep_promotable(ctx: &Ctx<'_>, at: &PrimaryAt) {
         return;
     }
     // Once per episode: pg_controldata and the history files.
-    let local = ctx
-        .pg
-        .controldata(&ctx.deadline)
-        .ok()
-        .and_then(|control| observe::local_fork(ctx, &control));
+    let local = observe::running_fork(ctx);
     if !decide::candidate_by_own_data(local) {
         log::warn!(
             "no primary answers, and this standby's data goes past the fork of a newer timeline \

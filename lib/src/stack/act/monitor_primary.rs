@@ -5,7 +5,9 @@ use super::guard::{ask_quorum, leave_guard};
 use super::notify::checkpoint_new_timeline;
 use super::{load_state, save_state, set_score, stale, unix_now};
 use crate::cluster::NodeName;
+use crate::deadline::Deadline;
 use crate::postgres::db::{Db, LocalStatus, StandbyRow};
+use crate::postgres::server::wait_until_every;
 use crate::postgres::{Lsn, PgError};
 use crate::redis::{self, Role};
 use crate::stack::decide::{self, Verdict, PROMOTED_SCORE};
@@ -34,6 +36,9 @@ pub(super) fn monitor_primary(
         return Ok(verdict);
     }
     leave_guard(ctx);
+    if load_state(ctx).since_promotion {
+        await_vip(ctx);
+    }
     let standbys = match standbys.unwrap_or_else(|| db.standbys()) {
         Ok(s) => s,
         Err(e) => return Ok(Verdict::failed(true, e.to_string())),
@@ -55,6 +60,34 @@ pub(super) fn monitor_primary(
         ));
     }
     unreachable_at_primary_host(ctx, streaming, info)
+}
+
+/// How often the first monitor since a promotion looks for the VIP: a
+/// `getifaddrs`, no process.
+const VIP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The first monitor since a promotion: waits, at most [`decide::VIP_WAIT`],
+/// while [`decide::first_monitor_waits`] says so.
+fn await_vip(ctx: &Ctx<'_>) {
+    let started = std::time::Instant::now();
+    let until = Deadline::after(ctx.deadline.cap(decide::VIP_WAIT));
+    let here = wait_until_every(&until, VIP_POLL, || {
+        !decide::first_monitor_waits(true, observe::primary_host_is_local(ctx))
+    });
+    let waited = started.elapsed();
+    if !here {
+        log::info!(
+            "primary_host is not here {} ms after this primary's first monitor began; writing its \
+             scores all the same",
+            waited.as_millis()
+        );
+    } else if waited >= VIP_POLL {
+        log::info!(
+            "first monitor since the promotion: waited {} ms for primary_host to be here before \
+             writing scores",
+            waited.as_millis()
+        );
+    }
 }
 
 /// The primary's one step over its standbys, from `pg_stat_replication`

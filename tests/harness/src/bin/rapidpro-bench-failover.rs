@@ -160,6 +160,35 @@ fn promoted_elsewhere(c: &NsCluster, agent: &str, ask: &str, old: &str) -> Strin
     })
 }
 
+/// The DC, seen from `ask`.
+fn dc(c: &NsCluster, ask: &str) -> Option<String> {
+    let st = c.status(ask).ok()?;
+    st.nodes.iter().find(|n| n.is_dc).map(|n| n.name.clone())
+}
+
+/// `primary`, or, when it is the DC, the node a switchover away from it
+/// (not timed) moves the promoted role to; once settled, with every other
+/// node following again.
+fn away_from_dc(
+    c: &NsCluster,
+    agent: &str,
+    primary: String,
+    followers: &dyn Fn(&NsCluster, &str),
+) -> String {
+    let ask = other(c, &primary);
+    let is_dc = poll("the DC known", SETTLE, || dc(c, &ask)) == primary;
+    if !is_dc {
+        return primary;
+    }
+    c.ban_promoted(&primary);
+    let next = promoted_elsewhere(c, agent, &ask, &primary);
+    c.wait_settled(&next, SETTLE);
+    c.clear_bans(&next);
+    followers(c, &next);
+    c.wait_settled(&next, SETTLE);
+    next
+}
+
 /// One run with `nodes` nodes: bootstrap, switchover, clear, power-off of
 /// the new primary; with 2 nodes, then the powered-off node booted and the
 /// primary powered off as soon as it rejoined.
@@ -212,7 +241,13 @@ fn run(agent_bin: &str, agent: &str, nodes: usize, f: &mut Figures) {
     followers(&c, &second);
     c.wait_settled(&second, SETTLE);
 
-    // Power-off of the (new) primary.
+    // Power-off of the (new) primary, which is never the DC: losing the DC
+    // and losing another member are two different failovers in Pacemaker
+    // (an election at once, or the surviving DC computing its transition
+    // about 1 s after the loss), and which one a run measured used to
+    // depend on which node the bootstrap promoted, so the two agents
+    // could be timed in different ones.
+    let second = away_from_dc(&c, agent, second, &followers);
     let w = writer(&c, stack);
     if stack {
         c.wait_synchronous(&second, SETTLE);
@@ -427,7 +462,7 @@ fn main() {
             &ours.switchover,
         ),
         (
-            "power-off of the primary to promoted + VIP",
+            "power-off of the primary (not the DC) to promoted + VIP",
             &floor.failover,
             &ours.failover,
         ),
@@ -442,7 +477,7 @@ fn main() {
             &ours.switchover3,
         ),
         (
-            "3 nodes: power-off of the primary to promoted + VIP",
+            "3 nodes: power-off of the primary (not the DC) to promoted + VIP",
             &floor.failover3,
             &ours.failover3,
         ),
@@ -529,7 +564,7 @@ fn main() {
     };
     let raw = json!({
         "runs": runs,
-        "order": "each run: 2 nodes (switchover, power-off, rejoin then power-off), ocf:rapidpro:stack then ocf:pacemaker:Stateful; the same with 3 nodes (switchover, power-off); a frozen primary (stack only); then the link cut with a quorum device, stack then Stateful; then a 3-node primary cut off without fencing (stack only)",
+        "order": "each run: 2 nodes (switchover, power-off of the primary once it is not the DC (one untimed switchover more when it was), rejoin then power-off), ocf:rapidpro:stack then ocf:pacemaker:Stateful; the same with 3 nodes (switchover, power-off); a frozen primary (stack only); then the link cut with a quorum device, stack then Stateful; then a 3-node primary cut off without fencing (stack only)",
         "settle_timeout_s": SETTLE.as_secs(),
         STACK_AGENT: figures(&ours),
         STATEFUL: figures(&floor),
