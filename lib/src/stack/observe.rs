@@ -350,11 +350,24 @@ fn local_redis_info_soon<'c>(
 /// Whether primary_host resolves to an address of this node's interfaces
 /// (`getifaddrs`, no process); `None` when either cannot be read.
 pub fn primary_host_is_local(ctx: &Ctx<'_>) -> Option<bool> {
-    let wanted: Vec<std::net::IpAddr> =
-        std::net::ToSocketAddrs::to_socket_addrs(&(ctx.cfg.primary_host.as_str(), 0))
-            .ok()?
-            .map(|sa| sa.ip())
-            .collect();
+    addresses_are_local(&primary_host_addresses(ctx)?)
+}
+
+/// The addresses primary_host resolves to: one lookup (a name goes to the
+/// resolver, which may wait out its own timeouts); `None` when it does not
+/// resolve. Whoever polls whether primary_host is here resolves it once,
+/// then polls [`addresses_are_local`].
+pub fn primary_host_addresses(ctx: &Ctx<'_>) -> Option<Vec<std::net::IpAddr>> {
+    let wanted = std::net::ToSocketAddrs::to_socket_addrs(&(ctx.cfg.primary_host.as_str(), 0))
+        .ok()?
+        .map(|sa| sa.ip())
+        .collect();
+    Some(wanted)
+}
+
+/// Whether one of `wanted` is an address of this node's interfaces
+/// (`getifaddrs`: no process, no resolver); `None` when they cannot be read.
+pub fn addresses_are_local(wanted: &[std::net::IpAddr]) -> Option<bool> {
     let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
         .ok()?
         .filter_map(|ifa| {
@@ -364,7 +377,7 @@ pub fn primary_host_is_local(ctx: &Ctx<'_>) -> Option<bool> {
                 .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
         })
         .collect();
-    Some(decide::is_local(&wanted, &local))
+    Some(decide::is_local(wanted, &local))
 }
 
 /// What answers as Redis at primary_host (over TLS with redis_tls).
@@ -391,6 +404,18 @@ mod tests {
     use super::*;
     use std::net::{SocketAddr, TcpListener};
     use std::time::Instant;
+
+    #[test]
+    fn loopback_is_an_address_of_this_host_and_a_documentation_address_is_not() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(addresses_are_local(&[ip("127.0.0.1")]), Some(true));
+        assert_eq!(addresses_are_local(&[ip("192.0.2.1")]), Some(false));
+        assert_eq!(
+            addresses_are_local(&[ip("192.0.2.1"), ip("127.0.0.1")]),
+            Some(true)
+        );
+        assert_eq!(addresses_are_local(&[]), Some(false));
+    }
 
     #[test]
     fn a_listening_address_answers_the_probe_at_once() {

@@ -67,12 +67,16 @@ pub(super) fn monitor_primary(
 const VIP_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The first monitor since a promotion: waits, at most [`decide::VIP_WAIT`],
-/// while [`decide::first_monitor_waits`] says so.
+/// while [`decide::first_monitor_waits`] says so. primary_host is resolved
+/// once, before the wait: a name's lookup may wait out the resolver's own
+/// timeouts, which no poll may repeat.
 fn await_vip(ctx: &Ctx<'_>) {
     let started = std::time::Instant::now();
     let until = Deadline::after(ctx.deadline.cap(decide::VIP_WAIT));
+    let wanted = observe::primary_host_addresses(ctx);
     let here = wait_until_every(&until, VIP_POLL, || {
-        !decide::first_monitor_waits(true, observe::primary_host_is_local(ctx))
+        let local = wanted.as_deref().and_then(observe::addresses_are_local);
+        !decide::first_monitor_waits(true, local)
     });
     let waited = started.elapsed();
     if !here {
