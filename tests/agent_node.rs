@@ -814,6 +814,68 @@ fn sync_replication_on_waits_for_a_streaming_standby_only() {
     n1.psql("insert into sms(body) values ('alone')");
 }
 
+/// Holds `lock` with `flock(1)` for `secs`, as the watcher's sync would,
+/// and returns once it is held.
+fn hold_lock(lock: &Path, secs: &str) -> std::process::Child {
+    let holder = std::process::Command::new("flock")
+        .arg(lock)
+        .args(["sleep", secs])
+        .spawn()
+        .unwrap();
+    poll("the lock is held", Duration::from_secs(5), || {
+        let free = std::process::Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "75"])
+            .arg(lock)
+            .arg("true")
+            .status()
+            .ok()?;
+        (free.code() == Some(75)).then_some(())
+    });
+    holder
+}
+
+/// CI saw a monitor that observed before a standby streamed write its view
+/// after the watcher had made that standby promotable: a stale mark and a
+/// -1000, and no promotable node when the primary was lost.
+#[test]
+fn a_primary_monitor_writes_its_view_of_the_standbys_only_under_the_sync_lock() {
+    let pair = Pair::new("sync_lock");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    agent(n1, n1)
+        .run("monitor")
+        .assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
+    agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
+    let lock = n1.state_dir.join("stack.sync.lock");
+    // Held for 1.5 s: the monitor waits, then syncs what it sees after.
+    let mut holder = hold_lock(&lock, "1.5");
+    let monitor = {
+        let n1 = n1.clone();
+        std::thread::spawn(move || agent(&n1, &n1).run("monitor"))
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        n1.psql("show synchronous_standby_names"),
+        "ANY 1 (*)",
+        "the monitor synced while another held the sync lock"
+    );
+    monitor.join().unwrap().assert_code(OCF_RUNNING_PROMOTED);
+    holder.wait().unwrap();
+    assert_eq!(n1.psql("show synchronous_standby_names"), "");
+    // Held for longer than the monitor waits: it syncs without the lock
+    // rather than fail the primary, and says so.
+    let mut holder = hold_lock(&lock, "8");
+    let out = agent(n1, n1).run("monitor");
+    out.assert_code(OCF_RUNNING_PROMOTED);
+    assert!(
+        out.stderr.contains("syncing the standbys without it"),
+        "{out}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
 #[test]
 fn sync_replication_strict_is_degraded_without_a_standby() {
     let pair = Pair::new("sync_strict");

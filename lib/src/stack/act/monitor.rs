@@ -3,7 +3,7 @@
 //!
 //! Every answer is a [`Verdict`]; `Outcome::from` gives its exit code.
 
-use super::monitor_primary::monitor_primary;
+use super::monitor_primary::{before_observing, monitor_primary, Seen};
 use super::{forget_scores, load_state, primary_desc, save_state, stale, unix_now};
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -52,6 +52,7 @@ fn verdict(env: &OcfEnv, deadline: Deadline) -> Result<Verdict, Error> {
         Ok(db) => db,
         Err(why) => return Ok(decide::monitor_no_session(was_primary, &why)),
     };
+    let lock = was_primary.then(|| before_observing(&ctx));
     let local = match observe::local_servers(&ctx, &db, was_primary) {
         Ok(l) => l,
         Err(e) => return Ok(Verdict::failed(was_primary, e)),
@@ -59,7 +60,10 @@ fn verdict(env: &OcfEnv, deadline: Deadline) -> Result<Verdict, Error> {
     if local.status.in_recovery {
         monitor_standby(&ctx, &local.status, &local.redis)
     } else {
-        monitor_primary(&ctx, &db, &local.status, &local.redis, local.standbys)
+        let seen = lock
+            .zip(local.standbys)
+            .map(|(lock, standbys)| Seen { lock, standbys });
+        monitor_primary(&ctx, &db, &local.status, &local.redis, seen)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::guard::{ask_quorum, leave_guard};
 use super::notify::checkpoint_new_timeline;
-use super::{load_state, save_state, set_score, stale, unix_now};
+use super::{load_state, save_state, set_score, stale, unix_now, watch};
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::postgres::db::{Db, LocalStatus, StandbyRow};
@@ -15,13 +15,38 @@ use crate::stack::observe;
 use crate::stack::Ctx;
 use crate::stack::Error;
 
-/// `standbys`: `pg_stat_replication` if it was fetched with the status.
+/// What a primary's monitor observed of itself and its standbys, under the
+/// sync lock ([`watch::hold_sync`]), after [`await_vip`].
+pub(super) struct Seen {
+    /// Held until the standbys are synced; None if it could not be had.
+    pub lock: Option<SyncLock>,
+    /// `pg_stat_replication`, fetched with the status.
+    pub standbys: Result<Vec<StandbyRow>, PgError>,
+}
+
+/// [`watch::hold_sync`]'s lock.
+pub(super) type SyncLock = nix::fcntl::Flock<std::fs::File>;
+
+/// Before a primary's monitor observes: the first since a promotion waits
+/// for the VIP ([`await_vip`]), then the sync lock is taken, so that what
+/// [`sync_standbys`] writes is what was seen after the wait, and no
+/// watcher's sync comes between the two.
+pub(super) fn before_observing(ctx: &Ctx<'_>) -> Option<SyncLock> {
+    if load_state(ctx).since_promotion {
+        await_vip(ctx);
+    }
+    watch::hold_sync(ctx)
+}
+
+/// `seen`: the standbys, if they were fetched with the status `st` after
+/// [`before_observing`]; otherwise (the node was not known to be a primary
+/// before it was asked) both are fetched again here, after it.
 pub(super) fn monitor_primary(
     ctx: &Ctx<'_>,
     db: &Db,
     st: &LocalStatus,
     info: &redis::ReplicationInfo,
-    standbys: Option<Result<Vec<StandbyRow>, PgError>>,
+    seen: Option<Seen>,
 ) -> Result<Verdict, Error> {
     if info.role != Role::Master {
         // A process, but only off the steady path.
@@ -36,10 +61,20 @@ pub(super) fn monitor_primary(
         return Ok(verdict);
     }
     leave_guard(ctx);
-    if load_state(ctx).since_promotion {
-        await_vip(ctx);
-    }
-    let standbys = match standbys.unwrap_or_else(|| db.standbys()) {
+    let fresh;
+    let (st, Seen { lock, standbys }) = match seen {
+        Some(seen) => (st, seen),
+        None => {
+            let lock = before_observing(ctx);
+            let (st, standbys) = match db.status_and_standbys() {
+                Ok(s) => s,
+                Err(e) => return Ok(Verdict::failed(true, e.to_string())),
+            };
+            fresh = st;
+            (&fresh, Seen { lock, standbys })
+        }
+    };
+    let standbys = match standbys {
         Ok(s) => s,
         Err(e) => return Ok(Verdict::failed(true, e.to_string())),
     };
@@ -47,6 +82,7 @@ pub(super) fn monitor_primary(
         Ok(n) => n,
         Err(e) => return Ok(Verdict::failed(true, e.to_string())),
     };
+    drop(lock);
     // Normally done by the post-promote notification; this covers a
     // cluster without notifications. A query, not a process.
     if st.checkpoint_timeline < st.primary_timeline {
@@ -226,17 +262,26 @@ fn unreachable_at_primary_host(
             repl_user: &ctx.cfg.repl_user,
         },
     );
-    let mut state = load_state(ctx);
-    if problems.is_empty() {
-        if state.unreachable_since.take().is_some() {
-            save_state(ctx, &state);
-        }
-        return Ok(Verdict::Promoted);
-    }
-    let reason = problems.join("; ");
     let now = unix_now();
-    let since = *state.unreachable_since.get_or_insert(now);
-    save_state(ctx, &state);
+    // Read and written under the sync lock: a watcher's sync saved between
+    // the two would be undone (its async_until, its stale marks).
+    let since = match (problems.is_empty(), load_state(ctx).unreachable_since) {
+        (true, None) => return Ok(Verdict::Promoted),
+        (false, Some(since)) => since,
+        (clear, _) => {
+            let _lock = watch::hold_sync(ctx);
+            let mut state = load_state(ctx);
+            if clear {
+                state.unreachable_since = None;
+                save_state(ctx, &state);
+                return Ok(Verdict::Promoted);
+            }
+            let since = *state.unreachable_since.get_or_insert(now);
+            save_state(ctx, &state);
+            since
+        }
+    };
+    let reason = problems.join("; ");
     let (verdict, lasted) = decide::after_grace(
         &reason,
         since,

@@ -54,6 +54,49 @@ const WATCH_SLACK: Duration = Duration::from_secs(5);
 /// changes nothing runs no process.
 const RESYNC: Duration = Duration::from_millis(250);
 
+/// How long a sync waits for [`hold_sync`]'s lock: one sync of the other
+/// holder, which runs a `crm_attribute` per score or mark it changes.
+const SYNC_LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// How often [`hold_sync`] tries the lock: a `flock` that does not block.
+const SYNC_LOCK_POLL: Duration = Duration::from_millis(5);
+
+/// The lock `<resource>.sync.lock` in the state directory, under which one
+/// observation of the standbys and the [`sync_standbys`] that acts on it
+/// run, in the monitor, the post-start notification and the watcher. Both
+/// write `synchronous_standby_names`, the scores, the stale marks and the
+/// state file from what they observed: unlocked, a monitor that observed
+/// before a standby streamed and wrote after the watcher had made it
+/// promotable marked it stale and scored it -1000 (CI, `cluster_fencing`
+/// and `cluster_cutoff`: the primary then lost left no promotable node).
+///
+/// None, with a warning, if it cannot be had within [`SYNC_LOCK_WAIT`]: the
+/// sync then runs unlocked, because a primary's monitor must not fail for
+/// it. At worst a view older than the other holder's is written until the
+/// next sync: a node marked stale or scored -1000 (a promotion refused),
+/// or `synchronous_standby_names` emptied, which the next monitor books as
+/// asynchronous commits and marks; never a commit lost unmarked.
+pub(super) fn hold_sync(ctx: &Ctx<'_>) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let until = Instant::now() + ctx.deadline.cap(SYNC_LOCK_WAIT);
+    loop {
+        match detached::lock(ctx, "sync") {
+            Ok(Some(lock)) => return Some(lock),
+            Ok(None) if Instant::now() < until => std::thread::sleep(SYNC_LOCK_POLL),
+            Ok(None) => {
+                log::warn!(
+                    "the sync lock is still held after {} ms: syncing the standbys without it",
+                    SYNC_LOCK_WAIT.as_millis()
+                );
+                return None;
+            }
+            Err(e) => {
+                log::warn!("{e}: syncing the standbys without it");
+                return None;
+            }
+        }
+    }
+}
+
 /// Waits, bounded by `bound` and the action's deadline, until each standby
 /// in `awaited` streams and is promotable, syncing ([`sync_standbys`]) as
 /// soon as one streams ([`decide::wait_step`]). Does nothing unless the
@@ -72,6 +115,7 @@ pub(super) fn wait_for_standbys(
     let own = ctx.node.as_str();
     let mut last_sync: Option<(Vec<String>, Instant)> = None;
     loop {
+        let lock = hold_sync(ctx);
         let (st, standbys) = db.status_and_standbys()?;
         let standbys = match st.in_recovery {
             true => Vec::new(),
@@ -120,6 +164,7 @@ pub(super) fn wait_for_standbys(
             }
             WaitStep::Wait => {}
         }
+        drop(lock);
         std::thread::sleep(decide::WAIT_POLL.min(until.saturating_duration_since(now)));
     }
 }
