@@ -823,15 +823,25 @@ fn hold_lock(lock: &Path, secs: &str) -> std::process::Child {
         .spawn()
         .unwrap();
     poll("the lock is held", Duration::from_secs(5), || {
-        let free = std::process::Command::new("flock")
-            .args(["--nonblock", "--conflict-exit-code", "75"])
-            .arg(lock)
-            .arg("true")
-            .status()
-            .ok()?;
-        (free.code() == Some(75)).then_some(())
+        (!lock_is_free(lock)?).then_some(())
     });
     holder
+}
+
+/// Whether nobody holds `lock` (`flock(1)` without waiting); None if it
+/// could not be asked.
+fn lock_is_free(lock: &Path) -> Option<bool> {
+    let status = std::process::Command::new("flock")
+        .args(["--nonblock", "--conflict-exit-code", "75"])
+        .arg(lock)
+        .arg("true")
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => Some(true),
+        Some(75) => Some(false),
+        _ => None,
+    }
 }
 
 /// CI saw a monitor that observed before a standby streamed write its view
@@ -1244,12 +1254,6 @@ fn after_a_promotion_a_standby_is_synchronous_within_a_second_of_streaming_witho
     let lock = n1.state_dir.join("stack.watch.lock");
     assert!(lock.exists(), "no watcher ran: {} missing", lock.display());
     poll("the watcher exits", Duration::from_secs(5), || {
-        let free = std::process::Command::new("flock")
-            .args(["--nonblock", "--conflict-exit-code", "75"])
-            .arg(&lock)
-            .arg("true")
-            .status()
-            .ok()?;
-        free.success().then_some(())
+        lock_is_free(&lock)?.then_some(())
     });
 }
