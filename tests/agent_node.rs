@@ -786,15 +786,23 @@ fn a_killed_redis_fails_the_promoted_monitor() {
         .assert_code(OCF_RUNNING_PROMOTED);
 }
 
-#[test]
-fn sync_replication_on_waits_for_a_streaming_standby_only() {
-    let pair = Pair::new("sync_on");
-    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+/// [`primary_and_standby`], then the primary's monitor, after which
+/// commits wait for the standby (`sync_replication=on`).
+fn synchronous_pair(name: &str) -> Pair {
+    let pair = Pair::new(name);
+    let n1 = &pair.nodes[0];
     primary_and_standby(&pair);
     agent(n1, n1)
         .run("monitor")
         .assert_code(OCF_RUNNING_PROMOTED);
     assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
+    pair
+}
+
+#[test]
+fn sync_replication_on_waits_for_a_streaming_standby_only() {
+    let pair = synchronous_pair("sync_on");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
     poll(
         "node2 is a synchronous standby",
         Duration::from_secs(30),
@@ -849,13 +857,8 @@ fn lock_is_free(lock: &Path) -> Option<bool> {
 /// -1000, and no promotable node when the primary was lost.
 #[test]
 fn a_primary_monitor_writes_its_view_of_the_standbys_only_under_the_sync_lock() {
-    let pair = Pair::new("sync_lock");
+    let pair = synchronous_pair("sync_lock");
     let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
-    primary_and_standby(&pair);
-    agent(n1, n1)
-        .run("monitor")
-        .assert_code(OCF_RUNNING_PROMOTED);
-    assert_eq!(n1.psql("show synchronous_standby_names"), "ANY 1 (*)");
     agent(n2, n1).run("stop").assert_code(OCF_SUCCESS);
     let lock = n1.state_dir.join("stack.sync.lock");
     // Held for 1.5 s: the monitor waits, then syncs what it sees after.
