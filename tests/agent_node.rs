@@ -1024,25 +1024,94 @@ fn a_new_primary_does_not_wait_for_the_standbys_of_its_past() {
     );
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`, …) to `pid` with kill(1).
+#[track_caller]
+fn signal(pid: i32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn a_promotion_ends_wal_senders_left_from_before_so_commits_never_wait_for_a_gone_follower() {
+    // sync_replication=on. node3 cascades from node2, as a standby does
+    // that connected through the VIP while a demoted node still held it;
+    // then node3's WAL receiver neither replies nor closes, as when the
+    // VIP has moved: node2's sender to it stays `streaming` until
+    // wal_sender_timeout.
+    let (c, cib) = three_nodes("zombie_senders");
+    let n = &c.nodes;
+    let (n2, n3) = (&n[1], &n[2]);
+    let conninfo = n3.psql("show primary_conninfo");
+    let cascading = conninfo.replace(
+        &format!("port={}", n[0].pgport),
+        &format!("port={}", n2.pgport),
+    );
+    assert_ne!(
+        cascading, conninfo,
+        "node3's primary_conninfo names no port"
+    );
+    n3.psql(&format!(
+        "alter system set primary_conninfo = '{}'",
+        cascading.replace('\'', "''")
+    ));
+    n3.psql("select pg_reload_conf()");
+    first_streaming(n2, "node3", Duration::from_secs(30));
+    let receiver: i32 = n3
+        .psql("select pid from pg_stat_wal_receiver")
+        .parse()
+        .expect("node3's WAL receiver");
+    signal(receiver, "-STOP");
+    // node1 is lost; node2 is promoted, notified, and monitored.
+    let a = |node: &Node| agent(node, n2).env("CIB_file", cib.display().to_string());
+    failover_to(&c, &cib, n2).assert_code(OCF_SUCCESS);
+    a(n2)
+        .notify(
+            "post",
+            "promote",
+            &[
+                ("promote_uname", "node2"),
+                ("unpromoted_uname", "node2 node3"),
+            ],
+        )
+        .run("notify")
+        .assert_code(OCF_SUCCESS);
+    a(n2).run("monitor").assert_code(OCF_RUNNING_PROMOTED);
+    let committed = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n2 = n2.clone();
+        std::thread::spawn(move || {
+            tx.send(n2.try_psql("insert into sms(body) values ('after the promotion')"))
+                .ok();
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+    };
+    let names = n2.psql("show synchronous_standby_names");
+    let senders = n2
+        .psql("select string_agg(application_name || ' ' || state, ', ') from pg_stat_replication");
+    // A live node3 streams again, from the new primary.
+    signal(receiver, "-CONT");
+    assert!(
+        matches!(committed, Ok(Ok(_))),
+        "a commit on the new primary did not return within 5 s ({committed:?}): \
+         synchronous_standby_names = '{names}', WAL senders: {senders}"
+    );
+    first_streaming(n2, "node3", Duration::from_secs(30));
+}
+
 /// Freezes `pid` (a server of node2) with SIGSTOP and checks that node2's
 /// monitor fails with `reason` before a 4 s Pacemaker timeout would kill
 /// the agent.
 #[track_caller]
 fn assert_monitor_fails_in_time_when_frozen(pair: &Pair, pid: i32, reason: &str) {
     let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
-    let pid = pid.to_string();
-    let signal = |sig: &str| {
-        let st = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill runs");
-        assert!(st.success(), "kill {sig} {pid}");
-    };
-    signal("-STOP");
+    signal(pid, "-STOP");
     let t = std::time::Instant::now();
     let out = agent(n2, n1).meta("timeout", "4000").run("monitor");
     let took = t.elapsed();
-    signal("-CONT");
+    signal(pid, "-CONT");
     out.assert_code(OCF_ERR_GENERIC);
     out.assert_reason_contains(reason);
     assert!(took < Duration::from_secs(4), "the monitor took {took:?}");

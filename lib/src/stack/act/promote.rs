@@ -23,6 +23,10 @@ use crate::stack::{Ctx, Error, Outcome};
 /// signalled: a query over the local socket, well under a millisecond.
 const PROMOTION_POLL: Duration = Duration::from_millis(5);
 
+/// How long promote waits for the WAL senders it ends to exit: a sender
+/// exits within milliseconds of its signal, even with its peer gone.
+const SENDER_END_WAIT: Duration = Duration::from_millis(500);
+
 /// `promote`: refuses when another primary answers at primary_host or a
 /// standby is ahead of this one; otherwise promotes PostgreSQL, then Redis,
 /// and returns once both accept writes.
@@ -132,10 +136,26 @@ fn promote_both(
             )));
         }
         log::info!("PostgreSQL promoted");
+        end_wal_senders(db);
     }
     let pg_done = started.elapsed().max(checked);
     promote_redis(ctx)?;
     Ok((pg_done, started.elapsed()))
+}
+
+/// Ends the WAL senders this node ran as a standby ([`Db::end_wal_senders`])
+/// before the post-promote notification's watcher counts them as live
+/// standbys. Not a failure when it cannot: the promotion is done, and the
+/// sync of the standbys still runs.
+fn end_wal_senders(db: &Db) {
+    match db.end_wal_senders(SENDER_END_WAIT) {
+        Ok((0, _)) => {}
+        Ok((n, 0)) => log::info!("ended {n} WAL sender(s) left from before the promotion"),
+        Ok((n, left)) => log::warn!(
+            "signalled {n} WAL sender(s) left from before the promotion; {left} still listed"
+        ),
+        Err(e) => log::warn!("could not end the WAL senders left from before the promotion: {e}"),
+    }
 }
 
 /// Observes what a promotion depends on, asks [`decide::promote`], and
