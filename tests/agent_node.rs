@@ -1101,6 +1101,50 @@ fn a_promotion_ends_wal_senders_left_from_before_so_commits_never_wait_for_a_gon
     first_streaming(n2, "node3", Duration::from_secs(30));
 }
 
+/// A listener at `port` on 127.0.0.1 that accepts every connection for
+/// `for_how_long` and never answers one, as the VIP's old holder does with
+/// a connection it accepted just before the address left it; then it stops
+/// listening (connections refused, as with no holder). The accepted
+/// connections stay open, silent, until the returned guard is dropped.
+fn silent_then_gone(for_how_long: Duration) -> (u16, std::sync::mpsc::Sender<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let until = std::time::Instant::now() + for_how_long;
+        let mut held = Vec::new();
+        while std::time::Instant::now() < until {
+            if let Ok((c, _)) = listener.accept() {
+                held.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(listener);
+        let _ = finished.recv();
+        drop(held);
+    });
+    (port, done)
+}
+
+#[test]
+fn a_promote_whose_probe_was_accepted_by_an_address_that_then_left_starts_over_and_promotes() {
+    let pair = Pair::new("probe_left");
+    let (n1, n2) = (&pair.nodes[0], &pair.nodes[1]);
+    primary_and_standby(&pair);
+    n1.kill9_postgres();
+    let (port, _guard) = silent_then_gone(Duration::from_millis(400));
+    let t = std::time::Instant::now();
+    let out = agent(n2, n2)
+        .param("primary_port", port.to_string())
+        .run("promote");
+    let took = t.elapsed();
+    out.assert_code(OCF_SUCCESS);
+    assert_eq!(n2.psql("select pg_is_in_recovery()"), "f");
+    // A figure, not a timed assertion: it did not wait out query_timeout.
+    eprintln!("promoted {took:?} after a probe that was accepted and never answered");
+}
+
 /// Freezes `pid` (a server of node2) with SIGSTOP and checks that node2's
 /// monitor fails with `reason` before a 4 s Pacemaker timeout would kill
 /// the agent.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::act::{local_db, primary_target, redis_local};
 use super::decide::{self, PrimaryAt, RedisAtPrimary, StartFacts};
 use super::{Ctx, Error};
+use crate::deadline::Deadline;
 use crate::postgres::db::{Db, LocalStatus, Reach, StandbyRow};
 use crate::postgres::history::{self, Follow};
 use crate::postgres::server::{ControlData, ControlState, DataOrigin, ProcessState};
@@ -237,28 +238,58 @@ pub fn primary_at_by(ctx: &Ctx<'_>, probe: Probe) -> Result<PrimaryAt, Error> {
         Err(e) => return Ok(PrimaryAt::NoAnswer(format!("cannot resolve {addr}: {e}"))),
     };
     let (window, syns) = probe.window(ctx.cfg.connect_timeout);
-    let timeout = ctx.deadline.cap(window).max(Duration::from_millis(1));
-    if !answers_tcp(&sockaddrs, timeout, syns) {
-        return Ok(PrimaryAt::NoAnswer(format!(
-            "no TCP connection within {:.1} s",
-            timeout.as_secs_f64()
-        )));
-    }
     let t = primary_target(ctx);
-    let q = ctx.cfg.query_timeout;
-    Ok(match Db::reach(&t, q, q, &ctx.deadline)? {
-        Reach::Connected(db) => match db.in_recovery() {
-            Ok(true) => PrimaryAt::Standby,
-            Ok(false) => PrimaryAt::Writable,
-            Err(e) => PrimaryAt::Unknown(e.to_string()),
-        },
-        // It accepted TCP a moment ago: gone since, or hung.
-        Reach::NoAnswer(r) => PrimaryAt::Unknown(r),
-        Reach::Refused(e) if e.is_cannot_connect_now() => PrimaryAt::Standby,
-        Reach::Refused(e) => PrimaryAt::Unknown(e.to_string()),
-        Reach::Tls(e) => PrimaryAt::Untrusted(e),
-    })
+    let total = Deadline::after(ctx.deadline.cap(ctx.cfg.query_timeout));
+    let mut exchange = FIRST_EXCHANGE;
+    loop {
+        let timeout = ctx.deadline.cap(window).max(Duration::from_millis(1));
+        if !answers_tcp(&sockaddrs, timeout, syns) {
+            return Ok(PrimaryAt::NoAnswer(format!(
+                "no TCP connection within {:.1} s",
+                timeout.as_secs_f64()
+            )));
+        }
+        let bound = exchange
+            .min(total.remaining())
+            .max(Duration::from_millis(1));
+        let again = |r: String| {
+            if total.expired() {
+                // It accepted TCP every time, and never answered: hung.
+                Some(PrimaryAt::Unknown(r))
+            } else {
+                None
+            }
+        };
+        let seen = match Db::reach(&t, bound, bound, &ctx.deadline)? {
+            Reach::Connected(db) => match db.in_recovery() {
+                Ok(true) => Some(PrimaryAt::Standby),
+                Ok(false) => Some(PrimaryAt::Writable),
+                Err(e @ PgError::Timeout { .. }) => again(e.to_string()),
+                Err(e) => Some(PrimaryAt::Unknown(e.to_string())),
+            },
+            // It accepted TCP a moment ago: gone since, or hung.
+            Reach::NoAnswer(r) => again(r),
+            Reach::Refused(e) if e.is_cannot_connect_now() => Some(PrimaryAt::Standby),
+            Reach::Refused(e) => Some(PrimaryAt::Unknown(e.to_string())),
+            Reach::Tls(e) => Some(PrimaryAt::Untrusted(e)),
+        };
+        if let Some(seen) = seen {
+            return Ok(seen);
+        }
+        exchange *= 2;
+    }
 }
+
+/// How long the first PostgreSQL exchange with whatever accepted TCP at
+/// primary_host may take before the probe starts over, TCP first; each
+/// next one may take twice as long, all within `query_timeout`. A
+/// connection the VIP's old holder accepted just before the address left
+/// it never hears an answer (seen when promote ran beside the VIP's stop:
+/// it waited out the whole `query_timeout`, 10 s, and refused); started
+/// over, the probe finds nothing at the address, or its new holder. A hung
+/// server accepts TCP every time and never answers: still `Unknown` after
+/// `query_timeout`, as before. A slow live one gets ever longer.
+pub const FIRST_EXCHANGE: Duration = Duration::from_millis(250);
 
 /// What answers at primary_host, unless it failed TLS: a start does not
 /// go on to follow (or to wait for) a server it cannot trust, and says
