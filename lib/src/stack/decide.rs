@@ -1056,20 +1056,30 @@ pub enum NotifyPlan {
     /// primary, after a start, wait for the started standbys to stream
     /// ([`standbys_to_await`], [`wait_step`]).
     ForgetScores,
+    /// Pre-demote on the primary, when the same transition promotes another
+    /// node: remember it, so that the demote leaves its own score to that
+    /// node's promote ([`demote_own_score`]).
+    HandOver,
     /// Nothing to do.
     Nothing,
 }
 
-/// The plan for a notification `kind`-`op`, `promoted` naming the nodes
-/// being promoted and `me` this node.
+/// The plan for a notification `kind`-`op`, `promoted` and `demoted` naming
+/// the nodes promoted and demoted by the transition, and `me` this node.
 pub fn notify(
     kind: crate::ocf::notify::NotifyKind,
     op: crate::ocf::notify::NotifyOp,
     promoted: &[String],
+    demoted: &[String],
     me: &str,
 ) -> NotifyPlan {
     use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
     match (kind, op) {
+        (K::Pre, O::Demote)
+            if demoted.iter().any(|d| d == me) && promoted.iter().any(|p| p != me) =>
+        {
+            NotifyPlan::HandOver
+        }
         (K::Pre, O::Promote) if promoted.iter().any(|p| p == me) => NotifyPlan::PublishAndHearPeers,
         (K::Pre, O::Promote) => NotifyPlan::PublishPosition,
         (K::Post, O::Promote) if promoted.iter().any(|p| p == me) => NotifyPlan::Promoted,
@@ -1090,6 +1100,41 @@ pub fn primary_lost(n: &crate::ocf::notify::Notify) -> bool {
         && n.operation == O::Stop
         && !n.promoted.is_empty()
         && n.promoted.iter().all(|p| n.stop.contains(p))
+}
+
+/// How long a hand-over recorded by the pre-demote notification holds for
+/// the demote: the demote follows the notification at once, within one
+/// transition; an older record is from a transition that never demoted.
+pub const HANDOVER_FRESH: u64 = 120;
+
+/// The score a demote writes for its own node, or None to leave it alone.
+/// Writing it changes a node attribute, which makes Pacemaker abort the
+/// running transition: in a switchover the VIP then stopped only after a
+/// new transition was computed, after the promotion, serially (a 3-node
+/// diag: 0.2 to 0.3 s of every switchover's write outage). So when the
+/// pre-demote notification said the same transition promotes another node
+/// (`handed_over_at`, Unix seconds, fresh within [`HANDOVER_FRESH`] of
+/// `now`), the promote there lowers this node's score beside its own, as
+/// one abort after the VIP's stop began. A failed primary still scores
+/// itself ahead, at once: that abort is wanted, to recover it in place.
+pub fn demote_own_score(own: OwnData, handed_over_at: Option<u64>, now: u64) -> Option<i64> {
+    match own {
+        OwnData::FailedPrimary => Some(AHEAD_SCORE),
+        OwnData::Standby if handover_is_current(handed_over_at, now) => None,
+        OwnData::Standby => Some(CANDIDATE_SCORE),
+    }
+}
+
+/// Whether a hand-over recorded at `at` still holds at `now`.
+pub fn handover_is_current(at: Option<u64>, now: u64) -> bool {
+    at.is_some_and(|at| at <= now && now - at <= HANDOVER_FRESH)
+}
+
+/// The nodes whose scores the promote of `me` lowers to a candidate's beside
+/// its own: those its pre-promote notification said the same transition
+/// demotes (their demotes left their scores, [`demote_own_score`]).
+pub fn demoted_beside(demoted: &[String], me: &str) -> Vec<String> {
+    demoted.iter().filter(|d| *d != me).cloned().collect()
 }
 
 // ------------------------------------------- pre-promote, on the chosen node
@@ -2341,26 +2386,65 @@ mod tests {
         let here = ["node2".to_string()];
         let there = ["node1".to_string()];
         #[rustfmt::skip]
-        let table: [(K, O, &[String], NotifyPlan); 9] = [
-            (K::Pre, O::Promote, &there, NotifyPlan::PublishPosition),
-            (K::Pre, O::Promote, &here, NotifyPlan::PublishAndHearPeers),
-            (K::Post, O::Promote, &here, NotifyPlan::Promoted),
-            (K::Post, O::Promote, &there, NotifyPlan::Refollow),
+        let table: [(K, O, &[String], &[String], NotifyPlan); 14] = [
+            (K::Pre, O::Promote, &there, &[], NotifyPlan::PublishPosition),
+            (K::Pre, O::Promote, &here, &[], NotifyPlan::PublishAndHearPeers),
+            (K::Pre, O::Promote, &here, &there, NotifyPlan::PublishAndHearPeers),
+            (K::Post, O::Promote, &here, &[], NotifyPlan::Promoted),
+            (K::Post, O::Promote, &there, &[], NotifyPlan::Refollow),
             // An empty or garbled promote list: refollow, which does nothing
             // on a node that runs the primary.
-            (K::Post, O::Promote, &[], NotifyPlan::Refollow),
-            (K::Post, O::Start, &[], NotifyPlan::ForgetScores),
-            (K::Post, O::Stop, &[], NotifyPlan::ForgetScores),
-            (K::Pre, O::Stop, &[], NotifyPlan::Nothing),
-            (K::Post, O::Demote, &[], NotifyPlan::Nothing),
+            (K::Post, O::Promote, &[], &[], NotifyPlan::Refollow),
+            (K::Post, O::Start, &[], &[], NotifyPlan::ForgetScores),
+            (K::Post, O::Stop, &[], &[], NotifyPlan::ForgetScores),
+            (K::Pre, O::Stop, &[], &[], NotifyPlan::Nothing),
+            (K::Post, O::Demote, &[], &here, NotifyPlan::Nothing),
+            // A switchover: this primary is demoted, another promoted.
+            (K::Pre, O::Demote, &there, &here, NotifyPlan::HandOver),
+            // Demoted with no promotion (quorum lost), or only its own
+            // (recovered in place): it scores itself.
+            (K::Pre, O::Demote, &[], &here, NotifyPlan::Nothing),
+            (K::Pre, O::Demote, &here, &here, NotifyPlan::Nothing),
+            // Another node's demote.
+            (K::Pre, O::Demote, &here, &there, NotifyPlan::Nothing),
         ];
-        for (kind, op, promoted, want) in table {
+        for (kind, op, promoted, demoted, want) in table {
             assert_eq!(
-                notify(kind, op, promoted, me),
+                notify(kind, op, promoted, demoted, me),
                 want,
-                "{kind:?}-{op:?} {promoted:?}"
+                "{kind:?}-{op:?} promote {promoted:?} demote {demoted:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_demote_leaves_its_score_to_the_promote_of_the_same_transition_only_when_clean_and_fresh() {
+        use OwnData::{FailedPrimary, Standby};
+        let now = 10_000;
+        #[rustfmt::skip]
+        let table: [(OwnData, Option<u64>, Option<i64>); 7] = [
+            (Standby, None, Some(CANDIDATE_SCORE)),
+            (Standby, Some(now), None),
+            (Standby, Some(now - HANDOVER_FRESH), None),
+            // From a transition that never demoted.
+            (Standby, Some(now - HANDOVER_FRESH - 1), Some(CANDIDATE_SCORE)),
+            // A clock that went back: not trusted.
+            (Standby, Some(now + 5), Some(CANDIDATE_SCORE)),
+            // A failed primary is recovered in place: scored ahead at once.
+            (FailedPrimary, None, Some(AHEAD_SCORE)),
+            (FailedPrimary, Some(now), Some(AHEAD_SCORE)),
+        ];
+        for (own, at, want) in table {
+            assert_eq!(demote_own_score(own, at, now), want, "{own:?} {at:?}");
+        }
+    }
+
+    #[test]
+    fn a_promote_lowers_the_scores_of_the_nodes_its_transition_demotes_but_never_its_own() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(demoted_beside(&list(&["node1"]), "node2"), list(&["node1"]));
+        assert_eq!(demoted_beside(&list(&["node2"]), "node2"), list(&[]));
+        assert_eq!(demoted_beside(&[], "node2"), list(&[]));
     }
 
     // ------------------------------------------------ waiting for standbys

@@ -47,6 +47,15 @@ pub struct State {
     /// On a primary: promoted, and no monitor has run since (the
     /// asynchronous start of a promotion is not an async horizon).
     pub since_promotion: bool,
+    /// On a primary about to be demoted: when (Unix seconds) its pre-demote
+    /// notification said the same transition promotes another node; the
+    /// demote then leaves its own score to that node's promote
+    /// ([`crate::stack::decide::demote_own_score`]).
+    pub handed_over_at: Option<u64>,
+    /// On the node about to be promoted: the nodes its pre-promote
+    /// notification said the same transition demotes; promote lowers their
+    /// scores beside its own ([`crate::stack::decide::demoted_beside`]).
+    pub demoted_beside: Vec<String>,
     /// Whose data this node holds when no primary answers
     /// ([`crate::stack::decide::self_score`]). Not a score: a stop keeps it, as a
     /// recovery in place is a demote, a stop, a start and a promote.

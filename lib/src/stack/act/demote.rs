@@ -3,7 +3,7 @@
 use super::follow::{follow_redis_primary_within, start_redis_replica, wait_ready};
 use super::shutdown::{shut_down, stop_writes, Local};
 use super::start::start_postgres_standby;
-use super::{load_state, primary_desc, save_state, set_score, write_score};
+use super::{load_state, primary_desc, save_state, set_score, unix_now, write_score};
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
 use crate::ocf::env::OcfEnv;
@@ -37,6 +37,9 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     // dead master had only in memory, and a restart in place would serve
     // its older dump, so the promotion moves (RUNBOOK's exception).
     let mut own_data = OwnData::Standby;
+    // Recorded by the pre-demote notification when this transition promotes
+    // another node ([`decide::demote_own_score`]).
+    let (handed_over_at, now) = (load_state(&ctx).handed_over_at, unix_now());
     let redis_done = started.elapsed();
     let mut writes_done = redis_done;
     // A primary's own score, when written beside its shutdown.
@@ -58,12 +61,14 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
             // held the primary's, and stopped cleanly) last.
             let (cluster, instance, deadline) = (&ctx.cluster, ctx.env.instance(), &ctx.deadline);
             let own = &ctx.node;
+            let own_score = decide::demote_own_score(OwnData::Standby, handed_over_at, now);
             let (down, own_set) = std::thread::scope(|s| {
                 let scoring = s.spawn(move || {
                     for (node, score) in &scores {
                         write_score(cluster, instance, node, *score, deadline);
                     }
-                    write_score(cluster, instance, own, CANDIDATE_SCORE, deadline)
+                    own_score
+                        .is_some_and(|score| write_score(cluster, instance, own, score, deadline))
                 });
                 let down = shut_down(&ctx, facts);
                 (down, scoring.join().unwrap_or(false))
@@ -88,21 +93,25 @@ pub fn demote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let mut state = load_state(&ctx);
     state.forget();
     state.own_data = own_data;
-    let score = match own_data {
-        OwnData::FailedPrimary => {
-            log::info!(
-                "PostgreSQL was down: this failed primary holds every standby's WAL; scoring it \
-                 above them, to recover it in place"
-            );
-            AHEAD_SCORE
-        }
-        OwnData::Standby => CANDIDATE_SCORE,
+    state.handed_over_at = None;
+    let score = decide::demote_own_score(own_data, handed_over_at, now);
+    match score {
+        Some(AHEAD_SCORE) => log::info!(
+            "PostgreSQL was down: this failed primary holds every standby's WAL; scoring it \
+             above them, to recover it in place"
+        ),
+        None => log::info!(
+            "this node's score is left to the promote of the same transition, which lowers it \
+             (a score written here would abort the transition before the VIP's stop)"
+        ),
+        Some(_) => {}
+    }
+    let score_set = match (own_scored, score) {
+        (Some(set), _) => set,
+        (None, Some(score)) => set_score(&ctx, &ctx.node, score),
+        (None, None) => false,
     };
-    let score_set = match own_scored {
-        Some(set) => set,
-        None => set_score(&ctx, &ctx.node, score),
-    };
-    if score_set {
+    if let (true, Some(score)) = (score_set, score) {
         state.scores.insert(ctx.node.to_string(), score);
     }
     save_state(&ctx, &state);

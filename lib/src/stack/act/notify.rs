@@ -4,8 +4,8 @@ use super::follow::{follow_primary, follow_redis_primary};
 use super::guard::leave_guard;
 use super::watch::{leave_watcher, wait_for_standbys};
 use super::{
-    clear_position, forget_scores, hand_promotion_to, local_db, position_attribute, read_positions,
-    remember_own_data, stale,
+    clear_position, forget_scores, hand_promotion_to, load_state, local_db, position_attribute,
+    read_positions, remember_own_data, save_state, stale, unix_now,
 };
 use crate::cluster::NodeName;
 use crate::deadline::Deadline;
@@ -44,11 +44,31 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
             return Outcome::ok();
         }
     };
-    let plan = decide::notify(n.kind, n.operation, &n.promote, ctx.node.as_str());
+    let plan = decide::notify(
+        n.kind,
+        n.operation,
+        &n.promote,
+        &n.demote,
+        ctx.node.as_str(),
+    );
     let result = match plan {
         NotifyPlan::PublishPosition => publish_position(&ctx).map(drop),
-        NotifyPlan::PublishAndHearPeers => publish_position(&ctx)
-            .and_then(|own| hear_peers(&ctx, own, &decide::peers_to_hear(&n, ctx.node.as_str()))),
+        NotifyPlan::PublishAndHearPeers => {
+            remember_demoted_beside(&ctx, decide::demoted_beside(&n.demote, ctx.node.as_str()));
+            publish_position(&ctx).and_then(|own| {
+                hear_peers(&ctx, own, &decide::peers_to_hear(&n, ctx.node.as_str()))
+            })
+        }
+        NotifyPlan::HandOver => {
+            let mut s = load_state(&ctx);
+            s.handed_over_at = Some(unix_now());
+            save_state(&ctx, &s);
+            log::info!(
+                "this transition promotes {}: the demote leaves this node's score to its promote",
+                n.promote.join(" ")
+            );
+            Ok(())
+        }
         NotifyPlan::Promoted | NotifyPlan::Refollow => {
             // The VIP starts only once every node's post-promote
             // notification is done: the published position (a cluster tool
@@ -92,6 +112,16 @@ pub fn notify(env: &OcfEnv, deadline: Deadline) -> Outcome {
         log::warn!("notify {:?}-{:?}: {e}", n.kind, n.operation);
     }
     Outcome::ok()
+}
+
+/// Records, on the node about to be promoted, the nodes the same
+/// transition demotes: its promote lowers their scores beside its own.
+fn remember_demoted_beside(ctx: &Ctx<'_>, demoted: Vec<String>) {
+    let mut s = load_state(ctx);
+    if s.demoted_beside != demoted {
+        s.demoted_beside = demoted;
+        save_state(ctx, &s);
+    }
 }
 
 /// Pre-promote, on every standby: force a restartpoint so the control file's

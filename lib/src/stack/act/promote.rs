@@ -61,10 +61,21 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     // cluster tool call (tens of milliseconds), written while PostgreSQL
     // and Redis are promoted rather than after; a promote that fails
     // after it is followed by a demote or a stop, which score again.
+    // The nodes this transition demoted left their scores to this promote
+    // (decide::demote_own_score): lowered first, so no moment shows two
+    // nodes at the promoted score.
+    let demoted: Vec<NodeName> = load_state(&ctx)
+        .demoted_beside
+        .iter()
+        .filter_map(|n| NodeName::new(n).ok())
+        .collect();
     let (cluster, instance, node, deadline) =
         (&ctx.cluster, ctx.env.instance(), &ctx.node, &ctx.deadline);
     let (promoted, scored) = std::thread::scope(|s| {
-        let score = s.spawn(move || {
+        let score = s.spawn(|| {
+            for other in &demoted {
+                write_score(cluster, instance, other, CANDIDATE_SCORE, deadline);
+            }
             let ok = write_score(cluster, instance, node, PROMOTED_SCORE, deadline);
             (ok, started.elapsed())
         });
@@ -81,6 +92,7 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     }
     let mut state = load_state(&ctx);
     state.forget();
+    state.demoted_beside.clear();
     state.own_data = OwnData::Standby;
     // Only a real promotion starts asynchronous (README's window of `on`).
     state.since_promotion = st.in_recovery;
