@@ -284,6 +284,63 @@ fn failover_to(c: &Cluster, cib: &Path, target: &Node) -> rapidpro_ha_harness::A
 }
 
 #[test]
+fn in_a_switchover_the_demote_leaves_its_score_to_the_promote_which_lowers_it_before_its_own() {
+    // Every score written during Pacemaker's transition aborts it; the
+    // demote's would stop the VIP only after the promotion.
+    let (c, cib) = three_nodes("handover_scores");
+    let n = &c.nodes;
+    let a = |node: &Node| agent(node, &n[1]).env("CIB_file", cib.display().to_string());
+    a(&n[0]).run("monitor").assert_code(OCF_RUNNING_PROMOTED);
+    assert_eq!(score(&cib, "node1").as_deref(), Some("1001"));
+    let lists = [
+        ("demote_uname", "node1"),
+        ("promote_uname", "node2"),
+        ("promoted_uname", "node1"),
+        ("unpromoted_uname", "node2 node3"),
+        ("active_uname", "node1 node2 node3"),
+    ];
+    for node in n {
+        a(node)
+            .notify("pre", "demote", &lists)
+            .run("notify")
+            .assert_code(OCF_SUCCESS);
+    }
+    a(&n[0]).run("demote").assert_code(OCF_SUCCESS);
+    assert_eq!(
+        score(&cib, "node1").as_deref(),
+        Some("1001"),
+        "the demote wrote a score during the transition"
+    );
+    for node in n {
+        a(node)
+            .notify("post", "demote", &lists)
+            .run("notify")
+            .assert_code(OCF_SUCCESS);
+    }
+    for node in n {
+        a(node)
+            .notify("pre", "promote", &lists)
+            .run("notify")
+            .assert_code(OCF_SUCCESS);
+    }
+    a(&n[1]).run("promote").assert_code(OCF_SUCCESS);
+    assert_eq!(score(&cib, "node1").as_deref(), Some("1"));
+    assert_eq!(score(&cib, "node2").as_deref(), Some("1001"));
+    // A demote with no promotion elsewhere in its transition (quorum lost,
+    // or a recovery in place) scores itself at once, as before.
+    a(&n[1])
+        .notify(
+            "pre",
+            "demote",
+            &[("demote_uname", "node2"), ("promoted_uname", "node2")],
+        )
+        .run("notify")
+        .assert_code(OCF_SUCCESS);
+    a(&n[1]).run("demote").assert_code(OCF_SUCCESS);
+    assert_eq!(score(&cib, "node2").as_deref(), Some("1"));
+}
+
+#[test]
 fn a_standby_with_paused_replay_is_refused_promotion() {
     let (c, cib) = three_nodes("paused_standby");
     let n = &c.nodes;
