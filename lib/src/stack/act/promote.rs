@@ -23,6 +23,17 @@ use crate::stack::{Ctx, Error, Outcome};
 /// signalled: a query over the local socket, well under a millisecond.
 const PROMOTION_POLL: Duration = Duration::from_millis(5);
 
+/// How often promote signals the startup process again while PostgreSQL
+/// stays in recovery. A request that arrives while the WAL receiver has just
+/// failed to connect (the VIP is moving) is seen, and then the startup
+/// process sleeps out `wal_retrieve_retry_interval` before it acts on it
+/// (PostgreSQL 15's WaitForWALToBecomeAvailable: the wake-up was spent on
+/// the streaming state). Seen in a 3-node switchover: "received promote
+/// request", then 500 ms until "redo done". Another signal ends the sleep;
+/// the promotion itself usually takes a few milliseconds, so it costs
+/// nothing otherwise.
+const PROMOTION_NUDGE: Duration = Duration::from_millis(50);
+
 /// How long promote waits for the WAL senders it ends to exit: a sender
 /// exits within milliseconds of its signal, even with its peer gone.
 const SENDER_END_WAIT: Duration = Duration::from_millis(500);
@@ -138,8 +149,18 @@ fn promote_both(
             .deadline
             .remaining()
             .saturating_sub(Duration::from_secs(2));
+        let mut signalled = Instant::now();
         let writable = wait_until_every(&Deadline::after(wait), PROMOTION_POLL, || {
-            matches!(db.in_recovery(), Ok(false))
+            if matches!(db.in_recovery(), Ok(false)) {
+                return true;
+            }
+            if signalled.elapsed() >= PROMOTION_NUDGE {
+                // Errors are left to the wait: "recovery is not in
+                // progress" means it is done.
+                let _ = db.request_promotion();
+                signalled = Instant::now();
+            }
+            false
         });
         if !writable {
             return Err(Error::Failed(format!(
