@@ -89,7 +89,13 @@ impl Writer {
             let mut client: Option<tokio_postgres::Client> = None;
             Box::new(move |n| {
                 if !matches!(&client, Some(c) if !c.is_closed()) {
-                    client = rt.block_on(connect(&host, port, WRITER_USER, WRITER_PASSWORD));
+                    client = rt.block_on(connect(
+                        &host,
+                        port,
+                        WRITER_USER,
+                        WRITER_PASSWORD,
+                        CONNECT_TIMEOUT,
+                    ));
                 }
                 let Some(c) = client.as_ref() else {
                     return Err("connect failed".to_owned());
@@ -106,7 +112,12 @@ impl Writer {
                         client = None;
                         Err(match other {
                             Err(_) => "timed out".to_owned(),
-                            Ok(Err(e)) => e.to_string(),
+                            // The server's message, not tokio-postgres's
+                            // bare "db error" (RAPIDPRO_WRITER_TRACE).
+                            Ok(Err(e)) => match e.as_db_error() {
+                                Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                                None => e.to_string(),
+                            },
                             Ok(Ok(_)) => unreachable!(),
                         })
                     }
@@ -219,14 +230,27 @@ impl Drop for Writer {
 /// the nodes' bridge a live host answers in well under a millisecond; a
 /// longer wait only measures the client: with 1 s, an attempt made while
 /// nobody held the VIP added up to a second to every write gap measured.
-/// The measured gap overshoots the outage by at most this plus [`RETRY`].
+/// The measured gap overshoots the outage by at most [`CONNECT_TIMEOUT`]
+/// plus [`RETRY`].
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How long a whole connection (TCP, then PostgreSQL's startup and
+/// authentication, a few milliseconds on the bridge) may take. The same
+/// reasoning as [`TCP_CONNECT_TIMEOUT`]: a connection accepted by the VIP's
+/// old holder just before the address moved never hears the server's answer
+/// (its packets go to a host that no longer has the address), and with 2 s
+/// here such an attempt added up to 2 s to a switchover's write gap (a
+/// 3-node diag: 2.35 s gaps, against 0.63-0.70 s in the other runs, each one
+/// connection attempt that waited out 2 s). A connection refused or failed
+/// is no write: nothing acknowledged is lost by giving up sooner.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn connect(
     host: &str,
     port: u16,
     user: &str,
     password: &str,
+    within: Duration,
 ) -> Option<tokio_postgres::Client> {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(host)
@@ -235,11 +259,10 @@ async fn connect(
         .password(password)
         .dbname("postgres")
         .connect_timeout(TCP_CONNECT_TIMEOUT);
-    let (client, conn) =
-        tokio::time::timeout(Duration::from_secs(2), cfg.connect(tokio_postgres::NoTls))
-            .await
-            .ok()?
-            .ok()?;
+    let (client, conn) = tokio::time::timeout(within, cfg.connect(tokio_postgres::NoTls))
+        .await
+        .ok()?
+        .ok()?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -421,7 +444,13 @@ fn missing(netns_pid: i32, host: &str, port: u16, acked: &BTreeSet<u64>, sql: St
         enter_netns(netns_pid).expect("join the cluster's network namespace");
         let rt = runtime();
         let c = rt
-            .block_on(connect(&host, port, WRITER_USER, WRITER_PASSWORD))
+            .block_on(connect(
+                &host,
+                port,
+                WRITER_USER,
+                WRITER_PASSWORD,
+                Duration::from_secs(10),
+            ))
             .expect("connect to the primary to check rows");
         let rows = rt
             .block_on(c.simple_query(&sql))
