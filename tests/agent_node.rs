@@ -284,7 +284,7 @@ fn failover_to(c: &Cluster, cib: &Path, target: &Node) -> rapidpro_ha_harness::A
 }
 
 #[test]
-fn in_a_switchover_the_demote_leaves_its_score_to_the_promote_which_lowers_it_beside_its_own() {
+fn in_a_switchover_the_demote_leaves_its_score_to_the_promote_which_lowers_it_before_its_own() {
     // Every score written during Pacemaker's transition aborts it; the
     // demote's would stop the VIP only after the promotion.
     let (c, cib) = three_nodes("handover_scores");

@@ -73,7 +73,8 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     // and Redis are promoted rather than after; a promote that fails
     // after it is followed by a demote or a stop, which score again.
     // The nodes this transition demoted left their scores to this promote
-    // (decide::demote_own_score): lowered beside its own.
+    // (decide::demote_own_score): lowered first, so no moment shows two
+    // nodes at the promoted score.
     let demoted: Vec<NodeName> = load_state(&ctx)
         .demoted_beside
         .iter()
@@ -82,13 +83,10 @@ pub fn promote(env: &OcfEnv, deadline: Deadline) -> Result<Outcome, Error> {
     let (cluster, instance, node, deadline) =
         (&ctx.cluster, ctx.env.instance(), &ctx.node, &ctx.deadline);
     let (promoted, scored) = std::thread::scope(|s| {
-        // Each a cluster tool call of tens of milliseconds, all at once:
-        // Pacemaker computes the next transition only once this promote
-        // returned, so no order among them is ever seen.
-        for other in &demoted {
-            s.spawn(move || write_score(cluster, instance, other, CANDIDATE_SCORE, deadline));
-        }
-        let score = s.spawn(move || {
+        let score = s.spawn(|| {
+            for other in &demoted {
+                write_score(cluster, instance, other, CANDIDATE_SCORE, deadline);
+            }
             let ok = write_score(cluster, instance, node, PROMOTED_SCORE, deadline);
             (ok, started.elapsed())
         });
