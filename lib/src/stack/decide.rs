@@ -1252,15 +1252,20 @@ pub const PEERS_POLL: std::time::Duration = std::time::Duration::from_millis(15)
 /// node being `me`: after a start, the nodes that started (the primary
 /// itself excluded: a cold start's post-start notification on a node that
 /// is about to be promoted waits for nobody); after the promotion of this
-/// node, every other node running an instance (unpromoted, or started in
-/// the same transition). Nobody otherwise. The caller also checks that this
+/// node, every other node running an instance (unpromoted, started, or
+/// demoted in the same transition: the lists are of the transition's start,
+/// so in a switchover the old primary is in none but `demote`; left out,
+/// the new primary's first monitor marked it stale before it streamed and
+/// nothing cleared the mark until the next monitor, 15 s later: a power-off
+/// of the new primary then found no promotable node, `cluster_sync`).
+/// Nobody otherwise. The caller also checks that this
 /// node runs the writable primary ([`wait_step`]).
 pub fn standbys_to_await(n: &crate::ocf::notify::Notify, me: &str) -> Vec<String> {
     use crate::ocf::notify::{NotifyKind as K, NotifyOp as O};
     let lists: Vec<&Vec<String>> = match (n.kind, n.operation) {
         (K::Post, O::Start) => vec![&n.start],
         (K::Post, O::Promote) if n.promote.iter().any(|p| p == me) => {
-            vec![&n.unpromoted, &n.start]
+            vec![&n.unpromoted, &n.start, &n.demote]
         }
         _ => vec![],
     };
@@ -2642,7 +2647,7 @@ mod tests {
         let me = "node1";
         #[rustfmt::skip]
         type Row<'a> = (K, O, &'a [(&'a str, &'a str)], &'a [&'a str]);
-        let table: [Row; 9] = [
+        let table: [Row; 10] = [
             // A standby rejoined.
             (K::Post, O::Start, &[("start", "node2 ")], &["node2"]),
             (
@@ -2672,6 +2677,18 @@ mod tests {
                     ("start", "node3"),
                 ],
                 &["node2", "node3"],
+            ),
+            // A switchover: the old primary, demoted, is in no other list.
+            (
+                K::Post,
+                O::Promote,
+                &[
+                    ("promote", "node1"),
+                    ("demote", "node2"),
+                    ("unpromoted", "node1"),
+                    ("promoted", "node2"),
+                ],
+                &["node2"],
             ),
             // Another node promoted: not this node's standbys.
             (
