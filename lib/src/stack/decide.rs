@@ -2390,8 +2390,9 @@ mod tests {
         let me = "node2";
         let here = ["node2".to_string()];
         let there = ["node1".to_string()];
+        type Row<'a> = (K, O, &'a [String], &'a [String], NotifyPlan);
         #[rustfmt::skip]
-        let table: [(K, O, &[String], &[String], NotifyPlan); 14] = [
+        let table: [Row; 14] = [
             (K::Pre, O::Promote, &there, &[], NotifyPlan::PublishPosition),
             (K::Pre, O::Promote, &here, &[], NotifyPlan::PublishAndHearPeers),
             (K::Pre, O::Promote, &here, &there, NotifyPlan::PublishAndHearPeers),
