@@ -1083,7 +1083,7 @@ fn a_new_primary_does_not_wait_for_the_standbys_of_its_past() {
 
 /// Sends `sig` (`-STOP`, `-CONT`, …) to `pid` with kill(1).
 #[track_caller]
-fn signal(pid: i32, sig: &str) {
+pub(crate) fn signal(pid: i32, sig: &str) {
     let st = std::process::Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rapidpro_ha::config::{ParamSpec, ParamType, PARAMETERS};
 use rapidpro_ha_harness::{poll, Agent, AgentOutput, Node, Pair, PG_BINDIR};
 
+use super::agent_node::signal;
 use super::{agent, bin, wait_redis_link, wait_streaming};
 
 const OCF_SUCCESS: i32 = 0;
@@ -919,15 +920,6 @@ fn a_primary_host_that_accepts_but_never_answers_is_not_a_hang() {
 }
 
 // ------------------------------------------------------------ a slow Redis
-
-/// Sends `sig` (such as `-STOP`) to `pid` with kill(1).
-fn signal(pid: i32, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(st.success(), "kill {sig} {pid}");
-}
 
 #[test]
 fn a_redis_that_answers_slowly_times_out_below_the_operation_timeout() {

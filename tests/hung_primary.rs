@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rapidpro_ha_harness::{Node, Pair};
 
 use super::agent;
-use super::agent_node::{primary_and_standby, OCF_RUNNING_PROMOTED, OCF_SUCCESS};
+use super::agent_node::{primary_and_standby, signal, OCF_RUNNING_PROMOTED, OCF_SUCCESS};
 
 const OCF_FAILED_PROMOTED: i32 = 9;
 
@@ -26,14 +26,6 @@ const STOP_TIMEOUT: &str = "120000";
 /// What the tests allow a demote or stop of a frozen or cut-off primary:
 /// far below its 120 s timeout, which is what they used to wait out.
 const FEW_SECONDS: Duration = Duration::from_secs(10);
-
-fn signal(pid: i32, sig: &str) {
-    let st = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(st.success(), "kill {sig} {pid}");
-}
 
 /// Pids of live (not zombie) processes whose working directory is the
 /// node's data directory: the postmaster and its children.
