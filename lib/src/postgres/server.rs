@@ -668,6 +668,17 @@ impl DataOrigin {
         }
         match (&control.state, standby_signal) {
             (ControlState::InProduction, _) => DataOrigin::CrashedPrimary,
+            // A primary that lost power while it shut down, started up or
+            // ran crash recovery is no cleaner than one that crashed:
+            // pg_rewind refuses it ("target server must be shut down
+            // cleanly"; seen in CI, cluster_split: the cut-off primary was
+            // fenced during its shutdown checkpoint and could never rejoin).
+            (
+                ControlState::ShuttingDown
+                | ControlState::StartingUp
+                | ControlState::InCrashRecovery,
+                false,
+            ) => DataOrigin::CrashedPrimary,
             (ControlState::ShutDown, _) | (_, false) => DataOrigin::Primary,
             (_, true) => DataOrigin::Standby,
         }
@@ -1044,11 +1055,11 @@ Min recovery ending loc's timeline:   2
         // state -> (origin without standby.signal, origin with it), when
         // there is no backup_label.
         let table = [
-            (StartingUp, Primary, Standby),
+            (StartingUp, CrashedPrimary, Standby),
             (ShutDown, Primary, Primary),
             (ShutDownInRecovery, Primary, Standby),
-            (ShuttingDown, Primary, Standby),
-            (InCrashRecovery, Primary, Standby),
+            (ShuttingDown, CrashedPrimary, Standby),
+            (InCrashRecovery, CrashedPrimary, Standby),
             (InArchiveRecovery, Primary, Standby),
             (InProduction, CrashedPrimary, CrashedPrimary),
             (unknown, Primary, Standby),
