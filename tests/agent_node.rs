@@ -299,30 +299,24 @@ fn in_a_switchover_the_demote_leaves_its_score_to_the_promote_which_lowers_it_be
         ("unpromoted_uname", "node2 node3"),
         ("active_uname", "node1 node2 node3"),
     ];
-    for node in n {
-        a(node)
-            .notify("pre", "demote", &lists)
-            .run("notify")
-            .assert_code(OCF_SUCCESS);
-    }
+    // Every node's notification, as Pacemaker sends them.
+    let notify_all = |kind: &str, op: &str| {
+        for node in n {
+            a(node)
+                .notify(kind, op, &lists)
+                .run("notify")
+                .assert_code(OCF_SUCCESS);
+        }
+    };
+    notify_all("pre", "demote");
     a(&n[0]).run("demote").assert_code(OCF_SUCCESS);
     assert_eq!(
         score(&cib, "node1").as_deref(),
         Some("1001"),
         "the demote wrote a score during the transition"
     );
-    for node in n {
-        a(node)
-            .notify("post", "demote", &lists)
-            .run("notify")
-            .assert_code(OCF_SUCCESS);
-    }
-    for node in n {
-        a(node)
-            .notify("pre", "promote", &lists)
-            .run("notify")
-            .assert_code(OCF_SUCCESS);
-    }
+    notify_all("post", "demote");
+    notify_all("pre", "promote");
     a(&n[1]).run("promote").assert_code(OCF_SUCCESS);
     assert_eq!(score(&cib, "node1").as_deref(), Some("1"));
     assert_eq!(score(&cib, "node2").as_deref(), Some("1001"));
